@@ -1,0 +1,101 @@
+"""ACE potentials: file readers, kernel tables and the numba evaluator."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .model import CTildePotential, PotentialFileError
+
+__all__ = ["ACEPotential", "ACEResult", "load_potential", "PotentialFileError",
+           "UnknownElementError", "CloseContactError"]
+
+
+class UnknownElementError(ValueError):
+    """The structure contains an element the potential does not describe."""
+
+
+class CloseContactError(ValueError):
+    """Two atoms are closer than the radial tabulation allows."""
+
+
+def load_potential(path) -> CTildePotential:
+    """Read a potential file, choosing the reader by its extension."""
+    path = Path(path)
+    if not path.exists():
+        raise PotentialFileError(path, "", "file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".yace":
+        from .yace import read_yace
+        return read_yace(path)
+    if suffix == ".ace":
+        from .ace_format import read_ace
+        return read_ace(path)
+    if suffix in (".yaml", ".yml"):
+        from .bbasis import read_bbasis_yaml
+        return read_bbasis_yaml(path)
+    raise PotentialFileError(path, "", f"unknown potential format '{suffix}': "
+                                       "expected .yace, .ace or .yaml (pacemaker B-basis)")
+
+
+@dataclass
+class ACEResult:
+    site_energy: np.ndarray   # (n_local,) eV
+    forces: np.ndarray        # (n_ext, 3) eV/Å, on local and ghost atoms
+    virial: np.ndarray        # (3, 3) eV, sum over pairs of -r_ij (x) dE/dr_ij
+    site_virial: np.ndarray   # (n_ext, 3, 3) eV
+
+
+class ACEPotential:
+    """An ACE force term: reads a potential file once, evaluates it on neighbour lists.
+
+    Knows nothing of MPI: it is given an extended atom set (owned atoms first,
+    then ghosts) and a neighbour list of the owned atoms.
+    """
+
+    def __init__(self, path):
+        from .tables import build_tables
+        self.path = Path(path)
+        self.model = load_potential(self.path)
+        self.tables = build_tables(self.model)
+        self.elements = list(self.model.elements)
+        self.cutoff = float(self.model.cutoff_max)
+        self.file_sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def species_of(self, symbols) -> np.ndarray:
+        """Map chemical symbols to the potential's element indices (int64)."""
+        index = {el: i for i, el in enumerate(self.elements)}
+        out = np.empty(len(symbols), dtype=np.int64)
+        for k, s in enumerate(symbols):
+            try:
+                out[k] = index[s]
+            except KeyError:
+                raise UnknownElementError(
+                    f"element '{s}' (atom {k}) is not in the potential {self.path} "
+                    f"(it has {', '.join(self.elements)}); use a potential fitted for "
+                    f"'{s}' or remove those atoms") from None
+        return out
+
+    def compute(self, positions, species, n_local, offsets, neighbors) -> ACEResult:
+        from .kernel import TOO_CLOSE, ace_forces
+        positions = np.ascontiguousarray(positions, dtype=np.float64)
+        species = np.ascontiguousarray(species, dtype=np.int64)
+        n_ext = len(positions)
+        site_energy = np.zeros(n_local)
+        forces = np.zeros((n_ext, 3))
+        virial = np.zeros((3, 3))
+        site_virial = np.zeros((n_ext, 3, 3))
+        status, i, j = ace_forces(positions, species, n_local,
+                                  np.ascontiguousarray(offsets, dtype=np.int64),
+                                  np.ascontiguousarray(neighbors, dtype=np.int64),
+                                  *self.tables.kernel_args(),
+                                  site_energy, forces, virial, site_virial)
+        if status == TOO_CLOSE:
+            d = np.linalg.norm(positions[j] - positions[i])
+            raise CloseContactError(
+                f"atoms {i} and {j} are {d:.3g} Å apart, closer than the radial "
+                f"tabulation step ({self.model.delta_spline_bins} Å) of {self.path}; "
+                "the structure is unphysical (check positions and units)")
+        return ACEResult(site_energy, forces, virial, site_virial)

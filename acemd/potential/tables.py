@@ -1,0 +1,174 @@
+"""Flat kernel tables built from a :class:`CTildePotential`.
+
+The C-tilde basis is a sum over products of atomic-base components A_{mu n l m}.
+Products that share leading factors share work: every product (the factors
+sorted by their flat A index) is a path in a prefix tree, each tree node holds
+the product of the factors on its path, and a node costs one complex
+multiplication forward and two backward.  Identical products from different
+functions (or m-combinations) merge into one node whose coefficients add up.
+This is the "recursive" evaluation of Lysogorskiy et al. (2021) in its simplest
+form; it needs no special case for ranks or densities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import CTildePotential
+from .radial import tabulate_bond
+
+EMBEDDING_CODES = {"FinnisSinclair": 0, "FinnisSinclairShiftedScaled": 1}
+
+
+@dataclass
+class KernelTables:
+    """Everything the numba kernel reads, as contiguous arrays (see kernel.py)."""
+
+    nelements: int
+    nradbase: int
+    nradmax: int
+    lmax: int
+    ndensity_max: int
+    is_zbl: bool
+    cutoff_max: float                # Å
+    # radial splines, per bond b = mu_i * nelements + mu_j
+    spline_tables: np.ndarray        # (nbonds, nlut_max+1, nfunc, 4)
+    spline_nlut: np.ndarray          # (nbonds,) int64
+    spline_scale: np.ndarray         # (nbonds,) 1/Å
+    bond_rcut: np.ndarray            # (nbonds,) Å
+    bond_cut_in: np.ndarray          # (nbonds,) Å, ZBL switch window start + width
+    bond_dcut_in: np.ndarray         # (nbonds,) Å
+    # embedding per element
+    ndensity: np.ndarray             # (nel,) int64
+    embedding_kind: np.ndarray       # (nel,) int64, EMBEDDING_CODES
+    fs_parameters: np.ndarray        # (nel, ndensity_max, 2): weight, exponent
+    rho_core_cut: np.ndarray         # (nel,)
+    drho_core_cut: np.ndarray        # (nel,)
+    E0: np.ndarray                   # (nel,) eV
+    # rank-1 functions, CSR over central elements
+    rank1_offsets: np.ndarray        # (nel+1,)
+    rank1_index: np.ndarray          # flat index mu_j * nradbase + k
+    rank1_coef: np.ndarray           # (n_rank1, ndensity_max)
+    # product tree, CSR over central elements; parents precede children
+    node_offsets: np.ndarray         # (nel+1,)
+    node_parent: np.ndarray          # global node index, -1 for a first factor
+    node_factor: np.ndarray          # flat A index (mu_j*nradmax + n)*(lmax+1)^2 + l*l + l + m
+    node_coef: np.ndarray            # (n_nodes, ndensity_max)
+    # spherical-harmonic recursion coefficients
+    ylm_a: np.ndarray                # (lmax+1, lmax+1)
+    ylm_b: np.ndarray                # (lmax+1, lmax+1)
+
+    @property
+    def n_a_full(self) -> int:
+        return self.nelements * self.nradmax * (self.lmax + 1) ** 2
+
+    def kernel_args(self):
+        """The table arguments of ``kernel.ace_forces`` in order."""
+        return (self.nradbase, self.nradmax, self.lmax, self.ndensity_max, self.is_zbl,
+                self.cutoff_max, self.spline_tables, self.spline_nlut, self.spline_scale,
+                self.bond_rcut, self.bond_cut_in, self.bond_dcut_in, self.ndensity,
+                self.embedding_kind, self.fs_parameters, self.rho_core_cut, self.drho_core_cut,
+                self.E0, self.rank1_offsets, self.rank1_index, self.rank1_coef,
+                self.node_offsets, self.node_parent, self.node_factor, self.node_coef,
+                self.ylm_a, self.ylm_b)
+
+
+def ylm_recursion_coefficients(lmax):
+    """Coefficients of Q_lm = a_lm (z Q_{l-1,m} - b_lm Q_{l-2,m}) for sqrt(4pi)-normalised Y_lm."""
+    a = np.zeros((lmax + 1, lmax + 1))
+    b = np.zeros((lmax + 1, lmax + 1))
+    for l in range(2, lmax + 1):
+        for m in range(0, l - 1):
+            a[l, m] = np.sqrt((4.0 * l * l - 1.0) / (l * l - m * m))
+            b[l, m] = np.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0))
+    return a, b
+
+
+def build_tables(pot: CTildePotential) -> KernelTables:
+    nel = pot.nelements
+    bonds = pot.bonds
+    nradbase = max(b.nradbase for b in bonds.values())
+    nradmax = max(b.nradmax for b in bonds.values())
+    lmax = max(b.lmax for b in bonds.values())
+    for funcs in pot.functions:           # functions may use l beyond a bond's lmax only if padded
+        for f in funcs:
+            if f.rank > 1:
+                lmax = max(lmax, max(f.ls))
+    nlm = (lmax + 1) ** 2
+    ndmax = max(e.ndensity for e in pot.embeddings)
+
+    tabs = [tabulate_bond(pot, i, j, nradbase, nradmax, lmax) for i in range(nel) for j in range(nel)]
+    nlut_max = max(t[0] for t in tabs)
+    nfunc = tabs[0][2].shape[1]
+    spline_tables = np.zeros((nel * nel, nlut_max + 1, nfunc, 4))
+    for b, (nlut, _, table) in enumerate(tabs):
+        spline_tables[b, :nlut + 1] = table
+    spline_nlut = np.array([t[0] for t in tabs], dtype=np.int64)
+    spline_scale = np.array([t[1] for t in tabs])
+    bond_list = [bonds[(i, j)] for i in range(nel) for j in range(nel)]
+
+    fs = np.zeros((nel, ndmax, 2))
+    for mu, emb in enumerate(pot.embeddings):
+        fs[mu, :emb.ndensity] = np.reshape(emb.fs_parameters, (emb.ndensity, 2))
+
+    r1_offsets = [0]
+    r1_index, r1_coef = [], []
+    node_offsets = [0]
+    parents, factors, coefs = [], [], []
+    for mu in range(nel):
+        nd = pot.embeddings[mu].ndensity
+        products: dict[tuple, np.ndarray] = {}
+        for f in pot.functions[mu]:
+            if f.rank == 1:
+                c = np.zeros(ndmax)
+                c[:nd] = f.ctildes[0]
+                r1_index.append(f.mus[0] * nradbase + f.ns[0] - 1)
+                r1_coef.append(c)
+                continue
+            base = [(f.mus[t] * nradmax + f.ns[t] - 1) * nlm + f.ls[t] * f.ls[t] + f.ls[t]
+                    for t in range(f.rank)]
+            for ms, ct in zip(f.ms_combs, f.ctildes):
+                key = tuple(sorted(base[t] + int(ms[t]) for t in range(f.rank)))
+                acc = products.get(key)
+                if acc is None:
+                    acc = products[key] = np.zeros(ndmax)
+                acc[:nd] += ct
+        r1_offsets.append(len(r1_index))
+        # prefix tree: lexicographic order puts every prefix before its extensions
+        node_of: dict[tuple, int] = {}
+        prefixes = set()
+        for key in products:
+            for k in range(1, len(key) + 1):
+                prefixes.add(key[:k])
+        for key in sorted(prefixes):
+            idx = len(factors)
+            node_of[key] = idx
+            parents.append(node_of[key[:-1]] if len(key) > 1 else -1)
+            factors.append(key[-1])
+            coefs.append(products.get(key, np.zeros(ndmax)))
+        node_offsets.append(len(factors))
+
+    a, b = ylm_recursion_coefficients(lmax)
+    return KernelTables(
+        nelements=nel, nradbase=nradbase, nradmax=nradmax, lmax=lmax, ndensity_max=ndmax,
+        is_zbl=pot.inner_cutoff_type == "zbl", cutoff_max=pot.cutoff_max,
+        spline_tables=spline_tables, spline_nlut=spline_nlut, spline_scale=spline_scale,
+        bond_rcut=np.array([bd.rcut for bd in bond_list]),
+        bond_cut_in=np.array([bd.rcut_in for bd in bond_list]),
+        bond_dcut_in=np.array([bd.dcut_in for bd in bond_list]),
+        ndensity=np.array([e.ndensity for e in pot.embeddings], dtype=np.int64),
+        embedding_kind=np.array([EMBEDDING_CODES[e.npoti] for e in pot.embeddings], dtype=np.int64),
+        fs_parameters=fs,
+        rho_core_cut=np.array([e.rho_core_cutoff for e in pot.embeddings]),
+        drho_core_cut=np.array([e.drho_core_cutoff for e in pot.embeddings]),
+        E0=np.asarray(pot.E0, dtype=float),
+        rank1_offsets=np.array(r1_offsets, dtype=np.int64),
+        rank1_index=np.array(r1_index, dtype=np.int64),
+        rank1_coef=np.array(r1_coef, dtype=float).reshape(-1, ndmax),
+        node_offsets=np.array(node_offsets, dtype=np.int64),
+        node_parent=np.array(parents, dtype=np.int64),
+        node_factor=np.array(factors, dtype=np.int64),
+        node_coef=np.array(coefs, dtype=float).reshape(-1, ndmax),
+        ylm_a=a, ylm_b=b,
+    )
