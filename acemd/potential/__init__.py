@@ -78,7 +78,8 @@ class ACEPotential:
                     f"'{s}' or remove those atoms") from None
         return out
 
-    def compute(self, positions, species, n_local, offsets, neighbors) -> ACEResult:
+    def compute(self, positions, species, n_local, offsets, neighbors, atom_ids=None) -> ACEResult:
+        """Evaluate the kernel; ``atom_ids`` (per extended atom) only label error messages."""
         from .kernel import TOO_CLOSE, ace_forces
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         species = np.ascontiguousarray(species, dtype=np.int64)
@@ -94,6 +95,8 @@ class ACEPotential:
                                   site_energy, forces, virial, site_virial)
         if status == TOO_CLOSE:
             d = np.linalg.norm(positions[j] - positions[i])
+            if atom_ids is not None:
+                i, j = int(atom_ids[i]), int(atom_ids[j])
             raise CloseContactError(
                 f"atoms {i} and {j} are {d:.3g} Å apart, closer than the radial "
                 f"tabulation step ({self.model.delta_spline_bins} Å) of {self.path}; "

@@ -72,7 +72,7 @@ def _embedding(kind, rho, m):
     return F, dF
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True, error_model='numpy')
 def ace_forces(positions, species, n_local, offsets, neighbors,
                nradbase, nradmax, lmax, ndensity_max, is_zbl, cutoff_max,
                spline_tables, spline_nlut, spline_scale,
