@@ -184,6 +184,72 @@ def _bin_index(v, lo, inv, nb):
 
 
 @numba.njit(cache=True)
+def _sort_row(a, tmp, runs):
+    """Sort int32 ``a`` ascending in place (natural merge sort).
+
+    A row is the concatenation of a few ascending runs (bins are filled in
+    index order and atom numbering is usually spatially correlated), so
+    merging the runs is cheaper than a generic quicksort.  ``tmp`` and
+    ``runs`` are scratch arrays of length >= len(a) and >= len(a) + 1.
+    """
+    n = a.shape[0]
+    nr = 0
+    runs[0] = 0
+    for k in range(1, n):
+        if a[k] < a[k - 1]:
+            nr += 1
+            runs[nr] = k
+    nr += 1
+    runs[nr] = n
+    if nr == 1:
+        return
+    src = a
+    dst = tmp
+    in_tmp = False
+    while nr > 1:
+        w = 0
+        k = 0
+        while k < nr:
+            lo = runs[k]
+            if k + 1 < nr:
+                mid = runs[k + 1]
+                hi = runs[k + 2]
+                u = lo
+                v = mid
+                o = lo
+                while u < mid and v < hi:  # branch-free merge step
+                    su = src[u]
+                    sv = src[v]
+                    tv = sv < su
+                    dst[o] = sv if tv else su
+                    v += np.int64(tv)
+                    u += 1 - np.int64(tv)
+                    o += 1
+                while u < mid:
+                    dst[o] = src[u]
+                    u += 1
+                    o += 1
+                while v < hi:
+                    dst[o] = src[v]
+                    v += 1
+                    o += 1
+                k += 2
+            else:
+                for o in range(lo, runs[k + 1]):
+                    dst[o] = src[o]
+                k += 1
+            runs[w] = lo
+            w += 1
+        runs[w] = n
+        nr = w
+        src, dst = dst, src
+        in_tmp = not in_tmp
+    if in_tmp:
+        for k in range(n):  # explicit loops: slice assignment compiles slowly
+            a[k] = src[k]
+
+
+@numba.njit(cache=True)
 def build_neighbor_list(ext_positions, n_local, cutoff):
     """Full CSR neighbour list of the local atoms over the extended set.
 
@@ -193,10 +259,11 @@ def build_neighbor_list(ext_positions, n_local, cutoff):
     Returns ``(offsets (n_local+1,) int64, neighbors (n_pairs,) int32)``.
 
     O(N): counting sort of all atoms into bins of size >= cutoff over their
-    bounding box, then a 27-bin stencil scan (as 9 contiguous runs of bins).
-    Single pass into a growing buffer (initial size from the mean density,
-    grown x1.5 on overflow, trimmed at the end), so distances are computed
-    only once.
+    bounding box (bin_count, bin_start, atoms_sorted), then a 27-bin stencil
+    scan done as 9 contiguous runs of 3 bins.  Single pass into a growing
+    buffer (initial size from the mean density, grown x1.5 when a run might
+    not fit, trimmed at the end), so each distance is computed once; the
+    candidate compaction is branch-free (always write, advance if kept).
     """
     x = ext_positions
     n_ext = x.shape[0]
@@ -246,14 +313,16 @@ def build_neighbor_list(ext_positions, n_local, cutoff):
         spos[s, 1] = x[k, 1]
         spos[s, 2] = x[k, 2]
 
-    # initial buffer from mean density of the bounding box
+    # initial buffer from the mean density of the bounding box
     vol = 1.0
     for d in range(3):
-        span = nb[d] / inv[d] if inv[d] > 0.0 else cutoff
+        span = nb[d] / inv[d] if inv[d] > 0.0 else 0.0
         vol *= max(span, cutoff)
     est = n_ext / vol * (4.0 / 3.0) * np.pi * cutoff**3 * 1.2 + 8.0
-    cap = np.int64(min(est * n_local, float(n_local) * n_ext)) + 16
+    cap = np.int64(min(est * n_local, float(n_local) * n_ext)) + 64
     buf = np.empty(cap, dtype=np.int32)
+    tmp = np.empty(256, dtype=np.int32)
+    runs = np.empty(257, dtype=np.int64)
 
     rc2 = cutoff * cutoff
     p = 0
@@ -271,22 +340,27 @@ def build_neighbor_list(ext_positions, n_local, cutoff):
         for ix in range(max(bx - 1, 0), min(bx + 2, nbx)):
             for iy in range(max(by - 1, 0), min(by + 2, nby)):
                 row = (ix * nby + iy) * nbz
-                for s in range(bin_start[row + z0], bin_start[row + z1 + 1]):
+                s0 = bin_start[row + z0]
+                s1 = bin_start[row + z1 + 1]
+                if p + (s1 - s0) > cap:
+                    cap = max(cap + cap // 2, p + (s1 - s0)) + 64
+                    nbuf = np.empty(cap, dtype=np.int32)
+                    for k in range(p):
+                        nbuf[k] = buf[k]
+                    buf = nbuf
+                for s in range(s0, s1):
                     dx = spos[s, 0] - xi0
                     dy = spos[s, 1] - xi1
                     dz = spos[s, 2] - xi2
-                    if dx * dx + dy * dy + dz * dz < rc2:
-                        j = atoms_sorted[s]
-                        if j != i:
-                            if p == cap:
-                                cap = cap + cap // 2 + 16
-                                nbuf = np.empty(cap, dtype=np.int32)
-                                nbuf[:p] = buf[:p]
-                                buf = nbuf
-                            buf[p] = j
-                            p += 1
-        if p - start > 1:
-            buf[start:p].sort()
+                    j = atoms_sorted[s]
+                    buf[p] = j
+                    p += np.int64((dx * dx + dy * dy + dz * dz < rc2) & (j != i))
+        m = p - start
+        if m > 1:
+            if m > tmp.shape[0]:
+                tmp = np.empty(2 * m, dtype=np.int32)
+                runs = np.empty(2 * m + 1, dtype=np.int64)
+            _sort_row(buf[start:p], tmp, runs)
         offsets[i + 1] = p
     return offsets, buf[:p].copy()
 
