@@ -71,14 +71,16 @@ def _cg_exact(l1: int, m1: int, l2: int, m2: int, L: int, M: int) -> tuple[int, 
     pref *= f(L + M) * f(L - M) * f(l1 + m1) * f(l1 - m1) * f(l2 + m2) * f(l2 - m2)
     zmin = max(0, l2 - L - m1, l1 - L + m2)
     zmax = min(l1 + l2 - L, l1 - m1, l2 + m2)
-    s = Fraction(0)
+    k1, k2, k3, k4, k5 = l1 + l2 - L, l1 - m1, l2 + m2, L - l2 + m1, L - l1 - m2
+    # sum_z (-1)^z / [z! (k1-z)! (k2-z)! (k3-z)! (k4+z)! (k5+z)!], as an integer over P
+    P = f(zmax) * f(k1 - zmin) * f(k2 - zmin) * f(k3 - zmin) * f(k4 + zmax) * f(k5 + zmax)
+    s = 0
     for z in range(zmin, zmax + 1):
-        term = Fraction(1, f(z) * f(l1 + l2 - L - z) * f(l1 - m1 - z) * f(l2 + m2 - z)
-                        * f(L - l2 + m1 + z) * f(L - l1 - m2 + z))
+        term = P // (f(z) * f(k1 - z) * f(k2 - z) * f(k3 - z) * f(k4 + z) * f(k5 + z))
         s += -term if z % 2 else term
     if s == 0:
         return 0, Fraction(0)
-    return (1 if s > 0 else -1), pref * s * s
+    return (1 if s > 0 else -1), pref * Fraction(s * s, P * P)
 
 
 def _sqrt_fraction(x: Fraction) -> float:
