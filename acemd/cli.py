@@ -1,0 +1,132 @@
+"""Command line: ``acemd input.toml [--restart CKPT] [--check]``, ``acemd convert``, ``acemd --version``.
+
+Under ``mpiexec -n N`` (or ``srun``) every rank runs this.  Input errors are
+detected identically on every rank, printed once, and every rank exits with
+status 1.  An unexpected error on a single rank aborts the whole MPI job, so no
+rank is left waiting.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from . import __version__
+
+EXIT_INPUT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _known_errors():
+    from .config import ConfigError
+    from .drivers.md import InputError
+    from .engine import NonFiniteForceError
+    from .parallel.collective import RemoteError
+    from .potential import CloseContactError, PotentialFileError, UnknownElementError
+    errors = [ConfigError, InputError, PotentialFileError, UnknownElementError,
+              NonFiniteForceError, RemoteError, FileNotFoundError]
+    try:
+        from .parallel import halo
+        errors += [getattr(halo, n) for n in ("AtomLeftBoxError", "LostAtomsError", "DecompositionError")
+                   if hasattr(halo, n)]
+    except ImportError:
+        pass
+    try:
+        from .io.checkpoint import CheckpointError
+        from .io.structure import StructureError
+        errors += [CheckpointError, StructureError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _local_errors():
+    from .potential import CloseContactError
+    return (CloseContactError,)
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="acemd",
+        description="Molecular dynamics with ACE (PACE) potentials. Units: metal (Å, eV, ps, amu, K, bar).",
+        epilog="Other commands: 'acemd convert IN OUT' converts a potential (.yaml/.ace/.yace) to .yace.")
+    p.add_argument("input", nargs="?", help="TOML input file")
+    p.add_argument("--restart", metavar="CKPT", help="continue from a checkpoint file")
+    p.add_argument("--check", action="store_true", help="validate the input, print the resolved settings, exit")
+    p.add_argument("--version", action="version", version=f"acemd {__version__}")
+    return p
+
+
+def _convert(argv):
+    p = argparse.ArgumentParser(prog="acemd convert",
+                                description="Convert a potential (.yaml B-basis, .ace, .yace) to .yace.")
+    p.add_argument("source")
+    p.add_argument("destination")
+    args = p.parse_args(argv)
+    from .potential.yace_writer import convert_potential
+    convert_potential(args.source, args.destination)
+    print(f"wrote {args.destination}")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "convert":
+        try:
+            return _convert(argv[1:])
+        except _known_errors() as exc:
+            print(f"acemd: error: {exc}", file=sys.stderr)
+            return EXIT_INPUT_ERROR
+    args = _parser().parse_args(argv)
+    if args.input is None:
+        _parser().print_usage(sys.stderr)
+        print("acemd: error: an input file is required", file=sys.stderr)
+        return EXIT_USAGE
+
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    try:
+        from .config import format_settings, load_config
+        settings, text = load_config(args.input)
+        if args.check:
+            from .potential import load_potential
+            pot = load_potential(settings["potential"]["file"])
+            if rank == 0:
+                print(f"# acemd {__version__}: {args.input} is valid")
+                print(f"# potential: {pot.source} ({', '.join(pot.elements)}, cutoff {pot.cutoff_max} Å)")
+                print(format_settings(settings))
+            return 0
+        if args.restart:
+            from pathlib import Path
+            if not Path(args.restart).exists():
+                raise FileNotFoundError(f"--restart: checkpoint file not found: {args.restart}")
+        from .drivers.md import MDRun
+        run = MDRun(settings, text, args.input, comm=comm, restart=args.restart)
+        run.run()
+        return 0
+    except _local_errors() as exc:
+        # found by one rank only (e.g. two atoms on top of each other in its subdomain)
+        print(f"acemd: error (rank {rank}): {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        if comm.Get_size() > 1:
+            comm.Abort(EXIT_INPUT_ERROR)
+        return EXIT_INPUT_ERROR
+    except _known_errors() as exc:
+        # raised identically on every rank (collective checks); report once
+        if rank == 0:
+            print(f"acemd: error: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - an error on one rank must not leave the others hanging
+        traceback.print_exc()
+        sys.stderr.flush()
+        if comm.Get_size() > 1:
+            comm.Abort(1)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

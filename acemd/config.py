@@ -1,0 +1,229 @@
+"""The TOML input file: parsed, checked key by key, and resolved into typed settings.
+
+Every error names the file and the key path (``md.timestep``) and says what is
+expected, before any work starts.  Relative paths are relative to the input
+file's folder.  Units are LAMMPS ``metal`` (Å, eV, ps, amu, K, bar).
+"""
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The input file is malformed or has an unknown, misspelt or invalid key."""
+
+    def __init__(self, path, key, problem):
+        self.path, self.key, self.problem = str(path), key, problem
+        where = f"{path}" + (f": [{key}]" if key else "")
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One allowed key: type(s), default (REQUIRED if none), a check, a one-line doc."""
+
+    types: tuple
+    default: Any = None
+    required: bool = False
+    check: Any = None          # callable(value) -> error text or None
+    doc: str = ""
+
+
+def positive(v):
+    return None if v > 0 else "must be positive"
+
+
+def non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def one_of(*choices):
+    def check(v):
+        return None if v in choices else f"must be one of {', '.join(map(repr, choices))}"
+    return check
+
+
+def int_list3(v):
+    if len(v) != 3 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
+        return "must be three positive integers, e.g. [4, 4, 4]"
+    return None
+
+
+NUM = (int, float)
+TRAJECTORY_FIELDS = ("position", "velocity", "force", "image", "species", "id", "energy")
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "structure": {
+        "file": Key((str,), doc="structure file read with ASE (extxyz, POSCAR, lammps-data, cif, ...)"),
+        "format": Key((str,), doc="ASE format name when the extension is ambiguous"),
+        "index": Key((int,), doc="frame of a multi-frame file (default: last)"),
+        "atom_style": Key((str,), doc="LAMMPS data files: atom style (default atomic)"),
+        "elements": Key((list,), doc="LAMMPS data files: element of each atom type, in type order"),
+        "lattice": Key((str,), check=one_of("fcc", "bcc", "hcp", "diamond", "sc"),
+                       doc="build a crystal instead of reading a file"),
+        "element": Key((str,), doc="element of the lattice"),
+        "a": Key(NUM, check=positive, doc="lattice constant (Å)"),
+        "c": Key(NUM, check=positive, doc="hcp c lattice constant (Å)"),
+        "repeat": Key((list,), default=[1, 1, 1], check=int_list3, doc="unit cells along a, b, c"),
+        "cubic": Key((bool,), default=True, doc="conventional cubic cell for cubic lattices"),
+        "rattle": Key(NUM, default=0.0, check=non_negative, doc="random displacement (Å, std dev)"),
+        "rattle_seed": Key((int,), default=0, doc="seed of the rattle"),
+    },
+    "potential": {
+        "file": Key((str,), required=True, doc="ACE potential: .yace, .ace or pacemaker .yaml"),
+    },
+    "masses": {},   # free keys: element -> amu
+    "velocities": {
+        "temperature": Key(NUM, default=0.0, check=non_negative,
+                           doc="initial temperature (K); Maxwell-Boltzmann, rescaled exactly"),
+        "seed": Key((int,), default=12345, doc="random seed of the initial velocities"),
+        "zero_momentum": Key((bool,), default=True, doc="remove centre-of-mass motion"),
+    },
+    "md": {
+        "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
+        "steps": Key((int,), required=True, check=non_negative, doc="number of steps"),
+        "ensemble": Key((str,), default="nve", check=one_of("nve"), doc="ensemble (nve)"),
+        "skin": Key(NUM, default=1.0, check=non_negative, doc="Verlet skin (Å)"),
+    },
+    "thermo": {
+        "every": Key((int,), default=100, check=positive, doc="steps between thermo rows"),
+        "file": Key((str,), default="acemd.log", doc="log file (the table, also on stdout)"),
+    },
+    "trajectory": {
+        "file": Key((str,), default="trajectory.h5", doc="H5MD trajectory file"),
+        "every": Key((int,), default=0, check=non_negative, doc="steps between frames (0: none)"),
+        "fields": Key((list,), default=["position", "velocity", "force", "species", "id"],
+                      check=lambda v: None if all(f in TRAJECTORY_FIELDS for f in v)
+                      else f"unknown field; allowed: {', '.join(TRAJECTORY_FIELDS)}",
+                      doc="per-atom fields to store"),
+    },
+    "checkpoint": {
+        "file": Key((str,), default="checkpoint.h5", doc="checkpoint file (HDF5, written atomically)"),
+        "every": Key((int,), default=0, check=non_negative, doc="steps between checkpoints (0: only at the end)"),
+    },
+    "parallel": {
+        "grid": Key((list,), check=int_list3, doc="processor grid [px, py, pz] (default: chosen)"),
+    },
+}
+
+PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
+             ("trajectory", "file"), ("checkpoint", "file")}
+
+
+def _suggest(name, options):
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(types):
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def parse_config(text: str, path="input.toml") -> dict:
+    """Parse and check TOML text; return {section: {key: value}} with defaults filled in."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"invalid TOML: {exc}") from None
+    base = path.resolve().parent
+    out: dict[str, dict] = {}
+    for section, value in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(path, section, "unknown section" + _suggest(section, SCHEMA)
+                              + f"; allowed sections: {', '.join(SCHEMA)}")
+        if not isinstance(value, dict):
+            raise ConfigError(path, section, "must be a table ([section])")
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        resolved = {}
+        if section == "masses":
+            for el, m in given.items():
+                if isinstance(m, bool) or not isinstance(m, NUM) or m <= 0:
+                    raise ConfigError(path, f"masses.{el}", f"mass must be a positive number (amu), got {m!r}")
+                resolved[el] = float(m)
+            out[section] = resolved
+            continue
+        for key, value in given.items():
+            if key not in keys:
+                raise ConfigError(path, f"{section}.{key}", "unknown key" + _suggest(key, keys)
+                                  + f"; allowed keys: {', '.join(keys)}")
+            spec = keys[key]
+            if isinstance(value, bool) and bool not in spec.types:
+                raise ConfigError(path, f"{section}.{key}", f"expected {_type_name(spec.types)}, got {value!r}")
+            if not isinstance(value, spec.types):
+                raise ConfigError(path, f"{section}.{key}", f"expected {_type_name(spec.types)}, got {value!r}")
+            if spec.check is not None:
+                problem = spec.check(value)
+                if problem:
+                    raise ConfigError(path, f"{section}.{key}", f"{problem} (got {value!r})")
+            if float in spec.types and isinstance(value, int):
+                value = float(value)
+            if (section, key) in PATH_KEYS:
+                value = str((base / value).resolve()) if not Path(value).is_absolute() else value
+            resolved[key] = value
+        for key, spec in keys.items():
+            if key not in resolved:
+                if spec.required and (section in raw or section in ("potential", "md")):
+                    raise ConfigError(path, f"{section}.{key}", "required key is missing")
+                if spec.default is not None:
+                    default = spec.default
+                    if (section, key) in PATH_KEYS:
+                        default = str((base / default).resolve())
+                    resolved[key] = default
+        out[section] = resolved
+    _check_structure(out["structure"], raw.get("structure", {}), path)
+    if not Path(out["potential"]["file"]).exists():
+        raise ConfigError(path, "potential.file", f"file not found: {out['potential']['file']}")
+    return out
+
+
+def _check_structure(resolved, given, path):
+    has_file, has_lattice = "file" in given, "lattice" in given
+    if has_file == has_lattice:
+        raise ConfigError(path, "structure", "give either 'file' (a structure file) or 'lattice' "
+                                             "(with 'element', 'a', 'repeat'), not both or neither")
+    if has_file and not Path(resolved["file"]).exists():
+        raise ConfigError(path, "structure.file", f"file not found: {resolved['file']}")
+    if has_lattice:
+        for key in ("element", "a"):
+            if key not in given:
+                raise ConfigError(path, f"structure.{key}", f"required with structure.lattice")
+        if given["lattice"] == "hcp" and "c" not in given:
+            resolved["c"] = resolved["a"] * (8.0 / 3.0) ** 0.5
+
+
+def load_config(path) -> tuple[dict, str]:
+    """Read and check an input file; returns (settings, text)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(path, "", "input file not found") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read input file: {exc}") from None
+    return parse_config(text, path), text
+
+
+def format_settings(settings: dict) -> str:
+    """The resolved settings as TOML-like text (for ``--check``)."""
+    lines = []
+    for section, values in settings.items():
+        if not values:
+            continue
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, str):
+                value = f'"{value}"'
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            doc = SCHEMA.get(section, {}).get(key)
+            comment = f"   # {doc.doc}" if doc and doc.doc else ""
+            lines.append(f"{key} = {value}{comment}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""The per-step machinery: ghosts, Verlet neighbour lists, forces, reductions.
+
+The engine owns the domain decomposition of a :class:`State`, decides when the
+neighbour list must be rebuilt (any atom anywhere moved more than half the skin,
+decided globally), migrates atoms at rebuilds, refreshes ghost positions on the
+other steps, evaluates the force field and sends ghost forces home.  Integrators
+call :meth:`Engine.compute_forces` and read the global energy and virial.
+"""
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from .forcefield import ForceField
+from .potential import CloseContactError
+from .neighbors import build_neighbor_list, max_displacement_exceeds
+from .parallel import Decomposition, Halo
+from .state import State
+from .units import BOLTZMANN, EV_PER_A3_TO_BAR, MVV_TO_EV
+
+
+class NonFiniteForceError(FloatingPointError):
+    """Forces or energy became NaN/inf (the system exploded)."""
+
+
+class Engine:
+    def __init__(self, comm, state: State, forcefield: ForceField, skin: float, grid=None):
+        self.comm = comm
+        self.state = state
+        self.forcefield = forcefield
+        self.skin = float(skin)
+        self.decomposition = Decomposition(comm, state.cell, state.pbc, dims=grid)
+        self.halo = Halo(self.decomposition)
+        self.ghost_cutoff = forcefield.cutoff + self.skin
+        self.reference_positions = None
+        self.forces = np.zeros((state.n_local, 3))
+        self.potential_energy = 0.0          # eV, global
+        self.term_energies: dict[str, float] = {}
+        self.virial = np.zeros((3, 3))       # eV, global, W = sum x (x) f
+        self.site_energy = np.zeros(state.n_local)
+        self.n_rebuilds = 0
+        self.timers = {"neighbour": 0.0, "force": 0.0, "comm": 0.0}
+
+    # ------------------------------------------------------------ neighbours
+    def _needs_rebuild(self) -> bool:
+        if self.reference_positions is None or len(self.reference_positions) != self.state.n_local:
+            local = True
+        else:
+            local = bool(max_displacement_exceeds(self.state.positions, self.reference_positions,
+                                                  0.5 * self.skin))
+        return bool(self.comm.allreduce(int(local), op=MPI.MAX))
+
+    def rebuild(self):
+        """Migrate atoms to their owners, rebuild ghosts and the neighbour list."""
+        st = self.state
+        t0 = MPI.Wtime()
+        st.set_per_atom_arrays(self.halo.migrate(st.per_atom_arrays()))
+        ext_positions, carry = self.halo.build_ghosts(
+            st.positions, self.ghost_cutoff, {"species": st.species, "ids": st.ids})
+        t1 = MPI.Wtime()
+        self.ext_positions = ext_positions
+        self.ext_species = np.ascontiguousarray(carry["species"], dtype=np.int64)
+        self.ext_ids = np.ascontiguousarray(carry["ids"], dtype=np.int64)
+        self.offsets, self.neighbors = build_neighbor_list(ext_positions, st.n_local, self.ghost_cutoff)
+        self.reference_positions = st.positions.copy()
+        self.n_rebuilds += 1
+        self.timers["comm"] += t1 - t0
+        self.timers["neighbour"] += MPI.Wtime() - t1
+
+    # ------------------------------------------------------------ forces
+    def compute_forces(self, force_rebuild=False):
+        st = self.state
+        if force_rebuild or self._needs_rebuild():
+            self.rebuild()
+        else:
+            t0 = MPI.Wtime()
+            self.ext_positions = self.halo.forward(st.positions)
+            self.timers["comm"] += MPI.Wtime() - t0
+        t0 = MPI.Wtime()
+        try:
+            total, energies = self.forcefield.compute(self.ext_positions, self.ext_species, self.ext_ids,
+                                                      st.n_local, self.offsets, self.neighbors)
+        except CloseContactError as exc:
+            raise CloseContactError(f"step {st.step}: {exc}") from None
+        t1 = MPI.Wtime()
+        self.forces = self.halo.reverse(total.forces)
+        self.site_energy = total.site_energy
+        local = np.concatenate([[total.site_energy.sum()], total.virial.ravel(),
+                                [energies[t.name] for t in self.forcefield.terms]])
+        glob = np.empty_like(local)
+        self.comm.Allreduce(local, glob, op=MPI.SUM)
+        self.potential_energy = float(glob[0])
+        self.virial = glob[1:10].reshape(3, 3)
+        self.term_energies = {t.name: float(e) for t, e in zip(self.forcefield.terms, glob[10:])}
+        self.timers["force"] += t1 - t0
+        self.timers["comm"] += MPI.Wtime() - t1
+        if not np.isfinite(self.potential_energy) or not np.all(np.isfinite(self.virial)):
+            raise NonFiniteForceError(
+                f"step {st.step}: the potential energy or virial is not finite "
+                f"(E = {self.potential_energy}); the system exploded — reduce the timestep or "
+                "check the structure")
+
+    # ------------------------------------------------------------ observables
+    def kinetic_tensor(self) -> np.ndarray:
+        """Global sum of m v (x) v (eV)."""
+        st = self.state
+        mv = st.masses[:, None] * st.velocities
+        local = (mv.T @ st.velocities) * MVV_TO_EV
+        out = np.empty((3, 3))
+        self.comm.Allreduce(np.ascontiguousarray(local), out, op=MPI.SUM)
+        return out
+
+    def degrees_of_freedom(self) -> int:
+        return max(3 * self.state.n_atoms_total - 3, 1)
+
+    def thermo(self) -> dict:
+        """Instantaneous observables (metal units)."""
+        kin = self.kinetic_tensor()
+        ke = 0.5 * np.trace(kin)
+        volume = self.state.volume
+        temperature = 2.0 * ke / (self.degrees_of_freedom() * BOLTZMANN)
+        pressure_tensor = (kin + self.virial) / volume * EV_PER_A3_TO_BAR
+        return {"temperature": temperature, "kinetic_energy": ke,
+                "potential_energy": self.potential_energy,
+                "total_energy": ke + self.potential_energy,
+                "pressure": float(np.trace(pressure_tensor) / 3.0),
+                "pressure_tensor": pressure_tensor, "volume": volume}

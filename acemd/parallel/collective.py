@@ -1,0 +1,30 @@
+"""Collective control flow: work done on one rank whose errors reach every rank."""
+from __future__ import annotations
+
+
+class RemoteError(RuntimeError):
+    """Raised on the ranks that did not run the failing work, with the root's message."""
+
+
+def on_root(comm, fn, root=0):
+    """Run ``fn()`` on ``root`` only; if it raises, every rank raises the same error.
+
+    Returns fn's result on root and None elsewhere.  Keeps ranks from waiting
+    forever for a rank that failed while reading a file.
+    """
+    result, error = None, None
+    if comm.Get_rank() == root:
+        try:
+            result = fn()
+        except Exception as exc:       # noqa: BLE001 - re-raised on every rank below
+            error = exc
+    err = comm.bcast((type(error), str(error)) if error is not None else None, root=root)
+    if err is not None:
+        if error is not None:
+            raise error
+        etype, message = err
+        try:
+            raise etype(message)
+        except TypeError:
+            raise RemoteError(message) from None
+    return result

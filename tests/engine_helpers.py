@@ -1,0 +1,58 @@
+"""Shared helpers for engine tests: small inputs written to a temporary folder."""
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parent / "data"
+POTENTIALS = DATA / "potentials"
+
+
+def write_input(folder, *, potential="Cu-I.yace", lattice="fcc", element="Cu", a=3.6, repeat=(3, 3, 3),
+                temperature=300.0, steps=20, timestep=0.001, thermo_every=5, traj_every=0,
+                ckpt_every=0, rattle=0.0, extra="", seed=7, skin=1.0, name="run"):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = f"""
+[structure]
+lattice = "{lattice}"
+element = "{element}"
+a = {a}
+repeat = [{repeat[0]}, {repeat[1]}, {repeat[2]}]
+rattle = {rattle}
+
+[potential]
+file = "{(POTENTIALS / potential).as_posix()}"
+
+[velocities]
+temperature = {temperature}
+seed = {seed}
+
+[md]
+timestep = {timestep}
+steps = {steps}
+skin = {skin}
+
+[thermo]
+every = {thermo_every}
+file = "{name}.log"
+
+[trajectory]
+file = "{name}.h5"
+every = {traj_every}
+
+[checkpoint]
+file = "{name}.ckpt.h5"
+every = {ckpt_every}
+{extra}
+"""
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def gather_by_id(comm, ids, values):
+    """All atoms' values ordered by global id, on every rank."""
+    all_ids = np.concatenate(comm.allgather(np.asarray(ids)))
+    all_vals = np.concatenate(comm.allgather(np.asarray(values)))
+    order = np.argsort(all_ids)
+    return all_vals[order]
