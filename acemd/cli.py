@@ -25,19 +25,11 @@ def _known_errors():
     from .potential import CloseContactError, PotentialFileError, UnknownElementError
     errors = [ConfigError, InputError, PotentialFileError, UnknownElementError,
               NonFiniteForceError, RemoteError, FileNotFoundError]
-    try:
-        from .parallel import halo
-        errors += [getattr(halo, n) for n in ("AtomLeftBoxError", "LostAtomsError", "DecompositionError")
-                   if hasattr(halo, n)]
-    except ImportError:
-        pass
-    try:
-        from .io.checkpoint import CheckpointError
-        from .io.structure import StructureError
-        errors += [CheckpointError, StructureError]
-    except ImportError:
-        pass
-    return tuple(errors)
+    from .io.checkpoint import CheckpointError
+    from .io.h5md import H5MDError
+    from .io.structure import StructureError
+    from .parallel import ParallelError
+    return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError])
 
 
 def _local_errors():

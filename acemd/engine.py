@@ -14,7 +14,7 @@ from mpi4py import MPI
 from .forcefield import ForceField
 from .potential import CloseContactError
 from .neighbors import build_neighbor_list, max_displacement_exceeds
-from .parallel import Decomposition, Halo
+from .parallel import Decomposition, Halo, ParallelError
 from .state import State
 from .units import BOLTZMANN, EV_PER_A3_TO_BAR, MVV_TO_EV
 
@@ -54,9 +54,12 @@ class Engine:
         """Migrate atoms to their owners, rebuild ghosts and the neighbour list."""
         st = self.state
         t0 = MPI.Wtime()
-        st.set_per_atom_arrays(self.halo.migrate(st.per_atom_arrays()))
-        ext_positions, carry = self.halo.build_ghosts(
-            st.positions, self.ghost_cutoff, {"species": st.species, "ids": st.ids})
+        try:
+            st.set_per_atom_arrays(self.halo.migrate(st.per_atom_arrays()))
+            ext_positions, carry = self.halo.build_ghosts(
+                st.positions, self.ghost_cutoff, {"species": st.species, "ids": st.ids})
+        except ParallelError as exc:          # raised on every rank alike
+            raise type(exc)(f"step {st.step}: {exc}") from None
         t1 = MPI.Wtime()
         self.ext_positions = ext_positions
         self.ext_species = np.ascontiguousarray(carry["species"], dtype=np.int64)

@@ -1,0 +1,72 @@
+"""Runs the MPI test modules under mpiexec with 2, 3 and 4 ranks (oversubscribed on a
+2-core machine), so that `python -m pytest` alone covers the parallel code, and runs
+the CLI under mpiexec end to end (a good input, a bad input: every rank exits)."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine_helpers import write_input
+
+TESTS = Path(__file__).resolve().parent
+MPI_MODULES = [TESTS / "parallel" / "test_halo_mpi.py", TESTS / "io" / "test_io_mpi.py",
+               TESTS / "mpi" / "test_engine_mpi.py"]
+
+
+def mpiexec():
+    exe = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                        os.environ.get("PATH", "")]))
+    if exe is None:
+        pytest.fail("mpiexec not found: install the 'mpich' wheel (a dependency of acemd)")
+    return exe
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.mark.parametrize("nranks", [2, 3, 4])
+def test_mpi_suite(nranks):
+    modules = [str(m) for m in MPI_MODULES if m.exists()]
+    cmd = [mpiexec(), "-n", str(nranks), sys.executable, "-m", "pytest", "--with-mpi", "-q",
+           "-p", "no:cacheprovider", "-s", *modules]
+    proc = subprocess.run(cmd, cwd=TESTS.parent, capture_output=True, text=True, timeout=600, env=_env())
+    print(proc.stdout[-6000:])
+    print(proc.stderr[-3000:])
+    assert proc.returncode == 0, f"MPI tests failed on {nranks} ranks"
+
+
+def test_example_input_runs_under_mpiexec(tmp_path):
+    """inputs/md_cu_nve.toml end to end on 2 ranks (shortened to 40 steps)."""
+    example = (TESTS.parent / "inputs" / "md_cu_nve.toml").read_text()
+    example = example.replace("steps = 200", "steps = 40").replace(
+        '"../tests/data/potentials/', f'"{(TESTS / "data" / "potentials").as_posix()}/')
+    path = tmp_path / "md_cu_nve.toml"
+    path.write_text(example)
+    proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "acemd.cli", str(path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_env())
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0
+    rows = [l for l in proc.stdout.splitlines() if l.strip() and not l.startswith("#")]
+    assert rows[-1].split()[0] == "40"
+    assert (tmp_path / "runs" / "md_cu_nve.h5").exists()
+    assert (tmp_path / "runs" / "md_cu_nve.ckpt.h5").exists()
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda t: t.replace("timestep =", "time_step ="), "md.time_step"),
+    (lambda t: t.replace('element = "Cu"', 'element = "Ni"'), "Ni"),
+])
+def test_bad_input_under_mpiexec_exits_every_rank(tmp_path, edit, needle):
+    path = write_input(tmp_path)
+    path.write_text(edit(path.read_text()))
+    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "acemd.cli", str(path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 1, proc.stderr
+    assert needle in proc.stderr
+    assert proc.stderr.count("acemd: error") == 1          # reported once, not once per rank
