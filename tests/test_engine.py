@@ -148,3 +148,40 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
     from acemd.io.checkpoint import read_checkpoint
     ckpt = read_checkpoint(tmp_path / "run.ckpt.h5")
     assert 0 < int(ckpt["step"]) < 100000
+
+
+def _file_input(tmp_path, atoms, potential, steps=50, timestep=0.0005):
+    import ase.io
+    ase.io.write(tmp_path / "start.extxyz", atoms)
+    path = tmp_path / "run.toml"
+    path.write_text(f"""
+[structure]
+file = "start.extxyz"
+[potential]
+file = "{(POTENTIALS / potential).as_posix()}"
+[md]
+steps = {steps}
+timestep = {timestep}
+[thermo]
+every = 1
+file = "run.log"
+""")
+    return path
+
+
+def test_atom_leaving_open_box_names_the_step(tmp_path, capsys):
+    """Two H atoms 0.6 Å apart repel (ZBL) and one flies out of the non-periodic box."""
+    from ase import Atoms
+    atoms = Atoms("H2", positions=[[5, 5, 1.2], [5, 5, 1.8]], cell=[10, 10, 10], pbc=[True, True, False])
+    path = _file_input(tmp_path, atoms, "ZBL_rep.yace", steps=2000)
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "step" in err and "left" in err.lower()
+
+
+def test_nan_positions_in_structure_file_are_rejected(tmp_path, capsys):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.positions[1, 0] = np.nan
+    path = _file_input(tmp_path, atoms, "Cu-I.yace")
+    assert main([str(path)]) == 1
+    assert "NaN" in capsys.readouterr().err

@@ -6,7 +6,8 @@ function taking ``comm`` is collective, raises the same error on every rank,
 and works with a 1-rank communicator.
 """
 from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from .h5md import FieldSpec, H5MDError, H5MDWriter, gather_by_id
+from ..parallel.gather import gather_by_id
+from .h5md import FieldSpec, H5MDError, H5MDWriter
 from .structure import StructureError, load_structure
 from .thermo import ThermoLog, read_thermo
 

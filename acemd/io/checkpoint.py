@@ -29,7 +29,9 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from .h5md import _acemd_version, agree, gather_by_id, on_root
+from ..parallel.collective import agree, on_root
+from ..parallel.gather import gather_by_id
+from .h5md import _acemd_version
 
 FORMAT = "acemd-checkpoint"
 FORMAT_VERSION = 1

@@ -53,6 +53,9 @@ from typing import Any, Iterable, Mapping
 import h5py
 import numpy as np
 
+from ..parallel.collective import agree, on_root
+from ..parallel.gather import gather_by_id
+
 H5MD_VERSION = (1, 1)
 PARTICLES_GROUP = "all"
 
@@ -62,137 +65,6 @@ _UTF8 = h5py.string_dtype("utf-8")
 
 class H5MDError(RuntimeError):
     """A trajectory cannot be written or appended to (message names the file)."""
-
-
-class CollectiveError(RuntimeError):
-    """Raised on every rank when a collective I/O step failed on some rank."""
-
-
-# --------------------------------------------------------------------------- MPI helpers
-def agree(comm, local_error: str | None, exc_type=ValueError):
-    """Collective check: raise ``exc_type`` on every rank if any rank reported an error."""
-    errors = comm.allgather(local_error)
-    bad = [(r, e) for r, e in enumerate(errors) if e]
-    if bad:
-        if comm.Get_size() == 1:
-            raise exc_type(bad[0][1])
-        raise exc_type("; ".join(f"rank {r}: {e}" for r, e in bad))
-
-
-def on_root(comm, fn, root: int = 0):
-    """Run ``fn()`` on ``root``; if it raises, raise on every rank (same type if possible).
-
-    Returns fn's result on ``root`` and None elsewhere.
-    """
-    result, error = None, None
-    if comm.Get_rank() == root:
-        try:
-            result = fn()
-        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
-            error = exc
-    info = comm.bcast(None if error is None else (type(error), str(error)), root=root)
-    if info is not None:
-        if error is not None:
-            raise error
-        etype, msg = info
-        try:
-            exc = etype(msg)
-        except Exception:  # noqa: BLE001 - exotic constructor
-            exc = CollectiveError(msg)
-        raise exc
-    return result
-
-
-def _transport_dtype(a: np.ndarray) -> np.dtype:
-    if a.dtype.kind == "f":
-        return np.dtype(np.float64)
-    if a.dtype.kind in "iub":
-        return np.dtype(np.int64)
-    raise TypeError(f"unsupported dtype {a.dtype} (numeric arrays only)")
-
-
-def _mpi_type(dtype: np.dtype):
-    from mpi4py.util.dtlib import from_numpy_dtype
-    return from_numpy_dtype(dtype)
-
-
-def gather_by_id(comm, ids_local, arrays: Mapping[str, Any], *, n_expected: int | None = None,
-                 root: int = 0):
-    """Gather per-atom arrays to ``root`` and order them by global id (collective).
-
-    ``ids_local``: (n_local,) global ids owned by this rank (any order).
-    ``arrays``: name -> array of shape (n_local, *trailing); trailing shape and
-    dtype kind (float / integer) must agree across ranks.  Floats travel as
-    float64 and integers/bools as int64 (``Gatherv`` of contiguous buffers).
-
-    Returns ``(ids_sorted, {name: array ordered by id})`` on ``root`` and
-    ``(None, None)`` elsewhere.  Shape mismatches, duplicate ids or a total
-    different from ``n_expected`` raise ``ValueError`` on every rank.
-    """
-    rank = comm.Get_rank()
-    err, signature = None, None
-    try:
-        ids = np.asarray(ids_local)
-        if ids.ndim != 1:
-            raise ValueError(f"ids must be 1-D, got shape {ids.shape}")
-        if ids.size and ids.dtype.kind not in "iu":
-            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        n_local = ids.size
-        prepared = {}
-        signature = []
-        for name, arr in arrays.items():
-            a = np.asarray(arr)
-            if a.ndim == 0 or a.shape[0] != n_local:
-                raise ValueError(f"'{name}' has shape {a.shape} but this rank owns {n_local} atoms")
-            dt = _transport_dtype(a)
-            prepared[name] = np.ascontiguousarray(a, dtype=dt)
-            signature.append((name, a.shape[1:], dt.kind))
-    except (TypeError, ValueError) as exc:
-        err = str(exc)
-    agree(comm, err, ValueError)
-    signatures = comm.allgather(signature)
-    if any(s != signatures[0] for s in signatures):
-        raise ValueError("per-atom arrays differ between ranks in names, trailing shapes or kinds: "
-                         + "; ".join(f"rank {r}: {s}" for r, s in enumerate(signatures)))
-
-    counts = comm.gather(n_local, root=root)
-    if rank == root:
-        counts = np.asarray(counts, dtype=np.int64)
-        displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        n_total = int(counts.sum())
-
-    def gatherv(send: np.ndarray, per_atom: int):
-        mtype = _mpi_type(send.dtype)
-        if rank == root:
-            recv = np.empty(n_total * per_atom, dtype=send.dtype)
-            comm.Gatherv([send.reshape(-1), mtype],
-                         [recv, (counts * per_atom, displs * per_atom), mtype], root=root)
-            return recv
-        comm.Gatherv([send.reshape(-1), mtype], None, root=root)
-        return None
-
-    all_ids = gatherv(ids, 1)
-    gathered = {}
-    for name, a in prepared.items():
-        trailing = a.shape[1:]
-        per_atom = int(np.prod(trailing, dtype=np.int64)) if trailing else 1
-        buf = gatherv(a, per_atom)
-        if rank == root:
-            gathered[name] = buf.reshape((n_total,) + trailing)
-
-    def order():
-        if n_expected is not None and n_total != n_expected:
-            raise ValueError(f"the ranks own {n_total} atoms in total, expected {n_expected}")
-        perm = np.argsort(all_ids, kind="stable")
-        sorted_ids = all_ids[perm]
-        dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
-        if dup.size:
-            raise ValueError(f"duplicate atom ids, e.g. {sorted_ids[dup[0]]} is owned twice")
-        return sorted_ids, {k: v[perm] for k, v in gathered.items()}
-
-    out = on_root(comm, order, root=root)
-    return (None, None) if out is None else out
 
 
 # --------------------------------------------------------------------------- field catalogue

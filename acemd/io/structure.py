@@ -42,7 +42,7 @@ def load_structure(spec: Mapping[str, Any], base_dir=".", *, comm=None,
     raised on every rank); without, the calling process does the work.
     """
     if comm is not None:
-        from .h5md import on_root
+        from ..parallel.collective import on_root
         atoms = on_root(comm, lambda: _load(spec, base_dir, key_prefix))
         return comm.bcast(atoms, root=0)
     return _load(spec, base_dir, key_prefix)

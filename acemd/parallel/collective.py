@@ -2,6 +2,16 @@
 from __future__ import annotations
 
 
+def agree(comm, local_error: str | None, exc_type=ValueError):
+    """Collective check: raise ``exc_type`` on every rank if any rank reported an error."""
+    errors = comm.allgather(local_error)
+    bad = [(r, e) for r, e in enumerate(errors) if e]
+    if bad:
+        if comm.Get_size() == 1:
+            raise exc_type(bad[0][1])
+        raise exc_type("; ".join(f"rank {r}: {e}" for r, e in bad))
+
+
 class RemoteError(RuntimeError):
     """Raised on the ranks that did not run the failing work, with the root's message."""
 

@@ -9,7 +9,8 @@ import pytest
 from ase.build import bulk
 from mpi4py import MPI
 
-from acemd.io.h5md import FieldSpec, H5MDError, H5MDWriter, gather_by_id
+from acemd.io.h5md import FieldSpec, H5MDError, H5MDWriter
+from acemd.parallel.gather import gather_by_id
 
 COMM = MPI.COMM_SELF
 EV_PER_A_IN_KJMOL_PER_A = 96.48533212331
