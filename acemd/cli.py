@@ -83,10 +83,21 @@ def main(argv=None):
         settings, text = load_config(args.input)
         if args.check:
             from .potential import load_potential
+            from pathlib import Path
+
+            from .drivers.md import InputError
+            from .io.structure import load_structure
             pot = load_potential(settings["potential"]["file"])
+            atoms = load_structure(settings["structure"], Path(args.input).resolve().parent)
+            missing = sorted(set(atoms.get_chemical_symbols()) - set(pot.elements))
+            if missing:
+                raise InputError(f"{args.input}: [structure] contains {', '.join(missing)}, which the "
+                                 f"potential {pot.source} does not describe (it has {', '.join(pot.elements)})")
             if rank == 0:
                 print(f"# acemd {__version__}: {args.input} is valid")
                 print(f"# potential: {pot.source} ({', '.join(pot.elements)}, cutoff {pot.cutoff_max} Å)")
+                print(f"# structure: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
+                      f"cell volume {atoms.get_volume() if atoms.cell.rank == 3 else 0.0:.3f} Å^3")
                 print(format_settings(settings))
             return 0
         if args.restart:
