@@ -64,7 +64,9 @@ class Engine:
         self.ext_positions = ext_positions
         self.ext_species = np.ascontiguousarray(carry["species"], dtype=np.int64)
         self.ext_ids = np.ascontiguousarray(carry["ids"], dtype=np.int64)
-        self.offsets, self.neighbors = build_neighbor_list(ext_positions, st.n_local, self.ghost_cutoff)
+        offsets, neighbors = build_neighbor_list(ext_positions, st.n_local, self.ghost_cutoff)
+        self.offsets = offsets
+        self.neighbors = neighbors.astype(np.int64)     # the kernels' index type, converted once
         self.reference_positions = st.positions.copy()
         self.n_rebuilds += 1
         self.timers["comm"] += t1 - t0

@@ -11,6 +11,7 @@ form; it needs no special case for ranks or densities.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,13 +136,17 @@ def build_tables(pot: CTildePotential) -> KernelTables:
                     acc = products[key] = np.zeros(ndmax)
                 acc[:nd] += ct
         r1_offsets.append(len(r1_index))
-        # prefix tree: lexicographic order puts every prefix before its extensions
+        # Factors ordered by how many products use them (most used first) share
+        # longer prefixes; lexicographic order then puts each prefix before its
+        # extensions.  Stored keys are rank-ordered factor tuples.
+        usage = Counter(a for key in products for a in key)
+        products = {tuple(sorted(key, key=lambda a: (-usage[a], a))): c for key, c in products.items()}
         node_of: dict[tuple, int] = {}
         prefixes = set()
         for key in products:
             for k in range(1, len(key) + 1):
                 prefixes.add(key[:k])
-        for key in sorted(prefixes):
+        for key in sorted(prefixes, key=lambda k: [(-usage[a], a) for a in k]):
             idx = len(factors)
             node_of[key] = idx
             parents.append(node_of[key[:-1]] if len(key) > 1 else -1)
