@@ -54,6 +54,7 @@ def int_list3(v):
 
 
 NUM = (int, float)
+ENSEMBLES = ("nve", "nvt-langevin", "nvt-nose-hoover", "nvt-csvr")
 TRAJECTORY_FIELDS = ("position", "velocity", "force", "image", "species", "id", "energy")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -86,8 +87,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "md": {
         "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
         "steps": Key((int,), required=True, check=non_negative, doc="number of steps"),
-        "ensemble": Key((str,), default="nve", check=one_of("nve"), doc="ensemble (nve)"),
+        "ensemble": Key((str,), default="nve", check=one_of(*ENSEMBLES),
+                        doc="ensemble: " + ", ".join(ENSEMBLES) + " (NVT ones need [thermostat])"),
         "skin": Key(NUM, default=1.0, check=non_negative, doc="Verlet skin (Å)"),
+    },
+    "thermostat": {
+        "temperature": Key(NUM, check=positive, doc="target temperature (K); required for NVT ensembles"),
+        "damping": Key(NUM, default=0.1, check=positive,
+                       doc="damping time (ps): Langevin 1/friction, CSVR time constant, Nose-Hoover period"),
+        "seed": Key((int,), doc="random seed of Langevin/CSVR noise (default: [velocities].seed)"),
+        "zero_momentum": Key((bool,), default=True,
+                             doc="nvt-langevin: noise keeps the total momentum (no centre-of-mass diffusion)"),
+        "chain_length": Key((int,), default=3, check=positive, doc="nvt-nose-hoover: thermostats in the chain"),
+        "chain_loops": Key((int,), default=1, check=positive,
+                           doc="nvt-nose-hoover: sub-steps of each chain half step (LAMMPS tloop)"),
+        "yoshida_order": Key((int,), default=3, check=one_of(1, 3, 5),
+                             doc="nvt-nose-hoover: Suzuki-Yoshida order of the chain sub-steps"),
     },
     "thermo": {
         "every": Key((int,), default=100, check=positive, doc="steps between thermo rows"),
@@ -178,6 +193,7 @@ def parse_config(text: str, path="input.toml") -> dict:
                     resolved[key] = default
         out[section] = resolved
     _check_structure(out["structure"], raw.get("structure", {}), path)
+    _check_thermostat(out, raw, path)
     if not Path(out["potential"]["file"]).exists():
         raise ConfigError(path, "potential.file", f"file not found: {out['potential']['file']}")
     return out
@@ -196,6 +212,24 @@ def _check_structure(resolved, given, path):
                 raise ConfigError(path, f"structure.{key}", f"required with structure.lattice")
         if given["lattice"] == "hcp" and "c" not in given:
             resolved["c"] = resolved["a"] * (8.0 / 3.0) ** 0.5
+
+
+def _check_thermostat(out, raw, path):
+    """NVT ensembles need [thermostat].temperature; NVE takes no [thermostat]."""
+    ensemble = out["md"]["ensemble"]
+    th = out["thermostat"]
+    if ensemble.startswith("nvt"):
+        if "temperature" not in th:
+            raise ConfigError(path, "thermostat.temperature",
+                              f"required key is missing: md.ensemble = '{ensemble}' needs the target "
+                              "temperature (K), e.g. [thermostat] temperature = 300.0")
+        th.setdefault("seed", out["velocities"]["seed"])
+    elif "thermostat" not in raw:
+        out["thermostat"] = {}
+    else:
+        raise ConfigError(path, "thermostat", f"md.ensemble = '{ensemble}' uses no thermostat; remove "
+                                              "[thermostat] or choose an NVT ensemble "
+                                              f"({', '.join(e for e in ENSEMBLES if e.startswith('nvt'))})")
 
 
 def load_config(path) -> tuple[dict, str]:

@@ -16,7 +16,7 @@ from mpi4py import MPI
 from .. import __version__
 from ..engine import Engine
 from ..forcefield import ACETerm, ForceField
-from ..integrators import INTEGRATORS
+from ..integrators import build_integrator
 from ..parallel.collective import on_root
 from ..rng import PURPOSE_VELOCITIES, normals_per_atom
 from ..state import State
@@ -102,12 +102,23 @@ class MDRun:
         self.nsteps = md["steps"]
         self.term = ACETerm(settings["potential"]["file"])
         self.forcefield = ForceField([self.term])
+        self.restart_note = ""
         self.state = self._initial_state(restart)
-        self.integrator = INTEGRATORS[md["ensemble"]](md["timestep"])
+        self.integrator = build_integrator(settings)
         self.engine = Engine(comm, self.state, self.forcefield, md["skin"],
                              grid=settings["parallel"].get("grid"))
         if restart is not None:
-            self.integrator.load_state_dict(self._restart_data["state"].get("integrator", {}))
+            saved = self._restart_data["state"].get("integrator", {})
+            if saved.get("name", self.integrator.name) == self.integrator.name:
+                try:
+                    self.integrator.load_state_dict(saved)
+                except ValueError as exc:
+                    raise InputError(f"{restart}: {exc}") from None
+            else:
+                # e.g. NVT equilibration continued in NVE: positions and velocities carry
+                # over, the new ensemble's own variables start fresh
+                self.restart_note = (f"checkpoint ensemble '{saved.get('name')}' -> "
+                                     f"'{self.integrator.name}': thermostat variables start fresh")
 
     # ------------------------------------------------------------ setup
     def _initial_state(self, restart):
@@ -225,7 +236,8 @@ class MDRun:
                                   f"(sha256 {self.term.potential.file_sha256[:16]})",
                                   f"atoms: {st.n_atoms_total}, ranks: {self.comm.Get_size()}, "
                                   f"grid: {tuple(eng.decomposition.dims)}",
-                                  f"restart from step {st.step}" if restarting else "new run"],
+                                  (f"restart from step {st.step}" if restarting else "new run")
+                                  + (f" ({self.restart_note})" if self.restart_note else "")],
                         append=restarting)
         writer = None
         if traj_every > 0:

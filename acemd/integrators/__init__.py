@@ -1,7 +1,30 @@
-"""Integrators and ensembles.  Each advances an :class:`~acemd.engine.Engine` by one step."""
+"""Integrators and ensembles.  Each advances an :class:`~acemd.engine.Engine` by one step.
+
+``[md].ensemble`` names one of :data:`INTEGRATORS`; :func:`build_integrator`
+constructs it from the checked settings (``[md]`` and ``[thermostat]``).
+"""
 from .base import Integrator
+from .csvr import CSVR
+from .langevin import LangevinBAOAB
+from .nose_hoover import NoseHooverChain
 from .verlet import VelocityVerlet
 
-INTEGRATORS = {"nve": VelocityVerlet}
+INTEGRATORS = {
+    "nve": VelocityVerlet,               # LAMMPS fix nve
+    "nvt-langevin": LangevinBAOAB,       # LAMMPS fix langevin + fix nve (here BAOAB)
+    "nvt-nose-hoover": NoseHooverChain,  # LAMMPS fix nvt
+    "nvt-csvr": CSVR,                    # LAMMPS fix temp/csvr + fix nve
+}
 
-__all__ = ["Integrator", "VelocityVerlet", "INTEGRATORS"]
+
+def build_integrator(settings: dict) -> Integrator:
+    """The integrator of ``settings["md"]["ensemble"]``, configured from the checked settings."""
+    md = settings["md"]
+    cls = INTEGRATORS[md["ensemble"]]
+    if md["ensemble"] == "nve":
+        return cls(md["timestep"])
+    return cls.from_settings(md, settings.get("thermostat", {}))
+
+
+__all__ = ["Integrator", "VelocityVerlet", "LangevinBAOAB", "NoseHooverChain", "CSVR",
+           "INTEGRATORS", "build_integrator"]
