@@ -101,7 +101,10 @@ def main(argv=None):
           f"({ours['pairs']:.1f} neighbours/atom in list)")
     print(f"acemd  neighbours    {ours['t_nl'] / n * 1e6:9.1f} us/atom  (images + cell-list build)")
     print(f"acemd  peak memory   {peak_rss_mib():9.1f} MiB (max RSS of this process)")
-    ref = None if args.no_pyace else bench_pyace(atoms, args.potential, args.repeats)
+    if args.no_pyace:
+        print("pyace  skipped (--no-pyace)")
+        return 0
+    ref = bench_pyace(atoms, args.potential, args.repeats)
     if ref is None:
         print("pyace  not installed: no C++ comparison (pip install python-ace)")
         return 0
