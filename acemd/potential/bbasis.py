@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .coupling import check_lint, compress_ms_combinations, half_basis_cg
-from .model import (EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_BASES, Bond, CTildeFunction,
+from .model import (EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_BASES, BFunction, Bond, CTildeFunction,
                     CTildePotential, Embedding, PotentialFileError)
 from .yace import _Fields, load_yaml_tree
 
@@ -381,11 +381,18 @@ def read_bbasis_yaml(path) -> CTildePotential:
                                     coeffs=np.array(fn["coeffs"], dtype=float), ms=ms, gen=gen))
 
     functions = [_to_ctilde(mu0, bfuncs[mu0], embeddings[mu0].ndensity) for mu0 in range(len(elements))]
+    # the B-functions themselves, in pacemaker's sorted order (the order of active-set projections)
+    bbasis = [[BFunction(mu0=mu0, mus=f["mus"], ns=tuple(f["ns"]), ls=tuple(f["ls"]), LS=tuple(f["LS"]),
+                         coeffs=f["coeffs"], ms_combs=f["ms"], gen_cgs=f["gen"])
+               for f in sorted(bfuncs[mu0], key=lambda f: _sort_key(len(f["ls"]), f["mus"], f["ns"],
+                                                                    f["ls"], f["ms"]))]
+              for mu0 in range(len(elements))]
 
     metadata = tree.get("metadata")
     pot = CTildePotential(elements=elements, E0=np.zeros(len(elements)), delta_spline_bins=delta,
                           embeddings=embeddings, bonds=bonds, functions=functions, source=str(path),
-                          metadata=dict(metadata) if isinstance(metadata, dict) else {})
+                          metadata=dict(metadata) if isinstance(metadata, dict) else {},
+                          bbasis=bbasis)
     pot.validate()
     return pot
 

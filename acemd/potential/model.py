@@ -75,6 +75,29 @@ class CTildeFunction:
 
 
 @dataclass
+class BFunction:
+    """One B-basis function of a pacemaker ``.yaml`` (kept for active-set projections).
+
+    B = sum_rows gen_cgs[row] * Re(prod_t A_{mus[t] ns[t] ls[t] ms_combs[row, t]}) in
+    the half-basis form (see :func:`acemd.potential.coupling.half_basis_cg`);
+    ``coeffs`` holds its coefficient per density.  ``ns`` are 1-based.
+    """
+
+    mu0: int
+    mus: tuple[int, ...]
+    ns: tuple[int, ...]
+    ls: tuple[int, ...]
+    LS: tuple[int, ...]
+    coeffs: np.ndarray              # (ndensity,)
+    ms_combs: np.ndarray            # int, (num_ms_combs, rank), half basis
+    gen_cgs: np.ndarray             # float, (num_ms_combs,)
+
+    @property
+    def rank(self) -> int:
+        return len(self.ls)
+
+
+@dataclass
 class CTildePotential:
     """A complete ACE potential in C-tilde form (what ``.yace`` stores)."""
 
@@ -86,6 +109,9 @@ class CTildePotential:
     functions: list[list[CTildeFunction]]   # per central element, rank-1 first
     source: str = ""
     metadata: dict = field(default_factory=dict)
+    # B-basis functions per central element in pyace's sorted order (rank 1 first);
+    # only for potentials read from a B-basis ``.yaml``, None otherwise
+    bbasis: list[list[BFunction]] | None = None
 
     @property
     def nelements(self) -> int:
