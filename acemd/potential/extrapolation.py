@@ -31,7 +31,7 @@ import zipfile
 import numpy as np
 from numba import njit
 
-from .kernel import OK, _embedding, atomic_base
+from .kernel import OK, _embedding, atomic_base, max_row_length, neighbour_buffers
 from .model import CTildePotential
 
 __all__ = ["ActiveSetError", "read_active_set", "projection_order", "ProjectionTables",
@@ -229,27 +229,10 @@ def ace_projections(positions, species, n_local, offsets, neighbors,
     nlm_half = (lmax + 1) * (lmax + 2) // 2
     nrl = nradmax * (lmax + 1)
     nfunc = spline_tables.shape[2]
-    max_neigh = 0
-    for i in range(n_local):
-        c = offsets[i + 1] - offsets[i]
-        if c > max_neigh:
-            max_neigh = c
-    max_nodes = 0
-    for mu in range(nel):
-        c = node_offsets[mu + 1] - node_offsets[mu]
-        if c > max_nodes:
-            max_nodes = c
-    nb_index = np.empty(max_neigh, np.int64)
-    nb_mu = np.empty(max_neigh, np.int64)
-    nb_r = np.empty(max_neigh)
-    nb_hat = np.empty((max_neigh, 3))
-    nb_g = np.empty((max_neigh, nradbase))
-    nb_dg = np.empty((max_neigh, nradbase))
-    nb_R = np.empty((max_neigh, nrl))
-    nb_dR = np.empty((max_neigh, nrl))
-    nb_dcore = np.empty(max_neigh)
-    nb_Y = np.empty((max_neigh, nlm_half), np.complex128)
-    nb_dY = np.empty((max_neigh, nlm_half, 3), np.complex128)
+    max_neigh = max_row_length(offsets, n_local)
+    max_nodes = max_row_length(node_offsets, nel)
+    (nb_index, nb_mu, nb_r, nb_hat, nb_g, nb_dg, nb_R, nb_dR, nb_dcore, nb_Y,
+     nb_dY) = neighbour_buffers(max_neigh, nradbase, nrl, nlm_half)
     A = np.zeros(nel * nradmax * nlm, np.complex128)
     A1 = np.zeros(nel * nradbase)
     node_val = np.empty(max_nodes, np.complex128)

@@ -26,6 +26,29 @@ OK = 0
 TOO_CLOSE = 1
 
 
+@njit(cache=True)
+def max_row_length(offsets, nrows):
+    """Longest row of a CSR table (neighbours of an atom, tree nodes of an element)."""
+    longest = 0
+    for i in range(nrows):
+        c = offsets[i + 1] - offsets[i]
+        if c > longest:
+            longest = c
+    return longest
+
+
+@njit(cache=True)
+def neighbour_buffers(max_neigh, nradbase, nrl, nlm_half):
+    """Per-neighbour caches of one atom: index, species, r, unit vector, g_k, dg_k,
+    R_nl, dR_nl, d(core)/dr, Y_lm and the tangential gradients of Y_lm."""
+    return (np.empty(max_neigh, np.int64), np.empty(max_neigh, np.int64), np.empty(max_neigh),
+            np.empty((max_neigh, 3)), np.empty((max_neigh, nradbase)),
+            np.empty((max_neigh, nradbase)), np.empty((max_neigh, nrl)),
+            np.empty((max_neigh, nrl)), np.empty(max_neigh),
+            np.empty((max_neigh, nlm_half), np.complex128),
+            np.empty((max_neigh, nlm_half, 3), np.complex128))
+
+
 @njit(cache=True, fastmath=False)
 def _poly_switch(x, x_in, delta):
     """Quintic switch 1 -> 0 on (x_in - delta, x_in); returns (f, df/dx)."""
@@ -247,29 +270,12 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
     nrl = nradmax * (lmax + 1)
     nfunc = spline_tables.shape[2]
 
-    max_neigh = 0
-    for i in range(n_local):
-        c = offsets[i + 1] - offsets[i]
-        if c > max_neigh:
-            max_neigh = c
-    max_nodes = 0
-    for mu in range(nel):
-        c = node_offsets[mu + 1] - node_offsets[mu]
-        if c > max_nodes:
-            max_nodes = c
+    max_neigh = max_row_length(offsets, n_local)
+    max_nodes = max_row_length(node_offsets, nel)
 
     # per-neighbour caches
-    nb_index = np.empty(max_neigh, np.int64)
-    nb_mu = np.empty(max_neigh, np.int64)
-    nb_r = np.empty(max_neigh)
-    nb_hat = np.empty((max_neigh, 3))
-    nb_g = np.empty((max_neigh, nradbase))
-    nb_dg = np.empty((max_neigh, nradbase))
-    nb_R = np.empty((max_neigh, nrl))
-    nb_dR = np.empty((max_neigh, nrl))
-    nb_dcore = np.empty(max_neigh)
-    nb_Y = np.empty((max_neigh, nlm_half), np.complex128)
-    nb_dY = np.empty((max_neigh, nlm_half, 3), np.complex128)
+    (nb_index, nb_mu, nb_r, nb_hat, nb_g, nb_dg, nb_R, nb_dR, nb_dcore, nb_Y,
+     nb_dY) = neighbour_buffers(max_neigh, nradbase, nrl, nlm_half)
     # per-atom work arrays
     A = np.zeros(nel * nradmax * nlm, np.complex128)
     A1 = np.zeros(nel * nradbase)
