@@ -137,7 +137,7 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # wait until the run is integrating (the log has a first row), then signal
     log = tmp_path / "run.log"
-    for _ in range(600):
+    for _ in range(3000):                   # up to 5 min: a cold numba cache compiles first
         if log.exists() and log.read_text().count("\n") > 12:
             break
         threading.Event().wait(0.1)
