@@ -56,3 +56,11 @@ def gather_by_id(comm, ids, values):
     all_vals = np.concatenate(comm.allgather(np.asarray(values)))
     order = np.argsort(all_ids)
     return all_vals[order]
+
+
+def assert_same_trajectory(a, c, atol=1e-10):
+    """Two serial States hold the same unwrapped positions and velocities (matched by id)."""
+    oa, oc = np.argsort(a.ids), np.argsort(c.ids)
+    np.testing.assert_allclose(c.positions[oc] + c.images[oc] @ c.cell,
+                               a.positions[oa] + a.images[oa] @ a.cell, atol=atol)
+    np.testing.assert_allclose(c.velocities[oc], a.velocities[oa], atol=atol)
