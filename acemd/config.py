@@ -54,7 +54,10 @@ def int_list3(v):
 
 
 NUM = (int, float)
-ENSEMBLES = ("nve", "nvt-langevin", "nvt-nose-hoover", "nvt-csvr")
+ENSEMBLES = ("nve", "nvt-langevin", "nvt-nose-hoover", "nvt-csvr", "npt-mtk", "npt-crescale",
+             "berendsen-equilibration")
+BAROSTAT_ENSEMBLES = ("npt-mtk", "npt-crescale", "berendsen-equilibration")
+THERMOSTAT_ENSEMBLES = tuple(e for e in ENSEMBLES if e != "nve")
 TRAJECTORY_FIELDS = ("position", "velocity", "force", "image", "species", "id", "energy")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -88,7 +91,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
         "steps": Key((int,), required=True, check=non_negative, doc="number of steps"),
         "ensemble": Key((str,), default="nve", check=one_of(*ENSEMBLES),
-                        doc="ensemble: " + ", ".join(ENSEMBLES) + " (NVT ones need [thermostat])"),
+                        doc="ensemble: " + ", ".join(ENSEMBLES)
+                        + " (all but nve need [thermostat]; NPT ones also [barostat])"),
         "skin": Key(NUM, default=1.0, check=non_negative, doc="Verlet skin (Å)"),
     },
     "thermostat": {
@@ -103,6 +107,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            doc="nvt-nose-hoover: sub-steps of each chain half step (LAMMPS tloop)"),
         "yoshida_order": Key((int,), default=3, check=one_of(1, 3, 5),
                              doc="nvt-nose-hoover: Suzuki-Yoshida order of the chain sub-steps"),
+    },
+    "barostat": {
+        "pressure": Key(NUM, default=0.0, doc="target pressure (bar), hydrostatic"),
+        "damping": Key(NUM, default=1.0, check=positive,
+                       doc="barostat time (ps): MTK period (LAMMPS Pdamp), cell-rescaling relaxation time"),
+        "coupling": Key((str,), default="iso", check=one_of("iso", "aniso", "triclinic"),
+                        doc="iso (volume), aniso (x, y, z lengths independently), triclinic (full "
+                            "cell; npt-mtk only)"),
+        "compressibility": Key(NUM, default=1e-6, check=positive,
+                               doc="npt-crescale, berendsen-equilibration: isothermal compressibility "
+                                   "estimate (1/bar; Cu 7e-7); with damping it sets the relaxation rate"),
     },
     "thermo": {
         "every": Key((int,), default=100, check=positive, doc="steps between thermo rows"),
@@ -215,10 +230,10 @@ def _check_structure(resolved, given, path):
 
 
 def _check_thermostat(out, raw, path):
-    """NVT ensembles need [thermostat].temperature; NVE takes no [thermostat]."""
+    """Thermostatted ensembles need [thermostat].temperature, NPT ones [barostat]; NVE takes neither."""
     ensemble = out["md"]["ensemble"]
     th = out["thermostat"]
-    if ensemble.startswith("nvt"):
+    if ensemble in THERMOSTAT_ENSEMBLES:
         if "temperature" not in th:
             raise ConfigError(path, "thermostat.temperature",
                               f"required key is missing: md.ensemble = '{ensemble}' needs the target "
@@ -228,8 +243,18 @@ def _check_thermostat(out, raw, path):
         out["thermostat"] = {}
     else:
         raise ConfigError(path, "thermostat", f"md.ensemble = '{ensemble}' uses no thermostat; remove "
-                                              "[thermostat] or choose an NVT ensemble "
-                                              f"({', '.join(e for e in ENSEMBLES if e.startswith('nvt'))})")
+                                              "[thermostat] or choose one of "
+                                              f"{', '.join(THERMOSTAT_ENSEMBLES)}")
+    if ensemble in BAROSTAT_ENSEMBLES:
+        if out["barostat"]["coupling"] == "triclinic" and ensemble != "npt-mtk":
+            raise ConfigError(path, "barostat.coupling",
+                              f"'triclinic' needs md.ensemble = 'npt-mtk' ({ensemble} scales the cell "
+                              "lengths only: use 'iso' or 'aniso')")
+    elif "barostat" in raw:
+        raise ConfigError(path, "barostat", f"md.ensemble = '{ensemble}' keeps the volume fixed; remove "
+                                            f"[barostat] or choose one of {', '.join(BAROSTAT_ENSEMBLES)}")
+    else:
+        out["barostat"] = {}
 
 
 def load_config(path) -> tuple[dict, str]:

@@ -5,6 +5,12 @@ neighbour list must be rebuilt (any atom anywhere moved more than half the skin,
 decided globally), migrates atoms at rebuilds, refreshes ghost positions on the
 other steps, evaluates the force field and sends ghost forces home.  Integrators
 call :meth:`Engine.compute_forces` and read the global energy and virial.
+
+Barostats change the cell through :meth:`Engine.set_cell`; the subdomains follow
+the cell (they are fixed in fractional coordinates) and the rebuild test accounts
+for the motion of periodic images: a ghost ``x_j + n @ cell`` moves by its owner's
+displacement plus ``n @ (cell - cell_at_rebuild)``, so the list stays valid while
+2 max|dx| + max_n |n @ dcell| <= skin.
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ class Engine:
         self.halo = Halo(self.decomposition)
         self.ghost_cutoff = forcefield.cutoff + self.skin
         self.reference_positions = None
+        self.reference_cell = np.array(state.cell, dtype=float)
+        self.ghost_shift_set = np.zeros((0, 3))     # distinct image shifts of the ghosts
         self.forces = np.zeros((state.n_local, 3))
         self.potential_energy = 0.0          # eV, global
         self.term_energies: dict[str, float] = {}
@@ -46,9 +54,28 @@ class Engine:
         if self.reference_positions is None or len(self.reference_positions) != self.state.n_local:
             local = True
         else:
-            local = bool(max_displacement_exceeds(self.state.positions, self.reference_positions,
-                                                  0.5 * self.skin))
+            threshold = 0.5 * self.skin
+            if len(self.ghost_shift_set):
+                # same cell on every rank; ghost shift sets differ, so the threshold is local
+                dcell = self.state.cell - self.reference_cell
+                if np.any(dcell):
+                    threshold -= 0.5 * float(np.linalg.norm(self.ghost_shift_set @ dcell, axis=1).max())
+            local = threshold <= 0.0 or bool(max_displacement_exceeds(
+                self.state.positions, self.reference_positions, threshold))
         return bool(self.comm.allreduce(int(local), op=MPI.MAX))
+
+    def set_cell(self, cell):
+        """Adopt a new cell (collective, same cell on every rank).
+
+        The caller has already moved the atoms (barostats scale positions with the
+        cell); the decomposition follows and the next force call rebuilds if the
+        deformation used up the skin.
+        """
+        # rank 0's copy, so that round-off in the reductions behind it can never make the
+        # ranks disagree about the cell
+        cell = np.array(self.comm.bcast(np.asarray(cell, dtype=float), root=0), dtype=float)
+        self.decomposition.set_cell(cell)
+        self.state.cell = cell
 
     def rebuild(self):
         """Migrate atoms to their owners, rebuild ghosts and the neighbour list."""
@@ -68,6 +95,10 @@ class Engine:
         self.offsets = offsets
         self.neighbors = neighbors.astype(np.int64)     # the kernels' index type, converted once
         self.reference_positions = st.positions.copy()
+        self.reference_cell = st.cell.copy()
+        shifts = self.halo.image_shifts[st.n_local:]
+        self.ghost_shift_set = (np.unique(shifts, axis=0).astype(float) if len(shifts)
+                                else np.zeros((0, 3)))
         self.n_rebuilds += 1
         self.timers["comm"] += t1 - t0
         self.timers["neighbour"] += MPI.Wtime() - t1

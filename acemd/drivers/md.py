@@ -16,7 +16,7 @@ from mpi4py import MPI
 from .. import __version__
 from ..engine import Engine
 from ..forcefield import ACETerm, ForceField
-from ..integrators import build_integrator
+from ..integrators import BarostatGeometryError, build_integrator
 from ..parallel.collective import on_root
 from ..rng import PURPOSE_VELOCITIES, normals_per_atom
 from ..state import State
@@ -118,7 +118,7 @@ class MDRun:
                 # e.g. NVT equilibration continued in NVE: positions and velocities carry
                 # over, the new ensemble's own variables start fresh
                 self.restart_note = (f"checkpoint ensemble '{saved.get('name')}' -> "
-                                     f"'{self.integrator.name}': thermostat variables start fresh")
+                                     f"'{self.integrator.name}': thermostat/barostat variables start fresh")
 
     # ------------------------------------------------------------ setup
     def _initial_state(self, restart):
@@ -224,7 +224,10 @@ class MDRun:
         st = self.state
         eng = self.engine
         eng.compute_forces(force_rebuild=True)
-        self.integrator.setup(eng)
+        try:
+            self.integrator.setup(eng)
+        except BarostatGeometryError as exc:
+            raise InputError(f"{self.input_path}: {exc}") from None
         thermo_every = s["thermo"]["every"]
         traj_every = s["trajectory"]["every"]
         ckpt_every = s["checkpoint"]["every"]
@@ -237,7 +240,8 @@ class MDRun:
                                   f"atoms: {st.n_atoms_total}, ranks: {self.comm.Get_size()}, "
                                   f"grid: {tuple(eng.decomposition.dims)}",
                                   (f"restart from step {st.step}" if restarting else "new run")
-                                  + (f" ({self.restart_note})" if self.restart_note else "")],
+                                  + (f" ({self.restart_note})" if self.restart_note else "")]
+                                 + ([self.integrator.WARNING] if hasattr(self.integrator, "WARNING") else []),
                         append=restarting)
         writer = None
         if traj_every > 0:

@@ -1,11 +1,13 @@
 """Integrators and ensembles.  Each advances an :class:`~acemd.engine.Engine` by one step.
 
 ``[md].ensemble`` names one of :data:`INTEGRATORS`; :func:`build_integrator`
-constructs it from the checked settings (``[md]`` and ``[thermostat]``).
+constructs it from the checked settings (``[md]``, ``[thermostat]``, ``[barostat]``).
 """
 from .base import Integrator
+from .cell_rescale import BerendsenEquilibration, StochasticCellRescaling
 from .csvr import CSVR
 from .langevin import LangevinBAOAB
+from .mtk import BarostatGeometryError, MTKBarostat
 from .nose_hoover import NoseHooverChain
 from .verlet import VelocityVerlet
 
@@ -14,7 +16,12 @@ INTEGRATORS = {
     "nvt-langevin": LangevinBAOAB,       # LAMMPS fix langevin + fix nve (here BAOAB)
     "nvt-nose-hoover": NoseHooverChain,  # LAMMPS fix nvt
     "nvt-csvr": CSVR,                    # LAMMPS fix temp/csvr + fix nve
+    "npt-mtk": MTKBarostat,              # LAMMPS fix npt
+    "npt-crescale": StochasticCellRescaling,        # GROMACS C-rescale + v-rescale
+    "berendsen-equilibration": BerendsenEquilibration,   # LAMMPS fix press/berendsen + temp/csvr
 }
+
+BAROSTATS = ("npt-mtk", "npt-crescale", "berendsen-equilibration")
 
 
 def build_integrator(settings: dict) -> Integrator:
@@ -23,8 +30,11 @@ def build_integrator(settings: dict) -> Integrator:
     cls = INTEGRATORS[md["ensemble"]]
     if md["ensemble"] == "nve":
         return cls(md["timestep"])
+    if md["ensemble"] in BAROSTATS:
+        return cls.from_settings(md, settings["thermostat"], settings["barostat"])
     return cls.from_settings(md, settings.get("thermostat", {}))
 
 
-__all__ = ["Integrator", "VelocityVerlet", "LangevinBAOAB", "NoseHooverChain", "CSVR",
-           "INTEGRATORS", "build_integrator"]
+__all__ = ["Integrator", "VelocityVerlet", "LangevinBAOAB", "NoseHooverChain", "CSVR", "MTKBarostat",
+           "StochasticCellRescaling", "BerendsenEquilibration", "BarostatGeometryError",
+           "INTEGRATORS", "BAROSTATS", "build_integrator"]

@@ -46,6 +46,48 @@ def yoshida_weights(order: int) -> list[float]:
     raise ValueError(f"Suzuki-Yoshida order must be 1, 3 or 5, got {order}")
 
 
+def chain_half_step(xi, vxi, q, twice_kinetic, dof, kt, half_dt, loops, weights) -> float:
+    """Advance a Nose-Hoover chain (``xi``, ``vxi`` in place) over ``half_dt``.
+
+    The chain thermostats a subsystem with ``dof`` degrees of freedom and kinetic
+    energy ``twice_kinetic / 2``; returns the factor by which that subsystem's
+    velocities must be scaled.  ``q`` are the chain masses (eV ps^2).
+    """
+    m = len(xi)
+    v = vxi
+    scale = 1.0
+
+    def force(k):
+        if k == 0:
+            return (twice_kinetic - dof * kt) / q[0]
+        return (q[k - 1] * v[k - 1] ** 2 - kt) / q[k]
+
+    for _ in range(loops):
+        for w in weights:
+            h = w * half_dt / loops
+            # down the chain: v_M, v_{M-1}, ..., v_1 (half updates)
+            v[m - 1] += 0.5 * h * force(m - 1)
+            for k in range(m - 2, -1, -1):
+                e = math.exp(-0.25 * h * v[k + 1])
+                v[k] = (v[k] * e + 0.5 * h * force(k)) * e
+            # subsystem and chain positions (full update)
+            s = math.exp(-h * v[0])
+            scale *= s
+            twice_kinetic *= s * s
+            xi += h * v
+            # up the chain: v_1, ..., v_{M-1}, v_M
+            for k in range(m - 1):
+                e = math.exp(-0.25 * h * v[k + 1])
+                v[k] = (v[k] * e + 0.5 * h * force(k)) * e
+            v[m - 1] += 0.5 * h * force(m - 1)
+    return scale
+
+
+def chain_energy(xi, vxi, q, dof, kt) -> float:
+    """The chain's contribution to the conserved quantity (eV)."""
+    return float(0.5 * (q * vxi ** 2).sum() + dof * kt * xi[0] + kt * xi[1:].sum())
+
+
 class NoseHooverChain(VelocityVerlet):
     """NVT by a Nose-Hoover chain, MTK Trotter integration (``ensemble = "nvt-nose-hoover"``)."""
 
@@ -85,36 +127,9 @@ class NoseHooverChain(VelocityVerlet):
     def chain_half_step(self, engine):
         """exp(iL_NHC dt/2): update the chain and scale all velocities by one factor."""
         dof = engine.degrees_of_freedom()
-        kt = BOLTZMANN * self.temperature
-        q = self.masses(dof)
-        m = self.chain_length
-        xi, v = self.xi, self.vxi
         twice_k = float(np.trace(engine.kinetic_tensor()))         # sum m v^2 (eV)
-        scale = 1.0
-
-        def force(k):
-            if k == 0:
-                return (twice_k - dof * kt) / q[0]
-            return (q[k - 1] * v[k - 1] ** 2 - kt) / q[k]
-
-        for _ in range(self.loops):
-            for w in self.weights:
-                h = w * 0.5 * self.dt / self.loops
-                # down the chain: v_M, v_{M-1}, ..., v_1 (half updates)
-                v[m - 1] += 0.5 * h * force(m - 1)
-                for k in range(m - 2, -1, -1):
-                    e = math.exp(-0.25 * h * v[k + 1])
-                    v[k] = (v[k] * e + 0.5 * h * force(k)) * e
-                # particles and chain positions (full update)
-                s = math.exp(-h * v[0])
-                scale *= s
-                twice_k *= s * s
-                xi += h * v
-                # up the chain: v_1, ..., v_{M-1}, v_M
-                for k in range(m - 1):
-                    e = math.exp(-0.25 * h * v[k + 1])
-                    v[k] = (v[k] * e + 0.5 * h * force(k)) * e
-                v[m - 1] += 0.5 * h * force(m - 1)
+        scale = chain_half_step(self.xi, self.vxi, self.masses(dof), twice_k, dof,
+                                BOLTZMANN * self.temperature, 0.5 * self.dt, self.loops, self.weights)
         engine.state.velocities *= scale
 
     # ------------------------------------------------------------ step
@@ -131,9 +146,7 @@ class NoseHooverChain(VelocityVerlet):
 
     def conserved_extra(self, engine) -> float:
         dof = engine.degrees_of_freedom()
-        kt = BOLTZMANN * self.temperature
-        q = self.masses(dof)
-        return float(0.5 * (q * self.vxi ** 2).sum() + dof * kt * self.xi[0] + kt * self.xi[1:].sum())
+        return chain_energy(self.xi, self.vxi, self.masses(dof), dof, BOLTZMANN * self.temperature)
 
     def state_dict(self) -> dict:
         d = super().state_dict()
