@@ -1,4 +1,5 @@
-"""Command line: ``acemd input.toml [--restart CKPT] [--check]``, ``acemd convert``, ``acemd --version``.
+"""Command line: ``acemd input.toml [--restart CKPT] [--check]``, ``acemd convert``, ``acemd activeset``,
+``acemd --version``.
 
 Under ``mpiexec -n N`` (or ``srun``) every rank runs this.  Input errors are
 detected identically on every rank, printed once, and every rank exits with
@@ -41,7 +42,9 @@ def _parser():
     p = argparse.ArgumentParser(
         prog="acemd",
         description="Molecular dynamics with ACE (PACE) potentials. Units: metal (Å, eV, ps, amu, K, bar).",
-        epilog="Other commands: 'acemd convert IN OUT' converts a potential (.yaml/.ace/.yace) to .yace.")
+        epilog="Other commands: 'acemd convert IN OUT' converts a potential (.yaml/.ace/.yace) to .yace; "
+               "'acemd activeset POTENTIAL.yaml TRAINING... -o OUT.asi' builds an active set "
+               "(extrapolation grade).")
     p.add_argument("input", nargs="?", help="TOML input file")
     p.add_argument("--restart", metavar="CKPT", help="continue from a checkpoint file")
     p.add_argument("--check", action="store_true", help="validate the input, print the resolved settings, exit")
@@ -61,12 +64,55 @@ def _convert(argv):
     return 0
 
 
+def _activeset(argv):
+    from .potential.activeset import DEFAULT_TOLERANCE, MAX_TOLERANCE
+    p = argparse.ArgumentParser(
+        prog="acemd activeset",
+        description="Build an active set (.asi, pacemaker's layout) for the extrapolation grade gamma: "
+                    "MaxVol over the B-basis projections of every training atom, per element, so that "
+                    "every training atom has gamma <= 1 + tolerance.")
+    p.add_argument("potential", help="pacemaker B-basis potential (.yaml)")
+    p.add_argument("training", nargs="+", help="training structure file(s), any ASE format (extxyz, ...)")
+    p.add_argument("-o", "--output", required=True, help="output .asi file (replaced atomically)")
+    p.add_argument("--full", action="store_true",
+                   help="full active set on dE/dc (B-functions x ndensity) instead of the linear one")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help=f"MaxVol stops when all |coefficients| <= 1 + tolerance "
+                        f"(default {DEFAULT_TOLERANCE}, at most {MAX_TOLERANCE})")
+    p.add_argument("--batch-atoms", type=int, default=20000,
+                   help="atoms whose projections are held at once (default 20000)")
+    p.add_argument("--format", help="ASE format of the training files (default: from the file name)")
+    args = p.parse_args(argv)
+    from pathlib import Path
+
+    from .potential.activeset import build_active_set, check_output, write_active_set
+    output = Path(args.output)
+    check_output(output)
+    result = build_active_set(args.potential, args.training, tolerance=args.tolerance, full=args.full,
+                              batch_atoms=args.batch_atoms, fmt=args.format,
+                              log=lambda line: print(line, flush=True))
+    for warning in result.warnings:
+        print(f"acemd: warning: {warning}", file=sys.stderr)
+    write_active_set(output, result.matrices)
+    sizes = ", ".join(f"{el} {m.shape[0]}x{m.shape[1]}" for el, m in result.matrices.items())
+    print(f"wrote {output} ({result.kind} active set: {sizes}; {result.structures} structures, "
+          f"{result.passes} pass(es) over {result.batches} batch(es))")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "convert":
         try:
             return _convert(argv[1:])
         except _known_errors() as exc:
+            print(f"acemd: error: {exc}", file=sys.stderr)
+            return EXIT_INPUT_ERROR
+    if argv and argv[0] == "activeset":
+        from .potential.extrapolation import ActiveSetError
+        try:
+            return _activeset(argv[1:])
+        except _known_errors() + (ActiveSetError, OSError) as exc:
             print(f"acemd: error: {exc}", file=sys.stderr)
             return EXIT_INPUT_ERROR
     args = _parser().parse_args(argv)
