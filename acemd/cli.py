@@ -4,7 +4,8 @@
 Under ``mpiexec -n N`` (or ``srun``) every rank runs this.  Input errors are
 detected identically on every rank, printed once, and every rank exits with
 status 1.  An unexpected error on a single rank aborts the whole MPI job, so no
-rank is left waiting.
+rank is left waiting.  A run stopped by the extrapolation grade
+(``[extrapolation].stop_threshold``) exits with status 3 on every rank.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from . import __version__
 
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_EXTRAPOLATION = 3      # [extrapolation].stop_threshold exceeded: checkpoint written, do not resubmit
 
 
 def _known_errors():
@@ -139,6 +141,12 @@ def main(argv=None):
             if missing:
                 raise InputError(f"{args.input}: [structure] contains {', '.join(missing)}, which the "
                                  f"potential {pot.source} does not describe (it has {', '.join(pot.elements)})")
+            if settings["extrapolation"]:         # the active set must fit the B-basis .yaml
+                from .potential.extrapolation import ActiveSetError, read_active_set
+                try:
+                    read_active_set(settings["extrapolation"]["active_set"], pot)
+                except ActiveSetError as exc:
+                    raise InputError(f"{args.input}: [extrapolation.active_set] {exc}") from None
             if rank == 0:
                 print(f"# acemd {__version__}: {args.input} is valid")
                 print(f"# potential: {pot.source} ({', '.join(pot.elements)}, cutoff {pot.cutoff_max} Å)")
@@ -152,7 +160,11 @@ def main(argv=None):
                 raise FileNotFoundError(f"--restart: checkpoint file not found: {args.restart}")
         from .drivers.md import MDRun
         run = MDRun(settings, text, args.input, comm=comm, restart=args.restart)
-        run.run()
+        summary = run.run()
+        if summary["stopped_by"] == "extrapolation":
+            if rank == 0:
+                print(f"acemd: {summary['message']}", file=sys.stderr)
+            return EXIT_EXTRAPOLATION
         return 0
     except _local_errors() as exc:
         # found by one rank only (e.g. two atoms on top of each other in its subdomain)

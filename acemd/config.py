@@ -58,7 +58,7 @@ ENSEMBLES = ("nve", "nvt-langevin", "nvt-nose-hoover", "nvt-csvr", "npt-mtk", "n
              "berendsen-equilibration")
 BAROSTAT_ENSEMBLES = ("npt-mtk", "npt-crescale", "berendsen-equilibration")
 THERMOSTAT_ENSEMBLES = tuple(e for e in ENSEMBLES if e != "nve")
-TRAJECTORY_FIELDS = ("position", "velocity", "force", "image", "species", "id", "energy")
+TRAJECTORY_FIELDS = ("position", "velocity", "force", "image", "species", "id", "energy", "gamma")
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "structure": {
@@ -138,10 +138,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "parallel": {
         "grid": Key((list,), check=int_list3, doc="processor grid [px, py, pz] (default: chosen)"),
     },
+    "extrapolation": {   # LAMMPS pair_style pace/extrapolation + fix pair/dump/halt; defaults as there
+        "active_set": Key((str,), required=True,
+                          doc="pacemaker active set (.asi) of the B-basis .yaml potential"),
+        "every": Key((int,), default=10, check=positive, doc="steps between gamma evaluations"),
+        "dump_threshold": Key(NUM, default=5.0, check=positive,
+                              doc="frames with max gamma above it go to dump_file"),
+        "dump_file": Key((str,), default="extrapolative.extxyz",
+                         doc="extrapolative structures (extxyz, appended)"),
+        "stop_threshold": Key(NUM, default=25.0, check=positive,
+                              doc="max gamma above it: checkpoint and stop (exit status 3)"),
+    },
 }
 
 PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
-             ("trajectory", "file"), ("checkpoint", "file")}
+             ("trajectory", "file"), ("checkpoint", "file"),
+             ("extrapolation", "active_set"), ("extrapolation", "dump_file")}
 
 
 def _suggest(name, options):
@@ -209,6 +221,7 @@ def parse_config(text: str, path="input.toml") -> dict:
         out[section] = resolved
     _check_structure(out["structure"], raw.get("structure", {}), path)
     _check_thermostat(out, raw, path)
+    _check_extrapolation(out, raw, path)
     if not Path(out["potential"]["file"]).exists():
         raise ConfigError(path, "potential.file", f"file not found: {out['potential']['file']}")
     return out
@@ -227,6 +240,23 @@ def _check_structure(resolved, given, path):
                 raise ConfigError(path, f"structure.{key}", f"required with structure.lattice")
         if given["lattice"] == "hcp" and "c" not in given:
             resolved["c"] = resolved["a"] * (8.0 / 3.0) ** 0.5
+
+
+def _check_extrapolation(out, raw, path):
+    """[extrapolation] needs its .asi and a B-basis .yaml; the gamma field needs [extrapolation]."""
+    if "extrapolation" not in raw:
+        out["extrapolation"] = {}
+        if "gamma" in out["trajectory"]["fields"]:
+            raise ConfigError(path, "trajectory.fields", "field 'gamma' (extrapolation grade) needs an "
+                                                          "[extrapolation] section with its active_set")
+        return
+    ex = out["extrapolation"]
+    if not Path(ex["active_set"]).is_file():
+        raise ConfigError(path, "extrapolation.active_set", f"file not found: {ex['active_set']}")
+    if Path(out["potential"]["file"]).suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(path, "extrapolation", f"potential.file {out['potential']['file']} is a C-tilde "
+                                                 "file; the extrapolation grade needs pacemaker's B-basis "
+                                                 ".yaml (the one the active set was built for)")
 
 
 def _check_thermostat(out, raw, path):

@@ -13,7 +13,8 @@ from engine_helpers import write_input
 
 TESTS = Path(__file__).resolve().parent
 MPI_MODULES = [TESTS / "parallel" / "test_halo_mpi.py", TESTS / "io" / "test_io_mpi.py",
-               TESTS / "mpi" / "test_engine_mpi.py", TESTS / "mpi" / "test_thermostats_mpi.py"]
+               TESTS / "mpi" / "test_engine_mpi.py", TESTS / "mpi" / "test_thermostats_mpi.py",
+               TESTS / "mpi" / "test_extrapolation_mpi.py"]
 
 
 def mpiexec():
@@ -70,3 +71,17 @@ def test_bad_input_under_mpiexec_exits_every_rank(tmp_path, edit, needle):
     assert proc.returncode == 1, proc.stderr
     assert needle in proc.stderr
     assert proc.stderr.count("acemd: error") == 1          # reported once, not once per rank
+
+
+def test_extrapolation_stop_under_mpiexec_exits_every_rank(tmp_path):
+    """A max gamma above [extrapolation].stop_threshold: checkpoint, one message, status 3 on 2 ranks."""
+    asi = (TESTS / "data" / "potentials" / "Cu-I.asi").as_posix()
+    path = write_input(tmp_path, potential="Cu-I.yaml", rattle=0.05, steps=1000,
+                       extra=f'[extrapolation]\nactive_set = "{asi}"\nstop_threshold = 10.0\n')
+    proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "acemd.cli", str(path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    print(proc.stdout[-2000:], proc.stderr[-2000:])
+    assert proc.returncode == 3
+    assert proc.stderr.count("stopped by extrapolation at step 0") == 1
+    assert (tmp_path / "run.ckpt.h5").exists() and (tmp_path / "extrapolative.extxyz").stat().st_size > 0
+

@@ -107,6 +107,7 @@ class MDRun:
         self.integrator = build_integrator(settings)
         self.engine = Engine(comm, self.state, self.forcefield, md["skin"],
                              grid=settings["parallel"].get("grid"))
+        self.monitor = self._extrapolation_monitor(restart)
         if restart is not None:
             saved = self._restart_data["state"].get("integrator", {})
             if saved.get("name", self.integrator.name) == self.integrator.name:
@@ -207,6 +208,25 @@ class MDRun:
                     "TotEng": th["total_energy"], "Press": th["pressure"], "Volume": th["volume"],
                     "Conserved": th["total_energy"] + self.integrator.conserved_extra(self.engine)}
 
+    # ------------------------------------------------------------ extrapolation grade
+    def _extrapolation_monitor(self, restart):
+        """The [extrapolation] monitor, or None without that section."""
+        if not self.settings["extrapolation"]:
+            return None
+        from ..extrapolation_monitor import ExtrapolationMonitor
+        from ..potential.extrapolation import ActiveSetError
+        try:
+            return ExtrapolationMonitor(self.comm, self.term.potential, self.settings["extrapolation"],
+                                        self.state, restart_step=self.state.step if restart else None)
+        except ActiveSetError as exc:
+            raise InputError(f"{self.input_path}: [extrapolation.active_set] {exc}") from None
+
+    def _thermo_row(self, row):
+        """A thermo row with MaxGamma (most recent evaluation) when [extrapolation] is on."""
+        if self.monitor is not None:
+            row["MaxGamma"] = self.monitor.max_gamma
+        return row
+
     def write_checkpoint(self):
         from ..io.checkpoint import write_checkpoint
         st = self.state
@@ -232,7 +252,8 @@ class MDRun:
         traj_every = s["trajectory"]["every"]
         ckpt_every = s["checkpoint"]["every"]
         restarting = self._restart_data is not None
-        log = ThermoLog(self.comm, THERMO_COLUMNS, log_path=s["thermo"]["file"], stream=self.stream,
+        columns = THERMO_COLUMNS + ([("MaxGamma", "", "{:.6g}")] if self.monitor is not None else [])
+        log = ThermoLog(self.comm, columns, log_path=s["thermo"]["file"], stream=self.stream,
                         total_steps=self.nsteps, start_step=st.step,
                         preamble=[f"acemd {__version__}", UNITS_LINE, f"input: {self.input_path}",
                                   f"potential: {self.term.potential.path} "
@@ -255,22 +276,29 @@ class MDRun:
         t_start = _time.perf_counter()
         stopped_by = None
         try:
+            if self.monitor is not None and self.monitor.start(eng, restarting):
+                stopped_by = "extrapolation"
             th, row = self._thermo_values()
             if not restarting or st.step % thermo_every == 0:
-                log.row(st.step, row)
+                log.row(st.step, self._thermo_row(row))
             if writer is not None and not restarting:
                 self._write_frame(writer, th)
-            while st.step < self.nsteps:
+            while st.step < self.nsteps and stopped_by is None:
                 self.integrator.step(eng)
                 step = st.step
                 last = step == self.nsteps
-                if step % thermo_every == 0 or last:
+                extrapolating = (self.monitor is not None and self.monitor.due(step)
+                                 and self.monitor.check(eng))
+                if step % thermo_every == 0 or last or extrapolating:
                     th, row = self._thermo_values()
-                    log.row(step, row)
+                    log.row(step, self._thermo_row(row))
                 if writer is not None and step % traj_every == 0:
                     self._write_frame(writer, self.engine.thermo())
                 if ckpt_every and step % ckpt_every == 0:
                     self.write_checkpoint()
+                if extrapolating:
+                    stopped_by = "extrapolation"
+                    break
                 if self.comm.allreduce(stop.signum, op=MPI.MAX):
                     stopped_by = signal.Signals(self.comm.allreduce(stop.signum, op=MPI.MAX)).name
                     break
@@ -280,9 +308,15 @@ class MDRun:
             if writer is not None:
                 writer.close()
         wall = _time.perf_counter() - t_start
-        log.close(extra=[f"stopped by {stopped_by} at step {st.step}: checkpoint written to "
-                         f"{s['checkpoint']['file']}; continue with --restart"] if stopped_by else [])
-        return {"steps": st.step, "wall_s": wall, "stopped_by": stopped_by,
+        message = ""
+        if stopped_by == "extrapolation":
+            message = self.monitor.stop_message(s["checkpoint"]["file"])
+        elif stopped_by:
+            message = (f"stopped by {stopped_by} at step {st.step}: checkpoint written to "
+                       f"{s['checkpoint']['file']}; continue with --restart")
+        log.close(extra=[message] if message else [])
+        return {"steps": st.step, "wall_s": wall, "stopped_by": stopped_by, "message": message,
+                "max_gamma": None if self.monitor is None else self.monitor.max_gamma,
                 "potential_energy": eng.potential_energy, "rebuilds": eng.n_rebuilds,
                 "timers": dict(eng.timers)}
 
@@ -291,8 +325,12 @@ class MDRun:
         data = {"position": st.positions, "velocity": st.velocities, "force": self.engine.forces,
                 "species": st.species, "id": st.ids, "image": st.images,
                 "energy": self.engine.site_energy}
+        if "gamma" in writer.fields:      # evaluated for this frame if the schedule did not
+            data["gamma"] = self.monitor.current_gamma(self.engine)
         obs = {"temperature": th["temperature"], "potential_energy": th["potential_energy"],
                "kinetic_energy": th["kinetic_energy"], "total_energy": th["total_energy"],
                "pressure": th["pressure"], "volume": th["volume"],
                "conserved_energy": th["total_energy"] + self.integrator.conserved_extra(self.engine)}
+        if "gamma" in writer.fields:
+            obs["max_gamma"] = self.monitor.max_gamma
         writer.write_frame(st.step, st.time, st.cell, st.ids, data, obs)

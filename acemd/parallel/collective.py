@@ -1,5 +1,8 @@
-"""Collective control flow: work done on one rank whose errors reach every rank."""
+"""Collective control flow and reductions: work done on one rank whose errors reach every rank."""
 from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
 
 
 def agree(comm, local_error: str | None, exc_type=ValueError):
@@ -10,6 +13,12 @@ def agree(comm, local_error: str | None, exc_type=ValueError):
         if comm.Get_size() == 1:
             raise exc_type(bad[0][1])
         raise exc_type("; ".join(f"rank {r}: {e}" for r, e in bad))
+
+
+def global_max(comm, local_values) -> float:
+    """Largest of all ranks' values (collective); -inf when no rank has any."""
+    a = np.asarray(local_values, dtype=np.float64)
+    return float(comm.allreduce(float(a.max()) if a.size else -np.inf, op=MPI.MAX))
 
 
 class RemoteError(RuntimeError):

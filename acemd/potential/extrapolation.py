@@ -352,6 +352,9 @@ class ExtrapolationGrade:
             if len(idx) == 0:
                 continue
             inv = self.matrices[el]
-            b = np.array([vecs[i][:inv.shape[0]] for i in idx])
+            if isinstance(vecs, np.ndarray):        # linear: the projections, one row per atom
+                b = vecs[idx, :inv.shape[0]]
+            else:
+                b = np.array([vecs[i][:inv.shape[0]] for i in idx])
             gamma[idx] = gamma_from_projections(b, inv)
         return gamma
