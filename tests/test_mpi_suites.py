@@ -85,3 +85,21 @@ def test_extrapolation_stop_under_mpiexec_exits_every_rank(tmp_path):
     assert proc.stderr.count("stopped by extrapolation at step 0") == 1
     assert (tmp_path / "run.ckpt.h5").exists() and (tmp_path / "extrapolative.extxyz").stat().st_size > 0
 
+
+def test_structure_file_under_mpiexec(tmp_path):
+    """[structure].file read on rank 0 only (ASE must not try to broadcast it) on 2 ranks."""
+    from ase.build import bulk
+    from ase.io import write
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((3, 3, 3))
+    atoms.rattle(0.02, seed=3)
+    write(tmp_path / "cu.extxyz", atoms)
+    path = write_input(tmp_path, steps=10)
+    text = path.read_text()
+    start, end = text.index("[structure]"), text.index("[potential]")
+    path.write_text(text[:start] + '[structure]\nfile = "cu.extxyz"\n\n' + text[end:])
+    proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "acemd.cli", str(path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    print(proc.stdout[-2000:], proc.stderr[-2000:])
+    assert proc.returncode == 0
+    rows = [l for l in proc.stdout.splitlines() if l.strip() and not l.startswith("#")]
+    assert rows[-1].split()[0] == "10"

@@ -150,7 +150,9 @@ def _read_file(spec, base_dir: Path, p):
             raise _err(p, "index", f"must be a frame number, got {index!r}")
         kwargs["index"] = index
     try:
-        atoms = ase.io.read(str(path), format=fmt, **kwargs)
+        # parallel=False: under MPI ASE would otherwise read on rank 0 and broadcast, which
+        # deadlocks or desynchronises the ranks when only rank 0 reads
+        atoms = ase.io.read(str(path), format=fmt, parallel=False, **kwargs)
     except Exception as exc:  # noqa: BLE001 - ASE raises many kinds
         how = f"as {fmt}" if fmt else "(format guessed from the name/content; set 'format')"
         msg = str(exc) or type(exc).__name__
