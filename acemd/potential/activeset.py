@@ -77,7 +77,7 @@ def _training_structures(files, fmt=None):
     for path in files:
         count = 0
         try:
-            for atoms in iread(str(path), index=":", format=fmt):
+            for atoms in iread(str(path), index=":", format=fmt, parallel=False):
                 yield path, count, atoms
                 count += 1
         except Exception as exc:  # noqa: BLE001 - ASE raises many types for unreadable files
