@@ -25,7 +25,7 @@ def _known_errors():
     from .drivers.md import InputError
     from .engine import NonFiniteForceError
     from .parallel.collective import RemoteError
-    from .potential import CloseContactError, PotentialFileError, UnknownElementError
+    from .potential import PotentialFileError, UnknownElementError
     errors = [ConfigError, InputError, PotentialFileError, UnknownElementError,
               NonFiniteForceError, RemoteError, FileNotFoundError]
     from .io.checkpoint import CheckpointError

@@ -237,7 +237,7 @@ def _check_structure(resolved, given, path):
     if has_lattice:
         for key in ("element", "a"):
             if key not in given:
-                raise ConfigError(path, f"structure.{key}", f"required with structure.lattice")
+                raise ConfigError(path, f"structure.{key}", "required with structure.lattice")
         if given["lattice"] == "hcp" and "c" not in given:
             resolved["c"] = resolved["a"] * (8.0 / 3.0) ** 0.5
 

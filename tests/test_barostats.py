@@ -16,15 +16,13 @@
 * Every NPT ensemble runs with ACE through MDRun, reaches the target pressure and
   restarts onto the same trajectory (cell and barostat variables in the checkpoint).
 """
-import io
 import math
 
 import numpy as np
 import pytest
-from mpi4py import MPI
 
 from acemd.config import ConfigError, load_config
-from acemd.drivers.md import InputError, MDRun
+from acemd.drivers.md import InputError
 from acemd.forcefield import ACETerm
 from acemd.integrators import (INTEGRATORS, BerendsenEquilibration, MTKBarostat,
                                StochasticCellRescaling)
@@ -32,7 +30,7 @@ from acemd.io.thermo import read_thermo
 from acemd.units import BOLTZMANN, EV_PER_A3_TO_BAR
 
 from engine_helpers import POTENTIALS, assert_same_trajectory, write_input
-from test_thermostats import block_t_test, make_engine
+from test_thermostats import _make_run, block_t_test, make_engine
 
 NPT = ("npt-mtk", "npt-crescale", "berendsen-equilibration")
 T_TARGET = 600.0
@@ -268,11 +266,6 @@ def _npt_input(folder, ensemble, *, pressure=0.0, coupling="iso", steps=40, ther
                              f'coupling = "{coupling}"\n{extra_barostat}', **kwargs)
     path.write_text(path.read_text().replace("[md]\n", f'[md]\nensemble = "{ensemble}"\n'))
     return path
-
-
-def _make_run(path, restart=None):
-    settings, text = load_config(path)
-    return MDRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
 
 
 @pytest.mark.parametrize("ensemble,coupling", [("npt-mtk", "iso"), ("npt-crescale", "aniso"),

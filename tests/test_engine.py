@@ -1,7 +1,6 @@
 """Serial engine tests: forces equal the ASE calculator, NVE conserves energy,
 restart continues the same trajectory, bad input gives clear errors."""
 import io
-import os
 import signal
 import subprocess
 import sys

@@ -7,7 +7,8 @@ from .base import Integrator
 from .cell_rescale import BerendsenEquilibration, StochasticCellRescaling
 from .csvr import CSVR
 from .langevin import LangevinBAOAB
-from .mtk import BarostatGeometryError, MTKBarostat
+from .barostat import BarostatGeometryError
+from .mtk import MTKBarostat
 from .nose_hoover import NoseHooverChain
 from .verlet import VelocityVerlet
 

@@ -44,37 +44,27 @@ import numpy as np
 
 from ..rng import PURPOSE_BAROSTAT, normals_global
 from ..units import BOLTZMANN, EV_PER_A3_TO_BAR
+from .barostat import BarostatTarget
 from .csvr import CSVR
-from .mtk import BarostatGeometryError, coupled_axes
-
-RESCALE_COUPLINGS = ("iso", "aniso")
 
 
-class StochasticCellRescaling(CSVR):
+class StochasticCellRescaling(BarostatTarget, CSVR):
     """NPT: stochastic velocity rescaling + stochastic cell rescaling (``ensemble = "npt-crescale"``)."""
 
     name = "npt-crescale"
     stochastic = True
+    couplings = ("iso", "aniso")
 
     def __init__(self, timestep_ps: float, temperature: float, pressure_bar: float = 0.0,
                  damping: float = 0.1, barostat_damping: float = 1.0, coupling: str = "iso",
                  compressibility_per_bar: float = 1e-6, seed: int = 12345):
-        super().__init__(timestep_ps, temperature, damping, seed=seed)
-        if coupling not in RESCALE_COUPLINGS:
-            raise BarostatGeometryError(
-                f"[barostat].coupling = '{coupling}' is not available with {self.name}: use "
-                f"{' or '.join(RESCALE_COUPLINGS)} (triclinic cell fluctuations: ensemble = 'npt-mtk')")
-        if not barostat_damping > 0.0:
-            raise ValueError("barostat damping must be positive (ps)")
+        CSVR.__init__(self, timestep_ps, temperature, damping, seed=seed)
+        self.init_barostat(pressure_bar, barostat_damping, coupling)
         if not compressibility_per_bar > 0.0:
             raise ValueError("barostat compressibility must be positive (1/bar)")
-        self.pressure_bar = float(pressure_bar)
-        self.barostat_damping = float(barostat_damping)
-        self.coupling = coupling
         self.compressibility = float(compressibility_per_bar) * EV_PER_A3_TO_BAR   # Å^3/eV
         self.reference_volume = 0.0        # Å^3, fixed when the barostat starts
         self.heat = 0.0                    # eV, barostat heat (effective-energy bookkeeping)
-        self.axes = np.ones(3, dtype=bool)
 
     @classmethod
     def from_settings(cls, md: dict, thermostat: dict, barostat: dict):
@@ -83,13 +73,8 @@ class StochasticCellRescaling(CSVR):
                    coupling=barostat["coupling"], compressibility_per_bar=barostat["compressibility"],
                    seed=thermostat["seed"])
 
-    @property
-    def pressure(self) -> float:
-        """Target pressure in eV/Å^3."""
-        return self.pressure_bar / EV_PER_A3_TO_BAR
-
     def setup(self, engine):
-        self.axes = coupled_axes(self.coupling, engine.state.pbc)
+        BarostatTarget.setup(self, engine)
         if self.reference_volume <= 0.0:
             self.reference_volume = engine.state.volume
 
@@ -159,26 +144,23 @@ class StochasticCellRescaling(CSVR):
 
     def conserved_extra(self, engine) -> float:
         volume = engine.state.volume
-        extra = super().conserved_extra(engine) + self.pressure * volume + self.heat
+        extra = CSVR.conserved_extra(self, engine) + self.pressure * volume + self.heat
         if self.stochastic:
             extra -= BOLTZMANN * self.temperature * math.log(volume)
         return extra
 
     # ------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict:
-        d = super().state_dict()
-        d.update({"pressure_bar": self.pressure_bar, "barostat_damping": self.barostat_damping,
-                  "coupling": self.coupling, "reference_volume": self.reference_volume,
-                  "heat": self.heat,
+        d = CSVR.state_dict(self)
+        d.update(self.barostat_state())
+        d.update({"reference_volume": self.reference_volume, "heat": self.heat,
                   "barostat_noise_stream": "normals_global(seed, PURPOSE_BAROSTAT, step, n)"})
         return d
 
     def load_state_dict(self, state: dict):
-        super().load_state_dict(state)
+        CSVR.load_state_dict(self, state)
         if "reference_volume" in state:
-            if str(state.get("coupling", self.coupling)) != self.coupling:
-                raise ValueError(f"checkpoint has barostat coupling '{state['coupling']}', this run uses "
-                                 f"[barostat].coupling = '{self.coupling}'")
+            self.check_saved_coupling(state)
             self.reference_volume = float(state["reference_volume"])
             self.heat = float(state.get("heat", 0.0))
 

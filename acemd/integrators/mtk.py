@@ -37,14 +37,12 @@ drifts only through the timestep error (second order).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
-from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, FORCE_TO_ACCEL
+from ..units import BOLTZMANN, FORCE_TO_ACCEL
+from .barostat import BarostatTarget
 from .nose_hoover import NoseHooverChain, chain_energy, chain_half_step
-
-COUPLINGS = ("iso", "aniso", "triclinic")
 
 
 def _sinhc(x):
@@ -53,22 +51,6 @@ def _sinhc(x):
     small = np.abs(x) < 1e-4
     safe = np.where(small, 1.0, x)
     return np.where(small, 1.0 + x * x / 6.0, np.sinh(safe) / safe)
-
-
-class BarostatGeometryError(ValueError):
-    """The coupling cannot be applied to this cell (e.g. iso coupling of a slab)."""
-
-
-def coupled_axes(coupling: str, pbc) -> np.ndarray:
-    """The Cartesian axes whose cell lengths the barostat controls."""
-    pbc = np.asarray(pbc, dtype=bool)
-    if coupling in ("iso", "triclinic") and not pbc.all():
-        raise BarostatGeometryError(
-            f"[barostat].coupling = '{coupling}' needs a cell periodic along x, y and z "
-            f"(pbc = {pbc.tolist()}); use coupling = 'aniso' to control only the periodic axes")
-    if not pbc.any():
-        raise BarostatGeometryError("a barostat needs at least one periodic axis (the structure has none)")
-    return pbc.copy()
 
 
 def project_barostat_force(coupling: str, force: np.ndarray, axes: np.ndarray) -> np.ndarray:
@@ -84,7 +66,7 @@ def barostat_dof(coupling: str, axes: np.ndarray) -> int:
     return {"iso": 1, "aniso": int(axes.sum()), "triclinic": 6}[coupling]
 
 
-class MTKBarostat(NoseHooverChain):
+class MTKBarostat(BarostatTarget, NoseHooverChain):
     """NPT: Nose-Hoover chains + MTK cell dynamics (``ensemble = "npt-mtk"``)."""
 
     name = "npt-mtk"
@@ -92,18 +74,11 @@ class MTKBarostat(NoseHooverChain):
     def __init__(self, timestep_ps: float, temperature: float, pressure_bar: float = 0.0,
                  damping: float = 0.1, barostat_damping: float = 1.0, coupling: str = "iso",
                  chain_length: int = 3, loops: int = 1, yoshida_order: int = 3):
-        super().__init__(timestep_ps, temperature, damping, chain_length, loops, yoshida_order)
-        if coupling not in COUPLINGS:
-            raise ValueError(f"barostat coupling must be one of {', '.join(COUPLINGS)}, got '{coupling}'")
-        if not barostat_damping > 0.0:
-            raise ValueError("barostat damping must be positive (ps)")
-        self.pressure_bar = float(pressure_bar)
-        self.barostat_damping = float(barostat_damping)
-        self.coupling = coupling
+        NoseHooverChain.__init__(self, timestep_ps, temperature, damping, chain_length, loops, yoshida_order)
+        self.init_barostat(pressure_bar, barostat_damping, coupling)
         self.g = np.zeros((3, 3))                      # barostat velocity tensor (1/ps)
         self.xi_b = np.zeros(self.chain_length)        # barostat chain
         self.vxi_b = np.zeros(self.chain_length)
-        self.axes = np.ones(3, dtype=bool)
 
     @classmethod
     def from_settings(cls, md: dict, thermostat: dict, barostat: dict):
@@ -113,14 +88,6 @@ class MTKBarostat(NoseHooverChain):
                    loops=thermostat["chain_loops"], yoshida_order=thermostat["yoshida_order"])
 
     # ------------------------------------------------------------ parameters
-    @property
-    def pressure(self) -> float:
-        """Target pressure in eV/Å^3."""
-        return self.pressure_bar / EV_PER_A3_TO_BAR
-
-    def setup(self, engine):
-        self.axes = coupled_axes(self.coupling, engine.state.pbc)
-
     def barostat_mass(self, engine) -> float:
         """W per component (eV ps^2)."""
         return (engine.state.n_atoms_total + 1) * BOLTZMANN * self.temperature * self.barostat_damping ** 2
@@ -189,7 +156,7 @@ class MTKBarostat(NoseHooverChain):
 
     def conserved_extra(self, engine) -> float:
         kt = BOLTZMANN * self.temperature
-        extra = super().conserved_extra(engine)
+        extra = NoseHooverChain.conserved_extra(self, engine)
         extra += 0.5 * self.barostat_mass(engine) * float((self.g * self.g).sum())
         extra += self.pressure * engine.state.volume
         extra += chain_energy(self.xi_b, self.vxi_b, self.barostat_chain_masses(),
@@ -198,19 +165,16 @@ class MTKBarostat(NoseHooverChain):
 
     # ------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict:
-        d = super().state_dict()
-        d.update({"pressure_bar": self.pressure_bar, "barostat_damping": self.barostat_damping,
-                  "coupling": self.coupling, "g": self.g.copy(),
-                  "xi_b": self.xi_b.copy(), "vxi_b": self.vxi_b.copy()})
+        d = NoseHooverChain.state_dict(self)
+        d.update(self.barostat_state())
+        d.update({"g": self.g.copy(), "xi_b": self.xi_b.copy(), "vxi_b": self.vxi_b.copy()})
         return d
 
     def load_state_dict(self, state: dict):
-        super().load_state_dict(state)
+        NoseHooverChain.load_state_dict(self, state)
         if "g" not in state:
             return
-        if str(state.get("coupling", self.coupling)) != self.coupling:
-            raise ValueError(f"checkpoint has barostat coupling '{state['coupling']}', this run uses "
-                             f"[barostat].coupling = '{self.coupling}'")
+        self.check_saved_coupling(state)
         g = np.asarray(state["g"], dtype=float)
         xi_b = np.asarray(state["xi_b"], dtype=float)
         vxi_b = np.asarray(state["vxi_b"], dtype=float)

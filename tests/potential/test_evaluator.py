@@ -8,7 +8,7 @@ import pytest
 from ase.build import bulk
 
 from acemd import ACECalculator
-from acemd.potential import ACEPotential, CloseContactError, UnknownElementError
+from acemd.potential import CloseContactError, UnknownElementError
 from acemd.potential.calculator import NonFiniteInputError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
