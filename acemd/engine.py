@@ -40,7 +40,7 @@ class Engine:
         self.ghost_cutoff = forcefield.cutoff + self.skin
         self.reference_positions = None
         self.reference_cell = np.array(state.cell, dtype=float)
-        self.ghost_shift_set = np.zeros((0, 3))     # distinct image shifts of the ghosts
+        self.ghost_shift_set = np.zeros((0, 3))     # distinct image shifts of all ranks' ghosts
         self.forces = np.zeros((state.n_local, 3))
         self.potential_energy = 0.0          # eV, global
         self.term_energies: dict[str, float] = {}
@@ -56,7 +56,7 @@ class Engine:
         else:
             threshold = 0.5 * self.skin
             if len(self.ghost_shift_set):
-                # same cell on every rank; ghost shift sets differ, so the threshold is local
+                # the same cell and shift set on every rank, so the same threshold
                 dcell = self.state.cell - self.reference_cell
                 if np.any(dcell):
                     threshold -= 0.5 * float(np.linalg.norm(self.ghost_shift_set @ dcell, axis=1).max())
@@ -96,9 +96,11 @@ class Engine:
         self.neighbors = neighbors.astype(np.int64)     # the kernels' index type, converted once
         self.reference_positions = st.positions.copy()
         self.reference_cell = st.cell.copy()
-        shifts = self.halo.image_shifts[st.n_local:]
-        self.ghost_shift_set = (np.unique(shifts, axis=0).astype(float) if len(shifts)
-                                else np.zeros((0, 3)))
+        # the union over ranks: an atom's displacement is tested on its owner, so every rank
+        # must budget for the largest image motion of any ghost anywhere
+        local = np.unique(self.halo.image_shifts[st.n_local:], axis=0).reshape(-1, 3)
+        shifts = np.concatenate(self.comm.allgather(local)).reshape(-1, 3)
+        self.ghost_shift_set = np.unique(shifts, axis=0).astype(float)
         self.n_rebuilds += 1
         self.timers["comm"] += t1 - t0
         self.timers["neighbour"] += MPI.Wtime() - t1
