@@ -79,9 +79,6 @@ class StochasticCellRescaling(BarostatTarget, CSVR):
             self.reference_volume = engine.state.volume
 
     # ------------------------------------------------------------ barostat
-    def _n_coords(self) -> int:
-        return 1 if self.coupling == "iso" else int(self.axes.sum())
-
     def diffusion(self) -> float:
         """D of each barostat coordinate (1/ps)."""
         kt = BOLTZMANN * self.temperature

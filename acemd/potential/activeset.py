@@ -96,8 +96,6 @@ class _Projector:
         self.potential = potential
         self.grade = ExtrapolationGrade(potential)
         self.full = full
-        if full:
-            self.grade.kind = "full"      # asi_vectors then returns dE/dc
         nfuncs = self.grade.ptables.nfuncs
         ndens = [e.ndensity for e in potential.model.embeddings]
         self.sizes = [int(nfuncs[mu]) * (ndens[mu] if full else 1) for mu in range(len(nfuncs))]
@@ -119,7 +117,7 @@ class _Projector:
                                           atom_ids=owner)
         except (CloseContactError, NonFiniteInputError) as exc:
             raise TrainingSetError(f"training file {path}, structure {frame}: {exc}") from None
-        vectors = self.grade.asi_vectors(proj, species) if self.full else None
+        vectors = self.grade.asi_vectors(proj, species, kind="full") if self.full else None
         out = {}
         for mu in np.unique(species):
             idx = np.flatnonzero(species == mu)

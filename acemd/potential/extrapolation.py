@@ -324,9 +324,10 @@ class ExtrapolationGrade:
                                     f"tabulation step of {self.potential.path}")
         return proj
 
-    def asi_vectors(self, proj, species):
-        """The vectors multiplied with A^-1: projections (linear) or dE/dc (full), per atom."""
-        if self.kind != "full":
+    def asi_vectors(self, proj, species, kind=None):
+        """The vectors multiplied with A^-1, per atom: projections (``kind`` "linear") or dE/dc
+        ("full"); ``kind`` defaults to that of the loaded active set."""
+        if (kind or self.kind) != "full":
             return proj
         out = []
         for i, mu in enumerate(species):
