@@ -269,7 +269,7 @@ class Simulation:
             p.parent.mkdir(parents=True, exist_ok=True)
             atoms.info.update(info or {})
             tmp = p.with_name(p.name + ".tmp")
-            write(tmp, atoms, format="extxyz")
+            write(tmp, atoms, format="extxyz", parallel=False)
             os.replace(tmp, p)
 
         on_root(self.comm, write_root)

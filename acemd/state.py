@@ -57,5 +57,7 @@ class State:
         self.species = np.ascontiguousarray(arrays["species"], dtype=np.int64)
         self.velocities = np.ascontiguousarray(arrays["velocities"], dtype=float)
         self.images = np.ascontiguousarray(arrays["image"], dtype=np.int64)
-        self.extra_per_atom = {k[6:]: np.ascontiguousarray(v) for k, v in arrays.items()
-                               if k.startswith("extra:")}
+        # updated in place, so a stage may hold on to the dict across rebuilds
+        extra = {k[6:]: np.ascontiguousarray(v) for k, v in arrays.items() if k.startswith("extra:")}
+        self.extra_per_atom.clear()
+        self.extra_per_atom.update(extra)

@@ -14,13 +14,15 @@ EXAMPLES = sorted(INPUTS.glob("*.toml"))
 
 
 def test_there_are_examples():
-    assert {p.name for p in EXAMPLES} >= {"md_cu_nve.toml", "md_cu_nvt.toml", "npt_cu_mtk.toml"}
+    assert {p.name for p in EXAMPLES} >= {"md_cu_nve.toml", "md_cu_nvt.toml", "npt_cu_mtk.toml",
+                                          "minimize_cu.toml", "elastic_cu.toml"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_check(path, capsys):
     assert main([str(path), "--check"]) == 0
-    assert "[md]" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert sum(f"[{d}]" in out for d in ("md", "minimize", "elastic")) == 1
 
 
 def test_npt_example_runs(tmp_path):

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Stress against strain for each applied Voigt strain of an [elastic] run (PNG).
+
+    python scripts/plot_elastic.py elastic.h5 [-o stress_strain.png]
+
+One panel per applied strain e_j (xx, yy, zz, yz, xz, xy): the six stress
+components (GPa) at every strain with the fitted lines s_i = s0_i + C_ij e_j.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
+
+
+def load(path):
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("component", "strain", "stress", "C", "reference_stress") if k not in f]
+            if missing:
+                raise ValueError(f"{path}: not an acemd [elastic] data file (missing {', '.join(missing)})")
+            data = {k: f[k][()] for k in ("component", "strain", "stress", "C", "reference_stress")}
+            data["C_error"] = f["C_error"][()] if "C_error" in f else np.zeros((6, 6))
+            return data
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read as HDF5 ({exc})") from None
+
+
+def plot(data, output):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), sharex=True)
+    for j, ax in enumerate(axes.ravel()):
+        sel = data["component"] == j
+        e = np.concatenate([[0.0], data["strain"][sel]])
+        s = np.vstack([data["reference_stress"], data["stress"][sel]])
+        order = np.argsort(e)
+        grid = np.linspace(e.min(), e.max(), 2)
+        for i in range(6):
+            line, = ax.plot(e[order], s[order, i], "o", ms=4, label=f"$\\sigma_{{{NAMES[i]}}}$")
+            fit = data["reference_stress"][i] + data["C"][i, j] * grid
+            ax.plot(grid, fit, "-", color=line.get_color(), lw=1)
+        ax.set_title(f"applied $e_{{{NAMES[j]}}}$: C$_{{{j + 1}{j + 1}}}$ = {data['C'][j, j]:.1f} "
+                     f"± {data['C_error'][j, j]:.2f} GPa")
+        ax.set_xlabel("strain (Voigt, engineering shear)")
+        ax.set_ylabel("stress (GPa, tensile > 0)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="the [elastic] data file (elastic.h5)")
+    p.add_argument("-o", "--output", default=None, help="PNG to write (default: <data>_stress_strain.png)")
+    args = p.parse_args(argv)
+    output = args.output or str(Path(args.data).with_suffix("")) + "_stress_strain.png"
+    try:
+        data = load(args.data)
+    except ValueError as exc:
+        print(f"plot_elastic: error: {exc}", file=sys.stderr)
+        return 1
+    plot(data, output)
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
