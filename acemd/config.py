@@ -395,7 +395,9 @@ def format_settings(settings: dict) -> str:
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             doc = SCHEMA.get(section, {}).get(key)
-            comment = f"   # {doc.doc}" if doc and doc.doc else ""
+            comment = ""
+            if doc and doc.doc:
+                comment = f"   # {doc.doc.replace('`', '')}" + (f" [{doc.unit}]" if doc.unit else "")
             lines.append(f"{key} = {value}{comment}")
         lines.append("")
     return "\n".join(lines)

@@ -47,7 +47,7 @@ def _toml(value) -> str:
         return f'"{value}"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
+    return re.sub(r"e([+-])0+(\d)", r"e\1\2", repr(value))     # 1e-06 -> 1e-6
 
 
 def default_text(spec: Key) -> str:

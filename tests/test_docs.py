@@ -46,7 +46,7 @@ def _tables(markdown):
     """{section: {key: [type, default, unit, meaning]}} parsed back from the generated Markdown."""
     tables, section = {}, None
     for line in markdown.splitlines():
-        m = re.match(r"## `\[(\w+)\]`", line)
+        m = re.match(r"## `\[([\w-]+)\]`", line)
         if m:
             section = m.group(1)
             tables[section] = {}
@@ -110,7 +110,7 @@ def test_help_input_all_sections(capsys):
 def test_help_input_one_section(capsys):
     assert main(["--help-input", "[barostat]"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("[barostat]") and "compressibility  (float, 1/bar; default 1e-06)" in out
+    assert out.startswith("[barostat]") and "compressibility  (float, 1/bar; default 1e-6)" in out
     assert "[thermostat]" not in out
 
 
