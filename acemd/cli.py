@@ -48,10 +48,10 @@ def _parser():
                "'acemd activeset POTENTIAL.yaml TRAINING... -o OUT.asi' builds an active set "
                "(extrapolation grade).")
     p.add_argument("input", nargs="?", help="TOML input file")
-    p.add_argument("--restart", metavar="CKPT", help="continue from a checkpoint file")
-    p.add_argument("--check", action="store_true", help="validate the input, print the resolved settings, exit")
     p.add_argument("--help-input", nargs="?", const="", metavar="SECTION",
                    help="print the input keys (type, default, unit, meaning) of every section, or of one")
+    p.add_argument("--restart", metavar="CKPT", help="continue from a checkpoint file")
+    p.add_argument("--check", action="store_true", help="validate the input, print the resolved settings, exit")
     p.add_argument("--version", action="version", version=f"acemd {__version__}")
     return p
 

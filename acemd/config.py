@@ -198,42 +198,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
-# What each section is for (input reference, ``acemd --help-input``); a section missing here is
-# still documented from its keys.
-SECTION_DOCS: dict[str, SectionDoc] = {
-    "structure": SectionDoc(
-        "The atoms: either a structure `file` (read with ASE) or a `lattice` built from `element`, `a` "
-        "and `repeat`, not both."),
-    "potential": SectionDoc(
-        "The ACE potential. Every element of the structure must be in the potential.", page="potentials.md"),
-    "masses": SectionDoc(
-        "Optional atomic masses, one key per element; elements not listed get ASE's standard atomic "
-        "masses.",
-        free_key=("<Element>", Key(NUM, check=positive, unit="amu", default_doc="ASE's standard atomic mass",
-                                   doc="mass of every atom of that element, e.g. `Cu = 63.546`"))),
-    "velocities": SectionDoc("Initial velocities (not used when continuing from a checkpoint).",
-                             page="running-md.md"),
-    "md": SectionDoc("The run: number of steps, timestep, ensemble, neighbour-list skin.", page="running-md.md"),
-    "thermostat": SectionDoc(
-        "Every ensemble but `nve` (the section is an error with `nve`); the NPT ensembles use the "
-        "Nose-Hoover keys (`npt-mtk`) or the CSVR ones (`npt-crescale`, `berendsen-equilibration`).",
-        page="running-md.md"),
-    "barostat": SectionDoc(
-        "NPT ensembles only (an error with the others). The pressure is always the full virial (ghost "
-        "contributions included) plus the kinetic term; the target is hydrostatic.", page="running-md.md"),
-    "thermo": SectionDoc("The thermo table, on stdout and in a log file.", page="output-files.md"),
-    "trajectory": SectionDoc("The H5MD trajectory.", page="output-files.md"),
-    "checkpoint": SectionDoc("Checkpoints, to continue a run with `--restart`.",
-                             page="parallel-and-restarts.md"),
-    "parallel": SectionDoc("The MPI domain decomposition.", page="parallel-and-restarts.md"),
-    "extrapolation": SectionDoc(
-        "Optional: the extrapolation grade γ (dimensionless) of every atom during MD, what LAMMPS does "
-        "with `pair_style pace/extrapolation`, `fix pair … gamma`, a `dump_modify … skip` dump and "
-        "`fix halt`; the defaults are those of the pacemaker/LAMMPS recipe. `[potential].file` must be "
-        "the B-basis `.yaml` the active set was built for (a `.yace`/`.ace`, or an active set of another "
-        "potential, is an input error, also with `--check`).", page="running-md.md"),
-}
-
 PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),
              ("extrapolation", "active_set"), ("extrapolation", "dump_file")}
@@ -401,3 +365,40 @@ def format_settings(settings: dict) -> str:
             lines.append(f"{key} = {value}{comment}")
         lines.append("")
     return "\n".join(lines)
+
+
+# What each section is for (input reference, ``acemd --help-input``); a section missing here is
+# still documented from its keys.
+SECTION_DOCS: dict[str, SectionDoc] = {
+    "structure": SectionDoc(
+        "The atoms: either a structure `file` (read with ASE) or a `lattice` built from `element`, `a` "
+        "and `repeat`, not both."),
+    "potential": SectionDoc(
+        "The ACE potential. Every element of the structure must be in the potential.", page="potentials.md"),
+    "masses": SectionDoc(
+        "Optional atomic masses, one key per element; elements not listed get ASE's standard atomic "
+        "masses.",
+        free_key=("<Element>", Key(NUM, check=positive, unit="amu", default_doc="ASE's standard atomic mass",
+                                   doc="mass of every atom of that element, e.g. `Cu = 63.546`"))),
+    "velocities": SectionDoc("Initial velocities (not used when continuing from a checkpoint).",
+                             page="running-md.md"),
+    "md": SectionDoc("The run: number of steps, timestep, ensemble, neighbour-list skin.", page="running-md.md"),
+    "thermostat": SectionDoc(
+        "Every ensemble but `nve` (the section is an error with `nve`); the NPT ensembles use the "
+        "Nose-Hoover keys (`npt-mtk`) or the CSVR ones (`npt-crescale`, `berendsen-equilibration`).",
+        page="running-md.md"),
+    "barostat": SectionDoc(
+        "NPT ensembles only (an error with the others). The pressure is always the full virial (ghost "
+        "contributions included) plus the kinetic term; the target is hydrostatic.", page="running-md.md"),
+    "thermo": SectionDoc("The thermo table, on stdout and in a log file.", page="output-files.md"),
+    "trajectory": SectionDoc("The H5MD trajectory.", page="output-files.md"),
+    "checkpoint": SectionDoc("Checkpoints, to continue a run with `--restart`.",
+                             page="parallel-and-restarts.md"),
+    "parallel": SectionDoc("The MPI domain decomposition.", page="parallel-and-restarts.md"),
+    "extrapolation": SectionDoc(
+        "Optional: the extrapolation grade γ (dimensionless) of every atom during MD, what LAMMPS does "
+        "with `pair_style pace/extrapolation`, `fix pair … gamma`, a `dump_modify … skip` dump and "
+        "`fix halt`; the defaults are those of the pacemaker/LAMMPS recipe. `[potential].file` must be "
+        "the B-basis `.yaml` the active set was built for (a `.yace`/`.ace`, or an active set of another "
+        "potential, is an input error, also with `--check`).", page="running-md.md"),
+}
