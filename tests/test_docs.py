@@ -57,9 +57,9 @@ def _tables(markdown):
 
 
 def test_reference_rows_read_back_as_the_schema():
-    """Each row of docs/input-reference.md: the key exists, a literal default parses (TOML) back to the
+    """Each row of the generated reference: the key exists, a literal default parses (TOML) back to the
     schema's default, the unit and every allowed value of a one_of check appear."""
-    tables = _tables((DOCS / "input-reference.md").read_text(encoding="utf-8"))
+    tables = _tables(docgen.reference_markdown())
     assert list(tables) == list(SCHEMA)
     for section, keys in SCHEMA.items():
         rows = tables[section]
@@ -187,3 +187,18 @@ def test_every_example_input_is_linked_from_a_page():
                 linked.add((page.parent / file_part).resolve())
     unlinked = [p.name for p in sorted((ROOT / "inputs").glob("*.toml")) if p.resolve() not in linked]
     assert not unlinked, f"example inputs linked from no docs page (link them from their driver's page): {unlinked}"
+
+
+def test_quick_start_is_two_commands_that_ci_runs():
+    """README's Quick start: exactly two commands; .ci/run installs and tests the way they say."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Quick start\n\n```\n(.*?)```", readme, flags=re.S)
+    assert block, "README.md has no Quick start code block"
+    commands = [line for line in block.group(1).splitlines() if line.strip()]
+    assert len(commands) == 2
+    assert commands[0].startswith('python -m pip install ".[test]" && acemd inputs/')
+    assert commands[1] == 'python -m pip install ".[test]" && python -m pytest'
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert '".[test]"' in ci and "python -m pytest" in ci
+    example = commands[0].split("&& acemd ")[1].strip()
+    assert (ROOT / example).is_file()
