@@ -38,7 +38,8 @@ def test_check_reports_drift_and_the_command(tmp_path):
 def test_every_key_is_documented():
     missing = [f"{s}.{k}" for s, keys in SCHEMA.items() for k, spec in keys.items() if not spec.doc.strip()]
     assert not missing, f"keys without a doc string in acemd.config.SCHEMA: {missing}"
-    free = [s for s, keys in SCHEMA.items() if not keys and (s not in SECTION_DOCS or not SECTION_DOCS[s].free_key)]
+    free = [s for s, keys in SCHEMA.items()
+            if not keys and (s not in SECTION_DOCS or not SECTION_DOCS[s].free_key)]
     assert not free, f"sections with free keys need a SectionDoc with free_key in config.SECTION_DOCS: {free}"
 
 
@@ -186,7 +187,8 @@ def test_every_example_input_is_linked_from_a_page():
             if file_part:
                 linked.add((page.parent / file_part).resolve())
     unlinked = [p.name for p in sorted((ROOT / "inputs").glob("*.toml")) if p.resolve() not in linked]
-    assert not unlinked, f"example inputs linked from no docs page (link them from their driver's page): {unlinked}"
+    assert not unlinked, ("example inputs linked from no docs page (link each from its driver's page): "
+                          f"{unlinked}")
 
 
 def test_quick_start_is_two_commands_that_ci_runs():
