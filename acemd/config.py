@@ -47,7 +47,7 @@ class SectionDoc:
     sections whose keys are free (``[masses]``: element = mass), how such a key is written."""
 
     summary: str
-    page: str = ""                         # docs/ page with the narrative, e.g. "running-md.md"
+    page: str = ""            # docs/ page (and anchor) with the narrative, e.g. "running-md.md#ensembles"
     free_key: tuple[str, Key] | None = None  # (placeholder name, its Key) for free keys
 
 
@@ -374,7 +374,8 @@ SECTION_DOCS: dict[str, SectionDoc] = {
         "The atoms: either a structure `file` (read with ASE) or a `lattice` built from `element`, `a` "
         "and `repeat`, not both."),
     "potential": SectionDoc(
-        "The ACE potential. Every element of the structure must be in the potential.", page="potentials.md"),
+        "The ACE potential. Every element of the structure must be in the potential.",
+        page="potentials.md#potential-files"),
     "masses": SectionDoc(
         "Optional atomic masses, one key per element; elements not listed get ASE's standard atomic "
         "masses.",
@@ -382,14 +383,16 @@ SECTION_DOCS: dict[str, SectionDoc] = {
                                    doc="mass of every atom of that element, e.g. `Cu = 63.546`"))),
     "velocities": SectionDoc("Initial velocities (not used when continuing from a checkpoint).",
                              page="running-md.md"),
-    "md": SectionDoc("The run: number of steps, timestep, ensemble, neighbour-list skin.", page="running-md.md"),
+    "md": SectionDoc("The run: number of steps, timestep, ensemble, neighbour-list skin.",
+                     page="running-md.md#ensembles"),
     "thermostat": SectionDoc(
         "Every ensemble but `nve` (the section is an error with `nve`); the NPT ensembles use the "
         "Nose-Hoover keys (`npt-mtk`) or the CSVR ones (`npt-crescale`, `berendsen-equilibration`).",
-        page="running-md.md"),
+        page="running-md.md#thermostats"),
     "barostat": SectionDoc(
         "NPT ensembles only (an error with the others). The pressure is always the full virial (ghost "
-        "contributions included) plus the kinetic term; the target is hydrostatic.", page="running-md.md"),
+        "contributions included) plus the kinetic term; the target is hydrostatic.",
+        page="running-md.md#barostats"),
     "thermo": SectionDoc("The thermo table, on stdout and in a log file.", page="output-files.md"),
     "trajectory": SectionDoc("The H5MD trajectory.", page="output-files.md"),
     "checkpoint": SectionDoc("Checkpoints, to continue a run with `--restart`.",
@@ -400,5 +403,6 @@ SECTION_DOCS: dict[str, SectionDoc] = {
         "with `pair_style pace/extrapolation`, `fix pair … gamma`, a `dump_modify … skip` dump and "
         "`fix halt`; the defaults are those of the pacemaker/LAMMPS recipe. `[potential].file` must be "
         "the B-basis `.yaml` the active set was built for (a `.yace`/`.ace`, or an active set of another "
-        "potential, is an input error, also with `--check`).", page="running-md.md"),
+        "potential, is an input error, also with `--check`).",
+        page="running-md.md#the-extrapolation-grade-during-md"),
 }

@@ -96,7 +96,7 @@ def section_markdown(section: str) -> str:
     lines = [f"## `[{section}]`", ""]
     intro = doc.summary if doc else ""
     if doc and doc.page:
-        intro += f" Explained in [{doc.page}]({doc.page})."
+        intro += f" Explained in [{doc.page.partition('#')[0]}]({doc.page})."
     if intro:
         lines += [_link_pages(intro.strip()), ""]
     rows = _rows(section)
@@ -149,7 +149,7 @@ def section_text(section: str, width: int = 100) -> str:
     out = [f"[{section}]"]
     intro = doc.summary if doc else ""
     if doc and doc.page:
-        intro += f" See docs/{doc.page}."
+        intro += f" See docs/{doc.page.partition('#')[0]}."
     if intro:
         out += _wrap(intro.strip(), width, "  ")
     rows = _rows(section)
