@@ -93,7 +93,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        doc="crystal to build instead of reading a file"),
         "element": Key((str,), doc="element of the lattice (required with `lattice`)"),
         "a": Key(NUM, check=positive, unit="Å", doc="lattice constant (required with `lattice`)"),
-        "c": Key(NUM, check=positive, unit="Å", default_doc="ideal, a·√(8/3)", doc="hcp c lattice constant"),
+        "c": Key(NUM, check=positive, unit="Å", default_doc="ideal, a·√(8/3)",
+                 doc="hcp c lattice constant"),
         "repeat": Key((list,), default=[1, 1, 1], check=int_list3, type_doc="[int, int, int]",
                       doc="unit cells along a, b, c"),
         "cubic": Key((bool,), default=True, doc="conventional cubic cell for cubic lattices"),
@@ -125,8 +126,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     doc="Verlet skin: the neighbour list is rebuilt when any atom moved more than skin/2"),
     },
     "thermostat": {
-        "temperature": Key(NUM, check=positive, unit="K", default_doc="— (required by every ensemble but `nve`)",
-                           doc="target temperature"),
+        "temperature": Key(NUM, check=positive, unit="K",
+                           default_doc="— (required by every ensemble but `nve`)", doc="target temperature"),
         "damping": Key(NUM, default=0.1, check=positive, unit="ps",
                        doc="damping time: Langevin 1/friction (LAMMPS `damp`), CSVR relaxation time "
                            "(`Tdamp`), Nose-Hoover oscillation period τ (`Tdamp`)"),
@@ -154,7 +155,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "`triclinic`: the full cell (`npt-mtk` only)"),
         "compressibility": Key(NUM, default=1e-6, check=positive, unit="1/bar",
                                doc="`npt-crescale`, `berendsen-equilibration`: isothermal compressibility "
-                                   "estimate (Cu 7e-7, water 4.5e-5); only the relaxation rate depends on it"),
+                                   "estimate (Cu 7e-7, water 4.5e-5); only the relaxation rate depends "
+                                   "on it"),
     },
     "thermo": {
         "every": Key((int,), default=100, check=positive, unit="steps", doc="steps between thermo rows"),
@@ -188,7 +190,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "every": Key((int,), default=10, check=positive, unit="steps",
                      doc="steps between evaluations of γ; step 0 is always evaluated"),
         "dump_threshold": Key(NUM, default=5.0, check=positive,
-                              doc="frames whose max γ exceeds it are appended to `dump_file` (`inf`: never)"),
+                              doc="frames whose max γ exceeds it are appended to `dump_file` "
+                                  "(`inf`: never)"),
         "dump_file": Key((str,), default="extrapolative.extxyz",
                          doc="extrapolative structures (extxyz, appended; LAMMPS's recipe calls it "
                              "`extrapolative_structures.dump`)"),
