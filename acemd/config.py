@@ -127,7 +127,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "thermostat": {
         "temperature": Key(NUM, check=positive, unit="K",
-                           default_doc="— (required by every ensemble but `nve`)", doc="target temperature"),
+                           default_doc="— (required by every ensemble but `nve`)",
+                           doc="target temperature"),
         "damping": Key(NUM, default=0.1, check=positive, unit="ps",
                        doc="damping time: Langevin 1/friction (LAMMPS `damp`), CSVR relaxation time "
                            "(`Tdamp`), Nose-Hoover oscillation period τ (`Tdamp`)"),
