@@ -47,6 +47,8 @@ def _toml(value) -> str:
         return f'"{value}"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
     return re.sub(r"e([+-])0+(\d)", r"e\1\2", repr(value))     # 1e-06 -> 1e-6
 
 

@@ -88,6 +88,7 @@ def test_a_new_section_is_documented_without_extra_code(monkeypatch):
         "tolerance": Key(config.NUM, default=1e-4, check=config.positive, unit="eV/Å", doc="force tolerance"),
         "method": Key((str,), default="fire", check=config.one_of("fire", "cg"), doc="algorithm | kind"),
         "target": Key((str,), required=True, doc="what to do"),
+        "weights": Key((dict,), default={"Cu": 1.5, "Ni": [1, 2]}, doc="per element"),
     })
     md = docgen.reference_markdown()
     assert "## `[zz_new]`" in md and "(#zz_new)" in md
@@ -95,6 +96,8 @@ def test_a_new_section_is_documented_without_extra_code(monkeypatch):
     assert rows["tolerance"] == ["float", "`0.0001`", "eV/Å", "force tolerance"]
     assert rows["method"][3] == "algorithm \\| kind. One of `\"fire\"`, `\"cg\"`"
     assert rows["target"][1] == "— (required)"
+    assert rows["weights"][:2] == ["dict", '`{Cu = 1.5, Ni = [1, 2]}`']
+    assert tomllib.loads(f"x = {rows['weights'][1].strip('`')}")["x"] == {"Cu": 1.5, "Ni": [1, 2]}
     text = docgen.help_input("zz_new")
     assert "tolerance  (float, eV/Å; default 0.0001)" in text and "target  (string; required)" in text
 
