@@ -1,5 +1,5 @@
 """Command line: ``acemd input.toml [--restart CKPT] [--check]``, ``acemd convert``, ``acemd activeset``,
-``acemd --version``.
+``acemd --help-input [SECTION]``, ``acemd --version``.
 
 Under ``mpiexec -n N`` (or ``srun``) every rank runs this.  Input errors are
 detected identically on every rank, printed once, and every rank exits with
@@ -49,6 +49,8 @@ def _parser():
                "'acemd activeset POTENTIAL.yaml TRAINING... -o OUT.asi' builds an active set "
                "(extrapolation grade).")
     p.add_argument("input", nargs="?", help="TOML input file")
+    p.add_argument("--help-input", nargs="?", const="", metavar="SECTION",
+                   help="print the input keys (type, default, unit, meaning) of every section, or of one")
     p.add_argument("--restart", metavar="CKPT", help="continue from a checkpoint file")
     p.add_argument("--check", action="store_true", help="validate the input, print the resolved settings, exit")
     p.add_argument("--version", action="version", version=f"acemd {__version__}")
@@ -119,6 +121,14 @@ def main(argv=None):
             print(f"acemd: error: {exc}", file=sys.stderr)
             return EXIT_INPUT_ERROR
     args = _parser().parse_args(argv)
+    if args.help_input is not None:
+        from .docgen import UnknownSectionError, help_input
+        try:
+            sys.stdout.write(help_input(args.help_input))
+        except UnknownSectionError as exc:
+            print(f"acemd: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return 0
     if args.input is None:
         _parser().print_usage(sys.stderr)
         print("acemd: error: an input file is required", file=sys.stderr)

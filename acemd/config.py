@@ -24,13 +24,31 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Key:
-    """One allowed key: type(s), default (REQUIRED if none), a check, a one-line doc."""
+    """One allowed key: type(s), default (REQUIRED if none), a check, and its documentation.
+
+    ``doc`` is the meaning (the input reference's "meaning" column, ``acemd --help-input``);
+    ``unit`` its unit; ``default_doc`` describes a default that is not a literal value (e.g.
+    "last frame"); ``type_doc`` overrides the type shown (e.g. "[int, int, int]").
+    """
 
     types: tuple
     default: Any = None
     required: bool = False
     check: Any = None          # callable(value) -> error text or None
     doc: str = ""
+    unit: str = ""
+    default_doc: str = ""
+    type_doc: str = ""
+
+
+@dataclass(frozen=True)
+class SectionDoc:
+    """Documentation of one input section: what it is for, the page that explains it, and, for
+    sections whose keys are free (``[masses]``: element = mass), how such a key is written."""
+
+    summary: str
+    page: str = ""            # docs/ page (and anchor) with the narrative, e.g. "running-md.md#ensembles"
+    free_key: tuple[str, Key] | None = None  # (placeholder name, its Key) for free keys
 
 
 def positive(v):
@@ -44,6 +62,7 @@ def non_negative(v):
 def one_of(*choices):
     def check(v):
         return None if v in choices else f"must be one of {', '.join(map(repr, choices))}"
+    check.choices = choices     # listed by the input reference (acemd.docgen)
     return check
 
 
@@ -105,38 +124,49 @@ def _minimizer_keys(fmax, stress_tol, max_steps, cell, cell_doc):
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "structure": {
-        "file": Key((str,), doc="structure file read with ASE (extxyz, POSCAR, lammps-data, cif, ...)"),
-        "format": Key((str,), doc="ASE format name when the extension is ambiguous"),
-        "index": Key((int,), doc="frame of a multi-frame file (default: last)"),
-        "atom_style": Key((str,), doc="LAMMPS data files: atom style (default atomic)"),
-        "elements": Key((list,), doc="LAMMPS data files: element of each atom type, in type order"),
+        "file": Key((str,), doc="structure file read with ASE (extxyz, POSCAR, lammps-data, cif, …)"),
+        "format": Key((str,), default_doc="from the extension",
+                      doc="ASE format name (e.g. `extxyz`, `vasp`, `lammps-data`), when the extension "
+                          "does not tell it"),
+        "index": Key((int,), default_doc="last frame", doc="frame of a multi-frame file"),
+        "atom_style": Key((str,), default_doc="`atomic`", doc="LAMMPS data files: atom style"),
+        "elements": Key((list,), type_doc="list of strings",
+                        doc="LAMMPS data files: element of each atom type, in type order"),
         "lattice": Key((str,), check=one_of("fcc", "bcc", "hcp", "diamond", "sc"),
-                       doc="build a crystal instead of reading a file"),
-        "element": Key((str,), doc="element of the lattice"),
-        "a": Key(NUM, check=positive, doc="lattice constant (Å)"),
-        "c": Key(NUM, check=positive, doc="hcp c lattice constant (Å)"),
-        "repeat": Key((list,), default=[1, 1, 1], check=int_list3, doc="unit cells along a, b, c"),
+                       doc="crystal to build instead of reading a file"),
+        "element": Key((str,), doc="element of the lattice (required with `lattice`)"),
+        "a": Key(NUM, check=positive, unit="Å", doc="lattice constant (required with `lattice`)"),
+        "c": Key(NUM, check=positive, unit="Å", default_doc="ideal, a·√(8/3)",
+                 doc="hcp c lattice constant"),
+        "repeat": Key((list,), default=[1, 1, 1], check=int_list3, type_doc="[int, int, int]",
+                      doc="unit cells along a, b, c"),
         "cubic": Key((bool,), default=True, doc="conventional cubic cell for cubic lattices"),
-        "rattle": Key(NUM, default=0.0, check=non_negative, doc="random displacement (Å, std dev)"),
+        "rattle": Key(NUM, default=0.0, check=non_negative, unit="Å",
+                      doc="Gaussian random displacement of every atom (standard deviation)"),
         "rattle_seed": Key((int,), default=0, doc="seed of the rattle"),
     },
     "potential": {
-        "file": Key((str,), required=True, doc="ACE potential: .yace, .ace or pacemaker .yaml"),
+        "file": Key((str,), required=True,
+                    doc="ACE potential: `.yace`, `.ace` or pacemaker's B-basis `.yaml`"),
     },
-    "masses": {},   # free keys: element -> amu
+    "masses": {},   # free keys: element -> amu (documented in SECTION_DOCS)
     "velocities": {
-        "temperature": Key(NUM, default=0.0, check=non_negative,
-                           doc="initial temperature (K); Maxwell-Boltzmann, rescaled exactly"),
+        "temperature": Key(NUM, default=0.0, check=non_negative, unit="K",
+                           doc="initial temperature: Maxwell-Boltzmann velocities drawn per atom id (so the "
+                               "same on any number of ranks) and rescaled to exactly this temperature"),
         "seed": Key((int,), default=12345, doc="random seed of the initial velocities"),
-        "zero_momentum": Key((bool,), default=True, doc="remove centre-of-mass motion"),
+        "zero_momentum": Key((bool,), default=True, doc="remove the centre-of-mass motion"),
     },
     "md": {
-        "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
-        "steps": Key((int,), required=True, check=non_negative, doc="number of steps"),
+        "timestep": Key(NUM, default=0.001, check=positive, unit="ps", doc="integration timestep"),
+        "steps": Key((int,), required=True, check=non_negative, unit="steps",
+                     doc="number of steps: the run continues until this step number, also after a restart"),
         "ensemble": Key((str,), default="nve", check=one_of(*ENSEMBLES),
-                        doc="ensemble: " + ", ".join(ENSEMBLES)
-                        + " (all but nve need [thermostat]; NPT ones also [barostat])"),
-        "skin": Key(NUM, default=1.0, check=non_negative, doc="Verlet skin (Å)"),
+                        doc="the integrator and ensemble (see docs/running-md.md); all but `nve` need "
+                            "[thermostat], the NPT ones (`npt-mtk`, `npt-crescale`, "
+                            "`berendsen-equilibration`) also [barostat]"),
+        "skin": Key(NUM, default=1.0, check=non_negative, unit="Å",
+                    doc="Verlet skin: the neighbour list is rebuilt when any atom moved more than skin/2"),
     },
     "minimize": dict(_minimizer_keys(1e-3, 1.0, 10000, "fixed",
                                      "cell degrees of freedom (LAMMPS fix box/relax): fixed, iso "
@@ -156,58 +186,79 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     data=Key((str,), default="elastic.h5",
                              doc="per-strain stresses and energies (HDF5)")),
     "thermostat": {
-        "temperature": Key(NUM, check=positive, doc="target temperature (K); required for NVT ensembles"),
-        "damping": Key(NUM, default=0.1, check=positive,
-                       doc="damping time (ps): Langevin 1/friction, CSVR time constant, Nose-Hoover period"),
-        "seed": Key((int,), doc="random seed of Langevin/CSVR noise (default: [velocities].seed)"),
+        "temperature": Key(NUM, check=positive, unit="K",
+                           default_doc="— (required by every ensemble but `nve`)",
+                           doc="target temperature"),
+        "damping": Key(NUM, default=0.1, check=positive, unit="ps",
+                       doc="damping time: Langevin 1/friction (LAMMPS `damp`), CSVR relaxation time "
+                           "(`Tdamp`), Nose-Hoover oscillation period τ (`Tdamp`)"),
+        "seed": Key((int,), default_doc="`[velocities].seed`",
+                    doc="seed of the Langevin and CSVR random numbers"),
         "zero_momentum": Key((bool,), default=True,
-                             doc="nvt-langevin: noise keeps the total momentum (no centre-of-mass diffusion)"),
-        "chain_length": Key((int,), default=3, check=positive, doc="nvt-nose-hoover: thermostats in the chain"),
+                             doc="`nvt-langevin`: noise with zero total momentum (no centre-of-mass "
+                                 "diffusion; 3N−3 thermostatted degrees of freedom)"),
+        "chain_length": Key((int,), default=3, check=positive,
+                            doc="`nvt-nose-hoover`: thermostats in the chain (LAMMPS `tchain`)"),
         "chain_loops": Key((int,), default=1, check=positive,
-                           doc="nvt-nose-hoover: sub-steps of each chain half step (LAMMPS tloop)"),
+                           doc="`nvt-nose-hoover`: sub-steps of each half chain update (LAMMPS `tloop`)"),
         "yoshida_order": Key((int,), default=3, check=one_of(1, 3, 5),
-                             doc="nvt-nose-hoover: Suzuki-Yoshida order of the chain sub-steps"),
+                             doc="`nvt-nose-hoover`: Suzuki-Yoshida order of the sub-steps (LAMMPS uses 1)"),
     },
     "barostat": {
-        "pressure": Key(NUM, default=0.0, doc="target pressure (bar), hydrostatic"),
-        "damping": Key(NUM, default=1.0, check=positive,
-                       doc="barostat time (ps): MTK period (LAMMPS Pdamp), cell-rescaling relaxation time"),
+        "pressure": Key(NUM, default=0.0, unit="bar", doc="target pressure (hydrostatic)"),
+        "damping": Key(NUM, default=1.0, check=positive, unit="ps",
+                       doc="barostat time τ_p: MTK oscillation period (LAMMPS `Pdamp`, barostat mass "
+                           "W = (N+1) k_BT τ_p² per strain component), cell-rescaling relaxation time "
+                           "of the volume"),
         "coupling": Key((str,), default="iso", check=one_of("iso", "aniso", "triclinic"),
-                        doc="iso (volume), aniso (x, y, z lengths independently), triclinic (full "
-                            "cell; npt-mtk only)"),
-        "compressibility": Key(NUM, default=1e-6, check=positive,
-                               doc="npt-crescale, berendsen-equilibration: isothermal compressibility "
-                                   "estimate (1/bar; Cu 7e-7); with damping it sets the relaxation rate"),
+                        doc="`iso`: the volume (cell shape kept); `aniso`: the x, y, z lengths "
+                            "independently (non-periodic axes are left alone, so slabs work); "
+                            "`triclinic`: the full cell (`npt-mtk` only)"),
+        "compressibility": Key(NUM, default=1e-6, check=positive, unit="1/bar",
+                               doc="`npt-crescale`, `berendsen-equilibration`: isothermal compressibility "
+                                   "estimate (Cu 7e-7, water 4.5e-5); only the relaxation rate depends "
+                                   "on it"),
     },
     "thermo": {
-        "every": Key((int,), default=100, check=positive, doc="steps between thermo rows"),
+        "every": Key((int,), default=100, check=positive, unit="steps", doc="steps between thermo rows"),
         "file": Key((str,), default="acemd.log", doc="log file (the table, also on stdout)"),
     },
     "trajectory": {
         "file": Key((str,), default="trajectory.h5", doc="H5MD trajectory file"),
-        "every": Key((int,), default=0, check=non_negative, doc="steps between frames (0: none)"),
+        "every": Key((int,), default=0, check=non_negative, unit="steps",
+                     doc="steps between frames (0: no trajectory)"),
         "fields": Key((list,), default=["position", "velocity", "force", "species", "id"],
                       check=lambda v: None if all(f in TRAJECTORY_FIELDS for f in v)
                       else f"unknown field; allowed: {', '.join(TRAJECTORY_FIELDS)}",
-                      doc="per-atom fields to store"),
+                      type_doc="list of strings",
+                      doc="per-atom fields to store, any of " + ", ".join(f"`{f}`" for f in TRAJECTORY_FIELDS)
+                          + " (`gamma`, the per-atom extrapolation grade, needs [extrapolation])"),
     },
     "checkpoint": {
         "file": Key((str,), default="checkpoint.h5", doc="checkpoint file (HDF5, written atomically)"),
-        "every": Key((int,), default=0, check=non_negative, doc="steps between checkpoints (0: only at the end)"),
+        "every": Key((int,), default=0, check=non_negative, unit="steps",
+                     doc="steps between checkpoints (0: only at the end and on SIGTERM/SIGUSR1)"),
     },
     "parallel": {
-        "grid": Key((list,), check=int_list3, doc="processor grid [px, py, pz] (default: chosen)"),
+        "grid": Key((list,), check=int_list3, type_doc="[int, int, int]",
+                    default_doc="chosen to minimise the ghost-shell surface for the cell and rank count",
+                    doc="processor grid [px, py, pz], to force it"),
     },
     "extrapolation": {   # LAMMPS pair_style pace/extrapolation + fix pair/dump/halt; defaults as there
         "active_set": Key((str,), required=True,
-                          doc="pacemaker active set (.asi) of the B-basis .yaml potential"),
-        "every": Key((int,), default=10, check=positive, doc="steps between gamma evaluations"),
+                          doc="pacemaker active set `.asi` of the B-basis `.yaml` potential (from "
+                              "`pace_activeset` or `acemd activeset`)"),
+        "every": Key((int,), default=10, check=positive, unit="steps",
+                     doc="steps between evaluations of γ; step 0 is always evaluated"),
         "dump_threshold": Key(NUM, default=5.0, check=positive,
-                              doc="frames with max gamma above it go to dump_file"),
+                              doc="frames whose max γ exceeds it are appended to `dump_file` "
+                                  "(`inf`: never)"),
         "dump_file": Key((str,), default="extrapolative.extxyz",
-                         doc="extrapolative structures (extxyz, appended)"),
+                         doc="extrapolative structures (extxyz, appended; LAMMPS's recipe calls it "
+                             "`extrapolative_structures.dump`)"),
         "stop_threshold": Key(NUM, default=25.0, check=positive,
-                              doc="max gamma above it: checkpoint and stop (exit status 3)"),
+                              doc="max γ above it: the run writes its checkpoint and ends with exit "
+                                  "status 3 (`inf`: never)"),
     },
 }
 
@@ -395,7 +446,50 @@ def format_settings(settings: dict) -> str:
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             doc = SCHEMA.get(section, {}).get(key)
-            comment = f"   # {doc.doc}" if doc and doc.doc else ""
+            comment = ""
+            if doc and doc.doc:
+                comment = f"   # {doc.doc.replace('`', '')}" + (f" [{doc.unit}]" if doc.unit else "")
             lines.append(f"{key} = {value}{comment}")
         lines.append("")
     return "\n".join(lines)
+
+
+# What each section is for (input reference, ``acemd --help-input``); a section missing here is
+# still documented from its keys.
+SECTION_DOCS: dict[str, SectionDoc] = {
+    "structure": SectionDoc(
+        "The atoms: either a structure `file` (read with ASE) or a `lattice` built from `element`, `a` "
+        "and `repeat`, not both."),
+    "potential": SectionDoc(
+        "The ACE potential. Every element of the structure must be in the potential.",
+        page="potentials.md#potential-files"),
+    "masses": SectionDoc(
+        "Optional atomic masses, one key per element; elements not listed get ASE's standard atomic "
+        "masses.",
+        free_key=("<Element>", Key(NUM, check=positive, unit="amu", default_doc="ASE's standard atomic mass",
+                                   doc="mass of every atom of that element, e.g. `Cu = 63.546`"))),
+    "velocities": SectionDoc("Initial velocities (not used when continuing from a checkpoint).",
+                             page="running-md.md"),
+    "md": SectionDoc("The run: number of steps, timestep, ensemble, neighbour-list skin.",
+                     page="running-md.md#ensembles"),
+    "thermostat": SectionDoc(
+        "Every ensemble but `nve` (the section is an error with `nve`); the NPT ensembles use the "
+        "Nose-Hoover keys (`npt-mtk`) or the CSVR ones (`npt-crescale`, `berendsen-equilibration`).",
+        page="running-md.md#thermostats"),
+    "barostat": SectionDoc(
+        "NPT ensembles only (an error with the others). The pressure is always the full virial (ghost "
+        "contributions included) plus the kinetic term; the target is hydrostatic.",
+        page="running-md.md#barostats"),
+    "thermo": SectionDoc("The thermo table, on stdout and in a log file.", page="output-files.md"),
+    "trajectory": SectionDoc("The H5MD trajectory.", page="output-files.md"),
+    "checkpoint": SectionDoc("Checkpoints, to continue a run with `--restart`.",
+                             page="parallel-and-restarts.md"),
+    "parallel": SectionDoc("The MPI domain decomposition.", page="parallel-and-restarts.md"),
+    "extrapolation": SectionDoc(
+        "Optional: the extrapolation grade γ (dimensionless) of every atom during MD, what LAMMPS does "
+        "with `pair_style pace/extrapolation`, `fix pair … gamma`, a `dump_modify … skip` dump and "
+        "`fix halt`; the defaults are those of the pacemaker/LAMMPS recipe. `[potential].file` must be "
+        "the B-basis `.yaml` the active set was built for (a `.yace`/`.ace`, or an active set of another "
+        "potential, is an input error, also with `--check`).",
+        page="running-md.md#the-extrapolation-grade-during-md"),
+}
