@@ -108,17 +108,18 @@ def _minimizer_keys(fmax, stress_tol, max_steps, cell, cell_doc):
                       doc="minimiser: fire (FIRE 2.0, default) or lbfgs (L-BFGS with a backtracking "
                           "line search on the enthalpy)"),
         "cell": Key((str,), default=cell, check=choice_with_suggestion(*CELL_MODES), doc=cell_doc),
-        "pressure": Key(NUM, default=0.0, doc="target pressure (bar, hydrostatic) of the cell relaxation"),
-        "fmax": Key(NUM, default=fmax, check=positive,
-                    doc="converged when the largest force on any atom is below this (eV/Å)"),
-        "stress_tol": Key(NUM, default=stress_tol, check=positive,
+        "pressure": Key(NUM, default=0.0, unit="bar",
+                        doc="target pressure (hydrostatic) of the cell relaxation"),
+        "fmax": Key(NUM, default=fmax, check=positive, unit="eV/Å",
+                    doc="converged when the largest force on any atom is below this ..."),
+        "stress_tol": Key(NUM, default=stress_tol, check=positive, unit="bar",
                           doc="... and the relaxed stress components deviate from the target by less "
-                              "than this (bar)"),
-        "max_steps": Key((int,), default=max_steps, check=positive,
+                              "than this"),
+        "max_steps": Key((int,), default=max_steps, check=positive, unit="steps",
                          doc="iterations before giving up (an error: the run did not converge)"),
-        "max_displacement": Key(NUM, default=0.1, check=positive,
-                                doc="largest step of any atom per iteration (Å; LAMMPS dmax)"),
-        "skin": Key(NUM, default=1.0, check=non_negative, doc="Verlet skin (Å)"),
+        "max_displacement": Key(NUM, default=0.1, check=positive, unit="Å",
+                                doc="largest step of any atom per iteration (LAMMPS dmax)"),
+        "skin": Key(NUM, default=1.0, check=non_negative, unit="Å", doc="Verlet skin of the neighbour list"),
     }
 
 
@@ -175,14 +176,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                         doc="relaxed structure (extended XYZ)")),
     "elastic": dict(_minimizer_keys(1e-4, 0.1, 5000, "triclinic",
                                     "cell degrees of freedom of the reference relaxation (relax = true)"),
-                    temperature=Key(NUM, default=0.0, check=non_negative,
-                                    doc="temperature (K); 0 gives the static tensor"),
+                    temperature=Key(NUM, default=0.0, check=non_negative, unit="K",
+                                    doc="0 gives the static tensor (finite temperatures are not available yet)"),
                     strains=Key((list,), default=[0.0025, 0.005, 0.01], check=strain_list,
-                                doc="strain magnitudes; each Voigt strain is applied at +e and -e"),
+                                type_doc="[float, ...]",
+                                doc="strain magnitudes, each in (0, 0.05]; each Voigt strain is applied at "
+                                    "+e and -e"),
                     relax=Key((bool,), default=True, doc="relax cell and atoms before straining"),
                     relax_ions=Key((bool,), default=True,
                                    doc="relax atoms in each strained cell (false: clamped-ion tensor)"),
-                    report=Key((str,), default="elastic.json", doc="report (JSON, GPa)"),
+                    report=Key((str,), default="elastic.json", doc="report: C, errors, moduli, stability (JSON, GPa)"),
                     data=Key((str,), default="elastic.h5",
                              doc="per-strain stresses and energies (HDF5)")),
     "thermostat": {
@@ -457,6 +460,15 @@ def format_settings(settings: dict) -> str:
 # What each section is for (input reference, ``acemd --help-input``); a section missing here is
 # still documented from its keys.
 SECTION_DOCS: dict[str, SectionDoc] = {
+    "minimize": SectionDoc(
+        "Driver: relax the atoms (and the cell) to a minimum of the enthalpy, write the relaxed structure "
+        "and a checkpoint that [md] can --restart from. One of [md], [minimize], [elastic].",
+        page="minimize-elastic.md#minimize-relax-atoms-and-cell"),
+    "elastic": SectionDoc(
+        "Driver: the static elastic tensor by finite strains (relax, strain, relax ions, fit), with "
+        "Voigt-Reuss-Hill moduli and the Born stability verdict. One of [md], [minimize], [elastic]. "
+        "The minimiser keys apply to every relaxation of the protocol.",
+        page="minimize-elastic.md#elastic-the-static-0-k-elastic-tensor"),
     "structure": SectionDoc(
         "The atoms: either a structure `file` (read with ASE) or a `lattice` built from `element`, `a` "
         "and `repeat`, not both."),
