@@ -30,10 +30,11 @@ def write_table(path, columns: Sequence[tuple[str, str | None, np.ndarray]],
             f.write(f"# {line}\n")
         f.write(",".join(label(name, unit) for name, unit, _ in columns) + "\n")
         rows = len(arrays[0]) if arrays else 0
-        fmts = ["{:d}" if a.dtype.kind in "iub" else "{}" if a.dtype.kind in "USO" else "{:.10g}"
-                for a in arrays]
+        fmts = ["{:d}" if a.dtype.kind in "iub" else "{}" if a.dtype.kind in "USO" else "{!r}"
+                for a in arrays]      # repr: the shortest text that reads back as the same double
         for i in range(rows):
-            f.write(",".join(fmt.format(a[i].item()) for fmt, a in zip(fmts, arrays)) + "\n")
+            f.write(",".join(fmt.format(a[i].item() if fmt != "{!r}" else float(a[i]))
+                             for fmt, a in zip(fmts, arrays)) + "\n")
     return path
 
 
