@@ -17,7 +17,8 @@ def main(argv=None):
     p = parser("acemd_rdf", "RDF g(r), total and partial, with running coordination numbers n(r) "
                "and the neighbour shells (freud).", "H5MD trajectory ([trajectory].file)")
     p.add_argument("--r-max", type=float, default=None,
-                   help="largest distance (Å); default min(10, half the smallest cell width)")
+                   help=f"largest distance (Å); default min({rdf.DEFAULT_R_MAX:g}, half the smallest cell width); "
+                        "the cost grows as r_max^3")
     p.add_argument("--r-min", type=float, default=0.0, help="smallest distance (Å)")
     p.add_argument("--bins", type=int, default=200, help="number of bins")
     p.add_argument("--shells", type=int, default=4, help="neighbour shells to report")
