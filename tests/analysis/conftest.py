@@ -9,7 +9,6 @@
   (and no image or velocity: the bad-input tests use it).
 """
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
