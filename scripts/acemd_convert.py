@@ -7,13 +7,13 @@
 import argparse
 import sys
 
-from acemd.analysis.cli import add_frame_options, run
+from acemd.analysis.cli import HelpFormatter, add_frame_options, run
 from acemd.analysis.convert import convert
 from acemd.analysis.trajectory import Trajectory, parse_frames
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="acemd_convert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = argparse.ArgumentParser(prog="acemd_convert", formatter_class=HelpFormatter,
                                 description="H5MD -> extended XYZ (.extxyz/.xyz, full precision) or ASE "
                                             "trajectory (.traj), chosen by the output's extension.")
     p.add_argument("input", help="H5MD trajectory ([trajectory].file)")
