@@ -12,7 +12,7 @@ integral equals C(0)/(kB T) exactly, which is the number of degrees of freedom,
 3N - 3, when T is the kinetic temperature of the same velocities (how acemd
 defines T); with the temperature of the thermo log it checks both.  g(0) is
 12 sum_i m_i D_i / (kB T): zero for a crystal, proportional to diffusion in a liquid.
-Velocities are read in blocks of atoms over all frames (bounded memory).
+Velocities are read in blocks of atoms over all frames (about 100 MB of spectrum per block).
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def compute_vdos(traj, frames, max_lag: int | None = None, temperature: float | 
         raise AnalysisInputError(f"--max-lag {max_lag}: must be between 1 and {nf - 1} frames")
     masses = traj.masses_by_species()[traj.species()]
     n = traj.n_atoms
-    block = atoms_per_block or max(1, int(2e7 // (nf * 3)))        # ~160 MB of float64 per block
+    nfft = 1 << int(np.ceil(np.log2(2 * nf)))
+    block = atoms_per_block or max(1, int(4e6 // nfft))      # spectrum of a block <= ~100 MB
     corr = np.zeros(max_lag + 1)
     for a0 in range(0, n, block):
         sl = slice(a0, min(n, a0 + block))

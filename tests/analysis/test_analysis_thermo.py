@@ -76,3 +76,12 @@ def test_equilibration_detected_after_a_relaxation():
     data = {"Time": t * 0.01, "PotEng": x}
     t_eq, how = thermo.equilibration_time(data, "auto", "PotEng")
     assert t_eq == pytest.approx(t0 * 0.01) and "pymbar" in how
+
+
+def test_thermo_with_max_gamma_column(gamma_run, tmp_path):
+    prefix = tmp_path / "thg"
+    assert run_script("acemd_thermo", gamma_run.log, "-o", prefix, "--equilibration", "0") == 0
+    assert is_png(prefix.with_suffix(".png"))
+    table = read_table(prefix.with_suffix(".csv"))
+    assert list(table["column"])[-1] == "MaxGamma"
+    assert table["mean"][-1] == pytest.approx(read_thermo(gamma_run.log)["MaxGamma"].mean(), rel=1e-12)

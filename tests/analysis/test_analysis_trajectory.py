@@ -64,3 +64,32 @@ def test_restarted_run_is_one_trajectory(crystal):
         assert traj.n_frames == crystal.n_frames
         assert np.array_equal(traj.steps(), np.arange(0, 501, 5))
         assert np.allclose(np.diff(traj.times()), crystal.dt_frame)
+
+
+def test_msd_per_species_of_ballistic_atoms_across_the_boundary(tmp_path):
+    """Ag atoms move at a constant velocity through the periodic boundary (wrapped positions and
+    image flags), Cu atoms stay: MSD_Ag(t) = (v t)^2, MSD_Cu = 0, MSD_all is their mean."""
+    from acemd.analysis.msd import compute_msd, diffusion
+    path, n, box, dt = tmp_path / "b.h5", 4, 5.0, 0.1
+    vel = np.array([[0.0, 0.0, 0.0], [3.0, -1.0, 0.5], [0.0, 0.0, 0.0], [-2.0, 0.0, 4.0]])   # A/ps
+    start = np.array([[1.0, 1.0, 1.0], [4.0, 0.5, 2.0], [2.5, 2.5, 2.5], [0.5, 4.5, 4.5]])
+    species = np.array([0, 1, 0, 1], np.int32)
+    w = H5MDWriter(path, MPI.COMM_SELF, n, ["Cu", "Ag"], fields=("position", "image", "species", "id"),
+                   observables=["temperature"])
+    for k in range(40):
+        r = start + vel * dt * k
+        img = np.floor(r / box)
+        w.write_frame(k, dt * k, np.eye(3) * box, np.arange(n),
+                      {"position": r - img * box, "image": img.astype(np.int32), "species": species},
+                      {"temperature": 0.0})
+    w.close()
+    with Trajectory(path) as traj:
+        assert traj.read("image", 39).min() < 0 and traj.read("image", 39).max() > 0
+        res = compute_msd(traj, parse_frames(None, traj.n_frames), max_lag=20, origin_every=3, n_blocks=4)
+    t = res.lag_time
+    speed2 = (vel[species == 1] ** 2).sum(axis=1).mean()
+    assert np.allclose(res.msd["Ag"], speed2 * t ** 2, rtol=1e-12, atol=1e-12)
+    assert np.allclose(res.msd["Cu"], 0.0, atol=1e-20)
+    assert np.allclose(res.msd["all"], 0.5 * speed2 * t ** 2, rtol=1e-12)
+    fits, _ = diffusion(res, (1.0, 1.0 + 1e-9))
+    assert np.isnan(fits["Ag"][0])          # a window holding fewer than 2 samples gives no D
