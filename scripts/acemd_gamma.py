@@ -6,8 +6,6 @@ its `max_gamma` observable, or the MaxGamma column of a thermo log.
 """
 import sys
 
-import numpy as np
-
 from acemd.analysis import gamma
 from acemd.analysis.cli import output_prefix, parser, run
 from acemd.analysis.errors import AnalysisInputError
@@ -47,7 +45,6 @@ def main(argv=None):
     print(f"table: {table}")
     if not args.no_plot:
         print(f"plot: {gamma.plot(h, prefix.with_suffix('.png'), str(args.input))}")
-    return 0 if np.isfinite(h.maximum) else 1
 
 
 if __name__ == "__main__":
