@@ -6,8 +6,6 @@ trajectory (needs the `velocity` field, frames written often: Nyquist 1/(2 dt)).
 """
 import sys
 
-import numpy as np
-
 from acemd.analysis import vdos
 from acemd.analysis.cli import add_frame_options, output_prefix, parser, run
 from acemd.analysis.table import write_table
@@ -29,7 +27,7 @@ def main(argv=None):
         frames = parse_frames(args.frames, traj.n_frames, args.every)
         res = vdos.compute_vdos(traj, frames, args.max_lag, args.temperature)
     prefix = output_prefix(args, "_vdos")
-    integral = float(np.trapezoid(res.vdos, res.frequency))
+    integral = vdos.integral(res)
     comments = [f"source: {args.input}, {res.n_frames} frames, {res.n_atoms} atoms",
                 f"T = {res.temperature:.6g} K (kinetic temperature of the frames {res.kinetic_temperature:.6g} K)",
                 f"integral of vdos = {integral:.8g} (3N-3 = {3 * res.n_atoms - 3})",

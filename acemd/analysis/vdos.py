@@ -37,6 +37,12 @@ class VDOSResult:
     n_frames: int
 
 
+def integral(res: "VDOSResult") -> float:
+    """Trapezoidal integral of g(nu) over the frequency grid (degrees of freedom)."""
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz       # numpy < 2 has only trapz
+    return float(trapezoid(res.vdos, res.frequency))
+
+
 def _autocorrelation(v: np.ndarray, max_lag: int) -> np.ndarray:
     """sum over atoms and xyz of sum_t0 v(t0) v(t0 + lag), lags 0..max_lag; v: (n_frames, n, 3)."""
     nf = v.shape[0]
@@ -93,7 +99,6 @@ def plot(res: VDOSResult, path, title=""):
     ax2.plot(res.frequency, res.vdos)
     ax2.set_xlabel("frequency [THz]")
     ax2.set_ylabel("g(ν) [1/THz]")
-    integral = np.trapezoid(res.vdos, res.frequency)
-    ax2.set_title(f"∫g dν = {integral:.4g} (3N-3 = {3 * res.n_atoms - 3}), T = {res.temperature:.4g} K",
+    ax2.set_title(f"∫g dν = {integral(res):.4g} (3N-3 = {3 * res.n_atoms - 3}), T = {res.temperature:.4g} K",
                   fontsize=9)
     return save(fig, path)
