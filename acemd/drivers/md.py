@@ -19,6 +19,7 @@ from ..forcefield import ACETerm, ForceField
 from ..integrators import BarostatGeometryError, build_integrator
 from ..parallel.collective import on_root
 from ..rng import PURPOSE_VELOCITIES, normals_per_atom
+from ..signals import StopRequested
 from ..state import State
 from ..units import BOLTZMANN, FORCE_TO_ACCEL, UNITS_LINE
 
@@ -30,28 +31,6 @@ class InputError(ValueError):
 THERMO_COLUMNS = [("Step", "", "{:d}"), ("Time", "ps", "{:.6f}"), ("Temp", "K", "{:.4f}"),
                   ("PotEng", "eV", "{:.8f}"), ("KinEng", "eV", "{:.8f}"), ("TotEng", "eV", "{:.8f}"),
                   ("Press", "bar", "{:.4f}"), ("Volume", "A^3", "{:.4f}"), ("Conserved", "eV", "{:.8f}")]
-
-
-class StopRequested:
-    """Remembers SIGTERM/SIGUSR1 (what SLURM sends before the wall time)."""
-
-    def __init__(self):
-        self.signum = 0
-        self._old = {}
-
-    def install(self):
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:      # not in the main thread
-                pass
-
-    def uninstall(self):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handler(self, signum, frame):
-        self.signum = signum
 
 
 def _masses_by_species(species_names, settings_masses, path):
