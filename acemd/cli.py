@@ -5,7 +5,9 @@ Under ``mpiexec -n N`` (or ``srun``) every rank runs this.  Input errors are
 detected identically on every rank, printed once, and every rank exits with
 status 1.  An unexpected error on a single rank aborts the whole MPI job, so no
 rank is left waiting.  A run stopped by the extrapolation grade
-(``[extrapolation].stop_threshold``) exits with status 3 on every rank.
+(``[extrapolation].stop_threshold``) exits with status 3 on every rank.  A run stopped
+early by SIGTERM/SIGUSR1 writes its checkpoint and exits with status 75 (EX_TEMPFAIL:
+incomplete, continue with ``--restart``); a run that completed its steps exits 0.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from . import __version__
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EXTRAPOLATION = 3      # [extrapolation].stop_threshold exceeded: checkpoint written, do not resubmit
+EXIT_STOPPED = 75           # stopped early by SIGTERM/SIGUSR1: checkpoint written, restartable (EX_TEMPFAIL)
 
 
 def _known_errors():
@@ -120,6 +123,16 @@ def main(argv=None):
         except _known_errors() + (ActiveSetError, OSError) as exc:
             print(f"acemd: error: {exc}", file=sys.stderr)
             return EXIT_INPUT_ERROR
+    from . import signals
+    signals.install_early()     # before MPI_Init: a USR1 from SLURM at start-up is not lost
+    try:
+        return _run(argv)
+    finally:
+        signals.uninstall_early()
+
+
+def _run(argv):
+    from . import signals
     args = _parser().parse_args(argv)
     if args.help_input is not None:
         from .docgen import UnknownSectionError, help_input
@@ -135,6 +148,7 @@ def main(argv=None):
         return EXIT_USAGE
 
     from mpi4py import MPI
+    signals.reinstall_after_mpi_init()      # the mpich wheel's MPI_Init took SIGUSR1
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
     try:
@@ -178,7 +192,13 @@ def main(argv=None):
         if summary.get("stopped_by") == "extrapolation":
             if rank == 0:
                 print(f"acemd: {summary['message']}", file=sys.stderr)
+            comm.Barrier()      # every rank has closed its files before any exits non-zero
             return EXIT_EXTRAPOLATION
+        if summary.get("stopped_by") and summary.get("steps", -1) < getattr(run, "nsteps", 0):
+            if rank == 0:
+                print(f"acemd: {summary['message']} (exit status {EXIT_STOPPED}: incomplete)", file=sys.stderr)
+            comm.Barrier()
+            return EXIT_STOPPED
         return 0
     except _local_errors() as exc:
         # found by one rank only (e.g. two atoms on top of each other in its subdomain)

@@ -126,7 +126,8 @@ def test_cli_check_prints_resolved_settings(tmp_path, capsys):
 
 
 def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
-    """What SLURM sends before the wall time: the run stops at the next step with a checkpoint."""
+    """What SLURM sends before the wall time: the run stops at the next step with a checkpoint
+    and exits with EXIT_STOPPED (75: incomplete, restartable)."""
     path = write_input(tmp_path, steps=100000, thermo_every=50)
     proc = subprocess.Popen([sys.executable, "-m", "acemd.cli", str(path)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -138,7 +139,8 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
         threading.Event().wait(0.1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    from acemd.cli import EXIT_STOPPED
+    assert proc.returncode == EXIT_STOPPED, err
     assert "SIGTERM" in out
     from acemd.io.checkpoint import read_checkpoint
     ckpt = read_checkpoint(tmp_path / "run.ckpt.h5")

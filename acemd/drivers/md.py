@@ -13,34 +13,13 @@ from pathlib import Path
 from mpi4py import MPI
 
 from ..integrators import BarostatGeometryError, build_integrator
+from ..signals import StopRequested
 from ..simulation import InputError, Simulation, initial_velocities  # noqa: F401 (re-exported)
 
 
 THERMO_COLUMNS = [("Step", "", "{:d}"), ("Time", "ps", "{:.6f}"), ("Temp", "K", "{:.4f}"),
                   ("PotEng", "eV", "{:.8f}"), ("KinEng", "eV", "{:.8f}"), ("TotEng", "eV", "{:.8f}"),
                   ("Press", "bar", "{:.4f}"), ("Volume", "A^3", "{:.4f}"), ("Conserved", "eV", "{:.8f}")]
-
-
-class StopRequested:
-    """Remembers SIGTERM/SIGUSR1 (what SLURM sends before the wall time)."""
-
-    def __init__(self):
-        self.signum = 0
-        self._old = {}
-
-    def install(self):
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:      # not in the main thread
-                pass
-
-    def uninstall(self):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handler(self, signum, frame):
-        self.signum = signum
 
 
 class MDRun:

@@ -11,7 +11,7 @@ import sys
 from mpi4py import MPI
 
 from ..minimizers import Minimizer
-from .md import StopRequested
+from ..signals import StopRequested
 from ..simulation import InputError, Simulation
 
 MINIMIZE_COLUMNS = [("Step", "", "{:d}"), ("Energy", "eV", "{:.8f}"), ("Enthalpy", "eV", "{:.8f}"),
