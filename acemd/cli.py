@@ -10,6 +10,7 @@ rank is left waiting.  A run stopped by the extrapolation grade
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -32,7 +33,36 @@ def _known_errors():
     from .io.h5md import H5MDError
     from .io.structure import StructureError
     from .parallel import ParallelError
-    return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError])
+    from .preflight import PreflightError
+    return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError, PreflightError])
+
+
+def _debug(argv) -> bool:
+    """Tracebacks for every error: ``--debug`` or ``ACEMD_DEBUG=1``."""
+    return "--debug" in argv or os.environ.get("ACEMD_DEBUG", "") not in ("", "0")
+
+
+def _report(exc, debug, prefix="acemd: error"):
+    """One message on stderr (plus the traceback with --debug)."""
+    if debug and isinstance(exc, BaseException):
+        traceback.print_exception(exc)
+    print(f"{prefix}: {exc}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _unexpected(exc) -> str:
+    """The message for an error no check foresaw: the cause without the traceback."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        import errno
+        what = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return (f"{what}: the disk is full; the last complete checkpoint is kept, free space and "
+                    "continue with --restart")
+        return what
+    if isinstance(exc, MemoryError):
+        return "out of memory; use more ranks/nodes or a smaller system"
+    return (f"{type(exc).__name__}: {exc} (an unexpected error; rerun with --debug or ACEMD_DEBUG=1 "
+            "for the traceback and report it)")
 
 
 def _local_errors():
@@ -50,6 +80,7 @@ def _parser():
     p.add_argument("input", nargs="?", help="TOML input file")
     p.add_argument("--restart", metavar="CKPT", help="continue from a checkpoint file")
     p.add_argument("--check", action="store_true", help="validate the input, print the resolved settings, exit")
+    p.add_argument("--debug", action="store_true", help="show the traceback of every error (also ACEMD_DEBUG=1)")
     p.add_argument("--version", action="version", version=f"acemd {__version__}")
     return p
 
@@ -104,11 +135,15 @@ def _activeset(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = _debug(argv)
     if argv and argv[0] == "convert":
         try:
-            return _convert(argv[1:])
+            return _convert([a for a in argv[1:] if a != "--debug"])
         except _known_errors() as exc:
-            print(f"acemd: error: {exc}", file=sys.stderr)
+            _report(exc, debug)
+            return EXIT_INPUT_ERROR
+        except (OSError, UnicodeDecodeError) as exc:
+            _report(_unexpected(exc), debug)
             return EXIT_INPUT_ERROR
     if argv and argv[0] == "activeset":
         from .potential.extrapolation import ActiveSetError
@@ -128,7 +163,9 @@ def main(argv=None):
     rank = comm.Get_rank()
     try:
         from .config import format_settings, load_config
+        from .preflight import preflight
         settings, text = load_config(args.input)
+        lock = preflight(settings, args.input, comm, restart=args.restart, check_only=args.check)
         if args.check:
             from .potential import load_potential
             from pathlib import Path
@@ -152,6 +189,8 @@ def main(argv=None):
                 print(f"# potential: {pot.source} ({', '.join(pot.elements)}, cutoff {pot.cutoff_max} Å)")
                 print(f"# structure: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
                       f"cell volume {atoms.get_volume() if atoms.cell.rank == 3 else 0.0:.3f} Å^3")
+                if args.restart:
+                    print(f"# restart: {args.restart} matches the input")
                 print(format_settings(settings))
             return 0
         if args.restart:
@@ -161,6 +200,8 @@ def main(argv=None):
         from .drivers.md import MDRun
         run = MDRun(settings, text, args.input, comm=comm, restart=args.restart)
         summary = run.run()
+        if lock is not None:
+            lock.release()
         if summary["stopped_by"] == "extrapolation":
             if rank == 0:
                 print(f"acemd: {summary['message']}", file=sys.stderr)
@@ -168,21 +209,22 @@ def main(argv=None):
         return 0
     except _local_errors() as exc:
         # found by one rank only (e.g. two atoms on top of each other in its subdomain)
-        print(f"acemd: error (rank {rank}): {exc}", file=sys.stderr)
-        sys.stderr.flush()
+        _report(exc, debug, f"acemd: error (rank {rank})")
         if comm.Get_size() > 1:
             comm.Abort(EXIT_INPUT_ERROR)
         return EXIT_INPUT_ERROR
     except _known_errors() as exc:
         # raised identically on every rank (collective checks); report once
-        if rank == 0:
-            print(f"acemd: error: {exc}", file=sys.stderr)
+        if rank == 0 or debug:
+            _report(exc, debug)
         sys.stderr.flush()
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         return 130
-    except Exception:  # noqa: BLE001 - an error on one rank must not leave the others hanging
-        traceback.print_exc()
+    except Exception as exc:  # noqa: BLE001 - an error on one rank must not leave the others hanging
+        _report(_unexpected(exc), False, f"acemd: error (rank {rank})" if comm.Get_size() > 1 else "acemd: error")
+        if debug:
+            traceback.print_exception(exc)
         sys.stderr.flush()
         if comm.Get_size() > 1:
             comm.Abort(1)

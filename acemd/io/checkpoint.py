@@ -371,6 +371,7 @@ def read_checkpoint(path) -> dict:
             if n != int(f.attrs.get("n_atoms", n)):
                 raise CheckpointError(f"{path}: damaged checkpoint: {n} atoms stored, header says "
                                       f"{int(f.attrs['n_atoms'])}")
+            _check_values(path, out)
             out["step"] = int(f.attrs["step"])
             out["time"] = out["time_ps"] = float(f.attrs["time_ps"])
             out["acemd_version"] = _str_of(f.attrs.get("acemd_version", "unknown"))
@@ -390,3 +391,41 @@ def read_checkpoint(path) -> dict:
     except Exception as exc:  # noqa: BLE001 - h5py raises many kinds for damaged files
         raise CheckpointError(f"{path}: damaged or unreadable checkpoint: "
                               f"{type(exc).__name__}: {exc}") from None
+
+
+OUTSIDE_CELLS = 1.0      # wrapped positions lie in [0, 1) of a periodic axis; farther than this is damage
+
+
+def _check_values(path, out):
+    """NaN/inf or out-of-range content that shapes alone do not reveal (a damaged or foreign file)."""
+    for key in ("cell", "positions", "velocities", "masses_by_species"):
+        a = np.asarray(out[key], dtype=np.float64)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            k = int(np.flatnonzero(bad.any(axis=-1) if a.ndim > 1 else bad)[0])
+            what = f"atom id {int(out['ids'][k])}" if key in ("positions", "velocities") else f"entry {k}"
+            raise CheckpointError(f"{path}: damaged checkpoint: /system/{key} has a NaN or inf value "
+                                  f"({what}); restart from an earlier checkpoint")
+    if not np.all(out["masses_by_species"] > 0):
+        raise CheckpointError(f"{path}: damaged checkpoint: /system/masses_by_species must be positive")
+    ids = np.asarray(out["ids"])
+    if ids.size and np.any(np.diff(ids) <= 0):
+        raise CheckpointError(f"{path}: damaged checkpoint: /system/ids are not unique and sorted")
+    species = np.asarray(out["species"])
+    if species.size and (species.min() < 0 or species.max() >= len(out["species_names"])):
+        raise CheckpointError(f"{path}: damaged checkpoint: /system/species has values outside "
+                              f"0..{len(out['species_names']) - 1}")
+    pbc = np.asarray(out["pbc"], dtype=bool)
+    if pbc.any() and len(ids):
+        cell = np.asarray(out["cell"], dtype=np.float64)
+        try:
+            frac = np.linalg.solve(cell.T, np.asarray(out["positions"]).T).T
+        except np.linalg.LinAlgError:
+            raise CheckpointError(f"{path}: damaged checkpoint: the cell {cell.tolist()} is singular") \
+                from None
+        outside = np.abs(frac[:, pbc] - 0.5) > 0.5 + OUTSIDE_CELLS
+        if outside.any():
+            k = int(np.flatnonzero(outside.any(axis=1))[0])
+            raise CheckpointError(f"{path}: damaged checkpoint: atom id {int(ids[k])} is at fractional "
+                                  f"coordinates {np.round(frac[k], 3).tolist()}, far outside the periodic "
+                                  "cell; restart from an earlier checkpoint")
