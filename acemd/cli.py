@@ -19,6 +19,7 @@ from . import __version__
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EXTRAPOLATION = 3      # [extrapolation].stop_threshold exceeded: checkpoint written, do not resubmit
+EXIT_GUARD = 4              # a blow-up guard ([guards]) stopped the run: last good state checkpointed
 
 
 def _known_errors():
@@ -33,8 +34,10 @@ def _known_errors():
     from .io.h5md import H5MDError
     from .io.structure import StructureError
     from .parallel import ParallelError
+    from .guards import GuardError
     from .preflight import PreflightError
-    return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError, PreflightError])
+    return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError, PreflightError,
+                           GuardError])
 
 
 def _debug(argv) -> bool:
@@ -206,6 +209,10 @@ def main(argv=None):
             if rank == 0:
                 print(f"acemd: {summary['message']}", file=sys.stderr)
             return EXIT_EXTRAPOLATION
+        if summary["stopped_by"] == "guard":
+            if rank == 0:
+                print(f"acemd: {summary['message']}", file=sys.stderr)
+            return EXIT_GUARD
         return 0
     except _local_errors() as exc:
         # found by one rank only (e.g. two atoms on top of each other in its subdomain)

@@ -248,6 +248,8 @@ class MDRun:
             self.integrator.setup(eng)
         except BarostatGeometryError as exc:
             raise InputError(f"{self.input_path}: {exc}") from None
+        from ..guards import Guards
+        guards = Guards(s, self.comm, eng, self.integrator)      # blow-up guards ([guards])
         thermo_every = s["thermo"]["every"]
         traj_every = s["trajectory"]["every"]
         ckpt_every = s["checkpoint"]["every"]
@@ -284,7 +286,9 @@ class MDRun:
             if writer is not None and not restarting:
                 self._write_frame(writer, th)
             while st.step < self.nsteps and stopped_by is None:
-                self.integrator.step(eng)
+                if guards.step(self.integrator, eng):          # integrator step + blow-up guards
+                    stopped_by = "guard"                          # state put back to the last good one
+                    break
                 step = st.step
                 last = step == self.nsteps
                 extrapolating = (self.monitor is not None and self.monitor.due(step)
@@ -311,6 +315,8 @@ class MDRun:
         message = ""
         if stopped_by == "extrapolation":
             message = self.monitor.stop_message(s["checkpoint"]["file"])
+        elif stopped_by == "guard":
+            message = guards.message
         elif stopped_by:
             message = (f"stopped by {stopped_by} at step {st.step}: checkpoint written to "
                        f"{s['checkpoint']['file']}; continue with --restart")
