@@ -19,6 +19,7 @@ from . import __version__
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EXTRAPOLATION = 3      # [extrapolation].stop_threshold exceeded: checkpoint written, do not resubmit
+ERROR_AGREEMENT_TIMEOUT_S = 3.0     # an error seen by fewer ranks within this time aborts the job
 EXIT_GUARD = 4              # a blow-up guard ([guards]) stopped the run: last good state checkpointed
 
 
@@ -53,15 +54,32 @@ def _report(exc, debug, prefix="acemd: error"):
     sys.stderr.flush()
 
 
-def _unexpected(exc) -> str:
+DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "File too large", "errno = 28",
+                  "errno = 122", "errno = 27")
+
+
+def _disk_full(exc) -> bool:
+    import errno
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    return any(t in str(exc) for t in DISK_FULL_TEXT)
+
+
+def _unexpected(exc, settings=None) -> str:
     """The message for an error no check foresaw: the cause without the traceback."""
+    if _disk_full(exc):
+        ckpt = (settings or {}).get("checkpoint", {}).get("file", "the checkpoint file")
+        name = getattr(exc, "filename", None)
+        if not name:
+            import re
+            found = re.search(r"filename = '([^']+)'", str(exc))
+            name = found.group(1) if found else None
+        return (f"the disk is full (or a file-size/quota limit was reached)"
+                + (f" while writing {name}" if name else "") + f": the run stopped; the last complete "
+                f"checkpoint {ckpt} is kept (no temporary file left); free space and continue with "
+                "--restart")
     if isinstance(exc, OSError) and exc.errno is not None:
-        import errno
-        what = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return (f"{what}: the disk is full; the last complete checkpoint is kept, free space and "
-                    "continue with --restart")
-        return what
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):
         return "out of memory; use more ranks/nodes or a smaller system"
     return (f"{type(exc).__name__}: {exc} (an unexpected error; rerun with --debug or ACEMD_DEBUG=1 "
@@ -164,6 +182,8 @@ def main(argv=None):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
+    errcomm = comm.Dup() if comm.Get_size() > 1 else None     # only for the error agreement
+    settings = None
     try:
         from .config import format_settings, load_config
         from .preflight import preflight
@@ -214,29 +234,42 @@ def main(argv=None):
                 print(f"acemd: {summary['message']}", file=sys.stderr)
             return EXIT_GUARD
         return 0
-    except _local_errors() as exc:
-        # found by one rank only (e.g. two atoms on top of each other in its subdomain)
-        _report(exc, debug, f"acemd: error (rank {rank})")
-        if comm.Get_size() > 1:
-            comm.Abort(EXIT_INPUT_ERROR)
-        return EXIT_INPUT_ERROR
-    except _known_errors() as exc:
-        # raised identically on every rank (collective checks); report once
-        if rank == 0 or debug:
-            _report(exc, debug)
-        sys.stderr.flush()
-        return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - an error on one rank must not leave the others hanging
-        _report(_unexpected(exc), False, f"acemd: error (rank {rank})" if comm.Get_size() > 1 else "acemd: error")
-        if debug:
+        known = isinstance(exc, _known_errors() + _local_errors())
+        message = exc if known else _unexpected(exc, settings)
+        if _every_rank_failed(errcomm):
+            # raised on every rank (collective checks, errors broadcast from rank 0): report once
+            if rank == 0 or debug:
+                _report(message, debug and known)
+                if debug and not known:
+                    traceback.print_exception(exc)
+            sys.stderr.flush()
+            return EXIT_INPUT_ERROR
+        # found by this rank only (e.g. two atoms on top of each other in its subdomain): the others
+        # wait in a collective, so the job must be aborted
+        _report(message, debug and known, f"acemd: error (rank {rank})")
+        if debug and not known:
             traceback.print_exception(exc)
         sys.stderr.flush()
-        if comm.Get_size() > 1:
-            comm.Abort(1)
-        return 1
+        comm.Abort(EXIT_INPUT_ERROR)
+        return EXIT_INPUT_ERROR
 
+
+def _every_rank_failed(errcomm, timeout_s=ERROR_AGREEMENT_TIMEOUT_S) -> bool:
+    """True when every rank reached its error handler within ``timeout_s`` (a barrier on a private
+    communicator, so it never matches a collective that other ranks are still waiting in)."""
+    if errcomm is None or errcomm.Get_size() == 1:
+        return True
+    import time
+    request = errcomm.Ibarrier()
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if request.Test():
+            return True
+        time.sleep(0.005)
+    return False
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -163,7 +163,7 @@ class Guards:
         if values["temperature"] > limit:
             return (f"the temperature is {values['temperature']:.4g} K, above [guards.max_temperature_factor]"
                     f" = {self.temperature_factor:g} x the reference {self.reference_temperature:.4g} K")
-        if self.check_drift and values["conserved"] is not None:
+        if self.check_drift and values["conserved"] is not None and self.conserved0 is not None:
             drift = abs(values["conserved"] - self.conserved0) / n
             if not np.isfinite(drift) or drift > self.max_drift:
                 return (f"the conserved quantity drifted by {drift:.4g} eV/atom since the start, more than "

@@ -21,6 +21,7 @@ and shape kept).  Keys must be non-empty strings without ``/``.
 """
 from __future__ import annotations
 
+import io
 import os
 import time as _time
 from pathlib import Path
@@ -260,8 +261,11 @@ def write_checkpoint(path, comm, *, step: int, time_ps: float, cell, pbc, ids, p
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(path) + ".tmp")
+        # built in memory, then written with plain writes: a full disk is then a clean OSError
+        # on our own write, never an HDF5 library failure half-way through a file
+        image = io.BytesIO()
         try:
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(image, "w") as f:
                 f.attrs["format"] = FORMAT
                 f.attrs["format_version"] = np.int64(FORMAT_VERSION)
                 f.attrs["acemd_version"] = _acemd_version()
@@ -290,12 +294,33 @@ def write_checkpoint(path, comm, *, step: int, time_ps: float, cell, pbc, ids, p
                         m.create_dataset(str(k), data=v)
                 _put(f, "state", dict(state or {}), "")
                 f.flush()
-            _fsync_file(tmp)
+            with open(tmp, "wb") as fh:
+                fh.write(image.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
             _commit(tmp, path)
-        except OSError as exc:
-            raise CheckpointError(f"{path}: cannot write checkpoint: {exc}") from None
+        except (OSError, RuntimeError) as exc:     # h5py reports a failed flush as RuntimeError
+            tmp.unlink(missing_ok=True)
+            kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written"
+            raise CheckpointError(f"{path}: cannot write checkpoint ({kept}; the temporary file was "
+                                  f"removed): {_first_line(exc)}; free space (or fix the path) and continue with --restart") from None
 
     on_root(comm, write)
+
+
+def _first_line(exc) -> str:
+    """h5py's messages span lines; the first says what failed, errno/message say why."""
+    import re
+    chain = []
+    while exc is not None and len(chain) < 10:     # h5py's close after a failed write hides the cause
+        chain.append(exc)
+        exc = exc.__context__
+    for e in reversed(chain):
+        why = re.search(r"error message = '([^']+)'", str(e))
+        if why or getattr(e, "strerror", None):
+            text = str(e)
+            return text.splitlines()[0] + (f" ({why.group(1)})" if why else "")
+    return str(chain[0]).splitlines()[0]
 
 
 def _fsync_file(path: Path):
