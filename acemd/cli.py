@@ -158,14 +158,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = _debug(argv)
     if argv and argv[0] == "convert":
-        try:
-            return _convert([a for a in argv[1:] if a != "--debug"])
-        except _known_errors() as exc:
-            _report(exc, debug)
-            return EXIT_INPUT_ERROR
-        except (OSError, UnicodeDecodeError) as exc:
-            _report(_unexpected(exc), debug)
-            return EXIT_INPUT_ERROR
+        def convert():
+            try:
+                return _convert([a for a in argv[1:] if a != "--debug"])
+            except _known_errors() as exc:
+                _report(exc, debug)
+                return EXIT_INPUT_ERROR
+            except (OSError, UnicodeDecodeError) as exc:
+                _report(_unexpected(exc), debug)
+                return EXIT_INPUT_ERROR
+        return _on_first_rank(convert)
     if argv and argv[0] == "activeset":
         from .potential.extrapolation import ActiveSetError
         try:
@@ -255,6 +257,16 @@ def main(argv=None):
         sys.stderr.flush()
         comm.Abort(EXIT_INPUT_ERROR)
         return EXIT_INPUT_ERROR
+
+
+def _on_first_rank(fn):
+    """Run a serial command once per job: under mpiexec/srun rank 0 works, the others share its status."""
+    if not any(k in os.environ for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")):
+        return fn()
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    status = fn() if comm.Get_rank() == 0 else None
+    return comm.bcast(status, root=0)
 
 
 def _every_rank_failed(errcomm, timeout_s=ERROR_AGREEMENT_TIMEOUT_S) -> bool:

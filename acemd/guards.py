@@ -195,5 +195,5 @@ class Guards:
         integrator.load_state_dict(snap["integrator"])
         self.message = (f"blow-up guard: stopped at step {step}: {cause}. The checkpoint holds the last good "
                         f"state, step {snap['step']}. Check the structure, the potential and the units "
-                        "([md].timestep is in ps), reduce the timestep, or relax the limit in [guards]")
+                        "([md.timestep] is in ps), reduce the timestep, or relax the limit in [guards]")
         return self.message

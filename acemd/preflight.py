@@ -213,8 +213,8 @@ def check_restart(settings, input_path, restart):
     if step >= steps:
         state = "already complete" if step == steps else "already past the end"
         raise PreflightError(f"--restart {restart}: the checkpoint is at step {step} and {input_path} asks "
-                             f"for [md].steps = {steps} (the total, counted from step 0): the run is {state}; "
-                             "raise [md].steps to run longer")
+                             f"for [md.steps] = {steps} (the total, counted from step 0): the run is {state}; "
+                             "raise [md.steps] to run longer")
     return data
 
 
@@ -287,18 +287,18 @@ def check_memory(settings, input_path, ranks_total, ranks_on_node, cutoff, strea
     limit = settings.get("guards", {}).get("max_memory_gib")
     node_need = est["per_rank"] * ranks_on_node + est["root_extra"]
     available = available_memory_bytes()
-    what = (f"{n:.4g} atoms ([structure] repeat {settings['structure'].get('repeat')}) with a neighbour "
-            f"radius of {cutoff + settings['md']['skin']:.4g} Å ([md].skin = {settings['md']['skin']}): "
+    what = (f"{n} atoms ([structure] repeat {settings['structure'].get('repeat')}) with a neighbour "
+            f"radius of {cutoff + settings['md']['skin']:.4g} Å ([md.skin] = {settings['md']['skin']}): "
             f"about {est['neighbours_per_atom']:.3g} neighbours and {est['ghosts_per_rank']:.3g} ghost atoms "
             f"per rank, estimated memory {est['per_rank'] / gib:.3g} GiB per rank "
             f"(+{est['root_extra'] / gib:.3g} GiB on rank 0)")
     if limit is not None and est["per_rank"] + est["root_extra"] > limit * gib:
-        raise PreflightError(f"{input_path}: {what} exceeds [guards].max_memory_gib = {limit}; use more "
+        raise PreflightError(f"{input_path}: {what} exceeds [guards.max_memory_gib] = {limit}; use more "
                              "ranks, a smaller structure or skin, or raise the limit")
     if node_need > available:
         raise PreflightError(f"{input_path}: {what}, {node_need / gib:.3g} GiB on this node, which has "
                              f"{available / gib:.3g} GiB available; use more nodes/ranks, a smaller "
-                             "structure or a smaller [md].skin (typically 0.5-2 Å)")
+                             "structure or a smaller [md.skin] (typically 0.5-2 Å)")
     if n > 1_000_000 and stream is not None:
         print(f"# setting up {what}", file=stream, flush=True)
     return est
@@ -310,7 +310,7 @@ def warnings_for(settings) -> list[str]:
     out = []
     dt = settings["md"]["timestep"]
     if dt > TIMESTEP_WARN_PS:
-        out.append(f"[md].timestep = {dt} ps = {dt * 1000:g} fs: the unit is ps (metal units); typical "
+        out.append(f"[md.timestep] = {dt} ps = {dt * 1000:g} fs: the unit is ps (metal units); typical "
                    "values are 0.0005-0.002 ps (0.5-2 fs); the blow-up guards will stop the run if it "
                    "diverges")
     return out
