@@ -159,8 +159,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                       doc="temperature above this times the reference temperature"),
         "max_drift": Key(NUM, default=0.1, check=positive,
                          doc="change of the conserved quantity since the start (eV/atom), NVE/NVT"),
-        "open_box_margin": Key(NUM, default=10.0, check=positive,
-                               doc="distance an atom may go beyond a non-periodic box face (Å)"),
         "max_memory_gib": Key(NUM, check=positive,
                               doc="memory limit per rank for the estimate before set-up (GiB; "
                                   "default: the machine's available memory)"),
@@ -170,7 +168,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 # float keys where inf is a meaningful value (switches a limit off); NaN is refused everywhere
 INFINITE_OK = {("extrapolation", "dump_threshold"), ("extrapolation", "stop_threshold"),
                ("guards", "max_force"), ("guards", "max_temperature_factor"), ("guards", "max_drift"),
-               ("guards", "open_box_margin"), ("guards", "max_memory_gib")}
+               ("guards", "max_memory_gib")}
 
 PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),

@@ -12,7 +12,8 @@ checks, with one collective call, that
   the temperature when the run started, and 300 K),
 * in NVE/NVT the conserved quantity stays within ``max_drift`` eV/atom of its
   value at the start,
-* no atom is farther than ``open_box_margin`` (Å) outside a non-periodic box face.
+* no atom has left the box through a non-periodic face (the engine refuses such an atom at its
+  next neighbour-list rebuild; the guard turns that into a stop at the last good state too).
 
 A state that passes is remembered (per-rank copies, cheap next to a force
 evaluation).  When a check fails, or the integrator raises an overflow
@@ -29,6 +30,7 @@ import numba
 import numpy as np
 from mpi4py import MPI
 
+from .parallel.halo import AtomLeftBoxError, LostAtomsError
 from .units import BOLTZMANN, MVV_TO_EV
 
 REFERENCE_TEMPERATURE_FLOOR_K = 300.0
@@ -69,7 +71,6 @@ class Guards:
         self.min_distance = float(g["min_distance"])
         self.temperature_factor = float(g["max_temperature_factor"])
         self.max_drift = float(g["max_drift"])
-        self.margin = float(g["open_box_margin"])
         self.comm = comm
         self.ensemble = settings["md"]["ensemble"]
         self.check_drift = self.ensemble in DRIFT_ENSEMBLES
@@ -101,7 +102,8 @@ class Guards:
         step_before = st.step
         try:
             integrator.step(engine)
-        except (OverflowError, FloatingPointError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
+        except (OverflowError, FloatingPointError, ZeroDivisionError, np.linalg.LinAlgError,
+                AtomLeftBoxError, LostAtomsError) as exc:      # all raised on every rank alike
             return self._stop(engine, integrator, step_before + 1,
                               f"the integrator failed ({type(exc).__name__}: {exc}); "
                               f"{self._state_line(engine)}")
@@ -168,9 +170,9 @@ class Guards:
             if not np.isfinite(drift) or drift > self.max_drift:
                 return (f"the conserved quantity drifted by {drift:.4g} eV/atom since the start, more than "
                         f"[guards.max_drift] = {self.max_drift:g} eV/atom ({self.ensemble})")
-        if values["outside"] > self.margin:
-            return (f"an atom is {values['outside']:.4g} Å outside a non-periodic face of the box, more than "
-                    f"[guards.open_box_margin] = {self.margin:g} Å")
+        if values["outside"] > 0.0:
+            return (f"an atom is {values['outside']:.4g} Å outside a non-periodic face of the box (atoms "
+                    "leave an open box: give the structure more vacuum, or make that axis periodic)")
         return None
 
     def _state_line(self, engine) -> str:

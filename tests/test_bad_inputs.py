@@ -61,7 +61,7 @@ def toml_value(v):
         return '"' + v + '"'
     if isinstance(v, list):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    return repr(v)          # floats: nan, inf are TOML
+    return repr(float(v)) if isinstance(v, float) else repr(v)     # nan, inf are TOML
 
 
 def base_input(**sections):
