@@ -403,3 +403,67 @@ def test_bad_input(case, tmp_path):
     changed = [p.name for p, h in before.items() if after.get(p) != h]
     assert not changed, f"pre-existing files changed or removed: {changed}"
     assert not list(tmp_path.rglob(".*.lock")), "lock files left behind"
+
+
+# ----------------------------------------------------------------------------- special cases
+def test_second_run_in_the_same_folder_leaves_the_first_alone(tmp_path):
+    """A second run while one is running stops before opening any output (lock first, truncate after);
+    the first run's log and trajectory are intact and it finishes normally."""
+    write(tmp_path, base_input(md={"steps": 1500}, thermo={"every": 50}, trajectory={"every": 100}))
+    first = acemd(["in.toml"], tmp_path, background=True)
+    log = tmp_path / "acemd.log"
+    deadline = time.time() + TIMEOUT_S
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n     ") < 2):
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.2)
+    head = log.read_text()
+    rc, out, err = acemd(["in.toml"], tmp_path)
+    print(err)
+    assert rc == 1
+    assert "being written by another running acemd" in err and "acemd.log" in err
+    assert "Traceback" not in out + err and err.count("acemd: error") == 1
+    assert log.read_text().startswith(head), "the first run's log was truncated"
+    out1, err1 = first.communicate(timeout=TIMEOUT_S)
+    assert first.returncode == 0, err1
+    import h5py
+    with h5py.File(tmp_path / "trajectory.h5", "r") as f:
+        assert list(f["particles/all/position/step"][()]) == list(range(0, 1501, 100))
+    rows = [l for l in log.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert rows[0].split()[0] == "0" and rows[-1].split()[0] == "1500"
+    assert not list(tmp_path.rglob(".*.lock"))
+
+
+def test_disk_full_keeps_the_last_checkpoint(tmp_path):
+    """A checkpoint write that fails (file-size limit standing in for a full disk: EFBIG like ENOSPC)
+    ends with one message, exit 1, the previous checkpoint unchanged and no temporary file."""
+    ck = checkpoint(tmp_path, steps=5, name="checkpoint.h5")
+    write(tmp_path, base_input(md={"steps": 20}, trajectory={"every": 0}, checkpoint={"every": 5}))
+    before = checksums(tmp_path)
+    limit = (tmp_path / ck).stat().st_size // 2
+
+    # the limit is set after MPI_Init (MPI's own shared-memory files must not hit it)
+    script = ("import resource, sys\nfrom mpi4py import MPI\n"
+              f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+              f"from acemd.cli import main\nsys.exit(main(['in.toml', '--restart', '{ck}']))\n")
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-c", script]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S, env=_env())
+    print(proc.stderr)
+    assert proc.returncode == 1
+    assert "checkpoint.h5: cannot write checkpoint (the previous checkpoint is kept" in proc.stderr
+    assert "File too large" in proc.stderr and "--restart" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and proc.stderr.count("acemd: error") == 1
+    assert checksums(tmp_path)[tmp_path / ck] == before[tmp_path / ck]
+    assert not (tmp_path / "checkpoint.h5.tmp").exists()
+
+
+@pytest.mark.parametrize("how", ["--debug", "ACEMD_DEBUG=1"])
+def test_debug_shows_the_traceback(tmp_path, how):
+    write(tmp_path, base_input(md={"timestep": float("nan")}))
+    args = ["in.toml"] + (["--debug"] if how == "--debug" else [])
+    env = _env()
+    if how != "--debug":
+        env["ACEMD_DEBUG"] = "1"
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "acemd.cli", *args]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "md.timestep" in proc.stderr
