@@ -127,7 +127,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "trajectory": {
         "file": Key((str,), default="trajectory.h5", doc="H5MD trajectory file"),
         "every": Key((int,), default=0, check=non_negative, doc="steps between frames (0: none)"),
-        "fields": Key((list,), default=["position", "velocity", "force", "species", "id"],
+        "fields": Key((list,), default=["position", "velocity", "force", "image", "species", "id"],
                       check=lambda v: None if all(f in TRAJECTORY_FIELDS for f in v)
                       else f"unknown field; allowed: {', '.join(TRAJECTORY_FIELDS)}",
                       doc="per-atom fields to store"),

@@ -306,6 +306,8 @@ class MDRun:
                 if self.comm.allreduce(stop.signum, op=MPI.MAX):
                     stopped_by = signal.Signals(self.comm.allreduce(stop.signum, op=MPI.MAX)).name
                     break
+            if stopped_by not in (None, "guard", "extrapolation") and st.step % thermo_every:
+                log.row(st.step, self._thermo_row(self._thermo_values()[1]))   # the signal's stop step
             self.write_checkpoint()
         finally:
             stop.uninstall()
@@ -328,8 +330,10 @@ class MDRun:
 
     def _write_frame(self, writer, th):
         st = self.state
-        data = {"position": st.positions, "velocity": st.velocities, "force": self.engine.forces,
-                "species": st.species, "id": st.ids, "image": st.images,
+        from ..io.wrapping import wrap_periodic          # frames always wrapped, whatever the history
+        positions, images = wrap_periodic(st.positions, st.images, st.cell, st.pbc)
+        data = {"position": positions, "velocity": st.velocities, "force": self.engine.forces,
+                "species": st.species, "id": st.ids, "image": images,
                 "energy": self.engine.site_energy}
         if "gamma" in writer.fields:      # evaluated for this frame if the schedule did not
             data["gamma"] = self.monitor.current_gamma(self.engine)
