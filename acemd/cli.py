@@ -223,8 +223,11 @@ def main(argv=None):
             if not Path(args.restart).exists():
                 raise FileNotFoundError(f"--restart: checkpoint file not found: {args.restart}")
         from .drivers.md import MDRun
+        from .preflight import setup_notice
+        notice = setup_notice(comm)           # a line if numba compiles / a big set-up takes long
         run = MDRun(settings, text, args.input, comm=comm, restart=args.restart)
         summary = run.run()
+        notice.cancel()
         if lock is not None:
             lock.release()
         if summary["stopped_by"] == "extrapolation":

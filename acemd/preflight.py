@@ -345,3 +345,26 @@ def preflight(settings, input_path, comm, restart=None, check_only=False, stream
 
     lock = on_root(comm, work)
     return lock if rank == 0 else None
+
+
+# --------------------------------------------------------------------------- set-up notice
+SETUP_NOTICE_DELAY_S = 3.0
+
+
+def setup_notice(comm, delay_s=SETUP_NOTICE_DELAY_S, stream=None):
+    """A line on stdout if numba is still compiling the force kernel ``delay_s`` after the start
+    (rank 0): on first use that takes 10-20 s of silence.  Returns the timer (``cancel()`` it)."""
+    import threading
+
+    def note():
+        from .potential import kernel
+        if not kernel.ace_forces.signatures:      # filled once compiled or loaded from the cache
+            print("# setting up: numba is compiling the force kernels (first use after installing "
+                  "or updating acemd, about 10-20 s; later runs load them from its cache) ...",
+                  file=stream or sys.stdout, flush=True)
+
+    timer = threading.Timer(delay_s, note)
+    timer.daemon = True
+    if comm.Get_rank() == 0:
+        timer.start()
+    return timer
