@@ -12,6 +12,7 @@ incomplete, continue with ``--restart``); a run that completed its steps exits 0
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -20,7 +21,9 @@ from . import __version__
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EXTRAPOLATION = 3      # [extrapolation].stop_threshold exceeded: checkpoint written, do not resubmit
+EXIT_GUARD = 4              # a blow-up guard ([guards]) stopped the run: last good state checkpointed
 EXIT_STOPPED = 75           # stopped early by SIGTERM/SIGUSR1: checkpoint written, restartable (EX_TEMPFAIL)
+ERROR_AGREEMENT_TIMEOUT_S = 3.0     # an error seen by fewer ranks within this time aborts the job
 
 
 def _known_errors():
@@ -36,7 +39,55 @@ def _known_errors():
     from .io.h5md import H5MDError
     from .io.structure import StructureError
     from .parallel import ParallelError
-    return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError])
+    from .guards import GuardError
+    from .preflight import PreflightError
+    return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError, PreflightError,
+                           GuardError])
+
+
+def _debug(argv) -> bool:
+    """Tracebacks for every error: ``--debug`` or ``ACEMD_DEBUG=1``."""
+    return "--debug" in argv or os.environ.get("ACEMD_DEBUG", "") not in ("", "0")
+
+
+def _report(exc, debug, prefix="acemd: error"):
+    """One message on stderr (plus the traceback with --debug)."""
+    if debug and isinstance(exc, BaseException):
+        traceback.print_exception(exc)
+    print(f"{prefix}: {exc}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "File too large", "errno = 28",
+                  "errno = 122", "errno = 27")
+
+
+def _disk_full(exc) -> bool:
+    import errno
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    return any(t in str(exc) for t in DISK_FULL_TEXT)
+
+
+def _unexpected(exc, settings=None) -> str:
+    """The message for an error no check foresaw: the cause without the traceback."""
+    if _disk_full(exc):
+        ckpt = (settings or {}).get("checkpoint", {}).get("file", "the checkpoint file")
+        name = getattr(exc, "filename", None)
+        if not name:
+            import re
+            found = re.search(r"filename = '([^']+)'", str(exc))
+            name = found.group(1) if found else None
+        return (f"the disk is full (or a file-size/quota limit was reached)"
+                + (f" while writing {name}" if name else "") + f": the run stopped; the last complete "
+                f"checkpoint {ckpt} is kept (no temporary file left); free space and continue with "
+                "--restart")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    if isinstance(exc, MemoryError):
+        return "out of memory; use more ranks/nodes or a smaller system"
+    return (f"{type(exc).__name__}: {exc} (an unexpected error; rerun with --debug or ACEMD_DEBUG=1 "
+            "for the traceback and report it)")
 
 
 def _local_errors():
@@ -56,6 +107,7 @@ def _parser():
                    help="print the input keys (type, default, unit, meaning) of every section, or of one")
     p.add_argument("--restart", metavar="CKPT", help="continue from a checkpoint file")
     p.add_argument("--check", action="store_true", help="validate the input, print the resolved settings, exit")
+    p.add_argument("--debug", action="store_true", help="show the traceback of every error (also ACEMD_DEBUG=1)")
     p.add_argument("--version", action="version", version=f"acemd {__version__}")
     return p
 
@@ -110,12 +162,18 @@ def _activeset(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = _debug(argv)
     if argv and argv[0] == "convert":
-        try:
-            return _convert(argv[1:])
-        except _known_errors() as exc:
-            print(f"acemd: error: {exc}", file=sys.stderr)
-            return EXIT_INPUT_ERROR
+        def convert():
+            try:
+                return _convert([a for a in argv[1:] if a != "--debug"])
+            except _known_errors() as exc:
+                _report(exc, debug)
+                return EXIT_INPUT_ERROR
+            except (OSError, UnicodeDecodeError) as exc:
+                _report(_unexpected(exc), debug)
+                return EXIT_INPUT_ERROR
+        return _on_first_rank(convert)
     if argv and argv[0] == "activeset":
         from .potential.extrapolation import ActiveSetError
         try:
@@ -126,12 +184,12 @@ def main(argv=None):
     from . import signals
     signals.install_early()     # before MPI_Init: a USR1 from SLURM at start-up is not lost
     try:
-        return _run(argv)
+        return _run(argv, debug)
     finally:
         signals.uninstall_early()
 
 
-def _run(argv):
+def _run(argv, debug=False):
     from . import signals
     args = _parser().parse_args(argv)
     if args.help_input is not None:
@@ -151,9 +209,13 @@ def _run(argv):
     signals.reinstall_after_mpi_init()      # the mpich wheel's MPI_Init took SIGUSR1
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
+    errcomm = comm.Dup() if comm.Get_size() > 1 else None     # only for the error agreement
+    settings = None
     try:
         from .config import format_settings, load_config
+        from .preflight import preflight
         settings, text = load_config(args.input)
+        lock = preflight(settings, args.input, comm, restart=args.restart, check_only=args.check)
         if args.check:
             from .potential import load_potential
             from pathlib import Path
@@ -180,6 +242,8 @@ def _run(argv):
                 print(f"# potential: {pot.source} ({', '.join(pot.elements)}, cutoff {pot.cutoff_max} Å)")
                 print(f"# structure: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
                       f"cell volume {atoms.get_volume() if atoms.cell.rank == 3 else 0.0:.3f} Å^3")
+                if args.restart:
+                    print(f"# restart: {args.restart} matches the input")
                 print(format_settings(settings))
             return 0
         if args.restart:
@@ -187,41 +251,75 @@ def _run(argv):
             if not Path(args.restart).exists():
                 raise FileNotFoundError(f"--restart: checkpoint file not found: {args.restart}")
         from .drivers import driver_class
+        from .preflight import setup_notice
+        notice = setup_notice(comm)           # a line if numba compiles / a big set-up takes long
         run = driver_class(settings)(settings, text, args.input, comm=comm, restart=args.restart)
         summary = run.run()
+        notice.cancel()
+        if lock is not None:
+            lock.release()
         if summary.get("stopped_by") == "extrapolation":
             if rank == 0:
                 print(f"acemd: {summary['message']}", file=sys.stderr)
             comm.Barrier()      # every rank has closed its files before any exits non-zero
             return EXIT_EXTRAPOLATION
+        if summary.get("stopped_by") == "guard":
+            if rank == 0:
+                print(f"acemd: {summary['message']}", file=sys.stderr)
+            comm.Barrier()
+            return EXIT_GUARD
         if summary.get("stopped_by") and summary.get("steps", -1) < getattr(run, "nsteps", 0):
             if rank == 0:
                 print(f"acemd: {summary['message']} (exit status {EXIT_STOPPED}: incomplete)", file=sys.stderr)
             comm.Barrier()
             return EXIT_STOPPED
         return 0
-    except _local_errors() as exc:
-        # found by one rank only (e.g. two atoms on top of each other in its subdomain)
-        print(f"acemd: error (rank {rank}): {exc}", file=sys.stderr)
-        sys.stderr.flush()
-        if comm.Get_size() > 1:
-            comm.Abort(EXIT_INPUT_ERROR)
-        return EXIT_INPUT_ERROR
-    except _known_errors() as exc:
-        # raised identically on every rank (collective checks); report once
-        if rank == 0:
-            print(f"acemd: error: {exc}", file=sys.stderr)
-        sys.stderr.flush()
-        return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         return 130
-    except Exception:  # noqa: BLE001 - an error on one rank must not leave the others hanging
-        traceback.print_exc()
+    except Exception as exc:  # noqa: BLE001 - an error on one rank must not leave the others hanging
+        known = isinstance(exc, _known_errors() + _local_errors())
+        message = exc if known else _unexpected(exc, settings)
+        if _every_rank_failed(errcomm):
+            # raised on every rank (collective checks, errors broadcast from rank 0): report once
+            if rank == 0 or debug:
+                _report(message, debug and known)
+                if debug and not known:
+                    traceback.print_exception(exc)
+            sys.stderr.flush()
+            return EXIT_INPUT_ERROR
+        # found by this rank only (e.g. two atoms on top of each other in its subdomain): the others
+        # wait in a collective, so the job must be aborted
+        _report(message, debug and known, f"acemd: error (rank {rank})")
+        if debug and not known:
+            traceback.print_exception(exc)
         sys.stderr.flush()
-        if comm.Get_size() > 1:
-            comm.Abort(1)
-        return 1
+        comm.Abort(EXIT_INPUT_ERROR)
+        return EXIT_INPUT_ERROR
 
+
+def _on_first_rank(fn):
+    """Run a serial command once per job: under mpiexec/srun rank 0 works, the others share its status."""
+    if not any(k in os.environ for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")):
+        return fn()
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    status = fn() if comm.Get_rank() == 0 else None
+    return comm.bcast(status, root=0)
+
+
+def _every_rank_failed(errcomm, timeout_s=ERROR_AGREEMENT_TIMEOUT_S) -> bool:
+    """True when every rank reached its error handler within ``timeout_s`` (a barrier on a private
+    communicator, so it never matches a collective that other ranks are still waiting in)."""
+    if errcomm is None or errcomm.Get_size() == 1:
+        return True
+    import time
+    request = errcomm.Ibarrier()
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if request.Test():
+            return True
+        time.sleep(0.005)
+    return False
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ file's folder.  Units are LAMMPS ``metal`` (Å, eV, ps, amu, K, bar).
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +231,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "file": Key((str,), default="trajectory.h5", doc="H5MD trajectory file"),
         "every": Key((int,), default=0, check=non_negative, unit="steps",
                      doc="steps between frames (0: no trajectory)"),
-        "fields": Key((list,), default=["position", "velocity", "force", "species", "id"],
+        "fields": Key((list,), default=["position", "velocity", "force", "image", "species", "id"],
                       check=lambda v: None if all(f in TRAJECTORY_FIELDS for f in v)
                       else f"unknown field; allowed: {', '.join(TRAJECTORY_FIELDS)}",
                       type_doc="list of strings",
@@ -263,7 +264,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               doc="max γ above it: the run writes its checkpoint and ends with exit "
                                   "status 3 (`inf`: never)"),
     },
+    "guards": {   # blow-up guards (acemd.guards); generous defaults, docs/errors-and-guards.md
+        "enabled": Key((bool,), default=True, doc="check the run for blow-ups"),
+        "every": Key((int,), default=10, check=positive, doc="steps between checks"),
+        "max_force": Key(NUM, default=100.0, check=positive, doc="largest force on an atom (eV/Å)"),
+        "min_distance": Key(NUM, default=0.5, check=non_negative, doc="smallest pair distance (Å); 0: off"),
+        "max_temperature_factor": Key(NUM, default=10.0, check=positive,
+                                      doc="temperature above this times the reference temperature"),
+        "max_drift": Key(NUM, default=0.1, check=positive,
+                         doc="change of the conserved quantity since the start (eV/atom), NVE/NVT"),
+        "max_memory_gib": Key(NUM, check=positive,
+                              doc="memory limit per rank for the estimate before set-up (GiB; "
+                                  "default: the machine's available memory)"),
+    },
 }
+
+# float keys where inf is a meaningful value (switches a limit off); NaN is refused everywhere
+INFINITE_OK = {("extrapolation", "dump_threshold"), ("extrapolation", "stop_threshold"),
+               ("guards", "max_force"), ("guards", "max_temperature_factor"), ("guards", "max_drift"),
+               ("guards", "max_memory_gib")}
 
 PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),
@@ -302,7 +321,7 @@ def parse_config(text: str, path="input.toml") -> dict:
         resolved = {}
         if section == "masses":
             for el, m in given.items():
-                if isinstance(m, bool) or not isinstance(m, NUM) or m <= 0:
+                if isinstance(m, bool) or not isinstance(m, NUM) or not (0 < m < math.inf):
                     raise ConfigError(path, f"masses.{el}", f"mass must be a positive number (amu), got {m!r}")
                 resolved[el] = float(m)
             out[section] = resolved
@@ -316,6 +335,9 @@ def parse_config(text: str, path="input.toml") -> dict:
                 raise ConfigError(path, f"{section}.{key}", f"expected {_type_name(spec.types)}, got {value!r}")
             if not isinstance(value, spec.types):
                 raise ConfigError(path, f"{section}.{key}", f"expected {_type_name(spec.types)}, got {value!r}")
+            problem = _non_finite(value, (section, key))
+            if problem:
+                raise ConfigError(path, f"{section}.{key}", f"{problem} (got {value!r})")
             if spec.check is not None:
                 problem = spec.check(value)
                 if problem:
@@ -341,7 +363,21 @@ def parse_config(text: str, path="input.toml") -> dict:
     _check_extrapolation(out, raw, path)
     if not Path(out["potential"]["file"]).exists():
         raise ConfigError(path, "potential.file", f"file not found: {out['potential']['file']}")
+    if not Path(out["potential"]["file"]).is_file():
+        raise ConfigError(path, "potential.file", f"is not a file (a folder?): {out['potential']['file']}; "
+                                                  "give the .yace, .ace or .yaml file itself")
     return out
+
+
+def _non_finite(value, where):
+    """NaN anywhere, or inf outside INFINITE_OK, in a number or a list of numbers: the problem text."""
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, float) and math.isnan(v):
+            return "must be a number, not NaN"
+        if isinstance(v, float) and math.isinf(v) and where not in INFINITE_OK:
+            return "must be a finite number, not inf"
+    return None
 
 
 def _check_structure(resolved, given, path):
@@ -431,6 +467,11 @@ def load_config(path) -> tuple[dict, str]:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(path, "", "input file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "", "is a folder, not an input file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not a text (UTF-8) file: byte {exc.start} is 0x{exc.object[exc.start]:02x}; "
+                                    "give the TOML input file") from None
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read input file: {exc}") from None
     return parse_config(text, path), text

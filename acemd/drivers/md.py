@@ -112,6 +112,8 @@ class MDRun:
             self.integrator.setup(eng)
         except BarostatGeometryError as exc:
             raise InputError(f"{self.input_path}: {exc}") from None
+        from ..guards import Guards
+        guards = Guards(s, self.comm, eng, self.integrator)      # blow-up guards ([guards])
         thermo_every = s["thermo"]["every"]
         traj_every = s["trajectory"]["every"]
         ckpt_every = s["checkpoint"]["every"]
@@ -144,7 +146,9 @@ class MDRun:
             if writer is not None and not restarting:
                 self._write_frame(writer, th)
             while st.step < self.nsteps and stopped_by is None:
-                self.integrator.step(eng)
+                if guards.step(self.integrator, eng):          # integrator step + blow-up guards
+                    stopped_by = "guard"                          # state put back to the last good one
+                    break
                 step = st.step
                 last = step == self.nsteps
                 extrapolating = (self.monitor is not None and self.monitor.due(step)
@@ -162,6 +166,8 @@ class MDRun:
                 if self.comm.allreduce(stop.signum, op=MPI.MAX):
                     stopped_by = signal.Signals(self.comm.allreduce(stop.signum, op=MPI.MAX)).name
                     break
+            if stopped_by not in (None, "guard", "extrapolation") and st.step % thermo_every:
+                log.row(st.step, self._thermo_row(self._thermo_values()[1]))   # the signal's stop step
             self.write_checkpoint()
         finally:
             stop.uninstall()
@@ -171,6 +177,8 @@ class MDRun:
         message = ""
         if stopped_by == "extrapolation":
             message = self.monitor.stop_message(s["checkpoint"]["file"])
+        elif stopped_by == "guard":
+            message = guards.message
         elif stopped_by:
             message = (f"stopped by {stopped_by} at step {st.step}: checkpoint written to "
                        f"{s['checkpoint']['file']}; continue with --restart")
@@ -182,8 +190,10 @@ class MDRun:
 
     def _write_frame(self, writer, th):
         st = self.state
-        data = {"position": st.positions, "velocity": st.velocities, "force": self.engine.forces,
-                "species": st.species, "id": st.ids, "image": st.images,
+        from ..io.wrapping import wrap_periodic          # frames always wrapped, whatever the history
+        positions, images = wrap_periodic(st.positions, st.images, st.cell, st.pbc)
+        data = {"position": positions, "velocity": st.velocities, "force": self.engine.forces,
+                "species": st.species, "id": st.ids, "image": images,
                 "energy": self.engine.site_energy}
         if "gamma" in writer.fields:      # evaluated for this frame if the schedule did not
             data["gamma"] = self.monitor.current_gamma(self.engine)

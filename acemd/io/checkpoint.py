@@ -21,6 +21,7 @@ and shape kept).  Keys must be non-empty strings without ``/``.
 """
 from __future__ import annotations
 
+import io
 import os
 import time as _time
 from pathlib import Path
@@ -260,8 +261,11 @@ def write_checkpoint(path, comm, *, step: int, time_ps: float, cell, pbc, ids, p
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(path) + ".tmp")
+        # built in memory, then written with plain writes: a full disk is then a clean OSError
+        # on our own write, never an HDF5 library failure half-way through a file
+        image = io.BytesIO()
         try:
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(image, "w") as f:
                 f.attrs["format"] = FORMAT
                 f.attrs["format_version"] = np.int64(FORMAT_VERSION)
                 f.attrs["acemd_version"] = _acemd_version()
@@ -290,12 +294,33 @@ def write_checkpoint(path, comm, *, step: int, time_ps: float, cell, pbc, ids, p
                         m.create_dataset(str(k), data=v)
                 _put(f, "state", dict(state or {}), "")
                 f.flush()
-            _fsync_file(tmp)
+            with open(tmp, "wb") as fh:
+                fh.write(image.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
             _commit(tmp, path)
-        except OSError as exc:
-            raise CheckpointError(f"{path}: cannot write checkpoint: {exc}") from None
+        except (OSError, RuntimeError) as exc:     # h5py reports a failed flush as RuntimeError
+            tmp.unlink(missing_ok=True)
+            kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written"
+            raise CheckpointError(f"{path}: cannot write checkpoint ({kept}; the temporary file was "
+                                  f"removed): {_first_line(exc)}; free space (or fix the path) and continue with --restart") from None
 
     on_root(comm, write)
+
+
+def _first_line(exc) -> str:
+    """h5py's messages span lines; the first says what failed, errno/message say why."""
+    import re
+    chain = []
+    while exc is not None and len(chain) < 10:     # h5py's close after a failed write hides the cause
+        chain.append(exc)
+        exc = exc.__context__
+    for e in reversed(chain):
+        why = re.search(r"error message = '([^']+)'", str(e))
+        if why or getattr(e, "strerror", None):
+            text = str(e)
+            return text.splitlines()[0] + (f" ({why.group(1)})" if why else "")
+    return str(chain[0]).splitlines()[0]
 
 
 def _fsync_file(path: Path):
@@ -371,6 +396,7 @@ def read_checkpoint(path) -> dict:
             if n != int(f.attrs.get("n_atoms", n)):
                 raise CheckpointError(f"{path}: damaged checkpoint: {n} atoms stored, header says "
                                       f"{int(f.attrs['n_atoms'])}")
+            _check_values(path, out)
             out["step"] = int(f.attrs["step"])
             out["time"] = out["time_ps"] = float(f.attrs["time_ps"])
             out["acemd_version"] = _str_of(f.attrs.get("acemd_version", "unknown"))
@@ -390,3 +416,41 @@ def read_checkpoint(path) -> dict:
     except Exception as exc:  # noqa: BLE001 - h5py raises many kinds for damaged files
         raise CheckpointError(f"{path}: damaged or unreadable checkpoint: "
                               f"{type(exc).__name__}: {exc}") from None
+
+
+OUTSIDE_CELLS = 1.0      # wrapped positions lie in [0, 1) of a periodic axis; farther than this is damage
+
+
+def _check_values(path, out):
+    """NaN/inf or out-of-range content that shapes alone do not reveal (a damaged or foreign file)."""
+    for key in ("cell", "positions", "velocities", "masses_by_species"):
+        a = np.asarray(out[key], dtype=np.float64)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            k = int(np.flatnonzero(bad.any(axis=-1) if a.ndim > 1 else bad)[0])
+            what = f"atom id {int(out['ids'][k])}" if key in ("positions", "velocities") else f"entry {k}"
+            raise CheckpointError(f"{path}: damaged checkpoint: /system/{key} has a NaN or inf value "
+                                  f"({what}); restart from an earlier checkpoint")
+    if not np.all(out["masses_by_species"] > 0):
+        raise CheckpointError(f"{path}: damaged checkpoint: /system/masses_by_species must be positive")
+    ids = np.asarray(out["ids"])
+    if ids.size and np.any(np.diff(ids) <= 0):
+        raise CheckpointError(f"{path}: damaged checkpoint: /system/ids are not unique and sorted")
+    species = np.asarray(out["species"])
+    if species.size and (species.min() < 0 or species.max() >= len(out["species_names"])):
+        raise CheckpointError(f"{path}: damaged checkpoint: /system/species has values outside "
+                              f"0..{len(out['species_names']) - 1}")
+    pbc = np.asarray(out["pbc"], dtype=bool)
+    if pbc.any() and len(ids):
+        cell = np.asarray(out["cell"], dtype=np.float64)
+        try:
+            frac = np.linalg.solve(cell.T, np.asarray(out["positions"]).T).T
+        except np.linalg.LinAlgError:
+            raise CheckpointError(f"{path}: damaged checkpoint: the cell {cell.tolist()} is singular") \
+                from None
+        outside = np.abs(frac[:, pbc] - 0.5) > 0.5 + OUTSIDE_CELLS
+        if outside.any():
+            k = int(np.flatnonzero(outside.any(axis=1))[0])
+            raise CheckpointError(f"{path}: damaged checkpoint: atom id {int(ids[k])} is at fractional "
+                                  f"coordinates {np.round(frac[k], 3).tolist()}, far outside the periodic "
+                                  "cell; restart from an earlier checkpoint")

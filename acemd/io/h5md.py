@@ -505,6 +505,7 @@ class H5MDWriter:
             if name not in obs_values:
                 obs_values[name] = np.full(ds.shape[1:], np.nan)
 
+        _check_free_space(self.path, sum(np.asarray(a).nbytes for a in gathered.values()) + 4096)
         # ---- values first ...
         n = self.n_frames
         self._edges_ds.resize(n + 1, axis=0)
@@ -562,3 +563,19 @@ def _safe_user() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001
         return "unknown"
+
+
+FREE_SPACE_MARGIN_BYTES = 64 << 10
+
+
+def _check_free_space(path: Path, frame_bytes: int):
+    """Stop before HDF5 hits a full disk (it then leaves the file and the library in a bad state)."""
+    import shutil
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return
+    if free < 2 * frame_bytes + FREE_SPACE_MARGIN_BYTES:
+        raise H5MDError(f"{path}: the disk is full ({free} bytes free; a frame needs about {frame_bytes}): "
+                        "the run stopped before writing this frame; the frames so far and the last "
+                        "checkpoint are kept; free space and continue with --restart")

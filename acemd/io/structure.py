@@ -162,6 +162,10 @@ def _read_file(spec, base_dir: Path, p):
             raise _err(p, "elements", f"{path} has atom type {t} but 'elements' names only "
                                       f"{len(spec['elements'])} type(s): {list(spec['elements'])}") \
                 from None
+        if index is not None and isinstance(exc, (StopIteration, IndexError)):
+            raise _err(p, "index", f"{index!r} is not a frame of {path}, which has "
+                                   f"{_count_frames(path, fmt)} frame(s); frames count from 0, "
+                                   "-1 is the last") from None
         raise _err(p, "file", f"cannot read {path} {how}: {msg}") from None
     if isinstance(atoms, list):
         raise _err(p, "index", f"{index!r} selects {len(atoms)} frames of {path}; give one frame number")
@@ -173,6 +177,14 @@ def _read_file(spec, base_dir: Path, p):
             raise _err(p, "elements", f"{path} has more atom types than the {n_types} elements given")
     atoms.info["_acemd_source"] = str(path)
     return atoms
+
+
+def _count_frames(path, fmt):
+    import ase.io
+    try:
+        return len(ase.io.read(str(path), index=":", format=fmt, parallel=False))
+    except Exception:  # noqa: BLE001 - only for the message
+        return "an unknown number of"
 
 
 def _build_lattice(spec, p):
@@ -217,6 +229,8 @@ def _validate(atoms, p, where):
         raise _err(p, "", f"the structure has NaN or inf positions{where}")
     cell = atoms.cell.array
     pbc = atoms.pbc
+    if not np.all(np.isfinite(cell)):
+        raise _err(p, "", f"the cell {cell.tolist()} has NaN or inf entries{where}")
     if pbc.any():
         rows = cell[pbc]
         if np.any(np.linalg.norm(rows, axis=1) < 1e-8) or np.linalg.matrix_rank(rows, tol=1e-8) < len(rows):

@@ -125,9 +125,12 @@ class ThermoLog:
         self._time_col = next((c[0] for c in self.columns if c[1] == "ps"), None)
         if self.rank != 0:
             return
+        self._held_row = None         # the log's row at a restart step, until the new session's row
         if log_path is not None:
             p = Path(log_path)
             p.parent.mkdir(parents=True, exist_ok=True)
+            if append and start_step is not None and p.is_file():
+                self._held_row = _drop_rows_from(p, int(start_step))
             self._file = open(p, "a" if append else "w", buffering=1, encoding="utf-8")
         lines = [f"info: {line}" for line in preamble]
         if every:
@@ -189,11 +192,18 @@ class ThermoLog:
         if t_ps is not None and step != self._first[1]:
             self._last_time_ps = t_ps
         out = [line]
+        self._release_held_row(step)
         done = self.total_steps is not None and step >= self.total_steps
         if (now - self._last_progress >= self.progress_every_s or done) and step > self._first[1]:
             out.append(self.progress_line(now, step))
             self._last_progress = now
         self._emit(out)
+
+    def _release_held_row(self, step):
+        """Write the restart step's old row to the file unless this session writes that step itself."""
+        if self._held_row is not None and self._file is not None and step != self.start_step:
+            self._file.write(self._held_row + "\n")
+        self._held_row = None
 
     def _dt_ps(self) -> float | None:
         if self.timestep_ps is not None:
@@ -238,7 +248,8 @@ class ThermoLog:
         lines = []
         wall = now - self._t_start
         if self._first is not None:
-            steps = self._last[1] - self._first[1]
+            first = self._first[1] if self.start_step is None else min(self.start_step, self._first[1])
+            steps = self._last[1] - first
             rate = self._rate(self._last[0], self._last[1])
             summary = f"# summary: {steps} steps in {wall:.2f} s wall"
             if np.isfinite(rate):
@@ -250,6 +261,7 @@ class ThermoLog:
         else:
             lines.append(f"# summary: no rows in {wall:.2f} s wall")
         lines += [f"# info: {line}" for line in extra]
+        self._release_held_row(None)
         self._emit(lines)
         if self._file is not None:
             self._file.close()
@@ -278,6 +290,40 @@ def _parse_header(line: str) -> list[tuple[str, str]] | None:
             name, unit = t, ""
         out.append((name, unit))
     return out
+
+
+def _drop_rows_from(path: Path, step: int) -> str | None:
+    """Before a restart from ``step``: remove the rows of this and later steps (written after that
+    checkpoint by the interrupted run) and older copies of repeated steps, so the log has each step
+    once and ``numpy.loadtxt`` reads it as one table.  Comment lines stay.  Returns the removed row
+    of ``step`` itself (put back if the restarted session does not write its own)."""
+    import os
+    lines = path.read_text(encoding="utf-8").splitlines()
+    last_index = {}
+    for i, line in enumerate(lines):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                last_index[int(line.split()[0])] = i
+            except ValueError:
+                continue
+    keep, held = [], None
+    for i, line in enumerate(lines):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                s = int(line.split()[0])
+            except ValueError:
+                keep.append(line)
+                continue
+            if s == step and last_index[s] == i:
+                held = line
+            if s >= step or last_index[s] != i:
+                continue
+        keep.append(line)
+    if len(keep) != len(lines):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("\n".join(keep) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return held
 
 
 def read_thermo(path, with_units: bool = False):

@@ -21,11 +21,34 @@ class CloseContactError(ValueError):
     """Two atoms are closer than the radial tabulation allows."""
 
 
+def reading_errors(path):
+    """Turn the OS and decoding errors of reading ``path`` into a PotentialFileError naming it."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except IsADirectoryError:
+            raise PotentialFileError(path, "", "is a folder, not a potential file") from None
+        except UnicodeDecodeError as exc:
+            raise PotentialFileError(path, f"byte {exc.start}", "not a text file (binary or damaged); "
+                                     "expected a .yace, .ace or pacemaker .yaml potential") from None
+        except OSError as exc:
+            raise PotentialFileError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    return guard()
+
+
 def load_potential(path) -> CTildePotential:
     """Read a potential file, choosing the reader by its extension."""
     path = Path(path)
     if not path.exists():
         raise PotentialFileError(path, "", "file not found")
+    with reading_errors(path):
+        return _load_potential(path)
+
+
+def _load_potential(path) -> CTildePotential:
     suffix = path.suffix.lower()
     if suffix == ".yace":
         from .yace import read_yace

@@ -136,6 +136,7 @@ class CTildePotential:
         """Check the cross-field consistency every reader must guarantee."""
         path = self.source
         n = self.nelements
+        self.check_finite()
         if n == 0:
             raise PotentialFileError(path, "elements", "no elements defined")
         if len(self.E0) != n:
@@ -217,3 +218,31 @@ class CTildePotential:
                                                  f"l = {l_t} outside 0..{b.lmax} of bond [{mu}, {mu_t}]")
                 if f.rank > 1 and np.any(np.abs(f.ms_combs) > np.asarray(f.ls)[None, :]):
                     raise PotentialFileError(path, where + ".ms_combs", "some |m| exceeds its l")
+
+    def check_finite(self):
+        """Every number must be finite: NaN/inf coefficients would only show up later as NaN forces."""
+        def check(where, values):
+            a = np.asarray(values, dtype=np.float64)
+            if a.size and not np.all(np.isfinite(a)):
+                k = int(np.flatnonzero(~np.isfinite(a.ravel()))[0])
+                raise PotentialFileError(self.source, where,
+                                         f"value {a.ravel()[k]} (entry {k}) is not a finite number; "
+                                         "the file is damaged or was written from a diverged fit")
+        check("E0", self.E0)
+        check("deltaSplineBins", [self.delta_spline_bins])
+        for mu, emb in enumerate(self.embeddings):
+            where = f"embeddings[{mu}]"
+            check(where + ".FS_parameters", emb.fs_parameters)
+            check(where + ".rho_core_cutoff", [emb.rho_core_cutoff, emb.drho_core_cutoff])
+        for (i, j), b in self.bonds.items():
+            where = f"bonds[{i}, {j}]"
+            for name in ("rcut", "dcut", "rcut_in", "dcut_in", "prehc", "lambdahc"):
+                check(f"{where}.{name}", [getattr(b, name)])
+            check(where + ".radparameters", b.radparameters)
+            check(where + ".radcoefficients", b.radcoefficients)
+        for mu, funcs in enumerate(self.functions):
+            for idx, f in enumerate(funcs):
+                check(f"functions[{mu}][{idx}].ctildes", f.ctildes)
+        for mu, funcs in enumerate(self.bbasis or []):
+            for idx, f in enumerate(funcs):
+                check(f"bbasis[{mu}][{idx}].coeffs", f.coeffs)

@@ -167,7 +167,23 @@ def convert_potential(src, dst) -> CTildePotential:
     Returns the potential that was written.  A B-basis file has no E0, so the
     written E0 is 0 for every element.
     """
+    import os
+
+    from . import reading_errors
     src, dst = Path(src), Path(dst)
-    pot = _read_any(src)
+    if not src.exists():
+        raise PotentialFileError(src, "", "file not found")
+    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(src, dst)):
+        raise PotentialFileError(dst, "", f"is the source file {src}: refusing to overwrite the input; "
+                                          "give another destination")
+    if dst.is_dir():
+        raise PotentialFileError(dst, "", "is a folder; give the destination file name (e.g. out.yace)")
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        raise PotentialFileError(dst, "", f"cannot write: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (dst.exists() and not os.access(dst, os.W_OK)):
+        raise PotentialFileError(dst, "", "cannot write: permission denied")
+    with reading_errors(src):
+        pot = _read_any(src)
     write_yace(pot, dst, header=f"converted by acemd from {src.name}")
     return pot

@@ -1,0 +1,469 @@
+"""Bad inputs under ``mpiexec``: every case ends with one clear message and the right exit status,
+no traceback, no rank left hanging, and no file that existed before is changed.
+
+Each case builds its files in a fresh folder, records the SHA-256 of every file there,
+runs ``acemd`` under ``mpiexec -n 2`` (a few under 3), then checks the exit status, that
+the message names the file/key/value, that no ``Traceback``/MPI ``Abort`` reaches the
+user, that the error is printed once per job, and that the pre-existing files are
+byte for byte what they were.  Tiny inputs (32 Cu atoms, Cu-I.yace, a few steps).
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+POT = REPO / "tests" / "data" / "potentials"
+TIMEOUT_S = 120
+
+
+def mpiexec():
+    exe = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                        os.environ.get("PATH", "")]))
+    if exe is None:
+        pytest.fail("mpiexec not found: install the 'mpich' wheel (a dependency of acemd)")
+    return exe
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.pop("ACEMD_DEBUG", None)
+    return env
+
+
+def acemd(args, cwd, nranks=2, background=False):
+    cmd = [mpiexec(), "-n", str(nranks), sys.executable, "-m", "acemd.cli", *map(str, args)]
+    if background:
+        return subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=_env())
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def checksums(folder: Path) -> dict:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*") if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- inputs
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return repr(float(v)) if isinstance(v, float) else repr(v)     # nan, inf are TOML
+
+
+def base_input(**sections):
+    """The 32-atom Cu input; ``sections`` override/add keys ({"md": {"steps": 5}}), None deletes a key."""
+    s = {"structure": {"lattice": "fcc", "element": "Cu", "a": 3.6, "repeat": [2, 2, 2]},
+         "potential": {"file": str(POT / "Cu-I.yace")},
+         "velocities": {"temperature": 300.0, "seed": 7},
+         "md": {"steps": 10, "timestep": 0.001},
+         "thermo": {"every": 5},
+         "trajectory": {"every": 5}}
+    for name, keys in sections.items():
+        section = s.setdefault(name, {})
+        for k, v in keys.items():
+            if v is None:
+                section.pop(k, None)
+            else:
+                section[k] = v
+    return "\n".join(f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items())
+                     for name, keys in s.items())
+
+
+def write(tmp, text, name="in.toml"):
+    (tmp / name).write_text(text)
+    return name
+
+
+def structure_file(tmp, name="s.extxyz", positions=None, cell=10.0, pbc=True):
+    import ase.io
+    from ase import Atoms
+    from ase.build import bulk
+    if positions is None:
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    else:
+        atoms = Atoms(f"Cu{len(positions)}", positions=positions, cell=[cell] * 3, pbc=pbc)
+    ase.io.write(tmp / name, atoms)
+    return name
+
+
+def file_input(tmp, name="s.extxyz", **sections):
+    sections.setdefault("structure", {})
+    sections["structure"].update({"lattice": None, "element": None, "a": None, "repeat": None,
+                                  "file": name})
+    return base_input(**sections)
+
+
+def checkpoint(tmp, steps=10, name="ck.h5", **sections):
+    """A real checkpoint of the base run (``steps`` steps) in ``tmp``."""
+    text = base_input(md={"steps": steps}, checkpoint={"file": name}, trajectory={"every": 0},
+                      thermo={"file": "ck.log"}, **sections)
+    write(tmp, text, "ck.toml")
+    rc, out, err = acemd(["ck.toml"], tmp)
+    assert rc == 0, err
+    (tmp / "ck.log").unlink()
+    return name
+
+
+def edit_checkpoint(tmp, name, fn):
+    import h5py
+    with h5py.File(tmp / name, "r+") as f:
+        fn(f)
+
+
+def yace_with(tmp, old, new, name="bad.yace"):
+    text = (POT / "Cu-I.yace").read_text()
+    assert old in text
+    (tmp / name).write_text(text.replace(old, new, 1))
+    return name
+
+
+FIRST_CTILDE = "ctildes: [0.12769446893111333"
+
+
+# ----------------------------------------------------------------------------- cases
+# (id, setup(tmp) -> args, exit status, strings the message must contain, ranks)
+def _case_same_traj_ckpt(t):
+    return [write(t, base_input(trajectory={"file": "out.h5"}, checkpoint={"file": "out.h5"}))]
+
+
+def _case_same_log_traj(t):
+    return [write(t, base_input(thermo={"file": "out.h5"}, trajectory={"file": "out.h5"}))]
+
+
+def _case_traj_is_structure(t):
+    structure_file(t)
+    return [write(t, file_input(t, trajectory={"file": "s.extxyz"}))]
+
+
+def _case_log_is_input(t):
+    return [write(t, base_input(thermo={"file": "in.toml"}))]
+
+
+def _case_log_is_potential(t):
+    shutil.copy(POT / "Cu-I.yace", t / "pot.yace")
+    return [write(t, base_input(potential={"file": "pot.yace"}, thermo={"file": "pot.yace"}))]
+
+
+def _case_traj_is_restart(t):
+    ck = checkpoint(t)
+    return [write(t, base_input(md={"steps": 20}, trajectory={"file": ck})), "--restart", ck]
+
+
+def _case_ckpt_parent_is_file(t):
+    (t / "afile").write_text("x")
+    return [write(t, base_input(checkpoint={"file": "afile/ck.h5"})), "--check"]
+
+
+def _case_ckpt_under_dev_null(t):
+    return [write(t, base_input(checkpoint={"file": "/dev/null/ck.h5"})), "--check"]
+
+
+def _case_log_under_dev_null(t):
+    return [write(t, base_input(thermo={"file": "/dev/null/x/acemd.log"}))]
+
+
+def _case_traj_is_folder(t):
+    (t / "tdir").mkdir()
+    return [write(t, base_input(trajectory={"file": "tdir"}))]
+
+
+def _nan_or_inf(section, key, value):
+    def setup(t):
+        return [write(t, base_input(**{section: {key: value}}))]
+    return setup
+
+
+def _case_mass_nan(t):
+    return [write(t, base_input(masses={"Cu": float("nan")}))]
+
+
+def _case_mass_inf(t):
+    return [write(t, base_input(masses={"Cu": float("inf")}))]
+
+
+def _case_barostat_nan(t):
+    return [write(t, base_input(md={"ensemble": "npt-mtk"}, thermostat={"temperature": 300.0},
+                                barostat={"pressure": float("nan")}))]
+
+
+def _case_thermostat_inf(t):
+    return [write(t, base_input(md={"ensemble": "nvt-langevin"}, thermostat={"temperature": float("inf")}))]
+
+
+def _case_potential_nan(t):
+    name = yace_with(t, FIRST_CTILDE, "ctildes: [.nan")
+    return [write(t, base_input(potential={"file": name}))]
+
+
+def _case_potential_inf(t):
+    name = yace_with(t, FIRST_CTILDE, "ctildes: [-.inf")
+    return [write(t, base_input(potential={"file": name}))]
+
+
+def _case_structure_nan(t):
+    (t / "s.xyz").write_text("2\n\nCu 0 0 0\nCu nan 1.5 1.5\n")
+    return [write(t, file_input(t, "s.xyz", structure={"format": "xyz"}))]
+
+
+def _case_ckpt_nan_velocity(t):
+    ck = checkpoint(t)
+
+    def poison(f):
+        v = f["system/velocities"][()]
+        v[3, 1] = np.nan
+        f["system/velocities"][...] = v
+    edit_checkpoint(t, ck, poison)
+    return [write(t, base_input(md={"steps": 20})), "--restart", ck]
+
+
+def _case_ckpt_far_outside(t):
+    ck = checkpoint(t)
+
+    def move(f):
+        x = f["system/positions"][()]
+        x[5] += 1000.0
+        f["system/positions"][...] = x
+    edit_checkpoint(t, ck, move)
+    return [write(t, base_input(md={"steps": 20})), "--restart", ck]
+
+
+def _case_ckpt_other_structure(t):
+    ck = checkpoint(t)
+    return [write(t, base_input(md={"steps": 20}, structure={"repeat": [3, 3, 3]})), "--restart", ck]
+
+
+def _case_ckpt_past_steps(t):
+    ck = checkpoint(t, steps=10)
+    return [write(t, base_input(md={"steps": 5})), "--restart", ck]
+
+
+def _case_ckpt_other_cell(t):
+    ck = checkpoint(t)
+    return [write(t, base_input(md={"steps": 20}, structure={"a": 5.2})), "--restart", ck]
+
+
+def _case_check_opens_restart(t):
+    (t / "ck.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    return [write(t, base_input(md={"steps": 20})), "--restart", "ck.h5", "--check"]
+
+
+def _case_binary_toml(t):
+    (t / "in.toml").write_bytes(bytes(range(256)) * 4)
+    return ["in.toml"]
+
+
+def _case_binary_yace(t):
+    (t / "bin.yace").write_bytes(bytes(range(255, -1, -1)) * 8)
+    return [write(t, base_input(potential={"file": "bin.yace"}))]
+
+
+def _case_potential_folder(t):
+    (t / "potdir").mkdir()
+    return [write(t, base_input(potential={"file": "potdir"}))]
+
+
+def _case_index_past_end(t):
+    structure_file(t)
+    return [write(t, file_input(t, structure={"index": 5}))]
+
+
+def _case_input_missing(t):
+    return ["nothere.toml"]
+
+
+def _case_input_folder(t):
+    (t / "d.toml").mkdir()
+    return ["d.toml"]
+
+
+def _case_repeat_huge(t):
+    return [write(t, base_input(structure={"repeat": [1000, 1000, 1000]}))]
+
+
+def _case_skin_huge(t):
+    return [write(t, base_input(md={"skin": 1000.0}))]
+
+
+def _case_memory_limit(t):
+    return [write(t, base_input(structure={"repeat": [20, 20, 20]}, guards={"max_memory_gib": 0.01}))]
+
+
+def _case_close_atoms(t):
+    structure_file(t, positions=[[5, 5, 5], [5.3, 5, 5]])
+    return [write(t, file_input(t))]
+
+
+def _case_convert_same(t):
+    shutil.copy(POT / "Cu-I.yaml", t / "same.yaml")
+    return ["convert", "same.yaml", "./same.yaml"]
+
+
+def _case_convert_binary(t):
+    (t / "bin.yaml").write_bytes(bytes(range(255, -1, -1)) * 8)
+    return ["convert", "bin.yaml", "out.yace"]
+
+
+def _case_convert_unwritable(t):
+    return ["convert", str(POT / "Cu-I.yace"), "/dev/null/out.yace"]
+
+
+def _case_convert_to_folder(t):
+    (t / "odir").mkdir()
+    return ["convert", str(POT / "Cu-I.yace"), "odir"]
+
+
+def _case_convert_nan(t):
+    name = yace_with(t, FIRST_CTILDE, "ctildes: [.nan")
+    return ["convert", name, "out.yace"]
+
+
+CASES = [
+    # data loss
+    ("trajectory=checkpoint", _case_same_traj_ckpt, 1, ["[checkpoint.file]", "[trajectory.file]", "out.h5"], 2),
+    ("thermo=trajectory", _case_same_log_traj, 1, ["[thermo.file]", "[trajectory.file]", "out.h5"], 2),
+    ("trajectory=structure", _case_traj_is_structure, 1, ["[trajectory.file]", "s.extxyz", "[structure.file]"], 2),
+    ("thermo=input", _case_log_is_input, 1, ["[thermo.file]", "in.toml", "the input file"], 2),
+    ("thermo=potential", _case_log_is_potential, 1, ["[thermo.file]", "pot.yace", "[potential.file]"], 3),
+    ("trajectory=restart", _case_traj_is_restart, 1, ["[trajectory.file]", "ck.h5", "--restart"], 2),
+    ("checkpoint-parent-is-file", _case_ckpt_parent_is_file, 1, ["[checkpoint.file]", "afile", "not a folder"], 2),
+    ("checkpoint-under-dev-null", _case_ckpt_under_dev_null, 1, ["[checkpoint.file]", "/dev/null"], 2),
+    ("log-under-dev-null", _case_log_under_dev_null, 1, ["[thermo.file]", "/dev/null"], 2),
+    ("trajectory-is-folder", _case_traj_is_folder, 1, ["[trajectory.file]", "tdir", "folder"], 2),
+    ("convert-same-file", _case_convert_same, 1, ["same.yaml", "refusing to overwrite"], 2),
+    # NaN / inf wherever a number is read
+    ("masses-nan", _case_mass_nan, 1, ["masses.Cu", "nan"], 2),
+    ("masses-inf", _case_mass_inf, 1, ["masses.Cu", "inf"], 2),
+    ("velocities-temperature-inf", _nan_or_inf("velocities", "temperature", float("inf")), 1,
+     ["velocities.temperature", "inf"], 2),
+    ("timestep-inf", _nan_or_inf("md", "timestep", float("inf")), 1, ["md.timestep", "inf"], 2),
+    ("timestep-nan", _nan_or_inf("md", "timestep", float("nan")), 1, ["md.timestep", "NaN"], 2),
+    ("lattice-a-nan", _nan_or_inf("structure", "a", float("nan")), 1, ["structure.a", "NaN"], 2),
+    ("skin-inf", _nan_or_inf("md", "skin", float("inf")), 1, ["md.skin", "inf"], 2),
+    ("barostat-pressure-nan", _case_barostat_nan, 1, ["barostat.pressure", "NaN"], 2),
+    ("thermostat-temperature-inf", _case_thermostat_inf, 1, ["thermostat.temperature", "inf"], 2),
+    ("potential-nan-coefficient", _case_potential_nan, 1, ["bad.yace", "functions[0][0].ctildes", "nan"], 2),
+    ("potential-inf-coefficient", _case_potential_inf, 1, ["bad.yace", "functions[0][0].ctildes", "inf"], 2),
+    ("structure-nan-position", _case_structure_nan, 1, ["s.xyz", "NaN"], 2),
+    ("convert-nan-potential", _case_convert_nan, 1, ["bad.yace", "ctildes", "nan"], 2),
+    ("checkpoint-nan-velocity", _case_ckpt_nan_velocity, 1, ["ck.h5", "velocities", "NaN", "atom id 3"], 2),
+    ("checkpoint-far-outside", _case_ckpt_far_outside, 1, ["ck.h5", "atom id 5", "outside"], 2),
+    # restart against the input
+    ("restart-other-structure", _case_ckpt_other_structure, 1, ["ck.h5", "32 atoms", "108", "another system"], 2),
+    ("restart-past-steps", _case_ckpt_past_steps, 1, ["ck.h5", "step 10", "[md.steps] = 5"], 3),
+    ("restart-other-cell", _case_ckpt_other_cell, 1, ["ck.h5", "cell vector a", "another system"], 2),
+    ("check-opens-restart", _case_check_opens_restart, 1, ["ck.h5", "HDF5"], 2),
+    # tracebacks before
+    ("binary-toml", _case_binary_toml, 1, ["in.toml", "not a text"], 2),
+    ("binary-yace", _case_binary_yace, 1, ["bin.yace", "not a text file"], 2),
+    ("potential-is-folder", _case_potential_folder, 1, ["potential.file", "potdir", "folder"], 2),
+    ("index-past-end", _case_index_past_end, 1, ["structure.index", "5", "s.extxyz", "1 frame"], 3),
+    ("input-missing", _case_input_missing, 1, ["nothere.toml", "not found"], 2),
+    ("input-is-folder", _case_input_folder, 1, ["d.toml", "folder"], 2),
+    ("convert-binary", _case_convert_binary, 1, ["bin.yaml", "not a text file"], 2),
+    ("convert-unwritable", _case_convert_unwritable, 1, ["/dev/null/out.yace", "cannot write"], 2),
+    ("convert-to-folder", _case_convert_to_folder, 1, ["odir", "folder"], 2),
+    # resources
+    ("repeat-1000", _case_repeat_huge, 1, ["4000000000 atoms", "repeat", "GiB"], 2),
+    ("skin-1000", _case_skin_huge, 1, ["skin", "1000", "GiB"], 2),
+    ("memory-limit", _case_memory_limit, 1, ["max_memory_gib", "32000", "GiB"], 2),
+    # silent nonsense
+    ("atoms-0.3-apart", _case_close_atoms, 1, ["0.3 Å", "min_distance", "initial state"], 2),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, tmp_path):
+    name, setup, status, needles, nranks = case
+    args = setup(tmp_path)
+    before = checksums(tmp_path)
+    start = time.perf_counter()
+    rc, out, err = acemd(args, tmp_path, nranks=nranks)
+    print(f"{name}: exit {rc} in {time.perf_counter() - start:.1f} s\n{err}")
+    assert rc == status, f"exit status {rc}, expected {status}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}"
+    for needle in needles:
+        assert needle in err, f"message lacks {needle!r}: {err!r}"
+    assert "Traceback" not in out + err
+    assert "Abort(" not in err and "BAD TERMINATION" not in out + err
+    assert err.count("acemd: error") == 1, f"one message per job, got:\n{err}"
+    after = checksums(tmp_path)
+    changed = [p.name for p, h in before.items() if after.get(p) != h]
+    assert not changed, f"pre-existing files changed or removed: {changed}"
+    assert not list(tmp_path.rglob(".*.lock")), "lock files left behind"
+
+
+# ----------------------------------------------------------------------------- special cases
+def test_second_run_in_the_same_folder_leaves_the_first_alone(tmp_path):
+    """A second run while one is running stops before opening any output (lock first, truncate after);
+    the first run's log and trajectory are intact and it finishes normally."""
+    write(tmp_path, base_input(md={"steps": 1500}, thermo={"every": 50}, trajectory={"every": 100}))
+    first = acemd(["in.toml"], tmp_path, background=True)
+    log = tmp_path / "acemd.log"
+    deadline = time.time() + TIMEOUT_S
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n     ") < 2):
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.2)
+    head = log.read_text()
+    rc, out, err = acemd(["in.toml"], tmp_path)
+    print(err)
+    assert rc == 1
+    assert "being written by another running acemd" in err and "acemd.log" in err
+    assert "Traceback" not in out + err and err.count("acemd: error") == 1
+    assert log.read_text().startswith(head), "the first run's log was truncated"
+    out1, err1 = first.communicate(timeout=TIMEOUT_S)
+    assert first.returncode == 0, err1
+    import h5py
+    with h5py.File(tmp_path / "trajectory.h5", "r") as f:
+        assert list(f["particles/all/position/step"][()]) == list(range(0, 1501, 100))
+    rows = [l for l in log.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert rows[0].split()[0] == "0" and rows[-1].split()[0] == "1500"
+    assert not list(tmp_path.rglob(".*.lock"))
+
+
+def test_disk_full_keeps_the_last_checkpoint(tmp_path):
+    """A checkpoint write that fails (file-size limit standing in for a full disk: EFBIG like ENOSPC)
+    ends with one message, exit 1, the previous checkpoint unchanged and no temporary file."""
+    ck = checkpoint(tmp_path, steps=5, name="checkpoint.h5")
+    write(tmp_path, base_input(md={"steps": 20}, trajectory={"every": 0}, checkpoint={"every": 5}))
+    before = checksums(tmp_path)
+    limit = (tmp_path / ck).stat().st_size // 2
+
+    # the limit is set after MPI_Init (MPI's own shared-memory files must not hit it)
+    script = ("import resource, sys\nfrom mpi4py import MPI\n"
+              f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+              f"from acemd.cli import main\nsys.exit(main(['in.toml', '--restart', '{ck}']))\n")
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-c", script]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S, env=_env())
+    print(proc.stderr)
+    assert proc.returncode == 1
+    assert "checkpoint.h5: cannot write checkpoint (the previous checkpoint is kept" in proc.stderr
+    assert "File too large" in proc.stderr and "--restart" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and proc.stderr.count("acemd: error") == 1
+    assert checksums(tmp_path)[tmp_path / ck] == before[tmp_path / ck]
+    assert not (tmp_path / "checkpoint.h5.tmp").exists()
+
+
+@pytest.mark.parametrize("how", ["--debug", "ACEMD_DEBUG=1"])
+def test_debug_shows_the_traceback(tmp_path, how):
+    write(tmp_path, base_input(md={"timestep": float("nan")}))
+    args = ["in.toml"] + (["--debug"] if how == "--debug" else [])
+    env = _env()
+    if how != "--debug":
+        env["ACEMD_DEBUG"] = "1"
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "acemd.cli", *args]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "md.timestep" in proc.stderr
