@@ -266,16 +266,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "guards": {   # blow-up guards (acemd.guards); generous defaults, docs/errors-and-guards.md
         "enabled": Key((bool,), default=True, doc="check the run for blow-ups"),
-        "every": Key((int,), default=10, check=positive, doc="steps between checks"),
-        "max_force": Key(NUM, default=100.0, check=positive, doc="largest force on an atom (eV/Å)"),
-        "min_distance": Key(NUM, default=0.5, check=non_negative, doc="smallest pair distance (Å); 0: off"),
+        "every": Key((int,), default=10, check=positive, unit="steps", doc="steps between checks"),
+        "max_force": Key(NUM, default=100.0, check=positive, unit="eV/Å",
+                         doc="stop when the largest force on an atom exceeds this"),
+        "min_distance": Key(NUM, default=0.5, check=non_negative, unit="Å",
+                            doc="stop when two atoms come closer than this; 0: off"),
         "max_temperature_factor": Key(NUM, default=10.0, check=positive,
-                                      doc="temperature above this times the reference temperature"),
-        "max_drift": Key(NUM, default=0.1, check=positive,
-                         doc="change of the conserved quantity since the start (eV/atom), NVE/NVT"),
-        "max_memory_gib": Key(NUM, check=positive,
-                              doc="memory limit per rank for the estimate before set-up (GiB; "
-                                  "default: the machine's available memory)"),
+                                      doc="stop when the temperature exceeds this times the reference "
+                                          "temperature (thermostat target or initial temperature)"),
+        "max_drift": Key(NUM, default=0.1, check=positive, unit="eV/atom",
+                         doc="stop when the conserved quantity changed by more than this since the start "
+                             "(NVE/NVT)"),
+        "max_memory_gib": Key(NUM, check=positive, unit="GiB", default_doc="the node's available memory",
+                              doc="memory limit per rank for the estimate made before set-up"),
     },
 }
 
@@ -501,6 +504,10 @@ def format_settings(settings: dict) -> str:
 # What each section is for (input reference, ``acemd --help-input``); a section missing here is
 # still documented from its keys.
 SECTION_DOCS: dict[str, SectionDoc] = {
+    "guards": SectionDoc(
+        "Blow-up guards, on by default with generous limits: a run that crosses one stops with a "
+        "checkpoint of the last good state, a message naming the step and the cause, and exit status 4.",
+        page="errors-and-guards.md"),
     "minimize": SectionDoc(
         "Driver: relax the atoms (and the cell) to a minimum of the enthalpy, write the relaxed structure "
         "and a checkpoint that [md] can --restart from. One of [md], [minimize], [elastic].",
