@@ -171,6 +171,16 @@ class Minimizer:
     def _converged(self) -> bool:
         return self.fmax <= self.fmax_tol and self.stress_dev <= self.stress_tol
 
+    def _finished(self) -> str | None:
+        """Why the minimisation ends now (converged, max_steps, signal), or None to go on."""
+        if self._converged():
+            return "converged"
+        if self.steps >= self.max_steps:
+            return "max_steps"
+        if self.stop():
+            return "signal"
+        return None
+
     def _capped(self, dx, dq) -> float:
         """Factor (<= 1) that keeps every atom step and strain step within max_displacement."""
         biggest = max(self._max_norm(dx), float(np.abs(dq).max()) if len(dq) else 0.0)
@@ -214,12 +224,9 @@ class Minimizer:
         dt, alpha = self.DT_START, self.ALPHA_START
         n_pos = n_neg = 0
         while True:
-            if self._converged():
-                return "converged"
-            if self.steps >= self.max_steps:
-                return "max_steps"
-            if self.stop():
-                return "signal"
+            reason = self._finished()
+            if reason:
+                return reason
             v = st.extra_per_atom["fire_v"]
             power = self._dot(self.forces, v, self.cell_force, v_cell)
             if power > 0.0:
@@ -260,12 +267,9 @@ class Minimizer:
         history = []                 # [(name, s_cell, y_cell, rho)], per-atom parts in ex
         slot = 0
         while True:
-            if self._converged():
-                return "converged"
-            if self.steps >= self.max_steps:
-                return "max_steps"
-            if self.stop():
-                return "signal"
+            reason = self._finished()
+            if reason:
+                return reason
             g, g_cell = -self.forces, -self.cell_force
             # two-loop recursion
             q, q_cell = g.copy(), g_cell.copy()
