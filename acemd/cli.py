@@ -186,6 +186,7 @@ def main(argv=None):
     rank = comm.Get_rank()
     errcomm = comm.Dup() if comm.Get_size() > 1 else None     # only for the error agreement
     settings = None
+    lock = notice = None
     try:
         from .config import format_settings, load_config
         from .preflight import preflight
@@ -227,9 +228,6 @@ def main(argv=None):
         notice = setup_notice(comm)           # a line if numba compiles / a big set-up takes long
         run = MDRun(settings, text, args.input, comm=comm, restart=args.restart)
         summary = run.run()
-        notice.cancel()
-        if lock is not None:
-            lock.release()
         if summary["stopped_by"] == "extrapolation":
             if rank == 0:
                 print(f"acemd: {summary['message']}", file=sys.stderr)
@@ -260,6 +258,11 @@ def main(argv=None):
         sys.stderr.flush()
         comm.Abort(EXIT_INPUT_ERROR)
         return EXIT_INPUT_ERROR
+    finally:
+        if notice is not None:
+            notice.cancel()
+        if lock is not None:        # the output locks end with the run, also after an error
+            lock.release()
 
 
 def _on_first_rank(fn):
