@@ -109,7 +109,8 @@ def file_input(tmp, name="s.extxyz", **sections):
 
 def checkpoint(tmp, steps=10, name="ck.h5", **sections):
     """A real checkpoint of the base run (``steps`` steps) in ``tmp``."""
-    text = base_input(md={"steps": steps}, checkpoint={"file": name}, trajectory={"every": 0},
+    md = {**sections.pop("md", {}), "steps": steps}
+    text = base_input(md=md, checkpoint={"file": name}, trajectory={"every": 0},
                       thermo={"file": "ck.log"}, **sections)
     write(tmp, text, "ck.toml")
     import io
@@ -234,6 +235,26 @@ def _case_ckpt_nan_velocity(t):
         f["system/velocities"][...] = v
     edit_checkpoint(t, ck, poison)
     return [write(t, base_input(md={"steps": 20})), "--restart", ck]
+
+
+def _case_ckpt_nan_thermostat(t):
+    sec = {"md": {"ensemble": "nvt-nose-hoover"}, "thermostat": {"temperature": 300.0}}
+    ck = checkpoint(t, **{k: dict(v) for k, v in sec.items()})
+
+    def poison(f):
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f" and name.endswith("vxi"):
+                v = obj[()]
+                v.flat[0] = np.nan
+                obj[...] = v
+                found.append(name)
+        found = []
+        f["state"].visititems(visit)
+        assert found, "no thermostat chain in the checkpoint"
+    import h5py
+    edit_checkpoint(t, ck, poison)
+    sec["md"]["steps"] = 20
+    return [write(t, base_input(**sec)), "--restart", ck]
 
 
 def _case_ckpt_far_outside(t):
@@ -376,6 +397,7 @@ CASES = [
     ("structure-nan-position", _case_structure_nan, 1, ["s.xyz", "NaN"], 2),
     ("convert-nan-potential", _case_convert_nan, 1, ["bad.yace", "ctildes", "nan"], 2),
     ("checkpoint-nan-velocity", _case_ckpt_nan_velocity, 1, ["ck.h5", "velocities", "NaN", "atom id 3"], 2),
+    ("checkpoint-nan-thermostat", _case_ckpt_nan_thermostat, 1, ["ck.h5", "state.integrator", "NaN"], 2),
     ("checkpoint-far-outside", _case_ckpt_far_outside, 1, ["ck.h5", "atom id 5", "outside"], 2),
     # restart against the input
     ("restart-other-structure", _case_ckpt_other_structure, 1, ["ck.h5", "32 atoms", "108", "another system"], 2),
