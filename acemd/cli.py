@@ -211,6 +211,7 @@ def _run(argv, debug=False):
     rank = comm.Get_rank()
     errcomm = comm.Dup() if comm.Get_size() > 1 else None     # only for the error agreement
     settings = None
+    lock = notice = None
     try:
         from .config import format_settings, load_config
         from .preflight import preflight
@@ -255,9 +256,6 @@ def _run(argv, debug=False):
         notice = setup_notice(comm)           # a line if numba compiles / a big set-up takes long
         run = driver_class(settings)(settings, text, args.input, comm=comm, restart=args.restart)
         summary = run.run()
-        notice.cancel()
-        if lock is not None:
-            lock.release()
         if summary.get("stopped_by") == "extrapolation":
             if rank == 0:
                 print(f"acemd: {summary['message']}", file=sys.stderr)
@@ -295,6 +293,11 @@ def _run(argv, debug=False):
         sys.stderr.flush()
         comm.Abort(EXIT_INPUT_ERROR)
         return EXIT_INPUT_ERROR
+    finally:
+        if notice is not None:
+            notice.cancel()
+        if lock is not None:        # the output locks end with the run, also after an error
+            lock.release()
 
 
 def _on_first_rank(fn):

@@ -109,11 +109,18 @@ def file_input(tmp, name="s.extxyz", **sections):
 
 def checkpoint(tmp, steps=10, name="ck.h5", **sections):
     """A real checkpoint of the base run (``steps`` steps) in ``tmp``."""
-    text = base_input(md={"steps": steps}, checkpoint={"file": name}, trajectory={"every": 0},
+    md = {**sections.pop("md", {}), "steps": steps}
+    text = base_input(md=md, checkpoint={"file": name}, trajectory={"every": 0},
                       thermo={"file": "ck.log"}, **sections)
     write(tmp, text, "ck.toml")
-    rc, out, err = acemd(["ck.toml"], tmp)
-    assert rc == 0, err
+    import io
+
+    from mpi4py import MPI
+
+    from acemd.config import parse_config
+    from acemd.drivers.md import MDRun
+    MDRun(parse_config(text, tmp / "ck.toml"), text, tmp / "ck.toml", comm=MPI.COMM_SELF,
+          stream=io.StringIO()).run()           # in-process: no mpiexec start-up for a fixture
     (tmp / "ck.log").unlink()
     return name
 
@@ -230,6 +237,26 @@ def _case_ckpt_nan_velocity(t):
     return [write(t, base_input(md={"steps": 20})), "--restart", ck]
 
 
+def _case_ckpt_nan_thermostat(t):
+    sec = {"md": {"ensemble": "nvt-nose-hoover"}, "thermostat": {"temperature": 300.0}}
+    ck = checkpoint(t, **{k: dict(v) for k, v in sec.items()})
+
+    def poison(f):
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f" and name.endswith("vxi"):
+                v = obj[()]
+                v.flat[0] = np.nan
+                obj[...] = v
+                found.append(name)
+        found = []
+        f["state"].visititems(visit)
+        assert found, "no thermostat chain in the checkpoint"
+    import h5py
+    edit_checkpoint(t, ck, poison)
+    sec["md"]["steps"] = 20
+    return [write(t, base_input(**sec)), "--restart", ck]
+
+
 def _case_ckpt_far_outside(t):
     ck = checkpoint(t)
 
@@ -298,6 +325,11 @@ def _case_skin_huge(t):
     return [write(t, base_input(md={"skin": 1000.0}))]
 
 
+def _case_repeat_200(t):
+    # 75 GiB per rank: a limit keeps the case independent of this machine's memory
+    return [write(t, base_input(structure={"repeat": [200, 200, 200]}, guards={"max_memory_gib": 16.0}))]
+
+
 def _case_memory_limit(t):
     return [write(t, base_input(structure={"repeat": [20, 20, 20]}, guards={"max_memory_gib": 0.01}))]
 
@@ -305,6 +337,11 @@ def _case_memory_limit(t):
 def _case_close_atoms(t):
     structure_file(t, positions=[[5, 5, 5], [5.3, 5, 5]])
     return [write(t, file_input(t))]
+
+
+def _case_npt_minus_1e7_bar(t):
+    return [write(t, base_input(md={"ensemble": "npt-mtk", "steps": 3000}, thermostat={"temperature": 300.0},
+                                barostat={"pressure": -1e7}, thermo={"every": 500}, trajectory={"every": 0}))]
 
 
 def _case_convert_same(t):
@@ -360,6 +397,7 @@ CASES = [
     ("structure-nan-position", _case_structure_nan, 1, ["s.xyz", "NaN"], 2),
     ("convert-nan-potential", _case_convert_nan, 1, ["bad.yace", "ctildes", "nan"], 2),
     ("checkpoint-nan-velocity", _case_ckpt_nan_velocity, 1, ["ck.h5", "velocities", "NaN", "atom id 3"], 2),
+    ("checkpoint-nan-thermostat", _case_ckpt_nan_thermostat, 1, ["ck.h5", "state.integrator", "NaN"], 2),
     ("checkpoint-far-outside", _case_ckpt_far_outside, 1, ["ck.h5", "atom id 5", "outside"], 2),
     # restart against the input
     ("restart-other-structure", _case_ckpt_other_structure, 1, ["ck.h5", "32 atoms", "108", "another system"], 2),
@@ -380,8 +418,15 @@ CASES = [
     ("repeat-1000", _case_repeat_huge, 1, ["4000000000 atoms", "repeat", "GiB"], 2),
     ("skin-1000", _case_skin_huge, 1, ["skin", "1000", "GiB"], 2),
     ("memory-limit", _case_memory_limit, 1, ["max_memory_gib", "32000", "GiB"], 2),
-    # silent nonsense
+    ("repeat-200", _case_repeat_200, 1, ["32000000 atoms", "GiB", "[guards.max_memory_gib] = 16"], 2),
+    # silent nonsense: a guard stops the run (status 4) with the last good state
     ("atoms-0.3-apart", _case_close_atoms, 1, ["0.3 Å", "min_distance", "initial state"], 2),
+    ("initial-temperature-1e7", _nan_or_inf("velocities", "temperature", 1e7), 4,
+     ["blow-up guard: stopped at step 10", "[guards.", "last good state, step 0"], 2),
+    ("initial-temperature-1e9", _nan_or_inf("velocities", "temperature", 1e9), 4,
+     ["blow-up guard: stopped at step 10", "[guards.", "last good state, step 0"], 3),
+    ("npt-at-minus-1e7-bar", _case_npt_minus_1e7_bar, 4,
+     ["blow-up guard: stopped at step", "OverflowError", "temperature", "volume"], 2),
 ]
 
 
@@ -398,7 +443,11 @@ def test_bad_input(case, tmp_path):
         assert needle in err, f"message lacks {needle!r}: {err!r}"
     assert "Traceback" not in out + err
     assert "Abort(" not in err and "BAD TERMINATION" not in out + err
-    assert err.count("acemd: error") == 1, f"one message per job, got:\n{err}"
+    messages = [l for l in err.splitlines() if l.startswith("acemd:") and not l.startswith("acemd: warning")]
+    assert len(messages) == 1, f"one message per job, got:\n{err}"
+    if status == 4:                                   # a guard stop writes the last good state
+        from acemd.io.checkpoint import read_checkpoint
+        assert np.all(np.isfinite(read_checkpoint(tmp_path / "checkpoint.h5")["velocities"]))
     after = checksums(tmp_path)
     changed = [p.name for p, h in before.items() if after.get(p) != h]
     assert not changed, f"pre-existing files changed or removed: {changed}"

@@ -410,6 +410,10 @@ def read_checkpoint(path) -> dict:
             out["input_text"] = meta.get("input_text")
             out["potential_sha256"] = meta.get("potential_sha256")
             out["state"] = _get(f["state"])
+            bad = _first_non_finite(out["state"], "state")
+            if bad:
+                raise CheckpointError(f"{path}: damaged checkpoint: {bad} is NaN or inf (the run that "
+                                      "wrote it had diverged); restart from an earlier checkpoint")
             return out
     except CheckpointError:
         raise
@@ -454,3 +458,22 @@ def _check_values(path, out):
             raise CheckpointError(f"{path}: damaged checkpoint: atom id {int(ids[k])} is at fractional "
                                   f"coordinates {np.round(frac[k], 3).tolist()}, far outside the periodic "
                                   "cell; restart from an earlier checkpoint")
+
+
+def _first_non_finite(value, where):
+    """Key path of the first NaN/inf float in a nested state (thermostat chains, barostat), or None."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+            return where
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            return where
+        return None
+    for k, v in items:
+        bad = _first_non_finite(v, f"{where}.{k}")
+        if bad:
+            return bad
+    return None
