@@ -161,6 +161,7 @@ def _activeset(argv):
 
 
 def main(argv=None):
+    as_command = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = _debug(argv)
     if argv and argv[0] == "convert":
@@ -186,7 +187,10 @@ def main(argv=None):
     try:
         return _run(argv, debug)
     finally:
-        signals.uninstall_early()
+        if as_command:          # the outcome is decided: a late USR1/TERM must not kill the exit
+            signals.ignore_until_exit()
+        else:                   # called in-process (tests): give the caller its handlers back
+            signals.uninstall_early()
 
 
 def _run(argv, debug=False):

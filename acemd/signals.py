@@ -47,6 +47,20 @@ def reinstall_after_mpi_init():
                 pass
 
 
+def ignore_until_exit():
+    """Ignore SIGTERM/SIGUSR1 once the run's outcome is decided.
+
+    At interpreter exit Python resets its handled signals to the default action (terminate)
+    before mpi4py's MPI_Finalize runs, which waits for the other ranks: a warning signal then
+    would turn a finished or checkpointed run into "killed by SIGUSR1".  Ignored signals are
+    left ignored."""
+    for sig in STOP_SIGNALS:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:
+            pass
+
+
 def uninstall_early():
     """Restore what :func:`install_early` replaced and forget the received signal."""
     global _received

@@ -48,6 +48,23 @@ def test_uninstall_restores_previous_handlers():
     assert signals.received() == 0
 
 
+def test_command_ignores_stop_signals_once_its_outcome_is_decided(tmp_path, monkeypatch):
+    """Python resets handled signals to 'terminate' at exit, before MPI_Finalize: a USR1 there
+    would kill a finished run, so the command ends with the stop signals ignored."""
+    path = write_input(tmp_path, steps=5, thermo_every=5)
+    monkeypatch.setattr(sys, "argv", ["acemd", str(path)])
+    before = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    try:
+        assert main() == 0
+        assert all(signal.getsignal(s) == signal.SIG_IGN for s in signals.STOP_SIGNALS)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        signals.uninstall_early()
+
+
 def test_signal_before_the_run_loop_stops_after_one_step(tmp_path, early_handlers):
     """A USR1 received while the run is being set up: one step, checkpoint, status 75."""
     path = write_input(tmp_path, steps=50, thermo_every=10)

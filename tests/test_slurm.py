@@ -144,6 +144,9 @@ def test_requeue_chain_continues_to_the_uninterrupted_result(cluster, tmp_path):
     assert rec["JobState"] == "COMPLETED" and rec["ExitCode"] == "0:0", out[-3000:]
     links = len(re.findall(r"acemd-chain: link \d+ of job", out))
     assert links >= 2 and int(rec["Restarts"]) == links - 1, out[-3000:]
+    # every link ran with the command-line options, not the script's #SBATCH defaults
+    assert rec["TimeLimit"] == "00:01:00" and rec["NumTasks"] == "1"
+    assert out.count("srun --mpi=pmi2 --ntasks=1 ") == links
     assert out.count(f"exit status {EXIT_STOPPED}") == links - 1       # every link but the last
     assert f"link {links} finished the run" in out
     assert_same_final_state(path.parent / "run.ckpt.h5", ref.parent / "run.ckpt.h5")
@@ -197,3 +200,25 @@ def test_multi_node_script(cluster, reference_2ranks, tmp_path):
     assert f"--ntasks-per-node={cluster.cpus}" in out               # one rank per CPU by default
     if cluster.cpus == 2:
         assert_same_final_state(tmp_path / "run.ckpt.h5", reference_2ranks / "run.ckpt.h5", atol=1e-10)
+
+
+def test_warning_signal_at_job_start_is_honoured(cluster, tmp_path):
+    """USR1 to the batch shell just after the job starts (what a --signal lead longer than the
+    limit can do): acemd is either not started or stops with a checkpoint; the job ends with 75.
+    (A signal before the script's first line, i.e. before its trap, kills the shell: 0.5 s later.)"""
+    path = write_input(tmp_path, steps=1_000_000, thermo_every=1000)
+    job = cluster.sbatch(["--ntasks=1", "--time=2", "--signal=B:USR1@60", "--output=job.out",
+                          SCRIPTS / "single_node.sbatch", path.name], cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while cluster.run(["squeue", "-h", "-j", str(job), "-o", "%T"]).stdout.strip() != "RUNNING":
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    cluster.run(["scancel", "--batch", "--signal=USR1", str(job)])
+    [rec] = job_record(cluster, job, 100)
+    out = (tmp_path / "job.out").read_text()
+    assert rec["JobState"] == "FAILED" and rec["ExitCode"] == f"{EXIT_STOPPED}:0", out[-3000:]
+    print("\n".join(line for line in out.splitlines() if line.startswith("acemd")))
+    if "acemd not started" not in out:
+        assert "stopped by SIGUSR1" in out
+        assert 1 <= int(read_checkpoint(tmp_path / "run.ckpt.h5")["step"]) < 1_000_000
