@@ -50,6 +50,19 @@ every = {ckpt_every}
     return path
 
 
+def run_driver(driver_class, path, comm=None):
+    """Build a driver from an input file (on ``comm``, default one rank) and run it: (run, result)."""
+    import io
+
+    from mpi4py import MPI
+
+    from acemd.config import parse_config
+    text = Path(path).read_text()
+    run = driver_class(parse_config(text, path), text, path, comm=comm or MPI.COMM_SELF,
+                       stream=io.StringIO())
+    return run, run.run()
+
+
 def gather_by_id(comm, ids, values):
     """All atoms' values ordered by global id, on every rank."""
     all_ids = np.concatenate(comm.allgather(np.asarray(ids)))

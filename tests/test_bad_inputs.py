@@ -18,17 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_mpi_suites import mpiexec
+
 REPO = Path(__file__).resolve().parents[1]
 POT = REPO / "tests" / "data" / "potentials"
 TIMEOUT_S = 120
-
-
-def mpiexec():
-    exe = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                        os.environ.get("PATH", "")]))
-    if exe is None:
-        pytest.fail("mpiexec not found: install the 'mpich' wheel (a dependency of acemd)")
-    return exe
 
 
 def _env():

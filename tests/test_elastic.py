@@ -1,12 +1,10 @@
 """[elastic] at 0 K against independent finite differences of the ASE calculator's stress, and the
 elasticity formulas against analytic limits."""
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.build import bulk
 from ase.optimize import BFGS
 from mpi4py import MPI
@@ -19,7 +17,7 @@ from acemd.elasticity import (born_stability, crystal_class, independent_constan
 from acemd.potential.calculator import ACECalculator
 from acemd.units import EV_PER_A3_TO_GPA
 
-from engine_helpers import POTENTIALS
+from engine_helpers import POTENTIALS, run_driver
 from test_minimize import ase_energy_per_atom, ase_zero_pressure_a
 
 CU = POTENTIALS / "Cu-I.yace"
@@ -46,9 +44,7 @@ file = "{name}.log"
 
 
 def run_elastic(path, comm=MPI.COMM_SELF):
-    text = Path(path).read_text()
-    settings = parse_config(text, path)
-    return ElasticRun(settings, text, path, comm=comm, stream=io.StringIO()).run()
+    return run_driver(ElasticRun, path, comm)[1]
 
 
 def ase_tensor(atoms, magnitude, relax_ions):

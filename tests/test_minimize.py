@@ -15,7 +15,7 @@ from acemd.config import ConfigError, parse_config
 from acemd.drivers.minimize import MinimizeRun, NotConvergedError
 from acemd.potential.calculator import ACECalculator
 
-from engine_helpers import POTENTIALS
+from engine_helpers import POTENTIALS, run_driver
 
 CU = POTENTIALS / "Cu-I.yace"
 
@@ -50,9 +50,7 @@ file = "{name}.ckpt.h5"
 
 
 def run_minimize(path, comm=MPI.COMM_SELF):
-    settings = parse_config(Path(path).read_text(), path)
-    run = MinimizeRun(settings, Path(path).read_text(), path, comm=comm, stream=io.StringIO())
-    return run, run.run()
+    return run_driver(MinimizeRun, path, comm)
 
 
 def ase_energy_per_atom(a):
