@@ -23,11 +23,12 @@ EXIT_EXTRAPOLATION = 3      # [extrapolation].stop_threshold exceeded: checkpoin
 def _known_errors():
     from .config import ConfigError
     from .drivers.md import InputError
+    from .drivers.minimize import NotConvergedError
     from .engine import NonFiniteForceError
     from .parallel.collective import RemoteError
     from .potential import PotentialFileError, UnknownElementError
     errors = [ConfigError, InputError, PotentialFileError, UnknownElementError,
-              NonFiniteForceError, RemoteError, FileNotFoundError]
+              NonFiniteForceError, RemoteError, FileNotFoundError, NotConvergedError]
     from .io.checkpoint import CheckpointError
     from .io.h5md import H5MDError
     from .io.structure import StructureError
@@ -141,6 +142,9 @@ def main(argv=None):
             if missing:
                 raise InputError(f"{args.input}: [structure] contains {', '.join(missing)}, which the "
                                  f"potential {pot.source} does not describe (it has {', '.join(pot.elements)})")
+            if settings["elastic"] and settings["elastic"]["temperature"] > 0.0:
+                raise InputError(f"{args.input}: [elastic.temperature] > 0: finite-temperature elastic "
+                                 "constants are not available yet; use temperature = 0")
             if settings["extrapolation"]:         # the active set must fit the B-basis .yaml
                 from .potential.extrapolation import ActiveSetError, read_active_set
                 try:
@@ -158,10 +162,10 @@ def main(argv=None):
             from pathlib import Path
             if not Path(args.restart).exists():
                 raise FileNotFoundError(f"--restart: checkpoint file not found: {args.restart}")
-        from .drivers.md import MDRun
-        run = MDRun(settings, text, args.input, comm=comm, restart=args.restart)
+        from .drivers import driver_class
+        run = driver_class(settings)(settings, text, args.input, comm=comm, restart=args.restart)
         summary = run.run()
-        if summary["stopped_by"] == "extrapolation":
+        if summary.get("stopped_by") == "extrapolation":
             if rank == 0:
                 print(f"acemd: {summary['message']}", file=sys.stderr)
             return EXIT_EXTRAPOLATION

@@ -60,6 +60,49 @@ BAROSTAT_ENSEMBLES = ("npt-mtk", "npt-crescale", "berendsen-equilibration")
 THERMOSTAT_ENSEMBLES = tuple(e for e in ENSEMBLES if e != "nve")
 TRAJECTORY_FIELDS = ("position", "velocity", "force", "image", "species", "id", "energy", "gamma")
 
+MINIMIZERS = ("fire", "lbfgs")
+CELL_MODES = ("fixed", "iso", "aniso", "triclinic")
+
+
+def choice_with_suggestion(*choices):
+    """Like one_of, with a did-you-mean for misspelt names."""
+    def check(v):
+        if v in choices:
+            return None
+        return f"must be one of {', '.join(map(repr, choices))}" + _suggest(str(v), choices)
+    return check
+
+
+def strain_list(v):
+    if not v:
+        return "must list at least one strain magnitude, e.g. [0.0025, 0.005, 0.01]"
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, NUM) or not 0.0 < x <= 0.05:
+            return ("every strain magnitude must be a number in (0, 0.05] (strains above 5 % leave "
+                    "the linear regime), e.g. [0.0025, 0.005, 0.01]")
+    return None
+
+
+def _minimizer_keys(fmax, stress_tol, max_steps, cell, cell_doc):
+    return {
+        "method": Key((str,), default="fire", check=choice_with_suggestion(*MINIMIZERS),
+                      doc="minimiser: fire (FIRE 2.0, default) or lbfgs (L-BFGS with a backtracking "
+                          "line search on the enthalpy)"),
+        "cell": Key((str,), default=cell, check=choice_with_suggestion(*CELL_MODES), doc=cell_doc),
+        "pressure": Key(NUM, default=0.0, doc="target pressure (bar, hydrostatic) of the cell relaxation"),
+        "fmax": Key(NUM, default=fmax, check=positive,
+                    doc="converged when the largest force on any atom is below this (eV/Å)"),
+        "stress_tol": Key(NUM, default=stress_tol, check=positive,
+                          doc="... and the relaxed stress components deviate from the target by less "
+                              "than this (bar)"),
+        "max_steps": Key((int,), default=max_steps, check=positive,
+                         doc="iterations before giving up (an error: the run did not converge)"),
+        "max_displacement": Key(NUM, default=0.1, check=positive,
+                                doc="largest step of any atom per iteration (Å; LAMMPS dmax)"),
+        "skin": Key(NUM, default=1.0, check=non_negative, doc="Verlet skin (Å)"),
+    }
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "structure": {
         "file": Key((str,), doc="structure file read with ASE (extxyz, POSCAR, lammps-data, cif, ...)"),
@@ -95,6 +138,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         + " (all but nve need [thermostat]; NPT ones also [barostat])"),
         "skin": Key(NUM, default=1.0, check=non_negative, doc="Verlet skin (Å)"),
     },
+    "minimize": dict(_minimizer_keys(1e-3, 1.0, 10000, "fixed",
+                                     "cell degrees of freedom (LAMMPS fix box/relax): fixed, iso "
+                                     "(volume), aniso (periodic lengths), triclinic (all six strains)"),
+                     structure_file=Key((str,), default="relaxed.extxyz",
+                                        doc="relaxed structure (extended XYZ)")),
+    "elastic": dict(_minimizer_keys(1e-4, 0.1, 5000, "triclinic",
+                                    "cell degrees of freedom of the reference relaxation (relax = true)"),
+                    temperature=Key(NUM, default=0.0, check=non_negative,
+                                    doc="temperature (K); 0 gives the static tensor"),
+                    strains=Key((list,), default=[0.0025, 0.005, 0.01], check=strain_list,
+                                doc="strain magnitudes; each Voigt strain is applied at +e and -e"),
+                    relax=Key((bool,), default=True, doc="relax cell and atoms before straining"),
+                    relax_ions=Key((bool,), default=True,
+                                   doc="relax atoms in each strained cell (false: clamped-ion tensor)"),
+                    report=Key((str,), default="elastic.json", doc="report (JSON, GPa)"),
+                    data=Key((str,), default="elastic.h5",
+                             doc="per-strain stresses and energies (HDF5)")),
     "thermostat": {
         "temperature": Key(NUM, check=positive, doc="target temperature (K); required for NVT ensembles"),
         "damping": Key(NUM, default=0.1, check=positive,
@@ -153,7 +213,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),
-             ("extrapolation", "active_set"), ("extrapolation", "dump_file")}
+             ("extrapolation", "active_set"), ("extrapolation", "dump_file"),
+             ("minimize", "structure_file"), ("elastic", "report"), ("elastic", "data")}
+DRIVER_SECTIONS = ("md", "minimize", "elastic")
 
 
 def _suggest(name, options):
@@ -211,7 +273,7 @@ def parse_config(text: str, path="input.toml") -> dict:
             resolved[key] = value
         for key, spec in keys.items():
             if key not in resolved:
-                if spec.required and (section in raw or section in ("potential", "md")):
+                if spec.required and (section in raw or section == "potential"):
                     raise ConfigError(path, f"{section}.{key}", "required key is missing")
                 if spec.default is not None:
                     default = spec.default
@@ -219,6 +281,7 @@ def parse_config(text: str, path="input.toml") -> dict:
                         default = str((base / default).resolve())
                     resolved[key] = default
         out[section] = resolved
+    _check_driver(out, raw, path)
     _check_structure(out["structure"], raw.get("structure", {}), path)
     _check_thermostat(out, raw, path)
     _check_extrapolation(out, raw, path)
@@ -259,8 +322,28 @@ def _check_extrapolation(out, raw, path):
                                                  ".yaml (the one the active set was built for)")
 
 
+def _check_driver(out, raw, path):
+    """Exactly one driver section; the others stay empty (so settings[name] tells which runs)."""
+    found = [s for s in DRIVER_SECTIONS if s in raw]
+    if len(found) != 1:
+        listed = ", ".join(f"[{s}]" for s in found) if found else "none"
+        raise ConfigError(path, "", "the input must name exactly one driver section, one of "
+                                    f"{', '.join(f'[{s}]' for s in DRIVER_SECTIONS)}; found {listed}")
+    for s in DRIVER_SECTIONS:
+        if s not in raw:
+            out[s] = {}
+
+
 def _check_thermostat(out, raw, path):
     """Thermostatted ensembles need [thermostat].temperature, NPT ones [barostat]; NVE takes neither."""
+    if not out["md"]:
+        for section in ("thermostat", "barostat"):
+            if section in raw:
+                driver = next(s for s in DRIVER_SECTIONS if out[s])
+                raise ConfigError(path, section, f"applies to [md] runs only; this input runs [{driver}]: "
+                                                 f"remove [{section}]")
+            out[section] = {}
+        return
     ensemble = out["md"]["ensemble"]
     th = out["thermostat"]
     if ensemble in THERMOSTAT_ENSEMBLES:

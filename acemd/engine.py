@@ -78,6 +78,16 @@ class Engine:
         self.decomposition.set_cell(cell)
         self.state.cell = cell
 
+    def set_forcefield(self, forcefield: ForceField):
+        """Use another force field (e.g. with extra terms); the next force call rebuilds."""
+        self.forcefield = forcefield
+        self.ghost_cutoff = forcefield.cutoff + self.skin
+        self.invalidate()
+
+    def invalidate(self):
+        """Force a rebuild (migration, ghosts, neighbour list) at the next force call."""
+        self.reference_positions = None
+
     def rebuild(self):
         """Migrate atoms to their owners, rebuild ghosts and the neighbour list."""
         st = self.state

@@ -28,6 +28,9 @@ class State:
     step: int = 0
     time: float = 0.0                     # ps
     extra: dict = field(default_factory=dict)
+    # per-atom arrays of a stage (e.g. a minimiser's search direction) that travel with
+    # the atoms when they migrate: name -> (n, ...) array in the order of ``ids``
+    extra_per_atom: dict = field(default_factory=dict)
 
     @property
     def n_local(self) -> int:
@@ -43,8 +46,10 @@ class State:
 
     def per_atom_arrays(self) -> dict:
         """The arrays that travel with atoms when they migrate between ranks."""
-        return {"positions": self.positions, "ids": self.ids, "species": self.species,
-                "velocities": self.velocities, "image": self.images}
+        arrays = {"positions": self.positions, "ids": self.ids, "species": self.species,
+                  "velocities": self.velocities, "image": self.images}
+        arrays.update({f"extra:{k}": v for k, v in self.extra_per_atom.items()})
+        return arrays
 
     def set_per_atom_arrays(self, arrays: dict):
         self.positions = np.ascontiguousarray(arrays["positions"], dtype=float)
@@ -52,3 +57,5 @@ class State:
         self.species = np.ascontiguousarray(arrays["species"], dtype=np.int64)
         self.velocities = np.ascontiguousarray(arrays["velocities"], dtype=float)
         self.images = np.ascontiguousarray(arrays["image"], dtype=np.int64)
+        self.extra_per_atom = {k[6:]: np.ascontiguousarray(v) for k, v in arrays.items()
+                               if k.startswith("extra:")}

@@ -1,0 +1,234 @@
+"""The ``[elastic]`` driver: the static (0 K) elastic tensor by finite strains.
+
+Stages on one :class:`~acemd.simulation.Simulation`: relax cell and atoms
+(``relax``), take the relaxed configuration as reference, then for each of the
+six Voigt strains and each magnitude e, at +e and -e: go back to the reference,
+deform cell and atoms, relax the atoms in the fixed strained cell
+(``relax_ions``; otherwise the clamped-ion response), record the stress.  C is
+the least-squares slope of stress against strain, column by column; the same
+slopes from each magnitude alone give the spread reported as its error.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time as _time
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import __version__
+from ..elasticity import (VOIGT_NAMES, born_stability, central_difference_columns, crystal_class,
+                          fit_columns, independent_constants, stress_to_voigt, voigt_strain_tensor,
+                          vrh_moduli)
+from ..parallel.collective import on_root
+from ..simulation import InputError, Simulation
+from ..units import EV_PER_A3_TO_GPA, UNITS_LINE
+from .minimize import MINIMIZE_COLUMNS, NotConvergedError, describe, minimizer_from_settings
+
+
+def _hms(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class ElasticRun:
+    """``ElasticRun(settings, text, path, comm).run()``: the [elastic] driver."""
+
+    def __init__(self, settings, input_text, input_path, comm=MPI.COMM_WORLD, restart=None,
+                 stream=sys.stdout):
+        section = settings["elastic"]
+        if section["temperature"] > 0.0:
+            raise InputError(f"{input_path}: [elastic.temperature] = {section['temperature']} K: finite-"
+                             "temperature elastic constants are not available yet; use temperature = 0 "
+                             "(static tensor)")
+        self.settings = settings
+        self.section = section
+        self.stream = stream
+        self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart,
+                                     skin=section["skin"], stream=stream)
+        self.rank = comm.Get_rank()
+
+    def _say(self, line):
+        if self.rank == 0 and self.stream is not None:
+            print(line, file=self.stream, flush=True)
+
+    def _stress_gpa(self):
+        """Cauchy stress of the potential (Voigt, GPa, tensile positive)."""
+        sim = self.simulation
+        return stress_to_voigt(-sim.engine.virial / sim.state.volume * EV_PER_A3_TO_GPA)
+
+    def run(self) -> dict:
+        sim, sec = self.simulation, self.section
+        t_start = _time.perf_counter()
+        force_t0 = sum(sim.engine.timers.values())
+        for line in sim.preamble():
+            self._say(f"# {line}")
+        self._say(f"# elastic: strains {sec['strains']}, relax {sec['relax']}, relax_ions "
+                  f"{sec['relax_ions']}, minimiser {sec['method']}")
+        force_calls = 0
+        relax_result = None
+        if sec["relax"]:
+            self._say(f"# stage 1: relax cell ({sec['cell']}) and atoms to {sec['pressure']} bar")
+            from ..io.thermo import ThermoLog
+            log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
+                            stream=self.stream, total_steps=sec["max_steps"], preamble=[])
+            relax_result = minimizer_from_settings(sim, sec, log=log.row).run()
+            log.close(extra=[describe(relax_result)])
+            force_calls += relax_result.force_calls
+            if not relax_result.converged:
+                raise NotConvergedError(f"[elastic] reference relaxation: {describe(relax_result)}; raise "
+                                        "max_steps or loosen fmax/stress_tol")
+        else:
+            sim.compute(force_rebuild=True)
+            force_calls += 1
+        reference = sim.snapshot()
+        reference_cell = sim.state.cell.copy()
+        reference_energy = sim.engine.potential_energy
+        stress0 = self._stress_gpa()
+        n_atoms = sim.state.n_atoms_total
+        strains = sorted(float(e) for e in sec["strains"])
+        plan = [(j, sign * e) for j in range(6) for e in strains for sign in (1.0, -1.0)]
+        self._say(f"# stage 2: {len(plan)} strained cells"
+                  + (", atoms relaxed in each" if sec["relax_ions"] else ", clamped ions"))
+        records = []
+        t_loop = _time.perf_counter()
+        for k, (j, e) in enumerate(plan):
+            sim.restore(reference)
+            sim.deform(np.eye(3) + voigt_strain_tensor(j, e))
+            steps = 0
+            if sec["relax_ions"]:
+                res = minimizer_from_settings(sim, sec, cell="fixed").run()
+                force_calls += res.force_calls
+                steps = res.steps
+                if not res.converged:
+                    raise NotConvergedError(f"[elastic] strain e_{VOIGT_NAMES[j]} = {e:+g}: {describe(res)}; "
+                                            "raise max_steps or loosen fmax")
+            else:
+                sim.compute()
+                force_calls += 1
+            stress = self._stress_gpa()
+            records.append({"component": j, "strain": e, "stress": stress,
+                            "energy": sim.engine.potential_energy, "steps": steps})
+            done = k + 1
+            elapsed = _time.perf_counter() - t_loop
+            eta = elapsed / done * (len(plan) - done)
+            self._say(f"strain {done:3d}/{len(plan)}  e_{VOIGT_NAMES[j]} = {e:+.5f}  "
+                      f"s = [{' '.join(f'{x:9.4f}' for x in stress)}] GPa  relax steps {steps:4d}  "
+                      f"elapsed {_hms(elapsed)}  ETA {_hms(eta)}")
+        sim.restore(reference)
+        wall = _time.perf_counter() - t_start
+        force_time = sum(sim.engine.timers.values()) - force_t0
+        report = self._report(records, strains, stress0, reference_cell, reference_energy, n_atoms,
+                              relax_result, force_calls, wall, force_time)
+        self._write(report, records)
+        self._print(report)
+        return report
+
+    # ------------------------------------------------------------ analysis
+    def _report(self, records, strains, stress0, cell, energy, n_atoms, relax_result, force_calls, wall,
+                force_time):
+        values = [[0.0] for _ in range(6)]
+        stresses = [[stress0] for _ in range(6)]
+        by_magnitude = {e: [[None, None] for _ in range(6)] for e in strains}
+        for r in records:
+            j, e = r["component"], r["strain"]
+            values[j].append(e)
+            stresses[j].append(r["stress"])
+            by_magnitude[abs(e)][j][0 if e > 0 else 1] = r["stress"]
+        c = fit_columns(values, stresses)
+        per_magnitude = central_difference_columns(by_magnitude)
+        spread = np.max([np.abs(cm - c) for cm in per_magnitude.values()], axis=0)
+        c_sym = 0.5 * (c + c.T)
+        asymmetry = float(np.abs(c - c.T).max()) / 2.0
+        stable, eig = born_stability(c_sym)
+        kind = crystal_class(c_sym)
+        sec = self.section
+        return {
+            "acemd_version": __version__, "units": "GPa (stresses, elastic constants, moduli); "
+                                                  + UNITS_LINE,
+            "input_file": str(self.simulation.input_path),
+            "potential_sha256": self.simulation.potential.file_sha256,
+            "n_atoms": n_atoms, "cell_A": cell.tolist(), "volume_A3": float(abs(np.linalg.det(cell))),
+            "energy_per_atom_eV": energy / n_atoms,
+            "reference_stress_GPa": stress0.tolist(),
+            "strains": strains, "relax": sec["relax"], "relax_ions": sec["relax_ions"],
+            "C_GPa": c.tolist(), "C_symmetrized_GPa": c_sym.tolist(), "asymmetry_GPa": asymmetry,
+            "C_error_GPa": spread.tolist(),
+            "C_by_magnitude_GPa": {f"{e:g}": cm.tolist() for e, cm in per_magnitude.items()},
+            "moduli_GPa": vrh_moduli(c_sym),
+            "born_stable": stable, "eigenvalues_GPa": eig.tolist(),
+            "crystal_class": kind, "independent_constants_GPa": independent_constants(c_sym, kind),
+            "reference_relaxation": None if relax_result is None else {
+                "steps": relax_result.steps, "fmax_eV_A": relax_result.fmax,
+                "stress_deviation_bar": relax_result.stress_deviation},
+            "force_calls": force_calls, "wall_s": wall, "force_s": force_time,
+        }
+
+    def _write(self, report, records):
+        sec = self.section
+
+        def write():
+            import h5py
+            report_path = Path(sec["report"])
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = report_path.with_name(report_path.name + ".tmp")
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+            tmp.replace(report_path)
+            data_path = Path(sec["data"])
+            data_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = data_path.with_name(data_path.name + ".tmp")
+            with h5py.File(tmp, "w") as f:
+                f.attrs["acemd_version"] = __version__
+                f.attrs["units"] = "strain: dimensionless (Voigt, engineering shear); stress: GPa; energy: eV"
+                f.attrs["voigt_order"] = "xx yy zz yz xz xy"
+                f.attrs["potential_sha256"] = self.simulation.potential.file_sha256
+                f.attrs["input_text"] = self.simulation.input_text
+                f["component"] = np.array([r["component"] for r in records], dtype=np.int64)
+                f["strain"] = np.array([r["strain"] for r in records])
+                f["stress"] = np.array([r["stress"] for r in records])
+                f["stress"].attrs["unit"] = "GPa"
+                f["energy"] = np.array([r["energy"] for r in records])
+                f["energy"].attrs["unit"] = "eV"
+                f["relax_steps"] = np.array([r["steps"] for r in records], dtype=np.int64)
+                f["reference_stress"] = np.array(report["reference_stress_GPa"])
+                f["reference_energy"] = report["energy_per_atom_eV"] * report["n_atoms"]
+                f["C"] = np.array(report["C_GPa"])
+                f["C"].attrs["unit"] = "GPa"
+                f["C_error"] = np.array(report["C_error_GPa"])
+            tmp.replace(data_path)
+
+        on_root(self.simulation.comm, write)
+
+    def _print(self, r):
+        def table(name, m):
+            lines = [f"{name} (GPa):"]
+            for row in m:
+                lines.append("  " + " ".join(f"{x:10.3f}" for x in row))
+            return lines
+
+        lines = [f"# elastic tensor of {r['n_atoms']} atoms, E = {r['energy_per_atom_eV']:.6f} eV/atom, "
+                 f"V = {r['volume_A3'] / r['n_atoms']:.5f} A^3/atom"]
+        lines += table("C", r["C_GPa"])
+        lines += table("C symmetrised", r["C_symmetrized_GPa"])
+        lines += table("spread over strain magnitudes (error estimate)", r["C_error_GPa"])
+        lines.append(f"asymmetry max |C_ij - C_ji|/2 = {r['asymmetry_GPa']:.4f} GPa")
+        m = r["moduli_GPa"]
+        lines.append(f"bulk modulus  Voigt {m['bulk_voigt']:.3f}  Reuss {m['bulk_reuss']:.3f}  "
+                     f"Hill {m['bulk_hill']:.3f} GPa")
+        lines.append(f"shear modulus Voigt {m['shear_voigt']:.3f}  Reuss {m['shear_reuss']:.3f}  "
+                     f"Hill {m['shear_hill']:.3f} GPa")
+        lines.append(f"Young's modulus (Hill) {m['young_hill']:.3f} GPa, Poisson's ratio (Hill) "
+                     f"{m['poisson_hill']:.4f}")
+        verdict = "STABLE" if r["born_stable"] else "UNSTABLE"
+        lines.append(f"Born stability: {verdict} (eigenvalues of C: "
+                     f"{' '.join(f'{x:.2f}' for x in r['eigenvalues_GPa'])} GPa)")
+        if r["independent_constants_GPa"]:
+            lines.append(f"{r['crystal_class']}: " + ", ".join(
+                f"{k} = {v:.3f}" for k, v in r["independent_constants_GPa"].items()) + " GPa")
+        lines.append(f"{r['force_calls']} force calls, {r['wall_s']:.1f} s wall "
+                     f"({100 * (1 - r['force_s'] / max(r['wall_s'], 1e-12)):.1f} % outside force calls)")
+        lines.append(f"report: {self.section['report']}; data: {self.section['data']}")
+        for line in lines:
+            self._say(line)

@@ -1,0 +1,93 @@
+"""The ``[minimize]`` driver: relax atoms (and the cell) and write the relaxed structure.
+
+Stages on one :class:`~acemd.simulation.Simulation`: minimise, then write the
+relaxed structure (extxyz) and a checkpoint that ``[md]`` can ``--restart``
+from (zero velocities, step 0).
+"""
+from __future__ import annotations
+
+import sys
+
+from mpi4py import MPI
+
+from ..minimizers import Minimizer
+from .md import StopRequested
+from ..simulation import InputError, Simulation
+
+MINIMIZE_COLUMNS = [("Step", "", "{:d}"), ("Energy", "eV", "{:.8f}"), ("Enthalpy", "eV", "{:.8f}"),
+                    ("Fmax", "eV/A", "{:.6g}"), ("Press", "bar", "{:.4f}"), ("dStress", "bar", "{:.4g}"),
+                    ("Volume", "A^3", "{:.4f}")]
+
+
+class NotConvergedError(RuntimeError):
+    """A minimisation ended at max_steps (or stuck) without meeting its criteria."""
+
+
+def minimizer_from_settings(simulation, section: dict, log=None, stop=None, cell=None) -> Minimizer:
+    """A Minimizer configured from a checked ``[minimize]``-like section."""
+    try:
+        return Minimizer(simulation, method=section["method"], cell=cell or section["cell"],
+                         pressure=section["pressure"], fmax=section["fmax"],
+                         stress_tol=section["stress_tol"], max_steps=section["max_steps"],
+                         max_displacement=section["max_displacement"], log=log,
+                         log_every=section.get("log_every", 10), stop=stop)
+    except ValueError as exc:
+        raise InputError(f"{simulation.input_path}: {exc}") from None
+
+
+def describe(result) -> str:
+    what = {"converged": "converged (fmax and stress criteria met)",
+            "max_steps": "WARNING: stopped at max_steps without converging",
+            "stuck": "WARNING: stopped: no downhill progress (FIRE uphill limit)",
+            "line search": "WARNING: stopped: the line search no longer lowers the energy (round-off)",
+            "signal": "stopped by a signal"}[result.reason]
+    return (f"{what}; {result.steps} steps, {result.force_calls} force calls, E = {result.energy:.8f} eV, "
+            f"fmax = {result.fmax:.3g} eV/A, stress deviation = {result.stress_deviation:.3g} bar, "
+            f"V = {result.volume:.4f} A^3")
+
+
+class MinimizeRun:
+    """``MinimizeRun(settings, text, path, comm).run()``: the [minimize] driver."""
+
+    def __init__(self, settings, input_text, input_path, comm=MPI.COMM_WORLD, restart=None,
+                 stream=sys.stdout):
+        section = settings["minimize"]
+        self.settings = settings
+        self.section = section
+        self.stream = stream
+        self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart,
+                                     skin=section["skin"], stream=stream)
+
+    def run(self) -> dict:
+        from ..io.thermo import ThermoLog
+        sim = self.simulation
+        sec = self.section
+        log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
+                        stream=self.stream, total_steps=sec["max_steps"],
+                        preamble=sim.preamble() + [f"minimize: {sec['method']}, cell {sec['cell']}, "
+                                                   f"target pressure {sec['pressure']} bar, fmax "
+                                                   f"{sec['fmax']} eV/A, stress_tol {sec['stress_tol']} bar"])
+        stop = StopRequested()
+        stop.install()
+        try:
+            minimizer = minimizer_from_settings(
+                sim, dict(sec, log_every=self.settings["thermo"]["every"]), log=log.row,
+                stop=lambda: bool(sim.comm.allreduce(stop.signum, op=MPI.MAX)))
+            result = minimizer.run()
+        finally:
+            stop.uninstall()
+        message = describe(result)
+        st = sim.state
+        sim.write_structure(sec["structure_file"],
+                            info={"energy_eV": result.energy, "converged": result.converged})
+        # a fresh start for [md]: zero velocities, step 0
+        st.velocities[:] = 0.0
+        sim.write_checkpoint(state={"driver": {"name": "minimize", "converged": int(result.converged)}},
+                             step=0, time_ps=0.0)
+        log.close(extra=[message, f"relaxed structure: {sec['structure_file']}; checkpoint: "
+                                  f"{self.settings['checkpoint']['file']}"])
+        if not result.converged and result.reason != "signal":
+            raise NotConvergedError(f"[minimize] {message}; raise max_steps or loosen fmax/stress_tol "
+                                    f"(the last structure was written to {sec['structure_file']})")
+        return {"result": result, "message": message, "stopped_by": "signal" if result.reason == "signal"
+                else None}
