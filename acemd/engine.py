@@ -82,6 +82,7 @@ class Engine:
         """Use another force field (e.g. with extra terms); the next force call rebuilds."""
         self.forcefield = forcefield
         self.ghost_cutoff = forcefield.cutoff + self.skin
+        forcefield.bind(self.state, self.comm)
         self.invalidate()
 
     def invalidate(self):

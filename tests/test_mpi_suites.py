@@ -14,7 +14,7 @@ from engine_helpers import write_input
 TESTS = Path(__file__).resolve().parent
 MPI_MODULES = [TESTS / "parallel" / "test_halo_mpi.py", TESTS / "io" / "test_io_mpi.py",
                TESTS / "mpi" / "test_engine_mpi.py", TESTS / "mpi" / "test_thermostats_mpi.py",
-               TESTS / "mpi" / "test_extrapolation_mpi.py"]
+               TESTS / "mpi" / "test_extrapolation_mpi.py", TESTS / "mpi" / "test_free_energy_mpi.py"]
 
 
 def mpiexec():

@@ -1,0 +1,71 @@
+"""Free-energy terms under MPI (run by tests/test_mpi_suites.py with mpiexec -n 2, 3, 4): the
+Einstein springs (global centre-of-mass sums, sites by id), the Uhlenbeck-Ford pair term
+(ghost forces) and the lambda mixing give the serial energies, forces and virials, also
+after atoms migrated between ranks; a short switch follows the serial trajectory."""
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from acemd.forcefield import ACETerm
+from acemd.free_energy import EinsteinTerm, LambdaMixing, UhlenbeckFordTerm
+from acemd.free_energy.switching import switch
+from acemd.integrators import LangevinBAOAB
+
+from engine_helpers import POTENTIALS, gather_by_id
+from free_energy_helpers import crystal, make_engine
+
+pytestmark = pytest.mark.mpi(min_size=2)
+
+
+def _factories():
+    cell, sites, _, _ = crystal(repeat=3, rattle=0.0, binary=True)
+    return {
+        "einstein": lambda n: [EinsteinTerm([1.7, 2.9], sites, cell)],
+        "uf": lambda n: [UhlenbeckFordTerm(1000.0, p=50.0, sigma=1.5)],
+        "mix": lambda n: [LambdaMixing(ACETerm(POTENTIALS / "Cu-I.yace"),
+                                       EinsteinTerm([1.3], sites, cell), lam=0.4)],
+    }
+
+
+def _compare(comm, par, ser):
+    n = ser.state.n_atoms_total
+    assert abs(par.potential_energy - ser.potential_energy) / n < 1e-11
+    f_par = gather_by_id(comm, par.state.ids, par.forces)
+    np.testing.assert_allclose(f_par, ser.forces[np.argsort(ser.state.ids)], atol=1e-9)
+    np.testing.assert_allclose(par.virial, ser.virial, atol=1e-8)
+    for key, value in ser.term_energies.items():
+        assert par.term_energies[key] == pytest.approx(value, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["einstein", "uf", "mix"])
+def test_terms_equal_serial_also_after_migration(name):
+    comm = MPI.COMM_WORLD
+    binary = name == "einstein"
+    cell, pos, sp, names = crystal(repeat=3, rattle=0.1, binary=binary)
+    factory = _factories()[name]
+    par = make_engine(comm, factory, cell, pos, sp, names)
+    ser = make_engine(MPI.COMM_SELF, factory, cell, pos, sp, names)
+    _compare(comm, par, ser)
+    # move every atom by a third of the box (crossing subdomains and the periodic boundary)
+    shift = cell.sum(0) / 3.0
+    for eng in (par, ser):
+        eng.state.positions = eng.state.positions + shift
+        eng.compute_forces(force_rebuild=True)
+    _compare(comm, par, ser)
+    if comm.rank == 0:
+        print(f"\n{comm.size} ranks, {name}: E = {par.potential_energy:.10f} eV equals serial")
+
+
+def test_switch_follows_the_serial_trajectory():
+    comm = MPI.COMM_WORLD
+    cell, pos, sp, names = crystal(repeat=3, rattle=0.0)
+    factory = _factories()["mix"]
+    works = []
+    for c in (comm, MPI.COMM_SELF):
+        eng = make_engine(c, factory, cell, pos, sp, names, temperature=600.0)
+        integ = LangevinBAOAB(0.002, 600.0, damping=0.1, seed=4)
+        integ.setup(eng)
+        rec = switch(eng, integ, eng.forcefield.terms[0], 40, forward=True)
+        works.append((rec.work, gather_by_id(c, eng.state.ids, eng.state.positions + eng.state.images @ eng.state.cell)))
+    assert works[0][0] == pytest.approx(works[1][0], abs=1e-8)
+    np.testing.assert_allclose(works[0][1], works[1][1], atol=1e-8)
