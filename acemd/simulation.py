@@ -22,7 +22,7 @@ from .rng import PURPOSE_VELOCITIES, normals_per_atom
 from .state import State
 from .units import BOLTZMANN, EV_PER_A3_TO_BAR, FORCE_TO_ACCEL, UNITS_LINE
 
-DRIVER_SECTIONS = ("md", "minimize", "elastic")
+DRIVER_SECTIONS = ("md", "minimize", "elastic", "free_energy")
 
 
 class InputError(ValueError):

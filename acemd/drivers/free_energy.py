@@ -1,0 +1,316 @@
+"""The ``[free_energy]`` driver: absolute free energies (docs/free-energy.md).
+
+``mode = "solid"``: Frenkel-Ladd with a fixed centre of mass (Freitas, Asta, de Koning,
+Comput. Mater. Sci. 112, 333 (2016); the protocol of calphy, Menon et al., PRM 5,
+103801 (2021)), run as stages on one Simulation: NPT for the volume, the perfect
+lattice in the mean cell, NVT for the spring constants, then ``n_iterations`` of
+(equilibrate at lambda = 0, switch ACE -> Einstein, equilibrate at lambda = 1, switch
+back) with H(lambda) = (1 - f) U_ACE + f U_Einstein.  Per iteration
+
+    F = F_Einstein + F_CM + work,   work = -(W_fw - W_bw) / 2N,   Q = (W_fw + W_bw) / 2N
+
+(work: the reversible work from the Einstein crystal to ACE), G = F + P V / N.  The
+report gives the mean and standard error over iterations; warnings when the
+dissipation exceeds ``max_dissipation``, the crystal melted (Lindemann ratio or
+diffusion during the NVT stage) or the NPT pressure did not converge.
+"""
+from __future__ import annotations
+
+import sys
+import time as _time
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import __version__
+from ..free_energy import EinsteinTerm, LambdaMixing
+from ..free_energy.reference import com_correction, einstein_free_energy
+from ..free_energy.solid import (Progress, displacement_stats, equilibrate_volume, measure_spring_constants,
+                                 switching_cycle)
+from ..integrators import LangevinBAOAB, StochasticCellRescaling
+from ..parallel.collective import on_root
+from ..simulation import InputError, Simulation, initial_velocities
+from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
+
+
+class FreeEnergyRun:
+    """``FreeEnergyRun(settings, text, path, comm).run()``: the [free_energy] driver."""
+
+    def __init__(self, settings, input_text, input_path, comm=MPI.COMM_WORLD, restart=None,
+                 stream=sys.stdout):
+        sec = settings["free_energy"]
+        self.settings, self.section, self.stream = settings, sec, stream
+        self.input_path = Path(input_path)
+        if sec["mode"] == "liquid":
+            raise InputError(f"{input_path}: [free_energy.mode] = \"liquid\": the Uhlenbeck-Ford liquid route "
+                             "is not available yet; use mode = \"solid\"")
+        if restart is not None:
+            raise InputError(f"--restart {restart}: [free_energy] runs cannot be restarted yet; start the "
+                             "protocol again")
+        if sec["switching_steps"] < 10:
+            raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
+                             "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
+        self.simulation = Simulation(settings, input_text, input_path, comm=comm, skin=sec["skin"], stream=stream)
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.warnings: list[str] = []
+        st = self.simulation.state
+        self.counts = comm.allreduce(np.bincount(st.species, minlength=len(st.species_names)), op=MPI.SUM)
+        self.present = [el for el, c in zip(st.species_names, self.counts) if c > 0]
+        given = sec.get("spring_constants")
+        if given is not None:
+            for el in given:
+                if el not in self.present:
+                    raise InputError(f"{input_path}: [free_energy.spring_constants.{el}]: {el} is not in the "
+                                     f"structure (it has {', '.join(self.present)}); remove it")
+            missing = [el for el in self.present if el not in given]
+            if missing:
+                raise InputError(f"{input_path}: [free_energy.spring_constants] has no value for "
+                                 f"{', '.join(missing)}; give every element of the structure or none")
+
+    # ------------------------------------------------------------ helpers
+    def _say(self, line):
+        if self.rank == 0 and self.stream is not None:
+            print(line, file=self.stream, flush=True)
+
+    def _warn(self, text):
+        self.warnings.append(text)
+        self._say(f"# WARNING: {text}")
+
+    def _thermalise(self, temperature, seed):
+        st = self.simulation.state
+        st.velocities = initial_velocities(self.comm, st, temperature, seed, True)
+
+    def _nearest_neighbour_distance(self):
+        sim = self.simulation
+
+        def nn():
+            from ase.neighborlist import neighbor_list
+            atoms = atoms_all
+            d = neighbor_list("d", atoms, 6.0)
+            return float(d.min()) if len(d) else float("nan")
+        atoms_all = sim.gather_atoms()
+        return self.comm.bcast(on_root(self.comm, nn))
+
+    # ------------------------------------------------------------ protocol
+    def run(self) -> dict:
+        sim, sec = self.simulation, self.section
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
+        t_start = _time.perf_counter()
+        for line in sim.preamble():
+            self._say(f"# {line}")
+        self._say(f"# free_energy: mode solid (Frenkel-Ladd, fixed centre of mass), T = {T} K, P = {P} bar, "
+                  f"{sec['n_iterations']} iterations of {sec['equilibration_steps']} + {sec['switching_steps']} "
+                  f"steps x 2, switching {sec['switching']}")
+        per_cycle = 2 * (sec["equilibration_steps"] + sec["switching_steps"])
+        total = (sec["npt_steps"] if sec["npt"] else 0) + (0 if sec.get("spring_constants") else sec["spring_steps"]) \
+            + sec["n_iterations"] * per_cycle
+        progress = Progress(self._say, total, sec["progress_every"])
+        lattice = sim.snapshot()
+        cell0 = sim.state.cell.copy()
+        d_nn = self._nearest_neighbour_distance()
+
+        # stage 1: the volume
+        npt = {"converged": True, "blocks": []}
+        if sec["npt"]:
+            self._say(f"# stage 1: NPT (stochastic cell rescaling, iso) at {T} K, {P} bar")
+            self._thermalise(T, sec["seed"])
+
+            def factory():
+                return StochasticCellRescaling(sec["timestep"], T, P, damping=sec["damping"],
+                                               barostat_damping=sec["barostat_damping"], coupling="iso",
+                                               compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
+            cell, mean_p, converged, blocks = equilibrate_volume(
+                sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress)
+            npt = {"converged": converged, "blocks": blocks, "mean_pressure_bar": mean_p}
+            if not converged:
+                self._warn(f"the NPT pressure did not converge: mean {mean_p:.1f} bar after {len(blocks)} blocks "
+                           f"of {sec['npt_steps']} steps, target {P} +- {sec['pressure_tolerance']} bar; raise "
+                           "npt_steps or npt_max_blocks")
+            self._say(f"# mean pressure {mean_p:.1f} bar, volume {abs(np.linalg.det(cell)) / n_atoms:.5f} A^3/atom")
+        else:
+            cell = cell0
+        # the perfect lattice in that cell
+        sim.restore(lattice)
+        sim.deform((np.linalg.inv(cell0) @ cell).T)
+        volume = sim.state.volume
+        d_nn *= (volume / abs(np.linalg.det(cell0))) ** (1.0 / 3.0)
+        self._thermalise(T, sec["seed"] + 1)
+        names = sim.state.species_names
+        sites = EinsteinTerm.at_current_positions(self.comm, sim.state, np.ones(len(names)))
+        sites.bind(sim.state, self.comm)          # only its displacements are used, never its forces
+
+        # stage 2: spring constants
+        given = sec.get("spring_constants")
+        msd = np.full(len(names), np.nan)
+        if given is None:
+            self._say(f"# stage 2: NVT (Langevin) for the spring constants, {sec['spring_steps']} steps")
+            lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 2)
+            k_spring, msd, growth = measure_spring_constants(sim, lang, sites, T, sec["spring_steps"], progress)
+            present = self.counts > 0
+            lindemann = float(np.sqrt(np.sum(msd[present] * self.counts[present]) / n_atoms)) / d_nn
+            if lindemann > sec["lindemann_threshold"] or growth > 1.5:
+                self._warn(f"the solid melted during the NVT stage (RMS displacement {lindemann:.3f} of the "
+                           f"nearest-neighbour distance, mean-square displacement grew x{growth:.2f} between the "
+                           "third and last quarter); the free energy is not that of the crystal")
+        else:
+            k_spring = np.array([float(given.get(el, 1.0)) for el in names])
+        self._say("# spring constants (eV/A^2): " + ", ".join(
+            f"{el} {k:.5f}" for el, k, c in zip(names, k_spring, self.counts) if c > 0))
+
+        # stage 3: switching
+        einstein = EinsteinTerm(k_spring, sites.site_fractional @ sim.state.cell, sim.state.cell)
+        mix = LambdaMixing(sim.term, einstein, switching=sec["switching"], name="mix")
+        sim.set_terms([mix])
+        lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
+
+        def check(stage):
+            sums, counts = displacement_stats(self.comm, sim.state, sites)
+            rms = float(np.sqrt(sums.sum() / counts.sum()))
+            if rms / d_nn > sec["lindemann_threshold"]:
+                self._warn(f"the solid melted during {stage}: RMS displacement from the lattice sites "
+                           f"{rms:.3f} A = {rms / d_nn:.2f} of the nearest-neighbour distance")
+
+        f_einstein = einstein_free_energy(T, k_spring, sim.state.masses_by_species, self.counts)
+        f_cm = com_correction(T, k_spring, sim.state.masses_by_species, self.counts, volume)
+        pv = P / EV_PER_A3_TO_BAR * volume / n_atoms
+        iterations, records = [], []
+        self._say(f"# stage 3: {sec['n_iterations']} switching cycles")
+        for it in range(1, sec["n_iterations"] + 1):
+            fw, bw = switching_cycle(sim, lang, mix, sec["equilibration_steps"], sec["switching_steps"], progress,
+                                     f"iteration {it}", check=check)
+            w_fw, w_bw = fw.work / n_atoms, bw.work / n_atoms
+            work = -0.5 * (w_fw - w_bw)
+            q = 0.5 * (w_fw + w_bw)
+            f = f_einstein + f_cm + work
+            iterations.append({"iteration": it, "W_forward": w_fw, "W_backward": w_bw, "work": work,
+                               "dissipation": q, "F": f, "G": f + pv})
+            records.append((fw, bw))
+            self._say(f"# iteration {it}: W_fw {w_fw:+.6f}  W_bw {w_bw:+.6f}  work {work:+.6f}  "
+                      f"dissipation {q:.6f}  F {f:.6f}  G {f + pv:.6f} eV/atom")
+            if abs(q) > sec["max_dissipation"]:
+                self._warn(f"iteration {it}: dissipation {q * 1000:.2f} meV/atom exceeds max_dissipation "
+                           f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
+        sim.set_terms([sim.term])
+        report = self._report(T, P, n_atoms, volume, k_spring, msd, f_einstein, f_cm, pv, iterations, npt,
+                              _time.perf_counter() - t_start)
+        self._write(report, records)
+        self._print(report)
+        return report
+
+    # ------------------------------------------------------------ output
+    def _report(self, T, P, n_atoms, volume, k_spring, msd, f_einstein, f_cm, pv, iterations, npt, wall):
+        sim, sec = self.simulation, self.section
+        names = sim.state.species_names
+        present = [i for i, c in enumerate(self.counts) if c > 0]
+        conc = self.counts[present] / n_atoms
+        F = np.array([r["F"] for r in iterations])
+        n = len(F)
+
+        def mean_err(x):
+            x = np.asarray(x, float)
+            return float(x.mean()), float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+        f_mean, f_err = mean_err(F)
+        w_mean, w_err = mean_err([r["work"] for r in iterations])
+        q_mean, q_err = mean_err([r["dissipation"] for r in iterations])
+        struct = self.settings["structure"]
+        lattice = struct.get("lattice", struct.get("file", ""))
+        return {
+            # calphy's report keys
+            "input": {"temperature": float(T), "pressure": float(P), "lattice": str(lattice),
+                      "element": " ".join(names[i] for i in present),
+                      "concentration": " ".join(f"{c:g}" for c in conc)},
+            "average": {"vol_atom": volume / n_atoms,
+                        "spring_constant": " ".join(f"{k_spring[i]:.6f}" for i in present),
+                        "density": n_atoms / volume},
+            "results": {"free_energy": f_mean + pv, "error": f_err, "reference_system": f_einstein + f_cm,
+                        "einstein_crystal": f_einstein, "com_correction": f_cm, "work": w_mean, "pv": pv,
+                        "unit": "eV/atom"},
+            # acemd's additions
+            "acemd": {
+                "version": __version__, "units": UNITS_LINE, "input_file": str(sim.input_path),
+                "potential_file": str(sim.potential.path), "potential_sha256": sim.potential.file_sha256,
+                "mode": "solid", "n_atoms": int(n_atoms), "ranks": self.comm.Get_size(),
+                "helmholtz_free_energy": f_mean, "helmholtz_free_energy_error": f_err,
+                "gibbs_free_energy": f_mean + pv, "gibbs_free_energy_error": f_err,
+                "work_error": w_err, "dissipation": q_mean, "dissipation_error": q_err,
+                "mean_square_displacement_A2": {names[i]: float(msd[i]) for i in present},
+                "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present},
+                "npt": npt, "iterations": iterations, "warnings": list(self.warnings),
+                "protocol": {k: sec[k] for k in ("timestep", "damping", "equilibration_steps", "switching_steps",
+                                                 "switching", "n_iterations", "npt_steps", "spring_steps")},
+                "wall_s": wall,
+            },
+        }
+
+    def _write(self, report, records):
+        sec = self.section
+
+        def write():
+            import h5py
+            import yaml
+            path = Path(sec["report"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(yaml.safe_dump(_plain(report), sort_keys=False, allow_unicode=True), encoding="utf-8")
+            tmp.replace(path)
+            data = Path(sec["data"])
+            data.parent.mkdir(parents=True, exist_ok=True)
+            tmp = data.with_name(data.name + ".tmp")
+            with h5py.File(tmp, "w") as f:
+                f.attrs["acemd_version"] = __version__
+                f.attrs["units"] = "energies eV (whole system); lambda, f dimensionless"
+                f.attrs["description"] = ("H(lambda) = (1 - f(lambda)) U_A + f(lambda) U_B, A = ACE, B = Einstein "
+                                          "crystal; dH_dlambda = f'(lambda) (U_B - U_A)")
+                f.attrs["n_atoms"] = report["acemd"]["n_atoms"]
+                f.attrs["temperature_K"] = report["input"]["temperature"]
+                f.attrs["input_text"] = self.simulation.input_text
+                for it, (fw, bw) in enumerate(records, start=1):
+                    for name, rec in (("forward", fw), ("backward", bw)):
+                        g = f.create_group(f"iteration_{it:03d}/{name}")
+                        g["lambda"] = rec.lam
+                        g["f"] = rec.weight
+                        g["U_A"] = rec.energy_a
+                        g["U_B"] = rec.energy_b
+                        g["dH_dlambda"] = rec.dh_dlambda
+                        for key in ("U_A", "U_B", "dH_dlambda"):
+                            g[key].attrs["unit"] = "eV"
+                        g.attrs["work_eV"] = rec.work
+            tmp.replace(data)
+
+        on_root(self.comm, write)
+
+    def _print(self, report):
+        it = report["acemd"]["iterations"]
+        self._say("#")
+        self._say("# iter   W_fw(eV/at)  W_bw(eV/at)  work(eV/at)  dissip(eV/at)  F(eV/at)      G(eV/at)")
+        for r in it:
+            self._say(f"  {r['iteration']:4d}  {r['W_forward']:+.6f}    {r['W_backward']:+.6f}    "
+                      f"{r['work']:+.6f}    {r['dissipation']:.6f}       {r['F']:.6f}    {r['G']:.6f}")
+        res, a = report["results"], report["acemd"]
+        self._say(f"# Einstein crystal {res['einstein_crystal']:.6f}, centre-of-mass correction "
+                  f"{res['com_correction']:.6f}, work {res['work']:+.6f} +- {a['work_error']:.6f}, "
+                  f"PV {res['pv']:.6f} eV/atom")
+        self._say(f"# F = {a['helmholtz_free_energy']:.6f} +- {a['helmholtz_free_energy_error']:.6f} eV/atom, "
+                  f"G = {a['gibbs_free_energy']:.6f} +- {a['gibbs_free_energy_error']:.6f} eV/atom, dissipation "
+                  f"{a['dissipation'] * 1000:.3f} +- {a['dissipation_error'] * 1000:.3f} meV/atom, volume "
+                  f"{report['average']['vol_atom']:.5f} A^3/atom")
+        for w in a["warnings"]:
+            self._say(f"# WARNING: {w}")
+        self._say(f"# report: {self.section['report']}, data: {self.section['data']}")
+
+
+def _plain(obj):
+    """Numpy scalars and arrays to plain Python for YAML."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
