@@ -1,0 +1,168 @@
+"""The [free_energy] solid route end to end.
+
+* A harmonic crystal (Einstein springs with the centre of mass fixed, k_h, as "the
+  potential") through the whole route: spring constants from the NVT stage, switching
+  cycles, reference free energies.  Its exact free energy is the fixed-centre-of-mass
+  Einstein crystal's, F_E(k_h) + F_CM(k_h) per atom.
+* Cu-I.yace, fcc Cu, 108 atoms at 1000 K and 0 bar: a short sanity run of every stage,
+  its report, data file and table.
+* Input errors name the key.
+"""
+import io
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from mpi4py import MPI
+
+from acemd.config import ConfigError, parse_config
+from acemd.drivers.free_energy import FreeEnergyRun
+from acemd.free_energy import EinsteinTerm
+from acemd.free_energy.reference import com_correction, einstein_free_energy
+from acemd.simulation import InputError
+
+from engine_helpers import POTENTIALS
+
+
+def _input(tmp_path, body, repeat=3, a=3.61, potential="Cu-I.yace"):
+    text = f"""
+[structure]
+lattice = "fcc"
+element = "Cu"
+a = {a}
+repeat = [{repeat}, {repeat}, {repeat}]
+
+[potential]
+file = "{(POTENTIALS / potential).as_posix()}"
+
+[free_energy]
+report = "{(tmp_path / 'fe.yaml').as_posix()}"
+data = "{(tmp_path / 'fe.h5').as_posix()}"
+{body}
+"""
+    path = tmp_path / "fe.toml"
+    path.write_text(text)
+    return parse_config(text, path), text, path
+
+
+def _harmonic_run(tmp_path, k_h, body):
+    settings, text, path = _input(tmp_path, body)
+    stream = io.StringIO()
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream)
+    sim = run.simulation
+    harmonic = EinsteinTerm.at_current_positions(MPI.COMM_SELF, sim.state, [k_h], name="harmonic")
+    sim.term = harmonic
+    sim.set_terms([harmonic])
+    return run, stream
+
+
+HARMONIC = """
+temperature = 500.0
+npt = false
+timestep = 0.002
+damping = 0.05
+spring_steps = 2000
+n_iterations = 2
+equilibration_steps = 300
+switching_steps = 1500
+progress_every = 100000
+"""
+
+
+def test_harmonic_crystal_through_the_solid_route(tmp_path):
+    k_h = 2.0
+    run, stream = _harmonic_run(tmp_path, k_h, HARMONIC)
+    report = run.run()
+    st = run.simulation.state
+    n = st.n_atoms_total
+    exact = (einstein_free_energy(500.0, [k_h], st.masses_by_species, [n])
+             + com_correction(500.0, [k_h], st.masses_by_species, [n], st.volume))
+    a = report["acemd"]
+    k_ref = a["spring_constants_eV_A2"]["Cu"]
+    print(f"\nharmonic crystal k_h = {k_h}: k from NVT {k_ref:.4f} (expected k_h N/(N-1) = {k_h * n / (n - 1):.4f}), "
+          f"F = {a['helmholtz_free_energy']:.6f} +- {a['helmholtz_free_energy_error']:.1e}, exact {exact:.6f}, "
+          f"error {a['helmholtz_free_energy'] - exact:+.1e} eV/atom, dissipation {a['dissipation']:.1e}")
+    assert k_ref == pytest.approx(k_h * n / (n - 1), rel=0.05)
+    assert a["helmholtz_free_energy"] == pytest.approx(exact, abs=1e-4)
+    assert report["results"]["free_energy"] == pytest.approx(a["helmholtz_free_energy"], abs=1e-12)  # P = 0
+    assert not a["warnings"]
+
+
+def test_harmonic_crystal_with_given_springs_twice_as_stiff(tmp_path):
+    """A real switch (k_ref = 2 k_h): the work carries the whole difference ln 2."""
+    k_h = 1.5
+    run, stream = _harmonic_run(tmp_path, k_h, HARMONIC.replace("spring_steps = 2000", "spring_constants = {Cu = 3.0}")
+                                .replace("switching_steps = 1500", "switching_steps = 3000"))
+    report = run.run()
+    st = run.simulation.state
+    n = st.n_atoms_total
+    exact = (einstein_free_energy(500.0, [k_h], st.masses_by_species, [n])
+             + com_correction(500.0, [k_h], st.masses_by_species, [n], st.volume))
+    a = report["acemd"]
+    err = a["helmholtz_free_energy"] - exact
+    print(f"\nharmonic k_h = {k_h} from Einstein k = 3.0: work {report['results']['work']:.6f}, F error {err:+.1e} "
+          f"+- {a['helmholtz_free_energy_error']:.1e} eV/atom, dissipation {a['dissipation']:.1e}")
+    assert abs(err) < max(4 * a["helmholtz_free_energy_error"], 3e-4)
+    assert report["results"]["work"] == pytest.approx(-1.5 * (n - 1) / n * 8.617333262e-5 * 500 * np.log(2), abs=3e-4)
+
+
+@pytest.mark.slow
+def test_cu_ace_solid_route_sanity(tmp_path):
+    settings, text, path = _input(tmp_path, """
+temperature = 1000.0
+pressure = 0.0
+timestep = 0.002
+npt_steps = 600
+npt_max_blocks = 2
+pressure_tolerance = 3000.0
+barostat_damping = 0.2
+spring_steps = 600
+n_iterations = 2
+equilibration_steps = 100
+switching_steps = 600
+progress_every = 300
+""", a=3.66)
+    stream = io.StringIO()
+    report = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream).run()
+    out = stream.getvalue()
+    print("\n" + "\n".join(out.splitlines()[-8:]))
+    a, res = report["acemd"], report["results"]
+    assert 2.0 < a["spring_constants_eV_A2"]["Cu"] < 7.0
+    assert -4.3 < a["helmholtz_free_energy"] < -3.9
+    assert 0.0 < a["dissipation"] < 0.02
+    assert not any("melted" in w for w in a["warnings"])
+    assert res["free_energy"] == pytest.approx(res["reference_system"] + res["work"] + res["pv"], abs=1e-12)
+    assert "ETA" in out and "F = " in out
+    saved = yaml.safe_load((tmp_path / "fe.yaml").read_text())
+    assert set(saved) >= {"input", "average", "results"}
+    assert set(saved["results"]) >= {"free_energy", "error", "reference_system", "einstein_crystal",
+                                     "com_correction", "work", "pv", "unit"}
+    with h5py.File(tmp_path / "fe.h5") as f:
+        fw = f["iteration_001/forward"]
+        assert fw["lambda"].shape == (601,) and fw["lambda"][0] == 0.0 and fw["lambda"][-1] == 1.0
+        assert f["iteration_002/backward/lambda"][0] == 1.0
+        du = fw["U_B"][:] - fw["U_A"][:]
+        w = np.sum(0.5 * (du[1:] + du[:-1]) * np.diff(fw["f"][:]))
+        assert w / 108 == pytest.approx(a["iterations"][0]["W_forward"], rel=1e-12)
+
+
+@pytest.mark.parametrize("body,needle", [
+    ('temperature = 1000.0\nmode = "soild"', "did you mean 'solid'"),
+    ("temperature = 1000.0\nspring_constants = {Cu = -1.0}", "positive"),
+])
+def test_bad_free_energy_keys_name_the_key(tmp_path, body, needle):
+    with pytest.raises(ConfigError, match=needle) as exc:
+        _input(tmp_path, body)
+    assert "free_energy" in str(exc.value)
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("temperature = 1000.0\nspring_constants = {Cu = 2.0, Ni = 3.0}", r"spring_constants.Ni.*not in the structure"),
+    ("temperature = 1000.0\nswitching_steps = 5", "too few"),
+    ('temperature = 1000.0\nmode = "liquid"', "not available yet"),
+])
+def test_unrunnable_free_energy_input_is_an_input_error(tmp_path, body, needle):
+    settings, text, path = _input(tmp_path, body)
+    with pytest.raises(InputError, match=needle):
+        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
