@@ -73,7 +73,8 @@ class LambdaMixing(ForceTerm):
         rb = self.term_b.compute(positions, species, ids, n_local, offsets, neighbors)
         f = self.weight
         g = 1.0 - f
-        return TermResult(g * ra.site_energy + f * rb.site_energy,
-                          g * ra.forces + f * rb.forces,
-                          g * ra.virial + f * rb.virial,
-                          parts={"A": float(ra.site_energy.sum()), "B": float(rb.site_energy.sum())})
+        parts = {"A": float(ra.site_energy.sum()), "B": float(rb.site_energy.sum())}
+        forces = np.multiply(ra.forces, g)          # a new array: the terms may reuse their buffers
+        forces += f * rb.forces
+        return TermResult(g * ra.site_energy + f * rb.site_energy, forces,
+                          g * ra.virial + f * rb.virial, parts=parts)
