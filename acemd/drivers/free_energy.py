@@ -34,6 +34,14 @@ from ..simulation import InputError, Simulation, initial_velocities
 from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
 
 
+class ExtrapolationStop(Exception):
+    """The extrapolation grade exceeded [extrapolation].stop_threshold during a stage."""
+
+    def __init__(self, stage, step, gamma):
+        super().__init__(stage)
+        self.stage, self.step, self.gamma = stage, step, gamma
+
+
 class FreeEnergyRun:
     """``FreeEnergyRun(settings, text, path, comm).run()``: the [free_energy] driver."""
 
@@ -55,6 +63,16 @@ class FreeEnergyRun:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.warnings: list[str] = []
+        self.monitor = None
+        self.stage_max_gamma: dict[str, float] = {}
+        if settings["extrapolation"]:
+            from ..extrapolation_monitor import ExtrapolationMonitor
+            from ..potential.extrapolation import ActiveSetError
+            try:
+                self.monitor = ExtrapolationMonitor(comm, self.simulation.potential, settings["extrapolation"],
+                                                    self.simulation.state)
+            except ActiveSetError as exc:
+                raise InputError(f"{input_path}: [extrapolation.active_set] {exc}") from None
         st = self.simulation.state
         self.counts = comm.allreduce(np.bincount(st.species, minlength=len(st.species_names)), op=MPI.SUM)
         self.present = [el for el, c in zip(st.species_names, self.counts) if c > 0]
@@ -93,8 +111,32 @@ class FreeEnergyRun:
         atoms_all = sim.gather_atoms()
         return self.comm.bcast(on_root(self.comm, nn))
 
+    def _observe(self, stage):
+        """After every step: the extrapolation grade on its schedule, its maximum per stage, the stop test."""
+        mon = self.monitor
+        eng = self.simulation.engine
+        if mon is None or not mon.due(eng.state.step):
+            return
+        stop = mon.check(eng)
+        self.stage_max_gamma[stage] = max(self.stage_max_gamma.get(stage, 0.0), mon.max_gamma)
+        if stop:
+            raise ExtrapolationStop(stage, eng.state.step, mon.max_gamma)
+
     # ------------------------------------------------------------ protocol
     def run(self) -> dict:
+        try:
+            return self._run()
+        except ExtrapolationStop as stop:
+            message = (f"stopped by extrapolation in stage '{stop.stage}' at step {stop.step}: max gamma "
+                       f"{stop.gamma:.6g} exceeds [extrapolation].stop_threshold = "
+                       f"{self.monitor.stop_threshold:g}; the potential extrapolates in this protocol, no free "
+                       f"energy is reported; the extrapolative frames are in {self.monitor.dump_file} (select "
+                       "structures from them, e.g. with pace_select, and refit)")
+            self._say(f"# {message}")
+            return {"stopped_by": "extrapolation", "message": message, "stage": stop.stage,
+                    "max_gamma_by_stage": dict(self.stage_max_gamma)}
+
+    def _run(self) -> dict:
         sim, sec = self.simulation, self.section
         T, P = sec["temperature"], sec["pressure"]
         n_atoms = sim.state.n_atoms_total
@@ -107,7 +149,7 @@ class FreeEnergyRun:
         per_cycle = 2 * (sec["equilibration_steps"] + sec["switching_steps"])
         total = (sec["npt_steps"] if sec["npt"] else 0) + (0 if sec.get("spring_constants") else sec["spring_steps"]) \
             + sec["n_iterations"] * per_cycle
-        progress = Progress(self._say, total, sec["progress_every"])
+        progress = Progress(self._say, total, sec["progress_every"], observer=self._observe)
         lattice = sim.snapshot()
         cell0 = sim.state.cell.copy()
         d_nn = self._nearest_neighbour_distance()
@@ -240,6 +282,7 @@ class FreeEnergyRun:
                 "mean_square_displacement_A2": {names[i]: float(msd[i]) for i in present},
                 "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present},
                 "npt": npt, "iterations": iterations, "warnings": list(self.warnings),
+                "max_extrapolation_grade_by_stage": dict(self.stage_max_gamma) if self.monitor else None,
                 "protocol": {k: sec[k] for k in ("timestep", "damping", "equilibration_steps", "switching_steps",
                                                  "switching", "n_iterations", "npt_steps", "spring_steps")},
                 "wall_s": wall,
@@ -298,6 +341,8 @@ class FreeEnergyRun:
                   f"G = {a['gibbs_free_energy']:.6f} +- {a['gibbs_free_energy_error']:.6f} eV/atom, dissipation "
                   f"{a['dissipation'] * 1000:.3f} +- {a['dissipation_error'] * 1000:.3f} meV/atom, volume "
                   f"{report['average']['vol_atom']:.5f} A^3/atom")
+        for stage, gamma in (a["max_extrapolation_grade_by_stage"] or {}).items():
+            self._say(f"# max extrapolation grade in {stage}: {gamma:.4g}")
         for w in a["warnings"]:
             self._say(f"# WARNING: {w}")
         self._say(f"# report: {self.section['report']}, data: {self.section['data']}")

@@ -30,8 +30,10 @@ from .switching import run_at_fixed_lambda, switch
 class Progress:
     """Progress lines ``stage  step k/n  protocol x %  elapsed  ETA`` every ``every`` steps."""
 
-    def __init__(self, say, total_steps, every=1000):
+    def __init__(self, say, total_steps, every=1000, observer=None):
+        """``observer(stage_name)``, if given, is called after every step (e.g. the extrapolation grade)."""
         self.say, self.total, self.every = say, max(int(total_steps), 1), max(int(every), 1)
+        self.observer = observer
         self.done = 0
         self.t0 = _time.perf_counter()
 
@@ -44,6 +46,8 @@ class Progress:
 
         def on_step(k):
             self.done = base + k
+            if self.observer is not None:
+                self.observer(name)
             if k % self.every == 0 or k == n_steps:
                 elapsed = _time.perf_counter() - self.t0
                 eta = elapsed / max(self.done, 1) * max(self.total - self.done, 0)

@@ -166,3 +166,48 @@ def test_unrunnable_free_energy_input_is_an_input_error(tmp_path, body, needle):
     settings, text, path = _input(tmp_path, body)
     with pytest.raises(InputError, match=needle):
         FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
+
+
+def _extrapolation_input(tmp_path, stop_threshold):
+    asi = (POTENTIALS / "Cu-I.asi").as_posix()
+    settings, text, path = _input(tmp_path, f"""
+temperature = 600.0
+timestep = 0.002
+npt_steps = 40
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+spring_steps = 40
+n_iterations = 1
+equilibration_steps = 10
+switching_steps = 20
+progress_every = 1000
+
+[extrapolation]
+active_set = "{asi}"
+every = 10
+stop_threshold = {stop_threshold}
+dump_file = "{(tmp_path / 'extrapolative.extxyz').as_posix()}"
+""", repeat=2, potential="Cu-I.yaml")
+    return settings, text, path
+
+
+def test_extrapolation_grade_is_tracked_per_stage(tmp_path):
+    settings, text, path = _extrapolation_input(tmp_path, 1e12)
+    stream = io.StringIO()
+    report = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream).run()
+    by_stage = report["acemd"]["max_extrapolation_grade_by_stage"]
+    print(f"\nmax gamma by stage: {by_stage}")
+    assert set(by_stage) >= {"NPT block 1", "NVT spring constants", "iteration 1 switch ACE->Einstein",
+                             "iteration 1 switch Einstein->ACE"}
+    assert all(0.0 < g < 1e12 for g in by_stage.values())
+    assert "max extrapolation grade in NPT block 1" in stream.getvalue()
+
+
+def test_extrapolation_above_stop_threshold_stops_naming_the_stage(tmp_path):
+    settings, text, path = _extrapolation_input(tmp_path, 1e-6)
+    summary = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO()).run()
+    assert summary["stopped_by"] == "extrapolation"
+    assert "in stage 'NPT block 1' at step 10" in summary["message"]
+    assert "no free energy" in summary["message"]
+    assert (tmp_path / "extrapolative.extxyz").stat().st_size > 0
+    assert not (tmp_path / "fe.yaml").exists()
