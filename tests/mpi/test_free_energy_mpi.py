@@ -69,3 +69,66 @@ def test_switch_follows_the_serial_trajectory():
         works.append((rec.work, gather_by_id(c, eng.state.ids, eng.state.positions + eng.state.images @ eng.state.cell)))
     assert works[0][0] == pytest.approx(works[1][0], abs=1e-8)
     np.testing.assert_allclose(works[0][1], works[1][1], atol=1e-8)
+
+
+def _route(comm, folder, body, harmonic_k=None, repeat=3):
+    """The [free_energy] solid route on ``comm``; returns its report (every rank)."""
+    import io
+
+    from acemd.config import parse_config
+    from acemd.drivers.free_energy import FreeEnergyRun
+    text = f"""
+[structure]
+lattice = "fcc"
+element = "Cu"
+a = 3.64
+repeat = [{repeat}, {repeat}, {repeat}]
+
+[potential]
+file = "{(POTENTIALS / 'Cu-I.yace').as_posix()}"
+
+[free_energy]
+report = "{(folder / 'fe.yaml').as_posix()}"
+data = "{(folder / 'fe.h5').as_posix()}"
+progress_every = 1000000
+{body}
+"""
+    path = folder / "fe.toml"
+    if comm.Get_rank() == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    comm.Barrier()
+    run = FreeEnergyRun(parse_config(text, path), text, path, comm=comm, stream=io.StringIO())
+    if harmonic_k is not None:
+        sim = run.simulation
+        sim.term = EinsteinTerm.at_current_positions(comm, sim.state, [harmonic_k], name="harmonic")
+        sim.set_terms([sim.term])
+    return run.run()
+
+
+def _shared(tmp_path_factory):
+    comm = MPI.COMM_WORLD
+    return comm.bcast(tmp_path_factory.mktemp("fe") if comm.rank == 0 else None)
+
+
+@pytest.mark.parametrize("kind", ["harmonic", "ace"])
+def test_solid_route_equals_serial(tmp_path_factory, kind):
+    """The whole route on N ranks gives the serial free energy (Langevin noise is drawn per atom id)."""
+    comm = MPI.COMM_WORLD
+    base = _shared(tmp_path_factory)
+    if kind == "harmonic":
+        body = ("temperature = 500.0\nnpt = false\ntimestep = 0.002\nspring_steps = 400\nn_iterations = 2\n"
+                "equilibration_steps = 100\nswitching_steps = 400\n")
+        k, tol = 2.0, 1e-9
+    else:
+        body = ("temperature = 1000.0\ntimestep = 0.002\nnpt_steps = 40\nnpt_max_blocks = 1\n"
+                "pressure_tolerance = 1e9\nspring_steps = 40\nn_iterations = 1\nequilibration_steps = 10\n"
+                "switching_steps = 40\n")
+        k, tol = None, 1e-7
+    par = _route(comm, base / "par", body, k)
+    ser = _route(MPI.COMM_SELF, base / f"ser{comm.rank}", body, k, )
+    fp, fs = par["acemd"]["helmholtz_free_energy"], ser["acemd"]["helmholtz_free_energy"]
+    if comm.rank == 0:
+        print(f"\n{comm.size} ranks, {kind} route: F = {fp:.10f} eV/atom, serial {fs:.10f}, |dF| = {abs(fp - fs):.1e}")
+    assert fp == pytest.approx(fs, abs=tol)
+    assert par["average"]["spring_constant"] == ser["average"]["spring_constant"]
