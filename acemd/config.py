@@ -132,6 +132,8 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
     "report": Key((str,), default="free_energy.yaml", doc="report (YAML, calphy's keys, eV/atom)"),
     "data": Key((str,), default="free_energy.h5",
                 doc="per-step lambda, U_ACE, U_ref and dH/dlambda of every switch (HDF5)"),
+    "checkpoint": Key((str,), default="free_energy.ckpt.h5",
+                      doc="checkpoint written at the end of every stage (acemd --restart continues there)"),
 }
 
 
@@ -268,7 +270,7 @@ PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),
              ("extrapolation", "active_set"), ("extrapolation", "dump_file"),
              ("minimize", "structure_file"), ("elastic", "report"), ("elastic", "data"),
-             ("free_energy", "report"), ("free_energy", "data")}
+             ("free_energy", "report"), ("free_energy", "data"), ("free_energy", "checkpoint")}
 DRIVER_SECTIONS = ("md", "minimize", "elastic", "free_energy")
 
 

@@ -16,6 +16,8 @@ diffusion during the NVT stage) or the NPT pressure did not converge.
 """
 from __future__ import annotations
 
+import json
+import signal
 import sys
 import time as _time
 from pathlib import Path
@@ -26,12 +28,15 @@ from mpi4py import MPI
 from .. import __version__
 from ..free_energy import EinsteinTerm, LambdaMixing
 from ..free_energy.reference import com_correction, einstein_free_energy
-from ..free_energy.solid import (Progress, displacement_stats, equilibrate_volume, measure_spring_constants,
-                                 switching_cycle)
+from ..free_energy.solid import Progress, displacement_stats, equilibrate_volume, measure_spring_constants
+from ..free_energy.switching import run_at_fixed_lambda, switch
 from ..integrators import LangevinBAOAB, StochasticCellRescaling
 from ..parallel.collective import on_root
 from ..simulation import InputError, Simulation, initial_velocities
-from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
+from ..units import EV_PER_A3_TO_BAR, UNITS_LINE
+
+
+RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
 
 
 class ExtrapolationStop(Exception):
@@ -40,6 +45,18 @@ class ExtrapolationStop(Exception):
     def __init__(self, stage, step, gamma):
         super().__init__(stage)
         self.stage, self.step, self.gamma = stage, step, gamma
+
+
+class SignalStop(Exception):
+    """SIGTERM/SIGUSR1 arrived during a stage."""
+
+    def __init__(self, stage, signum):
+        super().__init__(stage)
+        self.stage, self.signum = stage, signum
+
+
+def sim_step(simulation):
+    return simulation.state.step
 
 
 class FreeEnergyRun:
@@ -53,18 +70,32 @@ class FreeEnergyRun:
         if sec["mode"] == "liquid":
             raise InputError(f"{input_path}: [free_energy.mode] = \"liquid\": the Uhlenbeck-Ford liquid route "
                              "is not available yet; use mode = \"solid\"")
-        if restart is not None:
-            raise InputError(f"--restart {restart}: [free_energy] runs cannot be restarted yet; start the "
-                             "protocol again")
         if sec["switching_steps"] < 10:
             raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
                              "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
-        self.simulation = Simulation(settings, input_text, input_path, comm=comm, skin=sec["skin"], stream=stream)
+        self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart, skin=sec["skin"],
+                                     stream=stream)
+        self.stop = None
+        signature = json.dumps({k: v for k, v in sorted(sec.items()) if k not in RESUMABLE_KEYS}, sort_keys=True,
+                               default=str)
+        self.protocol = {"signature": signature, "completed": [], "records": {}, "warnings": [],
+                         "stage_max_gamma": {}}
+        if restart is not None:
+            saved = (self.simulation.restart_state or {}).get("free_energy")
+            if saved is None:
+                raise InputError(f"--restart {restart}: not a [free_energy] checkpoint (no protocol state); "
+                                 "restart it with the driver that wrote it")
+            if saved.get("signature") != signature:
+                raise InputError(f"--restart {restart}: the [free_energy] section differs from the run that wrote "
+                                 "the checkpoint; restart with the same protocol settings (only report, data, "
+                                 "checkpoint and progress_every may change)")
+            self.protocol = saved
+            self.protocol.setdefault("records", {})
         self.comm = comm
         self.rank = comm.Get_rank()
-        self.warnings: list[str] = []
+        self.warnings: list[str] = list(self.protocol.get("warnings", []))
         self.monitor = None
-        self.stage_max_gamma: dict[str, float] = {}
+        self.stage_max_gamma: dict[str, float] = dict(self.protocol.get("stage_max_gamma", {}))
         if settings["extrapolation"]:
             from ..extrapolation_monitor import ExtrapolationMonitor
             from ..potential.extrapolation import ActiveSetError
@@ -124,8 +155,19 @@ class FreeEnergyRun:
 
     # ------------------------------------------------------------ protocol
     def run(self) -> dict:
+        from .md import StopRequested
+        self.stop = StopRequested()
+        self.stop.install()
         try:
             return self._run()
+        except SignalStop as stop:
+            done = self.protocol["completed"]
+            message = (f"stopped by {signal.Signals(stop.signum).name} in stage '{stop.stage}'; the checkpoint "
+                       f"{self.section['checkpoint']} holds the protocol up to the end of "
+                       f"{repr(done[-1]) if done else 'nothing (no stage was finished)'}; continue with "
+                       f"--restart {self.section['checkpoint']}")
+            self._say(f"# {message}")
+            return {"stopped_by": "signal", "message": message, "stage": stop.stage}
         except ExtrapolationStop as stop:
             message = (f"stopped by extrapolation in stage '{stop.stage}' at step {stop.step}: max gamma "
                        f"{stop.gamma:.6g} exceeds [extrapolation].stop_threshold = "
@@ -135,6 +177,50 @@ class FreeEnergyRun:
             self._say(f"# {message}")
             return {"stopped_by": "extrapolation", "message": message, "stage": stop.stage,
                     "max_gamma_by_stage": dict(self.stage_max_gamma)}
+        finally:
+            self.stop.uninstall()
+
+    def _units(self):
+        """The protocol as resumable units, in order."""
+        sec = self.section
+        units = ["npt"] + ([] if sec.get("spring_constants") else ["springs"])
+        for it in range(1, sec["n_iterations"] + 1):
+            units += [f"iteration {it} {part}" for part in ("eq0", "forward", "eq1", "backward")]
+        return units
+
+    def _unit_steps(self, unit):
+        sec = self.section
+        if unit == "npt":
+            return sec["npt_steps"] if sec["npt"] else 0
+        if unit == "springs":
+            return sec["spring_steps"]
+        return sec["equilibration_steps"] if unit.endswith(("eq0", "eq1")) else sec["switching_steps"]
+
+    def _boundary(self, unit):
+        """End of a unit: canonical atom order, rebuild, checkpoint with the protocol so far (collective).
+
+        Sorting the owned atoms by id before the rebuild makes the neighbour lists (and so
+        every floating-point sum) the same whether the run continues or restarts here.
+        """
+        sim, pr = self.simulation, self.protocol
+        pr["completed"].append(unit)
+        pr["warnings"] = list(self.warnings)
+        pr["stage_max_gamma"] = dict(self.stage_max_gamma)
+        st = sim.state
+        order = np.argsort(st.ids, kind="stable")
+        st.set_per_atom_arrays({k: v[order] for k, v in st.per_atom_arrays().items()})
+        sim.engine.invalidate()
+        sim.write_checkpoint(self.section["checkpoint"], state={"free_energy": pr})
+
+    def _stop_check(self, stage):
+        if self.stop is not None and sim_step(self.simulation) % 50 == 0:
+            signum = self.comm.allreduce(self.stop.signum, op=MPI.MAX)
+            if signum:
+                raise SignalStop(stage, signum)
+
+    def _observer(self, stage):
+        self._observe(stage)
+        self._stop_check(stage)
 
     def _run(self) -> dict:
         sim, sec = self.simulation, self.section
@@ -146,16 +232,93 @@ class FreeEnergyRun:
         self._say(f"# free_energy: mode solid (Frenkel-Ladd, fixed centre of mass), T = {T} K, P = {P} bar, "
                   f"{sec['n_iterations']} iterations of {sec['equilibration_steps']} + {sec['switching_steps']} "
                   f"steps x 2, switching {sec['switching']}")
-        per_cycle = 2 * (sec["equilibration_steps"] + sec["switching_steps"])
-        total = (sec["npt_steps"] if sec["npt"] else 0) + (0 if sec.get("spring_constants") else sec["spring_steps"]) \
-            + sec["n_iterations"] * per_cycle
-        progress = Progress(self._say, total, sec["progress_every"], observer=self._observe)
+        pr = self.protocol
+        units = self._units()
+        todo = [u for u in units if u not in pr["completed"]]
+        if pr["completed"]:
+            self._say(f"# restart: {len(pr['completed'])} of {len(units)} stages done (last: "
+                      f"{pr['completed'][-1]}), continuing with {todo[0] if todo else 'the report'}")
+        progress = Progress(self._say, sum(self._unit_steps(u) for u in todo), sec["progress_every"],
+                            observer=self._observer)
+        names = sim.state.species_names
+        mix = lang = sites = None
+        for unit in todo:
+            if unit == "npt":
+                self._stage_npt(progress)
+            elif unit == "springs":
+                sites = self._sites()
+                self._say(f"# stage 2: NVT (Langevin) for the spring constants, {sec['spring_steps']} steps")
+                lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 2)
+                k_spring, msd, growth = measure_spring_constants(sim, lang, sites, T, sec["spring_steps"], progress)
+                pr["k_spring"], pr["msd"] = k_spring, msd
+                present = self.counts > 0
+                lindemann = float(np.sqrt(np.sum(msd[present] * self.counts[present]) / n_atoms)) / pr["d_nn"]
+                if lindemann > sec["lindemann_threshold"] or growth > 1.5:
+                    self._warn(f"the solid melted during the NVT stage (RMS displacement {lindemann:.3f} of the "
+                               f"nearest-neighbour distance, mean-square displacement grew x{growth:.2f} between "
+                               "the third and last quarter); the free energy is not that of the crystal")
+            else:
+                if mix is None:
+                    sites = sites or self._sites()
+                    k_spring = np.asarray(pr["k_spring"], float)
+                    self._say("# spring constants (eV/A^2): " + ", ".join(
+                        f"{el} {k:.5f}" for el, k, c in zip(names, k_spring, self.counts) if c > 0))
+                    einstein = EinsteinTerm(k_spring, sites.site_fractional @ sim.state.cell, sim.state.cell)
+                    mix = LambdaMixing(sim.term, einstein, switching=sec["switching"], name="mix")
+                    sim.set_terms([mix])
+                    lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
+                self._stage_switching(unit, mix, lang, sites, progress)
+            self._boundary(unit)
+        if mix is not None:
+            sim.set_terms([sim.term])
+        k_spring = np.asarray(pr["k_spring"], float)
+        volume = float(pr["volume"])
+        f_einstein = einstein_free_energy(T, k_spring, sim.state.masses_by_species, self.counts)
+        f_cm = com_correction(T, k_spring, sim.state.masses_by_species, self.counts, volume)
+        pv = P / EV_PER_A3_TO_BAR * volume / n_atoms
+        iterations, records = [], []
+        for it in range(1, sec["n_iterations"] + 1):
+            fw, bw = (self._record(f"iteration {it} {d}") for d in ("forward", "backward"))
+            w_fw, w_bw = fw.work / n_atoms, bw.work / n_atoms
+            work = -0.5 * (w_fw - w_bw)
+            q = 0.5 * (w_fw + w_bw)
+            f = f_einstein + f_cm + work
+            iterations.append({"iteration": it, "W_forward": w_fw, "W_backward": w_bw, "work": work,
+                               "dissipation": q, "F": f, "G": f + pv})
+            records.append((fw, bw))
+            if abs(q) > sec["max_dissipation"]:
+                self._warn(f"iteration {it}: dissipation {q * 1000:.2f} meV/atom exceeds max_dissipation "
+                           f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
+        report = self._report(T, P, n_atoms, volume, k_spring, np.asarray(pr["msd"], float), f_einstein, f_cm, pv,
+                              iterations, pr["npt"], _time.perf_counter() - t_start)
+        self._write(report, records)
+        self._print(report)
+        return report
+
+    def _sites(self):
+        """The Einstein sites (the perfect lattice in the adopted cell), bound for displacements."""
+        pr, st = self.protocol, self.simulation.state
+        names = st.species_names
+        sites = EinsteinTerm(np.ones(len(names)), np.asarray(pr["site_fractional"]) @ st.cell, st.cell)
+        sites.bind(st, self.comm)              # only its displacements are used, never its forces
+        return sites
+
+    def _record(self, unit):
+        from ..free_energy.switching import SwitchRecord
+        r = self.protocol["records"][unit]
+        return SwitchRecord(np.asarray(r["lam"]), np.asarray(r["weight"]), np.asarray(r["energy_a"]),
+                            np.asarray(r["energy_b"]), self.section["switching"])
+
+    def _stage_npt(self, progress):
+        """Volume (NPT) and the perfect lattice in the mean cell with fresh velocities."""
+        sim, sec, pr = self.simulation, self.section, self.protocol
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
         lattice = sim.snapshot()
         cell0 = sim.state.cell.copy()
-        d_nn = self._nearest_neighbour_distance()
-
-        # stage 1: the volume
+        pr["d_nn"] = self._nearest_neighbour_distance()
         npt = {"converged": True, "blocks": []}
+        cell = cell0
         if sec["npt"]:
             self._say(f"# stage 1: NPT (stochastic cell rescaling, iso) at {T} K, {P} bar")
             self._thermalise(T, sec["seed"])
@@ -171,76 +334,56 @@ class FreeEnergyRun:
                 self._warn(f"the NPT pressure did not converge: mean {mean_p:.1f} bar after {len(blocks)} blocks "
                            f"of {sec['npt_steps']} steps, target {P} +- {sec['pressure_tolerance']} bar; raise "
                            "npt_steps or npt_max_blocks")
-            self._say(f"# mean pressure {mean_p:.1f} bar, volume {abs(np.linalg.det(cell)) / n_atoms:.5f} A^3/atom")
-        else:
-            cell = cell0
-        # the perfect lattice in that cell
+            self._say(f"# mean pressure {mean_p:.1f} bar, volume {abs(np.linalg.det(cell)) / n_atoms:.5f} "
+                      "A^3/atom")
         sim.restore(lattice)
         sim.deform((np.linalg.inv(cell0) @ cell).T)
-        volume = sim.state.volume
-        d_nn *= (volume / abs(np.linalg.det(cell0))) ** (1.0 / 3.0)
+        pr["volume"] = sim.state.volume
+        pr["d_nn"] *= (pr["volume"] / abs(np.linalg.det(cell0))) ** (1.0 / 3.0)
+        pr["npt"] = npt
         self._thermalise(T, sec["seed"] + 1)
-        names = sim.state.species_names
-        sites = EinsteinTerm.at_current_positions(self.comm, sim.state, np.ones(len(names)))
-        sites.bind(sim.state, self.comm)          # only its displacements are used, never its forces
-
-        # stage 2: spring constants
+        st = sim.state
+        ids = np.concatenate(self.comm.allgather(st.ids))
+        pos = np.concatenate(self.comm.allgather(st.positions + st.images @ st.cell))
+        frac = np.empty((st.n_atoms_total, 3))
+        frac[ids] = pos @ np.linalg.inv(st.cell)
+        pr["site_fractional"] = frac
         given = sec.get("spring_constants")
-        msd = np.full(len(names), np.nan)
-        if given is None:
-            self._say(f"# stage 2: NVT (Langevin) for the spring constants, {sec['spring_steps']} steps")
-            lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 2)
-            k_spring, msd, growth = measure_spring_constants(sim, lang, sites, T, sec["spring_steps"], progress)
-            present = self.counts > 0
-            lindemann = float(np.sqrt(np.sum(msd[present] * self.counts[present]) / n_atoms)) / d_nn
-            if lindemann > sec["lindemann_threshold"] or growth > 1.5:
-                self._warn(f"the solid melted during the NVT stage (RMS displacement {lindemann:.3f} of the "
-                           f"nearest-neighbour distance, mean-square displacement grew x{growth:.2f} between the "
-                           "third and last quarter); the free energy is not that of the crystal")
-        else:
-            k_spring = np.array([float(given.get(el, 1.0)) for el in names])
-        self._say("# spring constants (eV/A^2): " + ", ".join(
-            f"{el} {k:.5f}" for el, k, c in zip(names, k_spring, self.counts) if c > 0))
+        if given is not None:
+            pr["k_spring"] = np.array([float(given.get(el, 1.0)) for el in st.species_names])
+            pr["msd"] = np.full(len(st.species_names), np.nan)
 
-        # stage 3: switching
-        einstein = EinsteinTerm(k_spring, sites.site_fractional @ sim.state.cell, sim.state.cell)
-        mix = LambdaMixing(sim.term, einstein, switching=sec["switching"], name="mix")
-        sim.set_terms([mix])
-        lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
+    def _stage_switching(self, unit, mix, lang, sites, progress):
+        sim, sec = self.simulation, self.section
+        eng = sim.engine
+        label, part = unit.rsplit(" ", 1)
+        eng.compute_forces(force_rebuild=True)
+        lang.setup(eng)
+        if part in ("eq0", "eq1"):
+            lam = 0.0 if part == "eq0" else 1.0
+            run_at_fixed_lambda(eng, lang, mix, lam, sec["equilibration_steps"],
+                                on_step=progress.stage(f"{label} equilibrate l={lam:g}", sec["equilibration_steps"]))
+            if part == "eq0":
+                self._check_solid(sites, f"{label} equilibration at lambda = 0")
+            return
+        forward = part == "forward"
+        name = f"{label} switch " + ("ACE->Einstein" if forward else "Einstein->ACE")
+        rec = switch(eng, lang, mix, sec["switching_steps"], forward=forward,
+                     on_step=progress.stage(name, sec["switching_steps"]))
+        self.protocol["records"][unit] = {"lam": rec.lam, "weight": rec.weight, "energy_a": rec.energy_a,
+                                          "energy_b": rec.energy_b}
+        n = sim.state.n_atoms_total
+        self._say(f"# {name}: work {rec.work / n:+.6f} eV/atom")
+        if not forward:
+            self._check_solid(sites, f"{label} switch back to ACE")
 
-        def check(stage):
-            sums, counts = displacement_stats(self.comm, sim.state, sites)
-            rms = float(np.sqrt(sums.sum() / counts.sum()))
-            if rms / d_nn > sec["lindemann_threshold"]:
-                self._warn(f"the solid melted during {stage}: RMS displacement from the lattice sites "
-                           f"{rms:.3f} A = {rms / d_nn:.2f} of the nearest-neighbour distance")
-
-        f_einstein = einstein_free_energy(T, k_spring, sim.state.masses_by_species, self.counts)
-        f_cm = com_correction(T, k_spring, sim.state.masses_by_species, self.counts, volume)
-        pv = P / EV_PER_A3_TO_BAR * volume / n_atoms
-        iterations, records = [], []
-        self._say(f"# stage 3: {sec['n_iterations']} switching cycles")
-        for it in range(1, sec["n_iterations"] + 1):
-            fw, bw = switching_cycle(sim, lang, mix, sec["equilibration_steps"], sec["switching_steps"], progress,
-                                     f"iteration {it}", check=check)
-            w_fw, w_bw = fw.work / n_atoms, bw.work / n_atoms
-            work = -0.5 * (w_fw - w_bw)
-            q = 0.5 * (w_fw + w_bw)
-            f = f_einstein + f_cm + work
-            iterations.append({"iteration": it, "W_forward": w_fw, "W_backward": w_bw, "work": work,
-                               "dissipation": q, "F": f, "G": f + pv})
-            records.append((fw, bw))
-            self._say(f"# iteration {it}: W_fw {w_fw:+.6f}  W_bw {w_bw:+.6f}  work {work:+.6f}  "
-                      f"dissipation {q:.6f}  F {f:.6f}  G {f + pv:.6f} eV/atom")
-            if abs(q) > sec["max_dissipation"]:
-                self._warn(f"iteration {it}: dissipation {q * 1000:.2f} meV/atom exceeds max_dissipation "
-                           f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
-        sim.set_terms([sim.term])
-        report = self._report(T, P, n_atoms, volume, k_spring, msd, f_einstein, f_cm, pv, iterations, npt,
-                              _time.perf_counter() - t_start)
-        self._write(report, records)
-        self._print(report)
-        return report
+    def _check_solid(self, sites, stage):
+        sums, counts = displacement_stats(self.comm, self.simulation.state, sites)
+        rms = float(np.sqrt(sums.sum() / counts.sum()))
+        d_nn = self.protocol["d_nn"]
+        if rms / d_nn > self.section["lindemann_threshold"]:
+            self._warn(f"the solid melted during {stage}: RMS displacement from the lattice sites "
+                       f"{rms:.3f} A = {rms / d_nn:.2f} of the nearest-neighbour distance")
 
     # ------------------------------------------------------------ output
     def _report(self, T, P, n_atoms, volume, k_spring, msd, f_einstein, f_cm, pv, iterations, npt, wall):

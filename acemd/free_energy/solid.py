@@ -7,8 +7,8 @@
    nothing; k_s = 3 kB T / <|u - D|^2>_s per species from the displacements u from
    the lattice sites (D: mass-weighted mean displacement, the quantity the springs
    see), averaged over the second half of the run.
-3. :func:`switching_cycle`: at lambda = 0 equilibrate, switch ACE -> Einstein, at
-   lambda = 1 equilibrate, switch back (Langevin throughout).
+3. the switching cycles (:mod:`acemd.free_energy.switching`), driven stage by stage by
+   the driver so that each can be checkpointed.
 
 :class:`Progress` prints the stage, its step and the ETA of the whole protocol.
 Solid checks (:func:`displacement_stats`): the RMS displacement from the sites
@@ -24,7 +24,6 @@ from mpi4py import MPI
 
 from ..units import BOLTZMANN
 from .einstein import EinsteinTerm
-from .switching import run_at_fixed_lambda, switch
 
 
 class Progress:
@@ -138,26 +137,3 @@ def measure_spring_constants(sim, integrator, sites: EinsteinTerm, temperature, 
     if nsamp[3] and nsamp[4]:
         growth = float(acc[4][present].sum() / nsamp[4]) / float(acc[3][present].sum() / nsamp[3])
     return k_spring, msd, growth
-
-
-def switching_cycle(sim, integrator, mix, equilibration_steps, switching_steps, progress, label, check=None):
-    """lambda = 0 equilibration, forward switch, lambda = 1 equilibration, backward switch.
-
-    ``check(stage_name)`` is called after each stage (solid checks).  Returns (forward, backward).
-    """
-    engine = sim.engine
-    engine.compute_forces(force_rebuild=True)
-    integrator.setup(engine)
-    run_at_fixed_lambda(engine, integrator, mix, 0.0, equilibration_steps,
-                        on_step=progress.stage(f"{label} equilibrate l=0", equilibration_steps))
-    if check:
-        check(f"{label} equilibration at lambda = 0")
-    fw = switch(engine, integrator, mix, switching_steps, forward=True,
-                on_step=progress.stage(f"{label} switch ACE->Einstein", switching_steps))
-    run_at_fixed_lambda(engine, integrator, mix, 1.0, equilibration_steps,
-                        on_step=progress.stage(f"{label} equilibrate l=1", equilibration_steps))
-    bw = switch(engine, integrator, mix, switching_steps, forward=False,
-                on_step=progress.stage(f"{label} switch Einstein->ACE", switching_steps))
-    if check:
-        check(f"{label} switch back to ACE")
-    return fw, bw

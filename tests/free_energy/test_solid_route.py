@@ -41,6 +41,7 @@ report = "{(tmp_path / 'fe.yaml').as_posix()}"
 data = "{(tmp_path / 'fe.h5').as_posix()}"
 {body}
 """
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "fe.toml"
     path.write_text(text)
     return parse_config(text, path), text, path
@@ -211,3 +212,63 @@ def test_extrapolation_above_stop_threshold_stops_naming_the_stage(tmp_path):
     assert "no free energy" in summary["message"]
     assert (tmp_path / "extrapolative.extxyz").stat().st_size > 0
     assert not (tmp_path / "fe.yaml").exists()
+
+
+RESTART_BODY = """
+temperature = 800.0
+timestep = 0.002
+npt_steps = 100
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+spring_steps = 100
+n_iterations = 2
+equilibration_steps = 50
+switching_steps = 150
+progress_every = 1000000
+"""
+
+
+def _run_with_signal(tmp_path, stage, at_step, restart=None):
+    """The short ACE route; SIGUSR1 is sent once ``stage`` reaches ``at_step`` steps (if given)."""
+    import os
+    import signal
+    settings, text, path = _input(tmp_path, RESTART_BODY, repeat=2, a=3.66)
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
+    if stage is not None:
+        original, seen = run._observe, {"n": 0}
+
+        def observe(name):
+            original(name)
+            if name == stage:
+                seen["n"] += 1
+                if seen["n"] == at_step:
+                    os.kill(os.getpid(), signal.SIGUSR1)
+        run._observe = observe
+    return run.run()
+
+
+@pytest.mark.parametrize("stage,at_step", [("NVT spring constants", 60), ("iteration 1 switch ACE->Einstein", 100),
+                                           ("iteration 2 equilibrate l=1", 20)])
+def test_interrupted_and_restarted_route_equals_the_uninterrupted_one(tmp_path, stage, at_step):
+    straight = _run_with_signal(tmp_path / "straight", None, 0)
+    stopped = _run_with_signal(tmp_path / "split", stage, at_step)
+    assert stopped["stopped_by"] == "signal" and stopped["stage"] == stage
+    assert "--restart" in stopped["message"]
+    ckpt = tmp_path / "split" / "free_energy.ckpt.h5"
+    resumed = _run_with_signal(tmp_path / "split", None, 0, restart=str(ckpt))
+    a, b = straight["acemd"], resumed["acemd"]
+    print(f"\nSIGUSR1 in '{stage}': F straight {a['helmholtz_free_energy']:.12f}, restarted "
+          f"{b['helmholtz_free_energy']:.12f} eV/atom")
+    assert b["helmholtz_free_energy"] == pytest.approx(a["helmholtz_free_energy"], abs=1e-10)
+    assert b["spring_constants_eV_A2"] == a["spring_constants_eV_A2"]
+    assert [r["W_forward"] for r in b["iterations"]] == pytest.approx([r["W_forward"] for r in a["iterations"]],
+                                                                       abs=1e-9)
+
+
+def test_restart_with_changed_protocol_is_an_input_error(tmp_path):
+    _run_with_signal(tmp_path, "NVT spring constants", 60)
+    settings, text, path = _input(tmp_path, RESTART_BODY.replace("n_iterations = 2", "n_iterations = 3"),
+                                  repeat=2, a=3.66)
+    with pytest.raises(InputError, match="differs from the run that wrote"):
+        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=str(tmp_path / "free_energy.ckpt.h5"),
+                      stream=io.StringIO())
