@@ -272,3 +272,29 @@ def test_restart_with_changed_protocol_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="differs from the run that wrote"):
         FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=str(tmp_path / "free_energy.ckpt.h5"),
                       stream=io.StringIO())
+
+
+def test_a_solid_that_melts_is_reported(tmp_path):
+    """The Uhlenbeck-Ford fluid (p = 50, sigma = 1.5 Å: x = 0.72 at this density, a liquid) put on an
+    fcc lattice as "the potential": the atoms leave their sites, and the report says so."""
+    from acemd.free_energy import UhlenbeckFordTerm
+    settings, text, path = _input(tmp_path, """
+temperature = 1000.0
+npt = false
+timestep = 0.002
+spring_steps = 600
+n_iterations = 1
+equilibration_steps = 200
+switching_steps = 100
+progress_every = 1000000
+""")
+    stream = io.StringIO()
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream)
+    sim = run.simulation
+    sim.term = UhlenbeckFordTerm(1000.0, p=50.0, sigma=1.5)
+    sim.set_terms([sim.term])
+    report = run.run()
+    melted = [w for w in report["acemd"]["warnings"] if "melted" in w]
+    print("\n" + "\n".join(melted))
+    assert any("NVT stage" in w for w in melted)
+    assert "WARNING: the solid melted" in stream.getvalue()
