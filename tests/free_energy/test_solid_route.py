@@ -298,3 +298,57 @@ progress_every = 1000000
     print("\n" + "\n".join(melted))
     assert any("NVT stage" in w for w in melted)
     assert "WARNING: the solid melted" in stream.getvalue()
+
+
+def test_binary_harmonic_crystal_per_species_springs(tmp_path):
+    """A random Al-Ni fcc crystal on per-species springs (k_Al = 1.2, k_Ni = 2.6 eV/Å^2, unequal
+    masses) through the whole route: per-species spring constants from the NVT stage, the
+    concentration-weighted Einstein free energy and the mass-weighted centre-of-mass
+    correction reproduce the exact F_E(k_h) + F_CM(k_h)."""
+    from ase.build import bulk
+    from ase.io import write
+    atoms = bulk("Ni", "fcc", a=3.56, cubic=True).repeat((3, 3, 3))
+    rng = np.random.default_rng(5)
+    symbols = np.where(rng.random(len(atoms)) < 0.3, "Al", "Ni")
+    atoms.set_chemical_symbols(list(symbols))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    write(tmp_path / "alni.extxyz", atoms)
+    text = f"""
+[structure]
+file = "alni.extxyz"
+
+[potential]
+file = "{(POTENTIALS / 'Al-Ni_opt_all.yace').as_posix()}"
+
+[free_energy]
+temperature = 600.0
+npt = false
+timestep = 0.002
+damping = 0.05
+spring_steps = 3000
+n_iterations = 2
+equilibration_steps = 200
+switching_steps = 1000
+progress_every = 1000000
+"""
+    path = tmp_path / "fe.toml"
+    path.write_text(text)
+    run = FreeEnergyRun(parse_config(text, path), text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
+    sim = run.simulation
+    k_h = np.array([1.2, 2.6])                    # the potential's order: Al, Ni
+    assert sim.state.species_names == ["Al", "Ni"]
+    sim.term = EinsteinTerm.at_current_positions(MPI.COMM_SELF, sim.state, k_h, name="harmonic")
+    sim.set_terms([sim.term])
+    report = run.run()
+    st = sim.state
+    counts = np.bincount(st.species, minlength=2)
+    exact = (einstein_free_energy(600.0, k_h, st.masses_by_species, counts)
+             + com_correction(600.0, k_h, st.masses_by_species, counts, st.volume))
+    a = report["acemd"]
+    print(f"\nAl-Ni harmonic ({counts[0]} Al, {counts[1]} Ni): k from NVT {a['spring_constants_eV_A2']}, "
+          f"F = {a['helmholtz_free_energy']:.6f}, exact {exact:.6f}, error {a['helmholtz_free_energy'] - exact:+.1e}")
+    assert a["spring_constants_eV_A2"]["Al"] == pytest.approx(1.2, rel=0.07)
+    assert a["spring_constants_eV_A2"]["Ni"] == pytest.approx(2.6, rel=0.07)
+    assert a["helmholtz_free_energy"] == pytest.approx(exact, abs=1e-4)
+    assert report["input"]["element"] == "Al Ni"
+    assert [float(c) for c in report["input"]["concentration"].split()] == pytest.approx(counts / counts.sum(), abs=1e-5)
