@@ -93,7 +93,7 @@ def _positive_table(v):
 FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy's where it has them
     "mode": Key((str,), default="solid", check=choice_with_suggestion("solid", "liquid"),
                 doc="solid: Frenkel-Ladd to an Einstein crystal (fixed centre of mass); liquid: "
-                    "Uhlenbeck-Ford reference (not available yet)"),
+                    "Uhlenbeck-Ford reference, its excess free energy by switching it to the ideal gas"),
     "temperature": Key(NUM, required=True, check=positive, doc="temperature (K)"),
     "pressure": Key(NUM, default=0.0, doc="pressure (bar) of the NPT stage and of G = F + PV"),
     "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
@@ -129,6 +129,18 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
                                doc="warn that the solid melted when the RMS displacement from the sites "
                                    "exceeds this fraction of the nearest-neighbour distance"),
     "progress_every": Key((int,), default=1000, check=positive, doc="steps between progress lines"),
+    "melt": Key((bool,), default=True,
+                doc="liquid: melt the structure at melt_temperature first (false: it is already a liquid)"),
+    "melt_temperature": Key(NUM, check=positive, doc="liquid: melting temperature of the first stage (K; "
+                                                     "default 2 x temperature)"),
+    "melt_steps": Key((int,), default=10000, check=positive, doc="liquid: NVT steps at melt_temperature"),
+    "quench_steps": Key((int,), default=10000, check=positive, doc="liquid: NVT steps at temperature after melting"),
+    "uf_p": Key(NUM, default=50.0, check=positive, doc="liquid: Uhlenbeck-Ford p (energy scale p kB T)"),
+    "uf_sigma": Key(NUM, default=1.5, check=positive, doc="liquid: Uhlenbeck-Ford sigma (Å)"),
+    "min_distance": Key(NUM, default=1.0, check=positive,
+                        doc="liquid: two atoms closer than this (Å) in an ACE stage mean the liquid collapsed"),
+    "max_volume_ratio": Key(NUM, default=1.5, check=positive,
+                            doc="liquid: NPT volume above this multiple of the starting volume is a runaway"),
     "report": Key((str,), default="free_energy.yaml", doc="report (YAML, calphy's keys, eV/atom)"),
     "data": Key((str,), default="free_energy.h5",
                 doc="per-step lambda, U_ACE, U_ref and dH/dlambda of every switch (HDF5)"),

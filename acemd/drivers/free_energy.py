@@ -39,6 +39,10 @@ from ..units import EV_PER_A3_TO_BAR, UNITS_LINE
 RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
 
 
+class NoStableLiquidError(InputError):
+    """The liquid collapsed or ran away: the potential has no stable liquid at this T and P."""
+
+
 class ExtrapolationStop(Exception):
     """The extrapolation grade exceeded [extrapolation].stop_threshold during a stage."""
 
@@ -67,9 +71,10 @@ class FreeEnergyRun:
         sec = settings["free_energy"]
         self.settings, self.section, self.stream = settings, sec, stream
         self.input_path = Path(input_path)
-        if sec["mode"] == "liquid":
-            raise InputError(f"{input_path}: [free_energy.mode] = \"liquid\": the Uhlenbeck-Ford liquid route "
-                             "is not available yet; use mode = \"solid\"")
+        self.liquid = sec["mode"] == "liquid"
+        if self.liquid and sec.get("spring_constants") is not None:
+            raise InputError(f"{input_path}: [free_energy.spring_constants] apply to mode = \"solid\"; remove them "
+                             "for the liquid route")
         if sec["switching_steps"] < 10:
             raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
                              "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
@@ -183,9 +188,14 @@ class FreeEnergyRun:
     def _units(self):
         """The protocol as resumable units, in order."""
         sec = self.section
-        units = ["npt"] + ([] if sec.get("spring_constants") else ["springs"])
+        if self.liquid:
+            units = (["melt"] if sec["melt"] else []) + ["quench", "npt"]
+            parts = ("eq0", "forward", "eq1", "gas_forward", "gas_backward", "backward")
+        else:
+            units = ["npt"] + ([] if sec.get("spring_constants") else ["springs"])
+            parts = ("eq0", "forward", "eq1", "backward")
         for it in range(1, sec["n_iterations"] + 1):
-            units += [f"iteration {it} {part}" for part in ("eq0", "forward", "eq1", "backward")]
+            units += [f"iteration {it} {part}" for part in parts]
         return units
 
     def _unit_steps(self, unit):
@@ -194,6 +204,8 @@ class FreeEnergyRun:
             return sec["npt_steps"] if sec["npt"] else 0
         if unit == "springs":
             return sec["spring_steps"]
+        if unit in ("melt", "quench"):
+            return sec[f"{unit}_steps"]
         return sec["equilibration_steps"] if unit.endswith(("eq0", "eq1")) else sec["switching_steps"]
 
     def _boundary(self, unit):
@@ -221,6 +233,24 @@ class FreeEnergyRun:
     def _observer(self, stage):
         self._observe(stage)
         self._stop_check(stage)
+        if self.liquid and self._ace_stage(stage) and sim_step(self.simulation) % 50 == 0:
+            self._collapse_check(stage)
+
+    @staticmethod
+    def _ace_stage(stage):
+        """Stages in which ACE alone moves the atoms (the UF and ideal-gas stages overlap atoms freely)."""
+        return stage.startswith(("melt", "quench", "NPT")) or stage.endswith("equilibrate l=0")
+
+    def _collapse_check(self, stage):
+        from ..free_energy.liquid import min_pair_distance
+        sec = self.section
+        dmin = min_pair_distance(self.simulation.engine)
+        if dmin < sec["min_distance"]:
+            raise NoStableLiquidError(
+                f"{self.input_path}: the liquid collapsed in stage '{stage}' at step {sim_step(self.simulation)} "
+                f"({self._stage_temperature:g} K): two atoms {dmin:.3f} A apart (< min_distance "
+                f"{sec['min_distance']} A); the potential {self.simulation.potential.path} has no stable liquid "
+                f"there; no free energy is computed")
 
     def _run(self) -> dict:
         sim, sec = self.simulation, self.section
@@ -229,7 +259,9 @@ class FreeEnergyRun:
         t_start = _time.perf_counter()
         for line in sim.preamble():
             self._say(f"# {line}")
-        self._say(f"# free_energy: mode solid (Frenkel-Ladd, fixed centre of mass), T = {T} K, P = {P} bar, "
+        what = ("liquid (Uhlenbeck-Ford reference)" if self.liquid
+                else "solid (Frenkel-Ladd, fixed centre of mass)")
+        self._say(f"# free_energy: mode {what}, T = {T} K, P = {P} bar, "
                   f"{sec['n_iterations']} iterations of {sec['equilibration_steps']} + {sec['switching_steps']} "
                   f"steps x 2, switching {sec['switching']}")
         pr = self.protocol
@@ -242,6 +274,8 @@ class FreeEnergyRun:
                             observer=self._observer)
         names = sim.state.species_names
         mix = lang = sites = None
+        if self.liquid:
+            return self._run_liquid(todo, progress, t_start)
         for unit in todo:
             if unit == "npt":
                 self._stage_npt(progress)
@@ -294,6 +328,154 @@ class FreeEnergyRun:
         self._write(report, records)
         self._print(report)
         return report
+
+    # ------------------------------------------------------------ liquid route
+    def _run_liquid(self, todo, progress, t_start):
+        from ..free_energy import UhlenbeckFordTerm
+        from ..free_energy.liquid import ZeroTerm
+        from ..free_energy.reference import ideal_gas_free_energy
+        sim, sec, pr = self.simulation, self.section, self.protocol
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
+        self._stage_temperature = T
+        if "start_volume" not in pr:
+            pr["start_volume"] = sim.state.volume
+            if not sec["melt"]:
+                q6 = self._q6()
+                if q6 > self._crystal_q6():
+                    raise InputError(f"{self.input_path}: [free_energy] mode = \"liquid\" with melt = false starts "
+                                     f"from a crystal (mean Steinhardt q6 = {q6:.3f}); set melt = true or give a "
+                                     "liquid structure")
+        uf = UhlenbeckFordTerm(T, p=sec["uf_p"], sigma=sec["uf_sigma"])
+        mix = LambdaMixing(sim.term, uf, switching=sec["switching"], name="mix")
+        gas = LambdaMixing(uf, ZeroTerm(), switching=sec["switching"], name="mix")
+        lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
+        current = None
+        for unit in todo:
+            if unit in ("melt", "quench"):
+                t_stage = sec.get("melt_temperature", 2.0 * T) if unit == "melt" else T
+                self._stage_temperature = t_stage
+                self._say(f"# stage {unit}: NVT (Langevin) at {t_stage} K, {sec[unit + '_steps']} steps")
+                if unit == "melt" or not sec["melt"]:
+                    self._thermalise(t_stage, sec["seed"])
+                integ = LangevinBAOAB(sec["timestep"], t_stage, sec["damping"], seed=sec["seed"] + (4 if unit == "melt"
+                                                                                                      else 5))
+                sim.engine.compute_forces(force_rebuild=True)
+                integ.setup(sim.engine)
+                on_step = progress.stage(unit, sec[unit + "_steps"])
+                for k in range(1, sec[unit + "_steps"] + 1):
+                    integ.step(sim.engine)
+                    on_step(k)
+                if unit == "quench":
+                    self._crystallised_check("the quench")
+            elif unit == "npt":
+                self._stage_temperature = T
+                self._stage_npt_liquid(progress)
+            else:
+                label, part = unit.rsplit(" ", 1)
+                want = gas if part.startswith("gas") else mix
+                if current is not want:
+                    sim.set_terms([want])
+                    current = want
+                self._stage_liquid_switch(unit, label, part, want, lang, progress)
+            self._boundary(unit)
+        sim.set_terms([sim.term])
+        volume = float(pr["volume"])
+        counts = self.counts
+        f_ig = ideal_gas_free_energy(T, n_atoms / volume, sim.state.masses_by_species, counts)
+        pv = P / EV_PER_A3_TO_BAR * volume / n_atoms
+        iterations, records = [], []
+        for it in range(1, sec["n_iterations"] + 1):
+            fw, bw, gfw, gbw = (self._record(f"iteration {it} {d}")
+                                for d in ("forward", "backward", "gas_forward", "gas_backward"))
+            w_fw, w_bw = fw.work / n_atoms, bw.work / n_atoms
+            work = -0.5 * (w_fw - w_bw)
+            f_ex = -0.5 * (gfw.work - gbw.work) / n_atoms
+            q = 0.5 * (w_fw + w_bw)
+            q_gas = 0.5 * (gfw.work + gbw.work) / n_atoms
+            f = f_ig + f_ex + work
+            iterations.append({"iteration": it, "W_forward": w_fw, "W_backward": w_bw, "work": work,
+                               "dissipation": q, "uf_excess": f_ex, "uf_dissipation": q_gas, "F": f, "G": f + pv})
+            records.append({"forward": fw, "backward": bw, "gas_forward": gfw, "gas_backward": gbw})
+            for what, value in (("ACE<->UF", q), ("UF<->ideal gas", q_gas)):
+                if abs(value) > sec["max_dissipation"]:
+                    self._warn(f"iteration {it}: {what} dissipation {value * 1000:.2f} meV/atom exceeds "
+                               f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly")
+        f_ex_mean = float(np.mean([r["uf_excess"] for r in iterations]))
+        report = self._report(T, P, n_atoms, volume, None, None, f_ig, f_ex_mean, pv, iterations, pr["npt"],
+                              _time.perf_counter() - t_start)
+        self._write(report, records)
+        self._print(report)
+        return report
+
+    def _crystal_q6(self):
+        from ..free_energy.liquid import CRYSTAL_Q6
+        return CRYSTAL_Q6
+
+    def _q6(self):
+        from ..free_energy.liquid import mean_q6
+        atoms = self.simulation.gather_atoms()
+        return self.comm.bcast(on_root(self.comm, lambda: mean_q6(atoms)))
+
+    def _crystallised_check(self, stage):
+        q6 = self._q6()
+        self.protocol.setdefault("q6", {})[stage] = q6
+        if q6 > self._crystal_q6():
+            self._warn(f"the liquid crystallised during {stage} (mean Steinhardt q6 = {q6:.3f} > "
+                       f"{self._crystal_q6()}); the free energy is not that of the liquid")
+
+    def _stage_npt_liquid(self, progress):
+        sim, sec, pr = self.simulation, self.section, self.protocol
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
+        if not sec["npt"]:
+            pr["npt"] = {"converged": True, "blocks": []}
+            pr["volume"] = sim.state.volume
+            return
+        self._say(f"# stage npt: NPT (stochastic cell rescaling, iso) at {T} K, {P} bar")
+
+        def factory():
+            return StochasticCellRescaling(sec["timestep"], T, P, damping=sec["damping"],
+                                           barostat_damping=sec["barostat_damping"], coupling="iso",
+                                           compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
+        cell, mean_p, converged, blocks = equilibrate_volume(
+            sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress)
+        ratio = abs(np.linalg.det(cell)) / pr["start_volume"]
+        if ratio > sec["max_volume_ratio"]:
+            raise NoStableLiquidError(
+                f"{self.input_path}: the liquid ran away during NPT: mean volume {abs(np.linalg.det(cell)) / n_atoms:.2f} "
+                f"A^3/atom, {ratio:.2f} x the starting volume (> max_volume_ratio {sec['max_volume_ratio']}); the "
+                f"potential {sim.potential.path} has no stable liquid at {T} K and {P} bar; no free energy is computed")
+        pr["npt"] = {"converged": converged, "blocks": blocks, "mean_pressure_bar": mean_p}
+        if not converged:
+            self._warn(f"the NPT pressure did not converge: mean {mean_p:.1f} bar after {len(blocks)} blocks of "
+                       f"{sec['npt_steps']} steps, target {P} +- {sec['pressure_tolerance']} bar")
+        sim.deform((np.linalg.inv(sim.state.cell) @ cell).T)
+        pr["volume"] = sim.state.volume
+        self._say(f"# mean pressure {mean_p:.1f} bar, volume {pr['volume'] / n_atoms:.5f} A^3/atom")
+        self._collapse_check("npt (mean cell)")
+        self._crystallised_check("NPT")
+
+    def _stage_liquid_switch(self, unit, label, part, mix, lang, progress):
+        sim, sec = self.simulation, self.section
+        eng = sim.engine
+        eng.compute_forces(force_rebuild=True)
+        lang.setup(eng)
+        if part in ("eq0", "eq1"):
+            lam = 0.0 if part == "eq0" else 1.0
+            run_at_fixed_lambda(eng, lang, mix, lam, sec["equilibration_steps"],
+                                on_step=progress.stage(f"{label} equilibrate l={lam:g}", sec["equilibration_steps"]))
+            if part == "eq0":
+                self._crystallised_check(f"{label} equilibration at lambda = 0")
+            return
+        forward = part in ("forward", "gas_forward")
+        name = {"forward": "switch ACE->UF", "backward": "switch UF->ACE", "gas_forward": "switch UF->ideal gas",
+                "gas_backward": "switch ideal gas->UF"}[part]
+        rec = switch(eng, lang, mix, sec["switching_steps"], forward=forward,
+                     on_step=progress.stage(f"{label} {name}", sec["switching_steps"]))
+        self.protocol["records"][unit] = {"lam": rec.lam, "weight": rec.weight, "energy_a": rec.energy_a,
+                                          "energy_b": rec.energy_b}
+        self._say(f"# {label} {name}: work {rec.work / sim.state.n_atoms_total:+.6f} eV/atom")
 
     def _sites(self):
         """The Einstein sites (the perfect lattice in the adopted cell), bound for displacements."""
@@ -403,27 +585,22 @@ class FreeEnergyRun:
         q_mean, q_err = mean_err([r["dissipation"] for r in iterations])
         struct = self.settings["structure"]
         lattice = struct.get("lattice", struct.get("file", ""))
-        return {
+        report = {
             # calphy's report keys
             "input": {"temperature": float(T), "pressure": float(P), "lattice": str(lattice),
                       "element": " ".join(names[i] for i in present),
                       "concentration": " ".join(f"{c:g}" for c in conc)},
-            "average": {"vol_atom": volume / n_atoms,
-                        "spring_constant": " ".join(f"{k_spring[i]:.6f}" for i in present),
-                        "density": n_atoms / volume},
+            "average": {"vol_atom": volume / n_atoms, "density": n_atoms / volume},
             "results": {"free_energy": f_mean + pv, "error": f_err, "reference_system": f_einstein + f_cm,
-                        "einstein_crystal": f_einstein, "com_correction": f_cm, "work": w_mean, "pv": pv,
-                        "unit": "eV/atom"},
+                        "work": w_mean, "pv": pv, "unit": "eV/atom"},
             # acemd's additions
             "acemd": {
                 "version": __version__, "units": UNITS_LINE, "input_file": str(sim.input_path),
                 "potential_file": str(sim.potential.path), "potential_sha256": sim.potential.file_sha256,
-                "mode": "solid", "n_atoms": int(n_atoms), "ranks": self.comm.Get_size(),
+                "mode": sec["mode"], "n_atoms": int(n_atoms), "ranks": self.comm.Get_size(),
                 "helmholtz_free_energy": f_mean, "helmholtz_free_energy_error": f_err,
                 "gibbs_free_energy": f_mean + pv, "gibbs_free_energy_error": f_err,
                 "work_error": w_err, "dissipation": q_mean, "dissipation_error": q_err,
-                "mean_square_displacement_A2": {names[i]: float(msd[i]) for i in present},
-                "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present},
                 "npt": npt, "iterations": iterations, "warnings": list(self.warnings),
                 "max_extrapolation_grade_by_stage": dict(self.stage_max_gamma) if self.monitor else None,
                 "protocol": {k: sec[k] for k in ("timestep", "damping", "equilibration_steps", "switching_steps",
@@ -431,6 +608,21 @@ class FreeEnergyRun:
                 "wall_s": wall,
             },
         }
+        if self.liquid:
+            # f_einstein, f_cm carry the ideal gas and the mean UF excess free energy here
+            b3 = 0.5 * (np.pi * sec["uf_sigma"] ** 2) ** 1.5
+            report["results"].update({"ideal_gas": f_einstein, "uf_excess": f_cm})
+            report["acemd"].update({
+                "uf": {"p": sec["uf_p"], "sigma_A": sec["uf_sigma"], "x": n_atoms / volume * b3},
+                "uf_excess_error": mean_err([r["uf_excess"] for r in iterations])[1],
+                "structure_q6": dict(self.protocol.get("q6", {}))})
+        else:
+            report["average"]["spring_constant"] = " ".join(f"{k_spring[i]:.6f}" for i in present)
+            report["results"].update({"einstein_crystal": f_einstein, "com_correction": f_cm})
+            report["acemd"].update({
+                "mean_square_displacement_A2": {names[i]: float(msd[i]) for i in present},
+                "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present}})
+        return report
 
     def _write(self, report, records):
         sec = self.section
@@ -449,13 +641,15 @@ class FreeEnergyRun:
             with h5py.File(tmp, "w") as f:
                 f.attrs["acemd_version"] = __version__
                 f.attrs["units"] = "energies eV (whole system); lambda, f dimensionless"
-                f.attrs["description"] = ("H(lambda) = (1 - f(lambda)) U_A + f(lambda) U_B, A = ACE, B = Einstein "
-                                          "crystal; dH_dlambda = f'(lambda) (U_B - U_A)")
+                f.attrs["description"] = ("H(lambda) = (1 - f(lambda)) U_A + f(lambda) U_B, A = ACE, B = "
+                                          + ("Uhlenbeck-Ford" if self.liquid else "Einstein crystal")
+                                          + "; dH_dlambda = f'(lambda) (U_B - U_A)")
                 f.attrs["n_atoms"] = report["acemd"]["n_atoms"]
                 f.attrs["temperature_K"] = report["input"]["temperature"]
                 f.attrs["input_text"] = self.simulation.input_text
-                for it, (fw, bw) in enumerate(records, start=1):
-                    for name, rec in (("forward", fw), ("backward", bw)):
+                for it, recs in enumerate(records, start=1):
+                    pairs = recs.items() if isinstance(recs, dict) else zip(("forward", "backward"), recs)
+                    for name, rec in pairs:
                         g = f.create_group(f"iteration_{it:03d}/{name}")
                         g["lambda"] = rec.lam
                         g["f"] = rec.weight
@@ -477,9 +671,14 @@ class FreeEnergyRun:
             self._say(f"  {r['iteration']:4d}  {r['W_forward']:+.6f}    {r['W_backward']:+.6f}    "
                       f"{r['work']:+.6f}    {r['dissipation']:.6f}       {r['F']:.6f}    {r['G']:.6f}")
         res, a = report["results"], report["acemd"]
-        self._say(f"# Einstein crystal {res['einstein_crystal']:.6f}, centre-of-mass correction "
-                  f"{res['com_correction']:.6f}, work {res['work']:+.6f} +- {a['work_error']:.6f}, "
-                  f"PV {res['pv']:.6f} eV/atom")
+        if self.liquid:
+            self._say(f"# ideal gas {res['ideal_gas']:.6f}, UF excess {res['uf_excess']:.6f} +- "
+                      f"{a['uf_excess_error']:.6f} (x = {a['uf']['x']:.4f}, p = {a['uf']['p']:g}), work "
+                      f"{res['work']:+.6f} +- {a['work_error']:.6f}, PV {res['pv']:.6f} eV/atom")
+        else:
+            self._say(f"# Einstein crystal {res['einstein_crystal']:.6f}, centre-of-mass correction "
+                      f"{res['com_correction']:.6f}, work {res['work']:+.6f} +- {a['work_error']:.6f}, "
+                      f"PV {res['pv']:.6f} eV/atom")
         self._say(f"# F = {a['helmholtz_free_energy']:.6f} +- {a['helmholtz_free_energy_error']:.6f} eV/atom, "
                   f"G = {a['gibbs_free_energy']:.6f} +- {a['gibbs_free_energy_error']:.6f} eV/atom, dissipation "
                   f"{a['dissipation'] * 1000:.3f} +- {a['dissipation_error'] * 1000:.3f} meV/atom, volume "

@@ -161,7 +161,7 @@ def test_bad_free_energy_keys_name_the_key(tmp_path, body, needle):
 @pytest.mark.parametrize("body,needle", [
     ("temperature = 1000.0\nspring_constants = {Cu = 2.0, Ni = 3.0}", r"spring_constants.Ni.*not in the structure"),
     ("temperature = 1000.0\nswitching_steps = 5", "too few"),
-    ('temperature = 1000.0\nmode = "liquid"', "not available yet"),
+    ('temperature = 1000.0\nmode = "liquid"\nspring_constants = {Cu = 2.0}', "apply to mode"),
 ])
 def test_unrunnable_free_energy_input_is_an_input_error(tmp_path, body, needle):
     settings, text, path = _input(tmp_path, body)
