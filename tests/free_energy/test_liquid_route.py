@@ -168,3 +168,45 @@ def test_q6_tells_crystal_from_random_packing():
     rnd = atoms.copy()
     rnd.positions = np.random.default_rng(0).random((len(atoms), 3)) * atoms.cell.lengths()
     assert mean_q6(rnd) < 0.35
+
+
+def _liquid_with_signal(tmp_path, stage, at_step, restart=None):
+    import os
+    import signal
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    settings, text, path = _liquid_input(tmp_path, """
+temperature = 1000.0
+melt_temperature = 1300.0
+timestep = 0.002
+melt_steps = 60
+quench_steps = 60
+npt_steps = 60
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+n_iterations = 1
+equilibration_steps = 30
+switching_steps = 80
+""", repeat=2, a=3.62)
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
+    if stage is not None:
+        original, seen = run._observe, {"n": 0}
+
+        def observe(name):
+            original(name)
+            if name == stage:
+                seen["n"] += 1
+                if seen["n"] == at_step:
+                    os.kill(os.getpid(), signal.SIGUSR1)
+        run._observe = observe
+    return run.run()
+
+
+def test_interrupted_liquid_route_restarts_to_the_same_result(tmp_path):
+    straight = _liquid_with_signal(tmp_path / "a", None, 0)
+    stopped = _liquid_with_signal(tmp_path / "b", "iteration 1 switch UF->ideal gas", 50)
+    assert stopped["stopped_by"] == "signal"
+    resumed = _liquid_with_signal(tmp_path / "b", None, 0, restart=str(tmp_path / "b" / "free_energy.ckpt.h5"))
+    a, b = straight["acemd"], resumed["acemd"]
+    print(f"\nliquid route F straight {a['helmholtz_free_energy']:.12f}, restarted {b['helmholtz_free_energy']:.12f}")
+    assert b["helmholtz_free_energy"] == pytest.approx(a["helmholtz_free_energy"], abs=1e-10)
+    assert resumed["results"]["uf_excess"] == pytest.approx(straight["results"]["uf_excess"], abs=1e-10)
