@@ -105,8 +105,9 @@ class FreeEnergyRun:
             from ..extrapolation_monitor import ExtrapolationMonitor
             from ..potential.extrapolation import ActiveSetError
             try:
-                self.monitor = ExtrapolationMonitor(comm, self.simulation.potential, settings["extrapolation"],
-                                                    self.simulation.state)
+                self.monitor = ExtrapolationMonitor(
+                    comm, self.simulation.potential, settings["extrapolation"], self.simulation.state,
+                    restart_step=self.simulation.state.step if restart is not None else None)
             except ActiveSetError as exc:
                 raise InputError(f"{input_path}: [extrapolation.active_set] {exc}") from None
         st = self.simulation.state
