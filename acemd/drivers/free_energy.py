@@ -367,6 +367,14 @@ class FreeEnergyRun:
                 for k in range(1, sec[unit + "_steps"] + 1):
                     integ.step(sim.engine)
                     on_step(k)
+                if unit == "melt":
+                    q6 = self._q6()
+                    self.protocol.setdefault("q6", {})["melt"] = q6
+                    if q6 > self._crystal_q6():
+                        self._warn(f"the structure did not melt at {t_stage:g} K in {sec['melt_steps']} steps (mean "
+                                   f"Steinhardt q6 = {q6:.3f} > {self._crystal_q6()}): a crystal at fixed volume "
+                                   "superheats; raise melt_temperature or melt_steps, or start from a liquid "
+                                   "structure (melt = false)")
                 if unit == "quench":
                     self._crystallised_check("the quench")
             elif unit == "npt":

@@ -210,3 +210,28 @@ def test_interrupted_liquid_route_restarts_to_the_same_result(tmp_path):
     print(f"\nliquid route F straight {a['helmholtz_free_energy']:.12f}, restarted {b['helmholtz_free_energy']:.12f}")
     assert b["helmholtz_free_energy"] == pytest.approx(a["helmholtz_free_energy"], abs=1e-10)
     assert resumed["results"]["uf_excess"] == pytest.approx(straight["results"]["uf_excess"], abs=1e-10)
+
+
+def test_a_structure_that_does_not_melt_is_reported(tmp_path):
+    """Springs as "the potential" never melt: the liquid route says so after the melt stage."""
+    from acemd.free_energy import EinsteinTerm
+    settings, text, path = _liquid_input(tmp_path, """
+temperature = 500.0
+npt = false
+timestep = 0.002
+melt_steps = 50
+quench_steps = 50
+n_iterations = 1
+equilibration_steps = 10
+switching_steps = 20
+""", repeat=2)
+    stream = io.StringIO()
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream)
+    sim = run.simulation
+    sim.term = EinsteinTerm.at_current_positions(MPI.COMM_SELF, sim.state, [5.0], name="springs")
+    sim.set_terms([sim.term])
+    report = run.run()
+    warnings = report["acemd"]["warnings"]
+    assert any("did not melt at 1000 K" in w for w in warnings)
+    assert any("crystallised during the quench" in w for w in warnings)
+    assert report["acemd"]["structure_q6"]["melt"] > 0.42
