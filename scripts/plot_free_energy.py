@@ -4,7 +4,8 @@
     python scripts/plot_free_energy.py free_energy.h5 [-o dhdl.png] [--per-atom]
 
 Each iteration's forward switch (ACE -> reference) and backward switch (reference ->
-ACE) is drawn; the area between them is twice the dissipated energy.  Writes a PNG
+ACE) is drawn (for the liquid also UF -> ideal gas and back); the area between a
+forward and its backward curve is twice the dissipated energy.  Writes a PNG
 (matplotlib, Agg backend) and prints the work of every switch.
 """
 import argparse
@@ -26,7 +27,8 @@ def main(argv=None):
     with h5py.File(args.data, "r") as f:
         n = int(f.attrs.get("n_atoms", 1)) if args.per_atom else 1
         for name in sorted(k for k in f if k.startswith("iteration_")):
-            for direction, style in (("forward", "-"), ("backward", "--")):
+            for direction in f[name]:          # forward, backward (and gas_forward, gas_backward: liquid)
+                style = "--" if direction.endswith("backward") else "-"
                 g = f[name][direction]
                 lam, dhdl = g["lambda"][:], g["dH_dlambda"][:] / n
                 ax.plot(lam, dhdl, style, lw=0.8, label=f"{name[10:]} {direction}")
