@@ -1,8 +1,8 @@
 """Stages of the Frenkel-Ladd route (``[free_energy] mode = "solid"``) on one Simulation.
 
-1. :func:`equilibrate_volume`: NPT blocks (stochastic cell rescaling, iso) until the mean
-   pressure of a block's second half is within the tolerance of the target; returns
-   the mean cell of that half.
+1. :func:`equilibrate_volume`: NPT blocks (stochastic cell rescaling, iso) until the
+   running mean pressure (all blocks after the first half of the first) is within the
+   tolerance of the target; returns the running mean cell.
 2. :func:`measure_spring_constants`: Langevin NVT in that cell with the atoms tied to
    nothing; k_s = 3 kB T / <|u - D|^2>_s per species from the displacements u from
    the lattice sites (D: mass-weighted mean displacement, the quantity the springs
@@ -62,29 +62,38 @@ def _hms(seconds):
 
 def equilibrate_volume(sim, integrator_factory, pressure_bar, steps, max_blocks, tolerance_bar, progress,
                        sample_every=10):
-    """NPT blocks until |<P> - P| < tolerance; returns (mean cell, mean pressure (bar), converged, blocks)."""
+    """NPT blocks until |<P> - P| < tolerance; returns (mean cell, mean pressure (bar), converged, blocks).
+
+    The averages accumulate over all blocks after the first half of the first one (its
+    equilibration): a small cell's pressure fluctuates by kilobars, so one block's mean
+    rarely meets a tight tolerance, while the running mean converges.
+    """
     engine = sim.engine
     integrator = integrator_factory()
     engine.compute_forces(force_rebuild=True)
     integrator.setup(engine)
     blocks = []
+    cells, pressures = [], []
     for block in range(1, max_blocks + 1):
         on_step = progress.stage(f"NPT block {block}", steps)
-        cells, pressures = [], []
+        block_p = []
         for k in range(1, steps + 1):
             integrator.step(engine)
-            if k > steps // 2 and k % sample_every == 0:
+            if (block > 1 or k > steps // 2) and k % sample_every == 0:
                 cells.append(sim.state.cell.copy())
-                pressures.append(engine.thermo()["pressure"])
+                block_p.append(engine.thermo()["pressure"])
             on_step(k)
+        pressures += block_p
         mean_p = float(np.mean(pressures))
-        blocks.append({"block": block, "mean_pressure_bar": mean_p, "mean_volume_A3":
-                       float(abs(np.linalg.det(np.mean(cells, axis=0))))})
+        mean_cell = np.mean(cells, axis=0)
+        blocks.append({"block": block, "block_mean_pressure_bar": float(np.mean(block_p)),
+                       "running_mean_pressure_bar": mean_p,
+                       "running_mean_volume_A3": float(abs(np.linalg.det(mean_cell)))})
         if abs(mean_p - pressure_bar) < tolerance_bar:
-            return np.mean(cells, axis=0), mean_p, True, blocks
+            return mean_cell, mean_p, True, blocks
         if block < max_blocks:
             progress.add_total(steps)
-    return np.mean(cells, axis=0), mean_p, False, blocks
+    return mean_cell, mean_p, False, blocks
 
 
 def displacement_stats(comm, state, einstein: EinsteinTerm):
