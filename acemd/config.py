@@ -103,6 +103,72 @@ def strain_list(v):
     return None
 
 
+def _positive_table(v):
+    for el, k in v.items():
+        if isinstance(k, bool) or not isinstance(k, NUM) or not k > 0:
+            return f"every value must be a positive number (eV/Å^2), got {el} = {k!r}"
+    return None
+
+
+FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy's where it has them
+    "mode": Key((str,), default="solid", check=choice_with_suggestion("solid", "liquid"),
+                doc="solid: Frenkel-Ladd to an Einstein crystal (fixed centre of mass); liquid: "
+                    "Uhlenbeck-Ford reference, its excess free energy by switching it to the ideal gas"),
+    "temperature": Key(NUM, required=True, check=positive, doc="temperature (K)"),
+    "pressure": Key(NUM, default=0.0, doc="pressure (bar) of the NPT stage and of G = F + PV"),
+    "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
+    "skin": Key(NUM, default=1.0, check=positive, doc="Verlet skin (Å)"),
+    "damping": Key(NUM, default=0.1, check=positive, doc="Langevin damping time (ps) of every NVT stage"),
+    "seed": Key((int,), default=12345, doc="seed of the Langevin and barostat noise"),
+    "npt": Key((bool,), default=True,
+               doc="find the volume by NPT at temperature and pressure (false: keep the structure's cell)"),
+    "npt_steps": Key((int,), default=10000, check=positive,
+                     doc="steps of one NPT block; the mean pressure and cell of its second half are used"),
+    "npt_max_blocks": Key((int,), default=5, check=positive,
+                          doc="NPT blocks before giving up on the pressure tolerance (a warning)"),
+    "pressure_tolerance": Key(NUM, default=200.0, check=positive,
+                              doc="|mean pressure - pressure| accepted at the end of an NPT block (bar)"),
+    "barostat_damping": Key(NUM, default=1.0, check=positive, doc="cell relaxation time (ps), npt-crescale"),
+    "compressibility": Key(NUM, default=1e-6, check=positive, doc="compressibility estimate (1/bar), npt-crescale"),
+    "spring_steps": Key((int,), default=10000, check=positive,
+                        doc="NVT steps for the spring constants k = 3 kB T / <dr^2> (second half averaged)"),
+    "spring_constants": Key((dict,), check=_positive_table,
+                            doc="given spring constants per element (eV/Å^2), e.g. {Cu = 3.2}: skips the "
+                                "NVT stage"),
+    "n_iterations": Key((int,), default=3, check=positive,
+                        doc="independent equilibrate/switch/equilibrate/switch-back cycles"),
+    "equilibration_steps": Key((int,), default=5000, check=non_negative,
+                               doc="steps at lambda = 0 and at lambda = 1 before each switch"),
+    "switching_steps": Key((int,), default=20000, check=positive,
+                           doc="steps of each switch (forward and backward)"),
+    "switching": Key((str,), default="smooth", check=choice_with_suggestion("smooth", "linear"),
+                     doc="lambda path: smooth (LAMMPS fix ti/spring function 2) or linear"),
+    "max_dissipation": Key(NUM, default=0.005, check=positive,
+                           doc="warn when the dissipated energy exceeds this (eV/atom)"),
+    "lindemann_threshold": Key(NUM, default=0.3, check=positive,
+                               doc="warn that the solid melted when the RMS displacement from the sites "
+                                   "exceeds this fraction of the nearest-neighbour distance"),
+    "progress_every": Key((int,), default=1000, check=positive, doc="steps between progress lines"),
+    "melt": Key((bool,), default=True,
+                doc="liquid: melt the structure at melt_temperature first (false: it is already a liquid)"),
+    "melt_temperature": Key(NUM, check=positive, doc="liquid: melting temperature of the first stage (K; "
+                                                     "default 2 x temperature)"),
+    "melt_steps": Key((int,), default=10000, check=positive, doc="liquid: NVT steps at melt_temperature"),
+    "quench_steps": Key((int,), default=10000, check=positive, doc="liquid: NVT steps at temperature after melting"),
+    "uf_p": Key(NUM, default=50.0, check=positive, doc="liquid: Uhlenbeck-Ford p (energy scale p kB T)"),
+    "uf_sigma": Key(NUM, default=1.5, check=positive, doc="liquid: Uhlenbeck-Ford sigma (Å)"),
+    "min_distance": Key(NUM, default=1.0, check=positive,
+                        doc="liquid: two atoms closer than this (Å) in an ACE stage mean the liquid collapsed"),
+    "max_volume_ratio": Key(NUM, default=1.5, check=positive,
+                            doc="liquid: NPT volume above this multiple of the starting volume is a runaway"),
+    "report": Key((str,), default="free_energy.yaml", doc="report (YAML, calphy's keys, eV/atom)"),
+    "data": Key((str,), default="free_energy.h5",
+                doc="per-step lambda, U_ACE, U_ref and dH/dlambda of every switch (HDF5)"),
+    "checkpoint": Key((str,), default="free_energy.ckpt.h5",
+                      doc="checkpoint written at the end of every stage (acemd --restart continues there)"),
+}
+
+
 def _minimizer_keys(fmax, stress_tol, max_steps, cell, cell_doc):
     return {
         "method": Key((str,), default="fire", check=choice_with_suggestion(*MINIMIZERS),
@@ -189,6 +255,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     report=Key((str,), default="elastic.json", doc="report: C, errors, moduli, stability (JSON, GPa)"),
                     data=Key((str,), default="elastic.h5",
                              doc="per-strain stresses and energies (HDF5)")),
+    "free_energy": FREE_ENERGY_KEYS,
     "thermostat": {
         "temperature": Key(NUM, check=positive, unit="K",
                            default_doc="— (required by every ensemble but `nve`)",
@@ -290,8 +357,9 @@ INFINITE_OK = {("extrapolation", "dump_threshold"), ("extrapolation", "stop_thre
 PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),
              ("extrapolation", "active_set"), ("extrapolation", "dump_file"),
-             ("minimize", "structure_file"), ("elastic", "report"), ("elastic", "data")}
-DRIVER_SECTIONS = ("md", "minimize", "elastic")
+             ("minimize", "structure_file"), ("elastic", "report"), ("elastic", "data"),
+             ("free_energy", "report"), ("free_energy", "data"), ("free_energy", "checkpoint")}
+DRIVER_SECTIONS = ("md", "minimize", "elastic", "free_energy")
 
 
 def _suggest(name, options):
@@ -300,7 +368,7 @@ def _suggest(name, options):
 
 
 def _type_name(types):
-    names = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list"}
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list", dict: "table"}
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
@@ -504,6 +572,11 @@ def format_settings(settings: dict) -> str:
 # What each section is for (input reference, ``acemd --help-input``); a section missing here is
 # still documented from its keys.
 SECTION_DOCS: dict[str, SectionDoc] = {
+    "free_energy": SectionDoc(
+        "Driver: absolute free energies by nonequilibrium thermodynamic integration, Frenkel-Ladd for "
+        "solids (mode = \"solid\") and the Uhlenbeck-Ford reference for liquids (mode = \"liquid\"). "
+        "One of [md], [minimize], [elastic], [free_energy].",
+        page="free-energy.md"),
     "guards": SectionDoc(
         "Blow-up guards, on by default with generous limits: a run that crosses one stops with a "
         "checkpoint of the last good state, a message naming the step and the cause, and exit status 4.",

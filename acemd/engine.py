@@ -48,6 +48,7 @@ class Engine:
         self.site_energy = np.zeros(state.n_local)
         self.n_rebuilds = 0
         self.timers = {"neighbour": 0.0, "force": 0.0, "comm": 0.0}
+        forcefield.bind(state, comm)
 
     # ------------------------------------------------------------ neighbours
     def _needs_rebuild(self) -> bool:
@@ -81,6 +82,7 @@ class Engine:
         """Use another force field (e.g. with extra terms); the next force call rebuilds."""
         self.forcefield = forcefield
         self.ghost_cutoff = forcefield.cutoff + self.skin
+        forcefield.bind(self.state, self.comm)
         self.invalidate()
 
     def invalidate(self):
@@ -145,13 +147,14 @@ class Engine:
         t1 = MPI.Wtime()
         self.forces = self.halo.reverse(total.forces)
         self.site_energy = total.site_energy
+        names = list(energies)          # the same keys in the same order on every rank
         local = np.concatenate([[total.site_energy.sum()], total.virial.ravel(),
-                                [energies[t.name] for t in self.forcefield.terms]])
+                                [energies[name] for name in names]])
         glob = np.empty_like(local)
         self.comm.Allreduce(local, glob, op=MPI.SUM)
         self.potential_energy = float(glob[0])
         self.virial = glob[1:10].reshape(3, 3)
-        self.term_energies = {t.name: float(e) for t, e in zip(self.forcefield.terms, glob[10:])}
+        self.term_energies = {name: float(e) for name, e in zip(names, glob[10:])}
         self.timers["force"] += t1 - t0
         self.timers["comm"] += MPI.Wtime() - t1
         if not np.isfinite(self.potential_energy) or not np.all(np.isfinite(self.virial)):

@@ -22,6 +22,7 @@ class TermResult:
     forces: np.ndarray          # (n_ext, 3) eV/Å
     virial: np.ndarray          # (3, 3) eV
     site_virial: np.ndarray | None = None   # (n_ext, 3, 3) eV
+    parts: dict | None = None   # named local energy sums (eV) a term reports besides its total
 
 
 class ForceTerm:
@@ -76,13 +77,28 @@ class ForceField:
     def cutoff(self) -> float:
         return max(t.cutoff for t in self.terms)
 
+    def bind(self, state, comm):
+        """Give terms that define ``bind(state, comm)`` the run's State and communicator.
+
+        Called once by the Engine.  Terms that need the cell at compute time (Einstein
+        springs anchored in fractional coordinates) or a global sum read them from here.
+        """
+        for term in self.terms:
+            if hasattr(term, "bind"):
+                term.bind(state, comm)
+
     def compute(self, positions, species, ids, n_local, offsets, neighbors):
-        """Returns (total TermResult, {term name: local energy sum})."""
+        """Returns (total TermResult, {term name: local energy sum}).
+
+        A term's ``parts`` appear as ``"<term name>.<part>"`` entries after its total.
+        """
         total = None
         energies = {}
         for term in self.terms:
             r = term.compute(positions, species, ids, n_local, offsets, neighbors)
             energies[term.name] = float(r.site_energy.sum())
+            for part, value in (r.parts or {}).items():
+                energies[f"{term.name}.{part}"] = float(value)
             if total is None:
                 total = TermResult(r.site_energy.copy(), r.forces.copy(), r.virial.copy(),
                                    None if r.site_virial is None else r.site_virial.copy())

@@ -16,7 +16,7 @@ PAGES = [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
 
 # Pages written on other branches and linked from README's index before the lead merges them; a link
 # to one of these is tolerated only while the file does not exist. Empty this set once they are merged.
-PAGES_FROM_OTHER_BRANCHES = {"docs/free-energy.md",
+PAGES_FROM_OTHER_BRANCHES = {
 }
 
 

@@ -14,7 +14,8 @@ from engine_helpers import write_input
 TESTS = Path(__file__).resolve().parent
 MPI_MODULES = [TESTS / "parallel" / "test_halo_mpi.py", TESTS / "io" / "test_io_mpi.py",
                TESTS / "mpi" / "test_engine_mpi.py", TESTS / "mpi" / "test_thermostats_mpi.py",
-               TESTS / "mpi" / "test_extrapolation_mpi.py", TESTS / "mpi" / "test_drivers_mpi.py"]
+               TESTS / "mpi" / "test_extrapolation_mpi.py", TESTS / "mpi" / "test_drivers_mpi.py",
+               TESTS / "mpi" / "test_free_energy_mpi.py"]
 
 
 def mpiexec():
@@ -103,3 +104,26 @@ def test_structure_file_under_mpiexec(tmp_path):
     assert proc.returncode == 0
     rows = [l for l in proc.stdout.splitlines() if l.strip() and not l.startswith("#")]
     assert rows[-1].split()[0] == "10"
+
+
+def test_free_energy_example_under_mpiexec(tmp_path):
+    """inputs/free_energy_cu_solid.toml through the CLI on 2 ranks with a tiny protocol: status 0,
+    the report and the data file; SIGTERM-free."""
+    example = (TESTS.parent / "inputs" / "free_energy_cu_solid.toml").read_text()
+    for key, value in {"repeat = [5, 5, 5]": "repeat = [2, 2, 2]", "npt_steps = 10000": "npt_steps = 40",
+                       "spring_steps = 10000": "spring_steps = 40", "n_iterations = 3": "n_iterations = 1",
+                       "equilibration_steps = 5000": "equilibration_steps = 10",
+                       "switching_steps = 20000": "switching_steps = 40",
+                       "pressure_tolerance = 200.0": "pressure_tolerance = 1e9"}.items():
+        assert key in example
+        example = example.replace(key, value)
+    example = example.replace('"../tests/data/potentials/', f'"{(TESTS / "data" / "potentials").as_posix()}/')
+    path = tmp_path / "fe.toml"
+    path.write_text(example)
+    proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "acemd.cli", str(path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_env())
+    print(proc.stdout[-2000:], proc.stderr[-2000:])
+    assert proc.returncode == 0
+    assert "# F = " in proc.stdout and proc.stdout.count("# F = ") == 1      # printed once, by rank 0
+    for name in ("free_energy.yaml", "free_energy.h5", "free_energy.ckpt.h5"):
+        assert (tmp_path / name).exists()

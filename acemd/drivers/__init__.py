@@ -1,6 +1,6 @@
 """Drivers: each runs its stages on one :class:`~acemd.simulation.Simulation`.
 
-The input names its driver by its section: ``[md]``, ``[minimize]`` or ``[elastic]``.
+The input names its driver by its section: ``[md]``, ``[minimize]``, ``[elastic]`` or ``[free_energy]``.
 """
 from __future__ import annotations
 
@@ -15,5 +15,8 @@ def driver_class(settings):
     if name == "minimize":
         from .minimize import MinimizeRun
         return MinimizeRun
+    if name == "free_energy":
+        from .free_energy import FreeEnergyRun
+        return FreeEnergyRun
     from .elastic import ElasticRun
     return ElasticRun

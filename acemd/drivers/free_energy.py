@@ -1,0 +1,712 @@
+"""The ``[free_energy]`` driver: absolute free energies (docs/free-energy.md).
+
+``mode = "solid"``: Frenkel-Ladd with a fixed centre of mass (Freitas, Asta, de Koning,
+Comput. Mater. Sci. 112, 333 (2016); the protocol of calphy, Menon et al., PRM 5,
+103801 (2021)), run as stages on one Simulation: NPT for the volume, the perfect
+lattice in the mean cell, NVT for the spring constants, then ``n_iterations`` of
+(equilibrate at lambda = 0, switch ACE -> Einstein, equilibrate at lambda = 1, switch
+back) with H(lambda) = (1 - f) U_ACE + f U_Einstein.  Per iteration
+
+    F = F_Einstein + F_CM + work,   work = -(W_fw - W_bw) / 2N,   Q = (W_fw + W_bw) / 2N
+
+(work: the reversible work from the Einstein crystal to ACE), G = F + P V / N.  The
+report gives the mean and standard error over iterations; warnings when the
+dissipation exceeds ``max_dissipation``, the crystal melted (Lindemann ratio or
+diffusion during the NVT stage) or the NPT pressure did not converge.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time as _time
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import __version__
+from ..free_energy import EinsteinTerm, LambdaMixing
+from ..free_energy.reference import com_correction, einstein_free_energy
+from ..free_energy.solid import Progress, displacement_stats, equilibrate_volume, measure_spring_constants
+from ..free_energy.switching import run_at_fixed_lambda, switch
+from ..integrators import LangevinBAOAB, StochasticCellRescaling
+from ..parallel.collective import on_root
+from ..simulation import InputError, Simulation, initial_velocities
+from ..units import EV_PER_A3_TO_BAR, UNITS_LINE
+
+
+RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
+
+
+class NoStableLiquidError(InputError):
+    """The liquid collapsed or ran away: the potential has no stable liquid at this T and P."""
+
+
+class ExtrapolationStop(Exception):
+    """The extrapolation grade exceeded [extrapolation].stop_threshold during a stage."""
+
+    def __init__(self, stage, step, gamma):
+        super().__init__(stage)
+        self.stage, self.step, self.gamma = stage, step, gamma
+
+
+class SignalStop(Exception):
+    """SIGTERM/SIGUSR1 arrived during a stage."""
+
+    def __init__(self, stage, signum):
+        super().__init__(stage)
+        self.stage, self.signum = stage, signum
+
+
+def sim_step(simulation):
+    return simulation.state.step
+
+
+class FreeEnergyRun:
+    """``FreeEnergyRun(settings, text, path, comm).run()``: the [free_energy] driver."""
+
+    def __init__(self, settings, input_text, input_path, comm=MPI.COMM_WORLD, restart=None,
+                 stream=sys.stdout):
+        sec = settings["free_energy"]
+        self.settings, self.section, self.stream = settings, sec, stream
+        self.input_path = Path(input_path)
+        self.liquid = sec["mode"] == "liquid"
+        if self.liquid and sec.get("spring_constants") is not None:
+            raise InputError(f"{input_path}: [free_energy.spring_constants] apply to mode = \"solid\"; remove them "
+                             "for the liquid route")
+        if sec["switching_steps"] < 10:
+            raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
+                             "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
+        self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart, skin=sec["skin"],
+                                     stream=stream)
+        self.stop = None
+        signature = json.dumps({k: v for k, v in sorted(sec.items()) if k not in RESUMABLE_KEYS}, sort_keys=True,
+                               default=str)
+        self.protocol = {"signature": signature, "completed": [], "records": {}, "warnings": [],
+                         "stage_max_gamma": {}}
+        if restart is not None:
+            saved = (self.simulation.restart_state or {}).get("free_energy")
+            if saved is None:
+                raise InputError(f"--restart {restart}: not a [free_energy] checkpoint (no protocol state); "
+                                 "restart it with the driver that wrote it")
+            if saved.get("signature") != signature:
+                raise InputError(f"--restart {restart}: the [free_energy] section differs from the run that wrote "
+                                 "the checkpoint; restart with the same protocol settings (only report, data, "
+                                 "checkpoint and progress_every may change)")
+            self.protocol = saved
+            self.protocol.setdefault("records", {})
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.warnings: list[str] = list(self.protocol.get("warnings", []))
+        self.monitor = None
+        self.stage_max_gamma: dict[str, float] = dict(self.protocol.get("stage_max_gamma", {}))
+        if settings["extrapolation"]:
+            from ..extrapolation_monitor import ExtrapolationMonitor
+            from ..potential.extrapolation import ActiveSetError
+            try:
+                self.monitor = ExtrapolationMonitor(
+                    comm, self.simulation.potential, settings["extrapolation"], self.simulation.state,
+                    restart_step=self.simulation.state.step if restart is not None else None)
+            except ActiveSetError as exc:
+                raise InputError(f"{input_path}: [extrapolation.active_set] {exc}") from None
+        st = self.simulation.state
+        self.counts = comm.allreduce(np.bincount(st.species, minlength=len(st.species_names)), op=MPI.SUM)
+        self.present = [el for el, c in zip(st.species_names, self.counts) if c > 0]
+        given = sec.get("spring_constants")
+        if given is not None:
+            for el in given:
+                if el not in self.present:
+                    raise InputError(f"{input_path}: [free_energy.spring_constants.{el}]: {el} is not in the "
+                                     f"structure (it has {', '.join(self.present)}); remove it")
+            missing = [el for el in self.present if el not in given]
+            if missing:
+                raise InputError(f"{input_path}: [free_energy.spring_constants] has no value for "
+                                 f"{', '.join(missing)}; give every element of the structure or none")
+
+    # ------------------------------------------------------------ helpers
+    def _say(self, line):
+        if self.rank == 0 and self.stream is not None:
+            print(line, file=self.stream, flush=True)
+
+    def _warn(self, text):
+        self.warnings.append(text)
+        self._say(f"# WARNING: {text}")
+
+    def _thermalise(self, temperature, seed):
+        st = self.simulation.state
+        st.velocities = initial_velocities(self.comm, st, temperature, seed, True)
+
+    def _nearest_neighbour_distance(self):
+        sim = self.simulation
+
+        def nn():
+            from ase.neighborlist import neighbor_list
+            atoms = atoms_all
+            d = neighbor_list("d", atoms, 6.0)
+            return float(d.min()) if len(d) else float("nan")
+        atoms_all = sim.gather_atoms()
+        return self.comm.bcast(on_root(self.comm, nn))
+
+    def _observe(self, stage):
+        """After every step: the extrapolation grade on its schedule, its maximum per stage, the stop test."""
+        mon = self.monitor
+        eng = self.simulation.engine
+        if mon is None or not mon.due(eng.state.step):
+            return
+        stop = mon.check(eng)
+        self.stage_max_gamma[stage] = max(self.stage_max_gamma.get(stage, 0.0), mon.max_gamma)
+        if stop:
+            raise ExtrapolationStop(stage, eng.state.step, mon.max_gamma)
+
+    # ------------------------------------------------------------ protocol
+    def run(self) -> dict:
+        from .md import StopRequested
+        self.stop = StopRequested()
+        self.stop.install()
+        try:
+            return self._run()
+        except SignalStop as stop:
+            done = self.protocol["completed"]
+            message = (f"stopped by {signal.Signals(stop.signum).name} in stage '{stop.stage}'; the checkpoint "
+                       f"{self.section['checkpoint']} holds the protocol up to the end of "
+                       f"{repr(done[-1]) if done else 'nothing (no stage was finished)'}; continue with "
+                       f"--restart {self.section['checkpoint']}")
+            self._say(f"# {message}")
+            return {"stopped_by": "signal", "message": message, "stage": stop.stage}
+        except ExtrapolationStop as stop:
+            message = (f"stopped by extrapolation in stage '{stop.stage}' at step {stop.step}: max gamma "
+                       f"{stop.gamma:.6g} exceeds [extrapolation].stop_threshold = "
+                       f"{self.monitor.stop_threshold:g}; the potential extrapolates in this protocol, no free "
+                       f"energy is reported; the extrapolative frames are in {self.monitor.dump_file} (select "
+                       "structures from them, e.g. with pace_select, and refit)")
+            self._say(f"# {message}")
+            return {"stopped_by": "extrapolation", "message": message, "stage": stop.stage,
+                    "max_gamma_by_stage": dict(self.stage_max_gamma)}
+        finally:
+            self.stop.uninstall()
+
+    def _units(self):
+        """The protocol as resumable units, in order."""
+        sec = self.section
+        if self.liquid:
+            units = (["melt"] if sec["melt"] else []) + ["quench", "npt"]
+            parts = ("eq0", "forward", "eq1", "gas_forward", "gas_backward", "backward")
+        else:
+            units = ["npt"] + ([] if sec.get("spring_constants") else ["springs"])
+            parts = ("eq0", "forward", "eq1", "backward")
+        for it in range(1, sec["n_iterations"] + 1):
+            units += [f"iteration {it} {part}" for part in parts]
+        return units
+
+    def _unit_steps(self, unit):
+        sec = self.section
+        if unit == "npt":
+            return sec["npt_steps"] if sec["npt"] else 0
+        if unit == "springs":
+            return sec["spring_steps"]
+        if unit in ("melt", "quench"):
+            return sec[f"{unit}_steps"]
+        return sec["equilibration_steps"] if unit.endswith(("eq0", "eq1")) else sec["switching_steps"]
+
+    def _boundary(self, unit):
+        """End of a unit: canonical atom order, rebuild, checkpoint with the protocol so far (collective).
+
+        Sorting the owned atoms by id before the rebuild makes the neighbour lists (and so
+        every floating-point sum) the same whether the run continues or restarts here.
+        """
+        sim, pr = self.simulation, self.protocol
+        pr["completed"].append(unit)
+        pr["warnings"] = list(self.warnings)
+        pr["stage_max_gamma"] = dict(self.stage_max_gamma)
+        st = sim.state
+        order = np.argsort(st.ids, kind="stable")
+        st.set_per_atom_arrays({k: v[order] for k, v in st.per_atom_arrays().items()})
+        sim.engine.invalidate()
+        sim.write_checkpoint(self.section["checkpoint"], state={"free_energy": pr})
+
+    def _stop_check(self, stage):
+        if self.stop is not None and sim_step(self.simulation) % 50 == 0:
+            signum = self.comm.allreduce(self.stop.signum, op=MPI.MAX)
+            if signum:
+                raise SignalStop(stage, signum)
+
+    def _observer(self, stage):
+        self._observe(stage)
+        self._stop_check(stage)
+        if self.liquid and self._ace_stage(stage) and sim_step(self.simulation) % 50 == 0:
+            self._collapse_check(stage)
+
+    @staticmethod
+    def _ace_stage(stage):
+        """Stages in which ACE alone moves the atoms (the UF and ideal-gas stages overlap atoms freely)."""
+        return stage.startswith(("melt", "quench", "NPT")) or stage.endswith("equilibrate l=0")
+
+    def _collapse_check(self, stage):
+        from ..free_energy.liquid import min_pair_distance
+        sec = self.section
+        dmin = min_pair_distance(self.simulation.engine)
+        if dmin < sec["min_distance"]:
+            raise NoStableLiquidError(
+                f"{self.input_path}: the liquid collapsed in stage '{stage}' at step {sim_step(self.simulation)} "
+                f"({self._stage_temperature:g} K): two atoms {dmin:.3f} A apart (< min_distance "
+                f"{sec['min_distance']} A); the potential {self.simulation.potential.path} has no stable liquid "
+                f"there; no free energy is computed")
+
+    def _run(self) -> dict:
+        sim, sec = self.simulation, self.section
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
+        t_start = _time.perf_counter()
+        for line in sim.preamble():
+            self._say(f"# {line}")
+        what = ("liquid (Uhlenbeck-Ford reference)" if self.liquid
+                else "solid (Frenkel-Ladd, fixed centre of mass)")
+        self._say(f"# free_energy: mode {what}, T = {T} K, P = {P} bar, "
+                  f"{sec['n_iterations']} iterations of {sec['equilibration_steps']} + {sec['switching_steps']} "
+                  f"steps x 2, switching {sec['switching']}")
+        pr = self.protocol
+        units = self._units()
+        todo = [u for u in units if u not in pr["completed"]]
+        if pr["completed"]:
+            self._say(f"# restart: {len(pr['completed'])} of {len(units)} stages done (last: "
+                      f"{pr['completed'][-1]}), continuing with {todo[0] if todo else 'the report'}")
+        progress = Progress(self._say, sum(self._unit_steps(u) for u in todo), sec["progress_every"],
+                            observer=self._observer)
+        names = sim.state.species_names
+        mix = lang = sites = None
+        if self.liquid:
+            return self._run_liquid(todo, progress, t_start)
+        for unit in todo:
+            if unit == "npt":
+                self._stage_npt(progress)
+            elif unit == "springs":
+                sites = self._sites()
+                self._say(f"# stage 2: NVT (Langevin) for the spring constants, {sec['spring_steps']} steps")
+                lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 2)
+                k_spring, msd, growth = measure_spring_constants(sim, lang, sites, T, sec["spring_steps"], progress)
+                pr["k_spring"], pr["msd"] = k_spring, msd
+                present = self.counts > 0
+                lindemann = float(np.sqrt(np.sum(msd[present] * self.counts[present]) / n_atoms)) / pr["d_nn"]
+                if lindemann > sec["lindemann_threshold"] or growth > 1.5:
+                    self._warn(f"the solid melted during the NVT stage (RMS displacement {lindemann:.3f} of the "
+                               f"nearest-neighbour distance, mean-square displacement grew x{growth:.2f} between "
+                               "the third and last quarter); the free energy is not that of the crystal")
+            else:
+                if mix is None:
+                    sites = sites or self._sites()
+                    k_spring = np.asarray(pr["k_spring"], float)
+                    self._say("# spring constants (eV/A^2): " + ", ".join(
+                        f"{el} {k:.5f}" for el, k, c in zip(names, k_spring, self.counts) if c > 0))
+                    einstein = EinsteinTerm(k_spring, sites.site_fractional @ sim.state.cell, sim.state.cell)
+                    mix = LambdaMixing(sim.term, einstein, switching=sec["switching"], name="mix")
+                    sim.set_terms([mix])
+                    lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
+                self._stage_switching(unit, mix, lang, sites, progress)
+            self._boundary(unit)
+        if mix is not None:
+            sim.set_terms([sim.term])
+        k_spring = np.asarray(pr["k_spring"], float)
+        volume = float(pr["volume"])
+        f_einstein = einstein_free_energy(T, k_spring, sim.state.masses_by_species, self.counts)
+        f_cm = com_correction(T, k_spring, sim.state.masses_by_species, self.counts, volume)
+        pv = P / EV_PER_A3_TO_BAR * volume / n_atoms
+        iterations, records = [], []
+        for it in range(1, sec["n_iterations"] + 1):
+            fw, bw = (self._record(f"iteration {it} {d}") for d in ("forward", "backward"))
+            w_fw, w_bw = fw.work / n_atoms, bw.work / n_atoms
+            work = -0.5 * (w_fw - w_bw)
+            q = 0.5 * (w_fw + w_bw)
+            f = f_einstein + f_cm + work
+            iterations.append({"iteration": it, "W_forward": w_fw, "W_backward": w_bw, "work": work,
+                               "dissipation": q, "F": f, "G": f + pv})
+            records.append((fw, bw))
+            if abs(q) > sec["max_dissipation"]:
+                self._warn(f"iteration {it}: dissipation {q * 1000:.2f} meV/atom exceeds max_dissipation "
+                           f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
+        report = self._report(T, P, n_atoms, volume, k_spring, np.asarray(pr["msd"], float), f_einstein, f_cm, pv,
+                              iterations, pr["npt"], _time.perf_counter() - t_start)
+        self._write(report, records)
+        self._print(report)
+        return report
+
+    # ------------------------------------------------------------ liquid route
+    def _run_liquid(self, todo, progress, t_start):
+        from ..free_energy import UhlenbeckFordTerm
+        from ..free_energy.liquid import ZeroTerm
+        from ..free_energy.reference import ideal_gas_free_energy
+        sim, sec, pr = self.simulation, self.section, self.protocol
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
+        self._stage_temperature = T
+        if "start_volume" not in pr:
+            pr["start_volume"] = sim.state.volume
+            if not sec["melt"]:
+                q6 = self._q6()
+                if q6 > self._crystal_q6():
+                    raise InputError(f"{self.input_path}: [free_energy] mode = \"liquid\" with melt = false starts "
+                                     f"from a crystal (mean Steinhardt q6 = {q6:.3f}); set melt = true or give a "
+                                     "liquid structure")
+        uf = UhlenbeckFordTerm(T, p=sec["uf_p"], sigma=sec["uf_sigma"])
+        mix = LambdaMixing(sim.term, uf, switching=sec["switching"], name="mix")
+        gas = LambdaMixing(uf, ZeroTerm(), switching=sec["switching"], name="mix")
+        lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
+        current = None
+        for unit in todo:
+            if unit in ("melt", "quench"):
+                t_stage = sec.get("melt_temperature", 2.0 * T) if unit == "melt" else T
+                self._stage_temperature = t_stage
+                self._say(f"# stage {unit}: NVT (Langevin) at {t_stage} K, {sec[unit + '_steps']} steps")
+                if unit == "melt" or not sec["melt"]:
+                    self._thermalise(t_stage, sec["seed"])
+                integ = LangevinBAOAB(sec["timestep"], t_stage, sec["damping"], seed=sec["seed"] + (4 if unit == "melt"
+                                                                                                      else 5))
+                sim.engine.compute_forces(force_rebuild=True)
+                integ.setup(sim.engine)
+                on_step = progress.stage(unit, sec[unit + "_steps"])
+                for k in range(1, sec[unit + "_steps"] + 1):
+                    integ.step(sim.engine)
+                    on_step(k)
+                if unit == "melt":
+                    q6 = self._q6()
+                    self.protocol.setdefault("q6", {})["melt"] = q6
+                    if q6 > self._crystal_q6():
+                        self._warn(f"the structure did not melt at {t_stage:g} K in {sec['melt_steps']} steps (mean "
+                                   f"Steinhardt q6 = {q6:.3f} > {self._crystal_q6()}): a crystal at fixed volume "
+                                   "superheats; raise melt_temperature or melt_steps, or start from a liquid "
+                                   "structure (melt = false)")
+                if unit == "quench":
+                    self._crystallised_check("the quench")
+            elif unit == "npt":
+                self._stage_temperature = T
+                self._stage_npt_liquid(progress)
+            else:
+                label, part = unit.rsplit(" ", 1)
+                want = gas if part.startswith("gas") else mix
+                if current is not want:
+                    sim.set_terms([want])
+                    current = want
+                self._stage_liquid_switch(unit, label, part, want, lang, progress)
+            self._boundary(unit)
+        sim.set_terms([sim.term])
+        volume = float(pr["volume"])
+        counts = self.counts
+        f_ig = ideal_gas_free_energy(T, n_atoms / volume, sim.state.masses_by_species, counts)
+        pv = P / EV_PER_A3_TO_BAR * volume / n_atoms
+        iterations, records = [], []
+        for it in range(1, sec["n_iterations"] + 1):
+            fw, bw, gfw, gbw = (self._record(f"iteration {it} {d}")
+                                for d in ("forward", "backward", "gas_forward", "gas_backward"))
+            w_fw, w_bw = fw.work / n_atoms, bw.work / n_atoms
+            work = -0.5 * (w_fw - w_bw)
+            f_ex = -0.5 * (gfw.work - gbw.work) / n_atoms
+            q = 0.5 * (w_fw + w_bw)
+            q_gas = 0.5 * (gfw.work + gbw.work) / n_atoms
+            f = f_ig + f_ex + work
+            iterations.append({"iteration": it, "W_forward": w_fw, "W_backward": w_bw, "work": work,
+                               "dissipation": q, "uf_excess": f_ex, "uf_dissipation": q_gas, "F": f, "G": f + pv})
+            records.append({"forward": fw, "backward": bw, "gas_forward": gfw, "gas_backward": gbw})
+            for what, value in (("ACE<->UF", q), ("UF<->ideal gas", q_gas)):
+                if abs(value) > sec["max_dissipation"]:
+                    self._warn(f"iteration {it}: {what} dissipation {value * 1000:.2f} meV/atom exceeds "
+                               f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly")
+        f_ex_mean = float(np.mean([r["uf_excess"] for r in iterations]))
+        report = self._report(T, P, n_atoms, volume, None, None, f_ig, f_ex_mean, pv, iterations, pr["npt"],
+                              _time.perf_counter() - t_start)
+        self._write(report, records)
+        self._print(report)
+        return report
+
+    def _crystal_q6(self):
+        from ..free_energy.liquid import CRYSTAL_Q6
+        return CRYSTAL_Q6
+
+    def _q6(self):
+        from ..free_energy.liquid import mean_q6
+        atoms = self.simulation.gather_atoms()
+        return self.comm.bcast(on_root(self.comm, lambda: mean_q6(atoms)))
+
+    def _crystallised_check(self, stage):
+        q6 = self._q6()
+        self.protocol.setdefault("q6", {})[stage] = q6
+        if q6 > self._crystal_q6():
+            self._warn(f"the liquid crystallised during {stage} (mean Steinhardt q6 = {q6:.3f} > "
+                       f"{self._crystal_q6()}); the free energy is not that of the liquid")
+
+    def _stage_npt_liquid(self, progress):
+        sim, sec, pr = self.simulation, self.section, self.protocol
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
+        if not sec["npt"]:
+            pr["npt"] = {"converged": True, "blocks": []}
+            pr["volume"] = sim.state.volume
+            return
+        self._say(f"# stage npt: NPT (stochastic cell rescaling, iso) at {T} K, {P} bar")
+
+        def factory():
+            return StochasticCellRescaling(sec["timestep"], T, P, damping=sec["damping"],
+                                           barostat_damping=sec["barostat_damping"], coupling="iso",
+                                           compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
+        cell, mean_p, converged, blocks = equilibrate_volume(
+            sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress)
+        ratio = abs(np.linalg.det(cell)) / pr["start_volume"]
+        if ratio > sec["max_volume_ratio"]:
+            raise NoStableLiquidError(
+                f"{self.input_path}: the liquid ran away during NPT: mean volume {abs(np.linalg.det(cell)) / n_atoms:.2f} "
+                f"A^3/atom, {ratio:.2f} x the starting volume (> max_volume_ratio {sec['max_volume_ratio']}); the "
+                f"potential {sim.potential.path} has no stable liquid at {T} K and {P} bar; no free energy is computed")
+        pr["npt"] = {"converged": converged, "blocks": blocks, "mean_pressure_bar": mean_p}
+        if not converged:
+            self._warn(f"the NPT pressure did not converge: mean {mean_p:.1f} bar after {len(blocks)} blocks of "
+                       f"{sec['npt_steps']} steps, target {P} +- {sec['pressure_tolerance']} bar")
+        sim.deform((np.linalg.inv(sim.state.cell) @ cell).T)
+        pr["volume"] = sim.state.volume
+        self._say(f"# mean pressure {mean_p:.1f} bar, volume {pr['volume'] / n_atoms:.5f} A^3/atom")
+        self._collapse_check("npt (mean cell)")
+        self._crystallised_check("NPT")
+
+    def _stage_liquid_switch(self, unit, label, part, mix, lang, progress):
+        sim, sec = self.simulation, self.section
+        eng = sim.engine
+        eng.compute_forces(force_rebuild=True)
+        lang.setup(eng)
+        if part in ("eq0", "eq1"):
+            lam = 0.0 if part == "eq0" else 1.0
+            run_at_fixed_lambda(eng, lang, mix, lam, sec["equilibration_steps"],
+                                on_step=progress.stage(f"{label} equilibrate l={lam:g}", sec["equilibration_steps"]))
+            if part == "eq0":
+                self._crystallised_check(f"{label} equilibration at lambda = 0")
+            return
+        forward = part in ("forward", "gas_forward")
+        name = {"forward": "switch ACE->UF", "backward": "switch UF->ACE", "gas_forward": "switch UF->ideal gas",
+                "gas_backward": "switch ideal gas->UF"}[part]
+        rec = switch(eng, lang, mix, sec["switching_steps"], forward=forward,
+                     on_step=progress.stage(f"{label} {name}", sec["switching_steps"]))
+        self.protocol["records"][unit] = {"lam": rec.lam, "weight": rec.weight, "energy_a": rec.energy_a,
+                                          "energy_b": rec.energy_b}
+        self._say(f"# {label} {name}: work {rec.work / sim.state.n_atoms_total:+.6f} eV/atom")
+
+    def _sites(self):
+        """The Einstein sites (the perfect lattice in the adopted cell), bound for displacements."""
+        pr, st = self.protocol, self.simulation.state
+        names = st.species_names
+        sites = EinsteinTerm(np.ones(len(names)), np.asarray(pr["site_fractional"]) @ st.cell, st.cell)
+        sites.bind(st, self.comm)              # only its displacements are used, never its forces
+        return sites
+
+    def _record(self, unit):
+        from ..free_energy.switching import SwitchRecord
+        r = self.protocol["records"][unit]
+        return SwitchRecord(np.asarray(r["lam"]), np.asarray(r["weight"]), np.asarray(r["energy_a"]),
+                            np.asarray(r["energy_b"]), self.section["switching"])
+
+    def _stage_npt(self, progress):
+        """Volume (NPT) and the perfect lattice in the mean cell with fresh velocities."""
+        sim, sec, pr = self.simulation, self.section, self.protocol
+        T, P = sec["temperature"], sec["pressure"]
+        n_atoms = sim.state.n_atoms_total
+        lattice = sim.snapshot()
+        cell0 = sim.state.cell.copy()
+        pr["d_nn"] = self._nearest_neighbour_distance()
+        npt = {"converged": True, "blocks": []}
+        cell = cell0
+        if sec["npt"]:
+            self._say(f"# stage 1: NPT (stochastic cell rescaling, iso) at {T} K, {P} bar")
+            self._thermalise(T, sec["seed"])
+
+            def factory():
+                return StochasticCellRescaling(sec["timestep"], T, P, damping=sec["damping"],
+                                               barostat_damping=sec["barostat_damping"], coupling="iso",
+                                               compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
+            cell, mean_p, converged, blocks = equilibrate_volume(
+                sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress)
+            npt = {"converged": converged, "blocks": blocks, "mean_pressure_bar": mean_p}
+            if not converged:
+                self._warn(f"the NPT pressure did not converge: mean {mean_p:.1f} bar after {len(blocks)} blocks "
+                           f"of {sec['npt_steps']} steps, target {P} +- {sec['pressure_tolerance']} bar; raise "
+                           "npt_steps or npt_max_blocks")
+            self._say(f"# mean pressure {mean_p:.1f} bar, volume {abs(np.linalg.det(cell)) / n_atoms:.5f} "
+                      "A^3/atom")
+        sim.restore(lattice)
+        sim.deform((np.linalg.inv(cell0) @ cell).T)
+        pr["volume"] = sim.state.volume
+        pr["d_nn"] *= (pr["volume"] / abs(np.linalg.det(cell0))) ** (1.0 / 3.0)
+        pr["npt"] = npt
+        self._thermalise(T, sec["seed"] + 1)
+        st = sim.state
+        ids = np.concatenate(self.comm.allgather(st.ids))
+        pos = np.concatenate(self.comm.allgather(st.positions + st.images @ st.cell))
+        frac = np.empty((st.n_atoms_total, 3))
+        frac[ids] = pos @ np.linalg.inv(st.cell)
+        pr["site_fractional"] = frac
+        given = sec.get("spring_constants")
+        if given is not None:
+            pr["k_spring"] = np.array([float(given.get(el, 1.0)) for el in st.species_names])
+            pr["msd"] = np.full(len(st.species_names), np.nan)
+
+    def _stage_switching(self, unit, mix, lang, sites, progress):
+        sim, sec = self.simulation, self.section
+        eng = sim.engine
+        label, part = unit.rsplit(" ", 1)
+        eng.compute_forces(force_rebuild=True)
+        lang.setup(eng)
+        if part in ("eq0", "eq1"):
+            lam = 0.0 if part == "eq0" else 1.0
+            run_at_fixed_lambda(eng, lang, mix, lam, sec["equilibration_steps"],
+                                on_step=progress.stage(f"{label} equilibrate l={lam:g}", sec["equilibration_steps"]))
+            if part == "eq0":
+                self._check_solid(sites, f"{label} equilibration at lambda = 0")
+            return
+        forward = part == "forward"
+        name = f"{label} switch " + ("ACE->Einstein" if forward else "Einstein->ACE")
+        rec = switch(eng, lang, mix, sec["switching_steps"], forward=forward,
+                     on_step=progress.stage(name, sec["switching_steps"]))
+        self.protocol["records"][unit] = {"lam": rec.lam, "weight": rec.weight, "energy_a": rec.energy_a,
+                                          "energy_b": rec.energy_b}
+        n = sim.state.n_atoms_total
+        self._say(f"# {name}: work {rec.work / n:+.6f} eV/atom")
+        if not forward:
+            self._check_solid(sites, f"{label} switch back to ACE")
+
+    def _check_solid(self, sites, stage):
+        sums, counts = displacement_stats(self.comm, self.simulation.state, sites)
+        rms = float(np.sqrt(sums.sum() / counts.sum()))
+        d_nn = self.protocol["d_nn"]
+        if rms / d_nn > self.section["lindemann_threshold"]:
+            self._warn(f"the solid melted during {stage}: RMS displacement from the lattice sites "
+                       f"{rms:.3f} A = {rms / d_nn:.2f} of the nearest-neighbour distance")
+
+    # ------------------------------------------------------------ output
+    def _report(self, T, P, n_atoms, volume, k_spring, msd, f_einstein, f_cm, pv, iterations, npt, wall):
+        sim, sec = self.simulation, self.section
+        names = sim.state.species_names
+        present = [i for i, c in enumerate(self.counts) if c > 0]
+        conc = self.counts[present] / n_atoms
+        F = np.array([r["F"] for r in iterations])
+        n = len(F)
+
+        def mean_err(x):
+            x = np.asarray(x, float)
+            return float(x.mean()), float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+        f_mean, f_err = mean_err(F)
+        w_mean, w_err = mean_err([r["work"] for r in iterations])
+        q_mean, q_err = mean_err([r["dissipation"] for r in iterations])
+        struct = self.settings["structure"]
+        lattice = struct.get("lattice", struct.get("file", ""))
+        report = {
+            # calphy's report keys
+            "input": {"temperature": float(T), "pressure": float(P), "lattice": str(lattice),
+                      "element": " ".join(names[i] for i in present),
+                      "concentration": " ".join(f"{c:g}" for c in conc)},
+            "average": {"vol_atom": volume / n_atoms, "density": n_atoms / volume},
+            "results": {"free_energy": f_mean + pv, "error": f_err, "reference_system": f_einstein + f_cm,
+                        "work": w_mean, "pv": pv, "unit": "eV/atom"},
+            # acemd's additions
+            "acemd": {
+                "version": __version__, "units": UNITS_LINE, "input_file": str(sim.input_path),
+                "potential_file": str(sim.potential.path), "potential_sha256": sim.potential.file_sha256,
+                "mode": sec["mode"], "n_atoms": int(n_atoms), "ranks": self.comm.Get_size(),
+                "helmholtz_free_energy": f_mean, "helmholtz_free_energy_error": f_err,
+                "gibbs_free_energy": f_mean + pv, "gibbs_free_energy_error": f_err,
+                "work_error": w_err, "dissipation": q_mean, "dissipation_error": q_err,
+                "npt": npt, "iterations": iterations, "warnings": list(self.warnings),
+                "max_extrapolation_grade_by_stage": dict(self.stage_max_gamma) if self.monitor else None,
+                "protocol": {k: sec[k] for k in ("timestep", "damping", "equilibration_steps", "switching_steps",
+                                                 "switching", "n_iterations", "npt_steps", "spring_steps")},
+                "wall_s": wall,
+            },
+        }
+        if self.liquid:
+            # f_einstein, f_cm carry the ideal gas and the mean UF excess free energy here
+            b3 = 0.5 * (np.pi * sec["uf_sigma"] ** 2) ** 1.5
+            report["results"].update({"ideal_gas": f_einstein, "uf_excess": f_cm})
+            report["acemd"].update({
+                "uf": {"p": sec["uf_p"], "sigma_A": sec["uf_sigma"], "x": n_atoms / volume * b3},
+                "uf_excess_error": mean_err([r["uf_excess"] for r in iterations])[1],
+                "structure_q6": dict(self.protocol.get("q6", {}))})
+        else:
+            report["average"]["spring_constant"] = " ".join(f"{k_spring[i]:.6f}" for i in present)
+            report["results"].update({"einstein_crystal": f_einstein, "com_correction": f_cm})
+            report["acemd"].update({
+                "mean_square_displacement_A2": {names[i]: float(msd[i]) for i in present},
+                "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present}})
+        return report
+
+    def _write(self, report, records):
+        sec = self.section
+
+        def write():
+            import h5py
+            import yaml
+            path = Path(sec["report"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(yaml.safe_dump(_plain(report), sort_keys=False, allow_unicode=True), encoding="utf-8")
+            tmp.replace(path)
+            data = Path(sec["data"])
+            data.parent.mkdir(parents=True, exist_ok=True)
+            tmp = data.with_name(data.name + ".tmp")
+            with h5py.File(tmp, "w") as f:
+                f.attrs["acemd_version"] = __version__
+                f.attrs["units"] = "energies eV (whole system); lambda, f dimensionless"
+                f.attrs["description"] = ("H(lambda) = (1 - f(lambda)) U_A + f(lambda) U_B, A = ACE, B = "
+                                          + ("Uhlenbeck-Ford" if self.liquid else "Einstein crystal")
+                                          + "; dH_dlambda = f'(lambda) (U_B - U_A)")
+                f.attrs["n_atoms"] = report["acemd"]["n_atoms"]
+                f.attrs["temperature_K"] = report["input"]["temperature"]
+                f.attrs["input_text"] = self.simulation.input_text
+                for it, recs in enumerate(records, start=1):
+                    pairs = recs.items() if isinstance(recs, dict) else zip(("forward", "backward"), recs)
+                    for name, rec in pairs:
+                        g = f.create_group(f"iteration_{it:03d}/{name}")
+                        g["lambda"] = rec.lam
+                        g["f"] = rec.weight
+                        g["U_A"] = rec.energy_a
+                        g["U_B"] = rec.energy_b
+                        g["dH_dlambda"] = rec.dh_dlambda
+                        for key in ("U_A", "U_B", "dH_dlambda"):
+                            g[key].attrs["unit"] = "eV"
+                        g.attrs["work_eV"] = rec.work
+            tmp.replace(data)
+
+        on_root(self.comm, write)
+
+    def _print(self, report):
+        it = report["acemd"]["iterations"]
+        self._say("#")
+        self._say("# iter   W_fw(eV/at)  W_bw(eV/at)  work(eV/at)  dissip(eV/at)  F(eV/at)      G(eV/at)")
+        for r in it:
+            self._say(f"  {r['iteration']:4d}  {r['W_forward']:+.6f}    {r['W_backward']:+.6f}    "
+                      f"{r['work']:+.6f}    {r['dissipation']:.6f}       {r['F']:.6f}    {r['G']:.6f}")
+        res, a = report["results"], report["acemd"]
+        if self.liquid:
+            self._say(f"# ideal gas {res['ideal_gas']:.6f}, UF excess {res['uf_excess']:.6f} +- "
+                      f"{a['uf_excess_error']:.6f} (x = {a['uf']['x']:.4f}, p = {a['uf']['p']:g}), work "
+                      f"{res['work']:+.6f} +- {a['work_error']:.6f}, PV {res['pv']:.6f} eV/atom")
+        else:
+            self._say(f"# Einstein crystal {res['einstein_crystal']:.6f}, centre-of-mass correction "
+                      f"{res['com_correction']:.6f}, work {res['work']:+.6f} +- {a['work_error']:.6f}, "
+                      f"PV {res['pv']:.6f} eV/atom")
+        self._say(f"# F = {a['helmholtz_free_energy']:.6f} +- {a['helmholtz_free_energy_error']:.6f} eV/atom, "
+                  f"G = {a['gibbs_free_energy']:.6f} +- {a['gibbs_free_energy_error']:.6f} eV/atom, dissipation "
+                  f"{a['dissipation'] * 1000:.3f} +- {a['dissipation_error'] * 1000:.3f} meV/atom, volume "
+                  f"{report['average']['vol_atom']:.5f} A^3/atom")
+        for stage, gamma in (a["max_extrapolation_grade_by_stage"] or {}).items():
+            self._say(f"# max extrapolation grade in {stage}: {gamma:.4g}")
+        for w in a["warnings"]:
+            self._say(f"# WARNING: {w}")
+        self._say(f"# report: {self.section['report']}, data: {self.section['data']}")
+
+
+def _plain(obj):
+    """Numpy scalars and arrays to plain Python for YAML."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Cost of Frenkel-Ladd switching against plain NVT, and wall time of the solid route.
+
+    python scripts/bench_free_energy.py [--steps 200] [--repeat 5] [--route] [--ranks 1 2]
+
+* Step cost: Langevin NVT of fcc Cu (4 repeat^3 atoms, Cu-I.yace) with the ACE term
+  alone, then with H(lambda) = (1 - f) U_ACE + f U_Einstein (both evaluated every step,
+  lambda advancing), in microseconds per atom per step and the relative overhead
+  (target < 10 %).  LAMMPS + ML-PACE with fix ti/spring: ~43 us/atom/step on one core.
+* --route: runs the [free_energy] solid route (a short protocol, printed) under
+  ``mpiexec -n R`` for each R of --ranks and prints its wall time.
+Timings on a shared machine are noisy: run it alone and repeat.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+POT = ROOT / "tests" / "data" / "potentials" / "Cu-I.yace"
+
+
+def step_costs(repeat, steps, temperature=1000.0):
+    from ase.build import bulk
+    from mpi4py import MPI
+
+    from acemd.engine import Engine
+    from acemd.forcefield import ACETerm, ForceField
+    from acemd.free_energy import EinsteinTerm, LambdaMixing
+    from acemd.free_energy.switching import switch
+    from acemd.integrators import LangevinBAOAB
+    from acemd.simulation import initial_velocities
+    from acemd.state import State
+    atoms = bulk("Cu", "fcc", a=3.66, cubic=True).repeat(repeat)
+    n = len(atoms)
+
+    def engine(terms):
+        st = State(cell=atoms.cell.array.copy(), pbc=np.array([True] * 3), ids=np.arange(n), species=np.zeros(n, int),
+                   positions=atoms.positions.copy(), velocities=np.zeros((n, 3)), images=np.zeros((n, 3), int),
+                   species_names=["Cu"], masses_by_species=np.array([63.546]), n_atoms_total=n)
+        eng = Engine(MPI.COMM_SELF, st, ForceField(terms), skin=1.0)
+        st.velocities = initial_velocities(MPI.COMM_SELF, st, temperature, 1, True)
+        eng.compute_forces(force_rebuild=True)
+        return eng
+
+    ace = ACETerm(POT)
+    eng = engine([ace])
+    lang = LangevinBAOAB(0.002, temperature, 0.1, seed=1)
+    lang.setup(eng)
+    mix = LambdaMixing(ACETerm(POT), EinsteinTerm([3.5], atoms.positions, atoms.cell.array))
+    eng2 = engine([mix])
+    lang2 = LangevinBAOAB(0.002, temperature, 0.1, seed=1)
+    lang2.setup(eng2)
+    block = max(steps // 5, 10)
+    plain, sw = np.inf, np.inf
+    for _ in range(5):           # interleaved blocks, best of 5: the machine's load hits both alike
+        t0 = time.perf_counter()
+        for _ in range(block):
+            lang.step(eng)
+        plain = min(plain, (time.perf_counter() - t0) / block)
+        t0 = time.perf_counter()
+        switch(eng2, lang2, mix, block)
+        sw = min(sw, (time.perf_counter() - t0) / (block + 1))
+    return n, plain, sw
+
+
+ROUTE = """
+[structure]
+lattice = "fcc"
+element = "Cu"
+a = 3.66
+repeat = [{r}, {r}, {r}]
+
+[potential]
+file = "{pot}"
+
+[free_energy]
+temperature = 1000.0
+timestep = 0.002
+npt_steps = {s}
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+spring_steps = {s}
+n_iterations = 1
+equilibration_steps = {s}
+switching_steps = {s}
+progress_every = 1000000
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--route", action="store_true")
+    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    n, plain, sw = step_costs(args.repeat, args.steps)
+    print(f"{n} atoms, Cu-I.yace, {args.steps} steps (noisy: shared machine)")
+    print(f"  NVT Langevin step       {plain * 1e3:8.2f} ms  {plain / n * 1e6:7.2f} us/atom/step")
+    print(f"  switching step          {sw * 1e3:8.2f} ms  {sw / n * 1e6:7.2f} us/atom/step  "
+          f"overhead {100 * (sw / plain - 1):+.1f} %")
+    if args.route:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "fe.toml"
+            path.write_text(ROUTE.format(r=args.repeat, pot=POT.as_posix(), s=args.steps))
+            total = 2 * args.steps + 2 * (2 * args.steps)
+            for ranks in args.ranks:
+                t0 = time.perf_counter()
+                proc = subprocess.run(["mpiexec", "-n", str(ranks), sys.executable, "-m", "acemd.cli", str(path)],
+                                      cwd=tmp, capture_output=True, text=True, env=dict(os.environ))
+                wall = time.perf_counter() - t0
+                status = "ok" if proc.returncode == 0 else f"failed ({proc.stderr[-300:]})"
+                print(f"  solid route, {total} MD steps, {ranks} rank(s): {wall:7.1f} s wall  {status}")
+
+
+if __name__ == "__main__":
+    main()

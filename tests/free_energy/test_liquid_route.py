@@ -1,0 +1,237 @@
+"""The [free_energy] liquid route: Uhlenbeck-Ford reference, its excess free energy by
+switching the UF fluid to the ideal gas, and the checks that refuse a liquid that is not.
+
+* The UF excess free energy from the UF -> ideal-gas switch against the virial series at
+  a low density, beta F_ex/N = rho B2 + rho^2 B3 / 2 + O(rho^3), with B2 and B3 of the
+  Mayer function f = (1 - exp(-r^2/s^2))^p - 1 by Gauss-Legendre quadrature.
+* The ideal gas as "the potential" through the whole route: F equals F_ideal-gas (the
+  ACE<->UF and UF<->ideal-gas switches must cancel: signs and bookkeeping).
+* Cu-I.yace has no stable liquid: the route stops with a message, never a number.
+* melt = false from a crystal is an input error (freud's Steinhardt q6).
+"""
+import io
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from mpi4py import MPI
+from scipy import integrate
+
+from acemd.config import parse_config
+from acemd.drivers.free_energy import FreeEnergyRun, NoStableLiquidError
+from acemd.free_energy import LambdaMixing, UhlenbeckFordTerm
+from acemd.free_energy.liquid import ZeroTerm, mean_q6
+from acemd.free_energy.reference import ideal_gas_free_energy
+from acemd.free_energy.switching import free_energy_difference, run_at_fixed_lambda, switch
+from acemd.integrators import LangevinBAOAB
+from acemd.simulation import InputError
+from acemd.units import BOLTZMANN
+
+from engine_helpers import POTENTIALS
+from free_energy_helpers import SELF, make_engine
+
+
+def _b2(p, sigma):
+    """Second virial coefficient of the UF model (Å^3), by quadrature."""
+    val, _ = integrate.quad(lambda r: (1.0 - (-np.expm1(-(r / sigma) ** 2)) ** p) * r * r, 0.0, 20 * sigma,
+                            epsabs=0, epsrel=1e-12, limit=200)
+    return 2.0 * np.pi * val
+
+
+def _b3(p, sigma, n=160, n_angle=96, r_max=10.0):
+    """Third virial coefficient -(8 pi^2/3) int int int r^2 s^2 f(r) f(s) f(|r - s|) dr ds dcos (Å^6)."""
+    def f(r):
+        return (-np.expm1(-(r / sigma) ** 2)) ** p - 1.0
+    x, w = np.polynomial.legendre.leggauss(n)
+    r, wr = 0.5 * r_max * (x + 1.0), 0.5 * r_max * w
+    c, wc = np.polynomial.legendre.leggauss(n_angle)
+    rr, ss, cc = np.meshgrid(r, r, c, indexing="ij")
+    inner = (f(np.sqrt(np.maximum(rr ** 2 + ss ** 2 - 2.0 * rr * ss * cc, 0.0))) * wc).sum(-1)
+    g = wr * r ** 2 * f(r)
+    return -(8.0 * np.pi ** 2 / 3.0) * float(g @ inner @ g)
+
+
+def test_uf_second_virial_coefficient_of_p1_is_b_cubed():
+    """p = 1: B2 = (pi sigma^2)^(3/2) / 2 = b^3, the definition of x = rho b^3."""
+    assert _b2(1, 1.5) == pytest.approx(0.5 * (np.pi * 1.5 ** 2) ** 1.5, rel=1e-10)
+
+
+def test_uf_excess_free_energy_by_switching_at_low_density():
+    T, p, sigma = 1000.0, 50.0, 1.5
+    n_side, spacing = 5, 7.0                         # 125 atoms, rho = 1/343 Å^-3 (x = 0.027)
+    cell = np.eye(3) * n_side * spacing
+    rng = np.random.default_rng(2)
+    pos = rng.random((n_side ** 3, 3)) * cell.diagonal()
+    sp = np.zeros(len(pos), dtype=np.int64)
+    engine = make_engine(SELF, lambda n: [LambdaMixing(UhlenbeckFordTerm(T, p, sigma), ZeroTerm())],
+                         cell, pos, sp, ["Cu"], temperature=T)
+    mix = engine.forcefield.terms[0]
+    integ = LangevinBAOAB(0.002, T, damping=0.05, seed=3)
+    integ.setup(engine)
+    n = len(pos)
+    rho = n / np.linalg.det(cell)
+    ests = []
+    for _ in range(3):
+        run_at_fixed_lambda(engine, integ, mix, 0.0, 300)
+        fw = switch(engine, integ, mix, 1500, forward=True)
+        bw = switch(engine, integ, mix, 1500, forward=False)
+        df, q = free_energy_difference(fw, bw)
+        ests.append(-df / n)                        # F_UF - F_ideal = F_ex
+    f_ex = float(np.mean(ests))
+    err = float(np.std(ests, ddof=1) / np.sqrt(len(ests)))
+    kt = BOLTZMANN * T
+    b2, b3 = _b2(p, sigma), _b3(p, sigma)
+    virial = kt * (rho * b2 + 0.5 * rho ** 2 * b3)
+    print(f"\nUF p={p} x={rho * 0.5 * (np.pi * sigma ** 2) ** 1.5:.4f}: F_ex by switching {f_ex:.6f} +- {err:.1e} "
+          f"eV/atom; virial series {virial:.6f} (rho B2 = {rho * b2:.4f}, B3/B2^2 = {b3 / b2 ** 2:.4f}; the "
+          f"neglected rho^3 term ~ {kt * (rho * b2) ** 3 * 0.3:.1e} eV)")
+    assert f_ex == pytest.approx(virial, abs=3 * err + 5e-4)
+
+
+def _liquid_input(tmp_path, body, repeat=3, a=3.61):
+    text = f"""
+[structure]
+lattice = "fcc"
+element = "Cu"
+a = {a}
+repeat = [{repeat}, {repeat}, {repeat}]
+
+[potential]
+file = "{(POTENTIALS / 'Cu-I.yace').as_posix()}"
+
+[free_energy]
+mode = "liquid"
+report = "{(tmp_path / 'fe.yaml').as_posix()}"
+data = "{(tmp_path / 'fe.h5').as_posix()}"
+progress_every = 1000000
+{body}
+"""
+    path = tmp_path / "fe.toml"
+    path.write_text(text)
+    return parse_config(text, path), text, path
+
+
+def test_ideal_gas_as_the_potential_gives_the_ideal_gas_free_energy(tmp_path):
+    settings, text, path = _liquid_input(tmp_path, """
+temperature = 1000.0
+npt = false
+timestep = 0.002
+damping = 0.05
+melt_steps = 200
+quench_steps = 200
+n_iterations = 2
+equilibration_steps = 200
+switching_steps = 1500
+min_distance = 1e-6
+""")
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
+    sim = run.simulation
+    sim.term = ZeroTerm()
+    sim.set_terms([sim.term])
+    report = run.run()
+    st = sim.state
+    n = st.n_atoms_total
+    exact = ideal_gas_free_energy(1000.0, n / st.volume, st.masses_by_species, [n])
+    a, res = report["acemd"], report["results"]
+    print(f"\nideal gas through the liquid route: F = {a['helmholtz_free_energy']:.6f} +- "
+          f"{a['helmholtz_free_energy_error']:.1e}, exact {exact:.6f}; UF excess {res['uf_excess']:.5f}, "
+          f"work {res['work']:+.5f} eV/atom (x = {a['uf']['x']:.3f})")
+    assert res["ideal_gas"] == pytest.approx(exact, abs=1e-12)
+    assert res["uf_excess"] > 0.05 and res["work"] == pytest.approx(-res["uf_excess"], rel=0.05)
+    assert a["helmholtz_free_energy"] == pytest.approx(exact, abs=max(4 * a["helmholtz_free_energy_error"], 2e-3))
+
+
+def test_cu_i_liquid_collapses_and_no_free_energy_is_reported(tmp_path):
+    settings, text, path = _liquid_input(tmp_path, """
+temperature = 1800.0
+timestep = 0.002
+melt_steps = 3000
+quench_steps = 1000
+npt_steps = 3000
+n_iterations = 1
+""", a=3.62)
+    with pytest.raises(NoStableLiquidError, match="no stable liquid") as exc:
+        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO()).run()
+    print(f"\n{exc.value}")
+    assert not (tmp_path / "fe.yaml").exists()
+
+
+def test_liquid_route_from_a_crystal_without_melting_is_an_input_error(tmp_path):
+    settings, text, path = _liquid_input(tmp_path, "temperature = 1500.0\nmelt = false\n")
+    with pytest.raises(InputError, match="starts from a crystal"):
+        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO()).run()
+
+
+def test_q6_tells_crystal_from_random_packing():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
+    assert mean_q6(atoms) == pytest.approx(0.5745, abs=2e-3)
+    rnd = atoms.copy()
+    rnd.positions = np.random.default_rng(0).random((len(atoms), 3)) * atoms.cell.lengths()
+    assert mean_q6(rnd) < 0.35
+
+
+def _liquid_with_signal(tmp_path, stage, at_step, restart=None):
+    import os
+    import signal
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    settings, text, path = _liquid_input(tmp_path, """
+temperature = 1000.0
+melt_temperature = 1300.0
+timestep = 0.002
+melt_steps = 60
+quench_steps = 60
+npt_steps = 60
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+n_iterations = 1
+equilibration_steps = 30
+switching_steps = 80
+""", repeat=2, a=3.62)
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
+    if stage is not None:
+        original, seen = run._observe, {"n": 0}
+
+        def observe(name):
+            original(name)
+            if name == stage:
+                seen["n"] += 1
+                if seen["n"] == at_step:
+                    os.kill(os.getpid(), signal.SIGUSR1)
+        run._observe = observe
+    return run.run()
+
+
+def test_interrupted_liquid_route_restarts_to_the_same_result(tmp_path):
+    straight = _liquid_with_signal(tmp_path / "a", None, 0)
+    stopped = _liquid_with_signal(tmp_path / "b", "iteration 1 switch UF->ideal gas", 50)
+    assert stopped["stopped_by"] == "signal"
+    resumed = _liquid_with_signal(tmp_path / "b", None, 0, restart=str(tmp_path / "b" / "free_energy.ckpt.h5"))
+    a, b = straight["acemd"], resumed["acemd"]
+    print(f"\nliquid route F straight {a['helmholtz_free_energy']:.12f}, restarted {b['helmholtz_free_energy']:.12f}")
+    assert b["helmholtz_free_energy"] == pytest.approx(a["helmholtz_free_energy"], abs=1e-10)
+    assert resumed["results"]["uf_excess"] == pytest.approx(straight["results"]["uf_excess"], abs=1e-10)
+
+
+def test_a_structure_that_does_not_melt_is_reported(tmp_path):
+    """Springs as "the potential" never melt: the liquid route says so after the melt stage."""
+    from acemd.free_energy import EinsteinTerm
+    settings, text, path = _liquid_input(tmp_path, """
+temperature = 500.0
+npt = false
+timestep = 0.002
+melt_steps = 50
+quench_steps = 50
+n_iterations = 1
+equilibration_steps = 10
+switching_steps = 20
+""", repeat=2)
+    stream = io.StringIO()
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream)
+    sim = run.simulation
+    sim.term = EinsteinTerm.at_current_positions(MPI.COMM_SELF, sim.state, [5.0], name="springs")
+    sim.set_terms([sim.term])
+    report = run.run()
+    warnings = report["acemd"]["warnings"]
+    assert any("did not melt at 1000 K" in w for w in warnings)
+    assert any("crystallised during the quench" in w for w in warnings)
+    assert report["acemd"]["structure_q6"]["melt"] > 0.42
