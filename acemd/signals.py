@@ -80,7 +80,9 @@ class StopRequested:
     before the run loop began is honoured at the first step."""
 
     def __init__(self):
-        self.signum = _received
+        global _received
+        self.signum = _received      # a signal that came before this run loop is this run's
+        _received = 0
         self._old = {}
 
     def install(self):
@@ -91,9 +93,11 @@ class StopRequested:
                 pass
 
     def uninstall(self):
+        global _received
         for sig, old in self._old.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
         self._old = {}
+        _received = 0                # handled by this run: a later run in the process starts clean
 
     def _handler(self, signum, frame):
         self.signum = signum
