@@ -247,6 +247,13 @@ def atomic_base(i, positions, species, offsets, neighbors, nel,
     return OK, -1, nn, rho_core, dmin, jmin
 
 
+# stages of ``ace_forces``: the profiling mode stops each atom after one of them
+STAGE_BASE = 1        # per-neighbour work: splines, harmonics, atomic base A
+STAGE_FORWARD = 2     # + product tree forward, embedding, energy cutoffs
+STAGE_BACKWARD = 3    # + product tree backward (dE/dA) and the -m fold
+STAGE_ALL = 4         # + pair gradients, forces and virial (the normal kernel)
+
+
 @njit(cache=True, fastmath=True, error_model='numpy')
 def ace_forces(positions, species, n_local, offsets, neighbors,
                nradbase, nradmax, lmax, ndensity_max, is_zbl, cutoff_max,
@@ -256,13 +263,17 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                rank1_offsets, rank1_index, rank1_coef,
                node_offsets, node_parent, node_factor, node_coef,
                ylm_a, ylm_b,
-               site_energy, forces, virial, site_virial):
+               site_energy, forces, virial, site_virial, want_site_virial, stop_after):
     """Fill site_energy[:n_local] (eV), add forces (eV/Å) and virial (eV).
 
     ``virial`` (3, 3) accumulates W = sum_atoms x (x) f; ``site_virial``
     (n_ext, 3, 3) gets each pair's share split half to each atom, as LAMMPS
-    does.  Returns (status, atom, neighbour): status TOO_CLOSE when a pair is
-    closer than one spline bin.
+    does, if ``want_site_virial`` (otherwise it is not touched and may be a
+    dummy array: MD needs only the total).  ``stop_after`` is STAGE_ALL except
+    in the profiling mode (``acemd.potential.profile``), which stops every atom
+    after an earlier stage and takes each stage's cost from the differences of
+    the cumulative times.  Returns (status, atom, neighbour): status TOO_CLOSE
+    when a pair is closer than one spline bin.
     """
     nel = E0.shape[0]
     nlm = (lmax + 1) * (lmax + 1)
@@ -304,6 +315,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             A, A1, Q, dQ, phase, spl, dspl)
         if status != OK:
             return status, i, jbad
+        if stop_after < STAGE_FORWARD:
+            continue
 
         # ---------- densities: rank 1 and the product tree
         nd = ndensity[mu_i]
@@ -360,6 +373,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
         for p in range(nd):
             dF[p] *= fcut
         site_energy[i] = e_site + E0[mu_i]
+        if stop_after < STAGE_BACKWARD:
+            continue
 
         # ---------- backward: dE/dA through the tree
         W[:] = 0.0
@@ -395,6 +410,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                     for m in range(1, l + 1):
                         W[ctr + m] += sign * W[ctr - m].conjugate()
                         sign = -sign
+        if stop_after < STAGE_ALL:
+            continue
 
         # ---------- pair gradients g_ij = dE_i / dr_ij
         for jn in range(nn):
@@ -456,6 +473,10 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                 for b_ in range(3):
                     wab = -r3[a_] * g3[b_]
                     virial[a_, b_] += wab
-                    site_virial[i, a_, b_] += 0.5 * wab
-                    site_virial[j, a_, b_] += 0.5 * wab
+            if want_site_virial:
+                for a_ in range(3):
+                    for b_ in range(3):
+                        wab = -r3[a_] * g3[b_]
+                        site_virial[i, a_, b_] += 0.5 * wab
+                        site_virial[j, a_, b_] += 0.5 * wab
     return OK, -1, -1
