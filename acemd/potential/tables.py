@@ -86,7 +86,55 @@ def ylm_recursion_coefficients(lmax):
     return a, b
 
 
-def build_tables(pot: CTildePotential) -> KernelTables:
+def conjugate_index(a: int, nlm: int) -> int:
+    """Flat A index of A_{mu n l -m} given that of A_{mu n l m}."""
+    off = a % nlm
+    l = int(np.sqrt(off))
+    while l * l > off:
+        l -= 1
+    while (l + 1) * (l + 1) <= off:
+        l += 1
+    m = off - l * l - l
+    return a - 2 * m
+
+
+def merge_conjugate_products(products: dict, nlm: int) -> dict:
+    """Keep one product of each conjugate pair, with the pair's coefficients combined.
+
+    A_{l,-m} = (-1)^m conj(A_{l,m}), so the product P* of the factors of P with
+    all m negated is (-1)^{sum m} conj(P) and Re P* = (-1)^{sum m} Re P: the energy
+    only needs Re, so c Re P + c* Re P* = (c + (-1)^{sum m} c*) Re P.  C-tilde
+    bases list both members of (almost) every pair, so this halves the leaves
+    of the product tree and shrinks its inner nodes; the numbers change only by
+    round-off (the order of multiplications and sums).
+    """
+    out: dict[tuple, np.ndarray] = {}
+    done = set()
+    for key, coef in products.items():
+        if key in done:
+            continue
+        ckey = tuple(sorted(conjugate_index(a, nlm) for a in key))
+        if ckey == key or ckey not in products:
+            out[key] = coef
+            done.add(key)
+            continue
+        keep, other = (key, ckey) if key < ckey else (ckey, key)
+        sign = _conjugation_sign(keep, nlm)
+        out[keep] = products[keep] + sign * products[other]
+        done.add(key)
+        done.add(ckey)
+    return out
+
+
+def _conjugation_sign(key, nlm) -> float:
+    """(-1)^{sum of m} over the factors of a product."""
+    total = 0
+    for a in key:
+        total += (a - conjugate_index(a, nlm)) // 2
+    return -1.0 if total % 2 else 1.0
+
+
+def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelTables:
     nel = pot.nelements
     bonds = pot.bonds
     nradbase = max(b.nradbase for b in bonds.values())
@@ -136,6 +184,8 @@ def build_tables(pot: CTildePotential) -> KernelTables:
                     acc = products[key] = np.zeros(ndmax)
                 acc[:nd] += ct
         r1_offsets.append(len(r1_index))
+        if merge_conjugates:
+            products = merge_conjugate_products(products, nlm)
         # Factors ordered by how many products use them (most used first) share
         # longer prefixes; lexicographic order then puts each prefix before its
         # extensions.  Stored keys are rank-ordered factor tuples.
