@@ -327,16 +327,34 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                 rho[p] += rank1_coef[f, p] * a1
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
-        for q in range(n0, n1):
-            par = node_parent[q]
-            if par < 0:
-                v = A[node_factor[q]]
-            else:
-                v = node_val[par - n0] * A[node_factor[q]]
-            node_val[q - n0] = v
-            vr = v.real
-            for p in range(nd):
-                rho[p] += node_coef[q, p] * vr
+        if nd == 2:
+            # densities in registers: an array element would chain every node
+            # through a store and a load
+            r0 = rho[0]
+            r1 = rho[1]
+            for q in range(n0, n1):
+                par = node_parent[q]
+                if par < 0:
+                    v = A[node_factor[q]]
+                else:
+                    v = node_val[par - n0] * A[node_factor[q]]
+                node_val[q - n0] = v
+                vr = v.real
+                r0 += node_coef[q, 0] * vr
+                r1 += node_coef[q, 1] * vr
+            rho[0] = r0
+            rho[1] = r1
+        else:
+            for q in range(n0, n1):
+                par = node_parent[q]
+                if par < 0:
+                    v = A[node_factor[q]]
+                else:
+                    v = node_val[par - n0] * A[node_factor[q]]
+                node_val[q - n0] = v
+                vr = v.real
+                for p in range(nd):
+                    rho[p] += node_coef[q, p] * vr
 
         # ---------- embedding and energy cutoffs
         evdwl = 0.0
@@ -384,13 +402,19 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             for p in range(nd):
                 s += dF[p] * rank1_coef[f, p]
             W1[rank1_index[f]] += s
-        for q in range(n0, n1):
-            s = 0.0
-            for p in range(nd):
-                s += dF[p] * node_coef[q, p]
-            node_adj[q - n0] = s
+        # node adjoints: the node's own coefficients (added as it is reached)
+        # plus what its children passed up (they come later in the table)
+        node_adj[:n1 - n0] = 0.0
+        dF0 = dF[0]
+        dF1 = dF[1] if nd >= 2 else 0.0
         for q in range(n1 - 1, n0 - 1, -1):
-            g = node_adj[q - n0]
+            if nd == 2:
+                s = dF0 * node_coef[q, 0] + dF1 * node_coef[q, 1]
+            else:
+                s = 0.0
+                for p in range(nd):
+                    s += dF[p] * node_coef[q, p]
+            g = node_adj[q - n0] + s
             if g == 0.0:
                 continue
             par = node_parent[q]
