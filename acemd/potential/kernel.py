@@ -407,7 +407,15 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
         node_adj[:n1 - n0] = 0.0
         dF0 = dF[0]
         dF1 = dF[1] if nd >= 2 else 0.0
+        pending = 0.0 + 0.0j       # adjoint passed up by the current run of siblings
+        cur = -1                   # their parent (siblings are consecutive in the table)
         for q in range(n1 - 1, n0 - 1, -1):
+            par = node_parent[q]
+            if par != cur:
+                if cur >= 0:
+                    node_adj[cur - n0] += pending
+                pending = 0.0 + 0.0j
+                cur = par
             if nd == 2:
                 s = dF0 * node_coef[q, 0] + dF1 * node_coef[q, 1]
             else:
@@ -417,13 +425,14 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             g = node_adj[q - n0] + s
             if g == 0.0:
                 continue
-            par = node_parent[q]
             fa = node_factor[q]
             if par < 0:
                 W[fa] += g
             else:
                 W[fa] += g * node_val[par - n0]
-                node_adj[par - n0] += g * A[fa]
+                pending += g * A[fa]
+        if cur >= 0:
+            node_adj[cur - n0] += pending
         # fold dE/dA_{l,-m} onto m > 0: A_{l,-m} = (-1)^m conj(A_{l,m})
         for mu in range(nel):
             for n in range(nradmax):

@@ -51,7 +51,8 @@ class KernelTables:
     rank1_offsets: np.ndarray        # (nel+1,)
     rank1_index: np.ndarray          # flat index mu_j * nradbase + k
     rank1_coef: np.ndarray           # (n_rank1, ndensity_max)
-    # product tree, CSR over central elements; parents precede children
+    # product tree, CSR over central elements; breadth-first: parents precede children,
+    # siblings are consecutive
     node_offsets: np.ndarray         # (nel+1,)
     node_parent: np.ndarray          # global node index, -1 for a first factor
     node_factor: np.ndarray          # flat A index (mu_j*nradmax + n)*(lmax+1)^2 + l*l + l + m
@@ -187,8 +188,7 @@ def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelT
         if merge_conjugates:
             products = merge_conjugate_products(products, nlm)
         # Factors ordered by how many products use them (most used first) share
-        # longer prefixes; lexicographic order then puts each prefix before its
-        # extensions.  Stored keys are rank-ordered factor tuples.
+        # longer prefixes; every prefix precedes its extensions.  Stored keys are rank-ordered factor tuples.
         usage = Counter(a for key in products for a in key)
         products = {tuple(sorted(key, key=lambda a: (-usage[a], a))): c for key, c in products.items()}
         node_of: dict[tuple, int] = {}
@@ -196,7 +196,10 @@ def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelT
         for key in products:
             for k in range(1, len(key) + 1):
                 prefixes.add(key[:k])
-        for key in sorted(prefixes, key=lambda k: [(-usage[a], a) for a in k]):
+        # breadth first (by depth, then in prefix order): the children of a node are
+        # consecutive, so the backward pass sums their adjoints in a register, and
+        # the forward pass reads the parents' values in increasing order
+        for key in sorted(prefixes, key=lambda k: (len(k), [(-usage[a], a) for a in k])):
             idx = len(factors)
             node_of[key] = idx
             parents.append(node_of[key[:-1]] if len(key) > 1 else -1)
