@@ -40,13 +40,15 @@ def max_row_length(offsets, nrows):
 @njit(cache=True)
 def neighbour_buffers(max_neigh, nradbase, nrl, nlm_half):
     """Per-neighbour caches of one atom: index, species, r, unit vector, g_k, dg_k,
-    R_nl, dR_nl, d(core)/dr, Y_lm and the tangential gradients of Y_lm."""
+    R_nl, dR_nl, d(core)/dr, Y_lm (m >= 0) and the x and z derivatives of the
+    polynomial extension of Y_lm (the y derivative is i times the x one); the
+    force pass projects their contraction on the sphere once per pair."""
     return (np.empty(max_neigh, np.int64), np.empty(max_neigh, np.int64), np.empty(max_neigh),
             np.empty((max_neigh, 3)), np.empty((max_neigh, nradbase)),
             np.empty((max_neigh, nradbase)), np.empty((max_neigh, nrl)),
             np.empty((max_neigh, nrl)), np.empty(max_neigh),
             np.empty((max_neigh, nlm_half), np.complex128),
-            np.empty((max_neigh, nlm_half, 3), np.complex128))
+            np.empty((max_neigh, nlm_half, 2), np.complex128))
 
 
 @njit(cache=True, fastmath=False)
@@ -212,17 +214,13 @@ def atomic_base(i, positions, species, offsets, neighbors, nel,
                 h = l * (l + 1) // 2 + m
                 Y = Q[l, m] * phase[m]
                 nb_Y[nn, h] = Y
-                # gradient of the polynomial extension, projected on the sphere
+                # gradient of the polynomial extension: d/dx, (d/dy = i d/dx), d/dz;
+                # the force pass projects it on the sphere after contracting
                 if m > 0:
-                    gx = Q[l, m] * m * phase[m - 1]
+                    nb_dY[nn, h, 0] = Q[l, m] * m * phase[m - 1]
                 else:
-                    gx = 0.0 + 0.0j
-                gy = 1j * gx
-                gz = dQ[l, m] * phase[m]
-                radial = ux * gx + uy * gy + uz * gz
-                nb_dY[nn, h, 0] = gx - radial * ux
-                nb_dY[nn, h, 1] = gy - radial * uy
-                nb_dY[nn, h, 2] = gz - radial * uz
+                    nb_dY[nn, h, 0] = 0.0 + 0.0j
+                nb_dY[nn, h, 1] = dQ[l, m] * phase[m]
         for n in range(nradmax):
             base = (mu_j * nradmax + n) * nlm
             for l in range(lmax + 1):
@@ -473,23 +471,27 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                         wv = W[ctr + m]
                         P[h0 + m] += wv * R
                         PD[h0 + m] += wv * dR
-            gx = radial_part * ux
-            gy = radial_part * uy
-            gz = radial_part * uz
-            for l in range(lmax + 1):
-                h0 = l * (l + 1) // 2
-                for m in range(l + 1):
-                    h = h0 + m
-                    y = nb_Y[jn, h]
-                    pd = PD[h]
-                    pp = P[h] * inv_r
-                    rad = (pd.real * y.real - pd.imag * y.imag)
-                    d0 = nb_dY[jn, h, 0]
-                    d1 = nb_dY[jn, h, 1]
-                    d2 = nb_dY[jn, h, 2]
-                    gx += rad * ux + (pp.real * d0.real - pp.imag * d0.imag)
-                    gy += rad * uy + (pp.real * d1.real - pp.imag * d1.imag)
-                    gz += rad * uz + (pp.real * d2.real - pp.imag * d2.imag)
+            # sum_h Re(PD_h Y_h) along u, plus the tangential part: with g_h the
+            # gradient of Y_h's polynomial extension, sum_h Re(P_h (g_h - (u.g_h) u)) / r
+            # = (G - (u.G) u) / r for G = sum_h Re(P_h g_h), G_y = -sum_h Im(P_h g_x,h)
+            rad = radial_part
+            Gx = 0.0
+            Gy = 0.0
+            Gz = 0.0
+            for h in range(nlm_half):
+                y = nb_Y[jn, h]
+                pd = PD[h]
+                pp = P[h]
+                d0 = nb_dY[jn, h, 0]
+                d2 = nb_dY[jn, h, 1]
+                rad += pd.real * y.real - pd.imag * y.imag
+                Gx += pp.real * d0.real - pp.imag * d0.imag
+                Gy -= pp.real * d0.imag + pp.imag * d0.real
+                Gz += pp.real * d2.real - pp.imag * d2.imag
+            uG = ux * Gx + uy * Gy + uz * Gz
+            gx = rad * ux + (Gx - uG * ux) * inv_r
+            gy = rad * uy + (Gy - uG * uy) * inv_r
+            gz = rad * uz + (Gz - uG * uz) * inv_r
             j = nb_index[jn]
             forces[i, 0] += gx
             forces[i, 1] += gy
