@@ -39,6 +39,9 @@ class ACETerm(ForceTerm):
     """An ACE potential as a force term."""
 
     name = "ace"
+    # per-atom virials cost a scattered update per pair and (n_ext, 3, 3) of memory;
+    # the engine uses only the total virial, so they are off unless a caller asks
+    want_site_virial = False
 
     def __init__(self, potential):
         from .potential import ACEPotential
@@ -46,7 +49,8 @@ class ACETerm(ForceTerm):
         self.cutoff = self.potential.cutoff
 
     def compute(self, positions, species, ids, n_local, offsets, neighbors):
-        res = self.potential.compute(positions, species, n_local, offsets, neighbors, atom_ids=ids)
+        res = self.potential.compute(positions, species, n_local, offsets, neighbors, atom_ids=ids,
+                                     site_virial=self.want_site_virial)
         return TermResult(res.site_energy, res.forces, res.virial, res.site_virial)
 
 

@@ -9,6 +9,7 @@ t(1 rank) / (N * t(N ranks)).  Each configuration runs in its own
 
     python scripts/bench_md.py                       # 4000 and 32000 atoms, 1 and 2 ranks
     python scripts/bench_md.py --cells 10 --ranks 1 2 4 --steps 30
+    python scripts/bench_md.py --compare [options]   # acemd vs pyace, phases: scripts/bench_compare.py
 """
 from __future__ import annotations
 
@@ -83,6 +84,11 @@ file = "bench.ckpt.h5"
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--compare" in argv:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_compare
+        return bench_compare.main([a for a in argv if a != "--compare"])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, nargs="+", default=[10, 20], help="fcc cells per edge (10: 4000 atoms)")
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])

@@ -68,7 +68,7 @@ class ACEResult:
     site_energy: np.ndarray   # (n_local,) eV
     forces: np.ndarray        # (n_ext, 3) eV/Å, on local and ghost atoms
     virial: np.ndarray        # (3, 3) eV, sum over pairs of -r_ij (x) dE/dr_ij
-    site_virial: np.ndarray   # (n_ext, 3, 3) eV
+    site_virial: np.ndarray | None   # (n_ext, 3, 3) eV; None if not asked for
 
 
 class ACEPotential:
@@ -101,21 +101,26 @@ class ACEPotential:
                     f"'{s}' or remove those atoms") from None
         return out
 
-    def compute(self, positions, species, n_local, offsets, neighbors, atom_ids=None) -> ACEResult:
-        """Evaluate the kernel; ``atom_ids`` (per extended atom) only label error messages."""
-        from .kernel import TOO_CLOSE, ace_forces
+    def compute(self, positions, species, n_local, offsets, neighbors, atom_ids=None,
+                site_virial=True) -> ACEResult:
+        """Evaluate the kernel; ``atom_ids`` (per extended atom) only label error messages.
+
+        ``site_virial=False`` skips the per-atom virials (the result's
+        ``site_virial`` is then None): MD needs only the total virial.
+        """
+        from .kernel import STAGE_ALL, TOO_CLOSE, ace_forces
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         species = np.ascontiguousarray(species, dtype=np.int64)
         n_ext = len(positions)
         site_energy = np.zeros(n_local)
         forces = np.zeros((n_ext, 3))
         virial = np.zeros((3, 3))
-        site_virial = np.zeros((n_ext, 3, 3))
+        sv = np.zeros((n_ext, 3, 3) if site_virial else (1, 3, 3))
         status, i, j = ace_forces(positions, species, n_local,
                                   np.ascontiguousarray(offsets, dtype=np.int64),
                                   np.ascontiguousarray(neighbors, dtype=np.int64),
                                   *self.tables.kernel_args(),
-                                  site_energy, forces, virial, site_virial)
+                                  site_energy, forces, virial, sv, bool(site_virial), STAGE_ALL)
         if status == TOO_CLOSE:
             d = np.linalg.norm(positions[j] - positions[i])
             if atom_ids is not None:
@@ -124,4 +129,4 @@ class ACEPotential:
                 f"atoms {i} and {j} are {d:.3g} Å apart, closer than the radial "
                 f"tabulation step ({self.model.delta_spline_bins} Å) of {self.path}; "
                 "the structure is unphysical (check positions and units)")
-        return ACEResult(site_energy, forces, virial, site_virial)
+        return ACEResult(site_energy, forces, virial, sv if site_virial else None)

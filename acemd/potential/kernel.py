@@ -40,13 +40,15 @@ def max_row_length(offsets, nrows):
 @njit(cache=True)
 def neighbour_buffers(max_neigh, nradbase, nrl, nlm_half):
     """Per-neighbour caches of one atom: index, species, r, unit vector, g_k, dg_k,
-    R_nl, dR_nl, d(core)/dr, Y_lm and the tangential gradients of Y_lm."""
+    R_nl, dR_nl, d(core)/dr, Y_lm (m >= 0) and the x and z derivatives of the
+    polynomial extension of Y_lm (the y derivative is i times the x one); the
+    force pass projects their contraction on the sphere once per pair."""
     return (np.empty(max_neigh, np.int64), np.empty(max_neigh, np.int64), np.empty(max_neigh),
             np.empty((max_neigh, 3)), np.empty((max_neigh, nradbase)),
             np.empty((max_neigh, nradbase)), np.empty((max_neigh, nrl)),
             np.empty((max_neigh, nrl)), np.empty(max_neigh),
             np.empty((max_neigh, nlm_half), np.complex128),
-            np.empty((max_neigh, nlm_half, 3), np.complex128))
+            np.empty((max_neigh, nlm_half, 2), np.complex128))
 
 
 @njit(cache=True, fastmath=False)
@@ -212,17 +214,13 @@ def atomic_base(i, positions, species, offsets, neighbors, nel,
                 h = l * (l + 1) // 2 + m
                 Y = Q[l, m] * phase[m]
                 nb_Y[nn, h] = Y
-                # gradient of the polynomial extension, projected on the sphere
+                # gradient of the polynomial extension: d/dx, (d/dy = i d/dx), d/dz;
+                # the force pass projects it on the sphere after contracting
                 if m > 0:
-                    gx = Q[l, m] * m * phase[m - 1]
+                    nb_dY[nn, h, 0] = Q[l, m] * m * phase[m - 1]
                 else:
-                    gx = 0.0 + 0.0j
-                gy = 1j * gx
-                gz = dQ[l, m] * phase[m]
-                radial = ux * gx + uy * gy + uz * gz
-                nb_dY[nn, h, 0] = gx - radial * ux
-                nb_dY[nn, h, 1] = gy - radial * uy
-                nb_dY[nn, h, 2] = gz - radial * uz
+                    nb_dY[nn, h, 0] = 0.0 + 0.0j
+                nb_dY[nn, h, 1] = dQ[l, m] * phase[m]
         for n in range(nradmax):
             base = (mu_j * nradmax + n) * nlm
             for l in range(lmax + 1):
@@ -247,6 +245,13 @@ def atomic_base(i, positions, species, offsets, neighbors, nel,
     return OK, -1, nn, rho_core, dmin, jmin
 
 
+# stages of ``ace_forces``: the profiling mode stops each atom after one of them
+STAGE_BASE = 1        # per-neighbour work: splines, harmonics, atomic base A
+STAGE_FORWARD = 2     # + product tree forward, embedding, energy cutoffs
+STAGE_BACKWARD = 3    # + product tree backward (dE/dA) and the -m fold
+STAGE_ALL = 4         # + pair gradients, forces and virial (the normal kernel)
+
+
 @njit(cache=True, fastmath=True, error_model='numpy')
 def ace_forces(positions, species, n_local, offsets, neighbors,
                nradbase, nradmax, lmax, ndensity_max, is_zbl, cutoff_max,
@@ -256,13 +261,17 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                rank1_offsets, rank1_index, rank1_coef,
                node_offsets, node_parent, node_factor, node_coef,
                ylm_a, ylm_b,
-               site_energy, forces, virial, site_virial):
+               site_energy, forces, virial, site_virial, want_site_virial, stop_after):
     """Fill site_energy[:n_local] (eV), add forces (eV/Å) and virial (eV).
 
     ``virial`` (3, 3) accumulates W = sum_atoms x (x) f; ``site_virial``
     (n_ext, 3, 3) gets each pair's share split half to each atom, as LAMMPS
-    does.  Returns (status, atom, neighbour): status TOO_CLOSE when a pair is
-    closer than one spline bin.
+    does, if ``want_site_virial`` (otherwise it is not touched and may be a
+    dummy array: MD needs only the total).  ``stop_after`` is STAGE_ALL except
+    in the profiling mode (``acemd.potential.profile``), which stops every atom
+    after an earlier stage and takes each stage's cost from the differences of
+    the cumulative times.  Returns (status, atom, neighbour): status TOO_CLOSE
+    when a pair is closer than one spline bin.
     """
     nel = E0.shape[0]
     nlm = (lmax + 1) * (lmax + 1)
@@ -304,6 +313,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             A, A1, Q, dQ, phase, spl, dspl)
         if status != OK:
             return status, i, jbad
+        if stop_after < STAGE_FORWARD:
+            continue
 
         # ---------- densities: rank 1 and the product tree
         nd = ndensity[mu_i]
@@ -314,16 +325,34 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                 rho[p] += rank1_coef[f, p] * a1
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
-        for q in range(n0, n1):
-            par = node_parent[q]
-            if par < 0:
-                v = A[node_factor[q]]
-            else:
-                v = node_val[par - n0] * A[node_factor[q]]
-            node_val[q - n0] = v
-            vr = v.real
-            for p in range(nd):
-                rho[p] += node_coef[q, p] * vr
+        if nd == 2:
+            # densities in registers: an array element would chain every node
+            # through a store and a load
+            r0 = rho[0]
+            r1 = rho[1]
+            for q in range(n0, n1):
+                par = node_parent[q]
+                if par < 0:
+                    v = A[node_factor[q]]
+                else:
+                    v = node_val[par - n0] * A[node_factor[q]]
+                node_val[q - n0] = v
+                vr = v.real
+                r0 += node_coef[q, 0] * vr
+                r1 += node_coef[q, 1] * vr
+            rho[0] = r0
+            rho[1] = r1
+        else:
+            for q in range(n0, n1):
+                par = node_parent[q]
+                if par < 0:
+                    v = A[node_factor[q]]
+                else:
+                    v = node_val[par - n0] * A[node_factor[q]]
+                node_val[q - n0] = v
+                vr = v.real
+                for p in range(nd):
+                    rho[p] += node_coef[q, p] * vr
 
         # ---------- embedding and energy cutoffs
         evdwl = 0.0
@@ -360,6 +389,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
         for p in range(nd):
             dF[p] *= fcut
         site_energy[i] = e_site + E0[mu_i]
+        if stop_after < STAGE_BACKWARD:
+            continue
 
         # ---------- backward: dE/dA through the tree
         W[:] = 0.0
@@ -369,22 +400,37 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             for p in range(nd):
                 s += dF[p] * rank1_coef[f, p]
             W1[rank1_index[f]] += s
-        for q in range(n0, n1):
-            s = 0.0
-            for p in range(nd):
-                s += dF[p] * node_coef[q, p]
-            node_adj[q - n0] = s
+        # node adjoints: the node's own coefficients (added as it is reached)
+        # plus what its children passed up (they come later in the table)
+        node_adj[:n1 - n0] = 0.0
+        dF0 = dF[0]
+        dF1 = dF[1] if nd >= 2 else 0.0
+        pending = 0.0 + 0.0j       # adjoint passed up by the current run of siblings
+        cur = -1                   # their parent (siblings are consecutive in the table)
         for q in range(n1 - 1, n0 - 1, -1):
-            g = node_adj[q - n0]
+            par = node_parent[q]
+            if par != cur:
+                if cur >= 0:
+                    node_adj[cur - n0] += pending
+                pending = 0.0 + 0.0j
+                cur = par
+            if nd == 2:
+                s = dF0 * node_coef[q, 0] + dF1 * node_coef[q, 1]
+            else:
+                s = 0.0
+                for p in range(nd):
+                    s += dF[p] * node_coef[q, p]
+            g = node_adj[q - n0] + s
             if g == 0.0:
                 continue
-            par = node_parent[q]
             fa = node_factor[q]
             if par < 0:
                 W[fa] += g
             else:
                 W[fa] += g * node_val[par - n0]
-                node_adj[par - n0] += g * A[fa]
+                pending += g * A[fa]
+        if cur >= 0:
+            node_adj[cur - n0] += pending
         # fold dE/dA_{l,-m} onto m > 0: A_{l,-m} = (-1)^m conj(A_{l,m})
         for mu in range(nel):
             for n in range(nradmax):
@@ -395,6 +441,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                     for m in range(1, l + 1):
                         W[ctr + m] += sign * W[ctr - m].conjugate()
                         sign = -sign
+        if stop_after < STAGE_ALL:
+            continue
 
         # ---------- pair gradients g_ij = dE_i / dr_ij
         for jn in range(nn):
@@ -423,23 +471,27 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                         wv = W[ctr + m]
                         P[h0 + m] += wv * R
                         PD[h0 + m] += wv * dR
-            gx = radial_part * ux
-            gy = radial_part * uy
-            gz = radial_part * uz
-            for l in range(lmax + 1):
-                h0 = l * (l + 1) // 2
-                for m in range(l + 1):
-                    h = h0 + m
-                    y = nb_Y[jn, h]
-                    pd = PD[h]
-                    pp = P[h] * inv_r
-                    rad = (pd.real * y.real - pd.imag * y.imag)
-                    d0 = nb_dY[jn, h, 0]
-                    d1 = nb_dY[jn, h, 1]
-                    d2 = nb_dY[jn, h, 2]
-                    gx += rad * ux + (pp.real * d0.real - pp.imag * d0.imag)
-                    gy += rad * uy + (pp.real * d1.real - pp.imag * d1.imag)
-                    gz += rad * uz + (pp.real * d2.real - pp.imag * d2.imag)
+            # sum_h Re(PD_h Y_h) along u, plus the tangential part: with g_h the
+            # gradient of Y_h's polynomial extension, sum_h Re(P_h (g_h - (u.g_h) u)) / r
+            # = (G - (u.G) u) / r for G = sum_h Re(P_h g_h), G_y = -sum_h Im(P_h g_x,h)
+            rad = radial_part
+            Gx = 0.0
+            Gy = 0.0
+            Gz = 0.0
+            for h in range(nlm_half):
+                y = nb_Y[jn, h]
+                pd = PD[h]
+                pp = P[h]
+                d0 = nb_dY[jn, h, 0]
+                d2 = nb_dY[jn, h, 1]
+                rad += pd.real * y.real - pd.imag * y.imag
+                Gx += pp.real * d0.real - pp.imag * d0.imag
+                Gy -= pp.real * d0.imag + pp.imag * d0.real
+                Gz += pp.real * d2.real - pp.imag * d2.imag
+            uG = ux * Gx + uy * Gy + uz * Gz
+            gx = rad * ux + (Gx - uG * ux) * inv_r
+            gy = rad * uy + (Gy - uG * uy) * inv_r
+            gz = rad * uz + (Gz - uG * uz) * inv_r
             j = nb_index[jn]
             forces[i, 0] += gx
             forces[i, 1] += gy
@@ -456,6 +508,10 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                 for b_ in range(3):
                     wab = -r3[a_] * g3[b_]
                     virial[a_, b_] += wab
-                    site_virial[i, a_, b_] += 0.5 * wab
-                    site_virial[j, a_, b_] += 0.5 * wab
+            if want_site_virial:
+                for a_ in range(3):
+                    for b_ in range(3):
+                        wab = -r3[a_] * g3[b_]
+                        site_virial[i, a_, b_] += 0.5 * wab
+                        site_virial[j, a_, b_] += 0.5 * wab
     return OK, -1, -1

@@ -51,7 +51,8 @@ class KernelTables:
     rank1_offsets: np.ndarray        # (nel+1,)
     rank1_index: np.ndarray          # flat index mu_j * nradbase + k
     rank1_coef: np.ndarray           # (n_rank1, ndensity_max)
-    # product tree, CSR over central elements; parents precede children
+    # product tree, CSR over central elements; breadth-first: parents precede children,
+    # siblings are consecutive
     node_offsets: np.ndarray         # (nel+1,)
     node_parent: np.ndarray          # global node index, -1 for a first factor
     node_factor: np.ndarray          # flat A index (mu_j*nradmax + n)*(lmax+1)^2 + l*l + l + m
@@ -86,7 +87,55 @@ def ylm_recursion_coefficients(lmax):
     return a, b
 
 
-def build_tables(pot: CTildePotential) -> KernelTables:
+def conjugate_index(a: int, nlm: int) -> int:
+    """Flat A index of A_{mu n l -m} given that of A_{mu n l m}."""
+    off = a % nlm
+    l = int(np.sqrt(off))
+    while l * l > off:
+        l -= 1
+    while (l + 1) * (l + 1) <= off:
+        l += 1
+    m = off - l * l - l
+    return a - 2 * m
+
+
+def merge_conjugate_products(products: dict, nlm: int) -> dict:
+    """Keep one product of each conjugate pair, with the pair's coefficients combined.
+
+    A_{l,-m} = (-1)^m conj(A_{l,m}), so the product P* of the factors of P with
+    all m negated is (-1)^{sum m} conj(P) and Re P* = (-1)^{sum m} Re P: the energy
+    only needs Re, so c Re P + c* Re P* = (c + (-1)^{sum m} c*) Re P.  C-tilde
+    bases list both members of (almost) every pair, so this halves the leaves
+    of the product tree and shrinks its inner nodes; the numbers change only by
+    round-off (the order of multiplications and sums).
+    """
+    out: dict[tuple, np.ndarray] = {}
+    done = set()
+    for key, coef in products.items():
+        if key in done:
+            continue
+        ckey = tuple(sorted(conjugate_index(a, nlm) for a in key))
+        if ckey == key or ckey not in products:
+            out[key] = coef
+            done.add(key)
+            continue
+        keep, other = (key, ckey) if key < ckey else (ckey, key)
+        sign = _conjugation_sign(keep, nlm)
+        out[keep] = products[keep] + sign * products[other]
+        done.add(key)
+        done.add(ckey)
+    return out
+
+
+def _conjugation_sign(key, nlm) -> float:
+    """(-1)^{sum of m} over the factors of a product."""
+    total = 0
+    for a in key:
+        total += (a - conjugate_index(a, nlm)) // 2
+    return -1.0 if total % 2 else 1.0
+
+
+def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelTables:
     nel = pot.nelements
     bonds = pot.bonds
     nradbase = max(b.nradbase for b in bonds.values())
@@ -136,9 +185,10 @@ def build_tables(pot: CTildePotential) -> KernelTables:
                     acc = products[key] = np.zeros(ndmax)
                 acc[:nd] += ct
         r1_offsets.append(len(r1_index))
+        if merge_conjugates:
+            products = merge_conjugate_products(products, nlm)
         # Factors ordered by how many products use them (most used first) share
-        # longer prefixes; lexicographic order then puts each prefix before its
-        # extensions.  Stored keys are rank-ordered factor tuples.
+        # longer prefixes; every prefix precedes its extensions.  Stored keys are rank-ordered factor tuples.
         usage = Counter(a for key in products for a in key)
         products = {tuple(sorted(key, key=lambda a: (-usage[a], a))): c for key, c in products.items()}
         node_of: dict[tuple, int] = {}
@@ -146,7 +196,10 @@ def build_tables(pot: CTildePotential) -> KernelTables:
         for key in products:
             for k in range(1, len(key) + 1):
                 prefixes.add(key[:k])
-        for key in sorted(prefixes, key=lambda k: [(-usage[a], a) for a in k]):
+        # breadth first (by depth, then in prefix order): the children of a node are
+        # consecutive, so the backward pass sums their adjoints in a register, and
+        # the forward pass reads the parents' values in increasing order
+        for key in sorted(prefixes, key=lambda k: (len(k), [(-usage[a], a) for a in k])):
             idx = len(factors)
             node_of[key] = idx
             parents.append(node_of[key[:-1]] if len(key) > 1 else -1)
