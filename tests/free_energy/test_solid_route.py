@@ -231,6 +231,8 @@ progress_every = 1000000
 def _run_with_signal(tmp_path, stage, at_step, restart=None):
     """The short ACE route; SIGUSR1 is sent once ``stage`` reaches ``at_step`` steps (if given)."""
     import os
+    from acemd import signals
+    signals._received = 0          # each run as a fresh process: forget an earlier run's SIGUSR1
     import signal
     settings, text, path = _input(tmp_path, RESTART_BODY, repeat=2, a=3.66)
     run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
