@@ -134,3 +134,20 @@ def test_bad_sweep_input_is_a_clear_error(tmp_path, old, new, error, needle):
 def test_negative_temperature_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="temperature"):
         _input(tmp_path, SWEEP.replace(f"temperature = {T0}", "temperature = -5.0"))
+
+
+@pytest.mark.parametrize("stage,at_step", [("sweep 1 800 K -> 1000 K", 60), ("sweep 2 1000 K -> 800 K", 30)])
+def test_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, stage, at_step):
+    """Cu-I.yace, 32 atoms: SIGUSR1 inside a sweep, --restart, the same F(T) to 1e-10."""
+    from test_solid_route import RESTART_BODY, _run_with_signal
+    body = RESTART_BODY + 'mode = "temperature_sweep"\ntemperature_final = 1000.0\nsweep_steps = 120\nsweep_points = 3\n'
+    straight = _run_with_signal(tmp_path / "straight", None, 0, body=body)
+    stopped = _run_with_signal(tmp_path / "split", stage, at_step, body=body)
+    assert stopped["stopped_by"] == "signal" and stopped["stage"] == stage
+    resumed = _run_with_signal(tmp_path / "split", None, 0, restart=str(tmp_path / "split" / "free_energy.ckpt.h5"),
+                               body=body)
+    a, b = straight["temperature_sweep"], resumed["temperature_sweep"]
+    print(f"\nSIGUSR1 in '{stage}': F(1000 K) straight {a['free_energy'][-1]:.12f}, restarted "
+          f"{b['free_energy'][-1]:.12f} eV/atom")
+    assert b["free_energy"] == pytest.approx(a["free_energy"], abs=1e-10)
+    assert b["hysteresis"] == pytest.approx(a["hysteresis"], abs=1e-10)
