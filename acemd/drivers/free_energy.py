@@ -349,6 +349,12 @@ class FreeEnergyRun:
             sweeps = [(self._sweep_record(f"sweep {it} forward"), self._sweep_record(f"sweep {it} backward"))
                       for it in range(1, sec["n_iterations"] + 1)]
             report["temperature_sweep"] = sweep_report(sec, n_atoms, [r["F"] for r in iterations], sweeps)
+            worst = float(np.max(np.abs(report["temperature_sweep"]["hysteresis"])))
+            if worst > sec["max_dissipation"]:
+                self._warn(f"temperature sweep: hysteresis up to {worst * 1000:.2f} meV/atom exceeds "
+                           f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; sweep more slowly "
+                           "(sweep_steps)")
+                report["acemd"]["warnings"] = list(self.warnings)
         self._write(report, records, sweeps)
         self._print(report)
         return report

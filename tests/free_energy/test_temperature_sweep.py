@@ -108,13 +108,17 @@ def test_harmonic_crystal_sweep_equals_the_analytic_curve(tmp_path):
 
 
 def test_hysteresis_falls_as_the_sweep_slows(tmp_path):
-    fast = _sweep_run(tmp_path / "fast", SWEEP.replace("sweep_steps = 3000", "sweep_steps = 150")
-                      .replace("damping = 0.05", "damping = 0.5"))[1]["temperature_sweep"]
-    slow = _sweep_run(tmp_path / "slow", SWEEP.replace("sweep_steps = 3000", "sweep_steps = 3000")
-                      .replace("damping = 0.05", "damping = 0.5"))[1]["temperature_sweep"]
+    fast_report = _sweep_run(tmp_path / "fast", SWEEP.replace("sweep_steps = 3000", "sweep_steps = 150")
+                             .replace("damping = 0.05", "damping = 0.5"))[1]
+    slow_report = _sweep_run(tmp_path / "slow", SWEEP.replace("damping = 0.05", "damping = 0.5"))[1]
+    fast, slow = fast_report["temperature_sweep"], slow_report["temperature_sweep"]
     hf, hs = abs(fast["hysteresis"][-1]), abs(slow["hysteresis"][-1])
     print(f"\nhysteresis at {TF:g} K: 150-step sweep {hf:.2e}, 3000-step sweep {hs:.2e} eV/atom")
     assert hs < hf
+    # above max_dissipation (5 meV/atom) the fast sweep is flagged, the slow one is not
+    assert hf > 0.005 > hs
+    assert any("sweep more slowly" in w for w in fast_report["acemd"]["warnings"])
+    assert not any("sweep more slowly" in w for w in slow_report["acemd"]["warnings"])
 
 
 @pytest.mark.parametrize("old, new, error, needle", [
