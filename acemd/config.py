@@ -111,9 +111,11 @@ def _positive_table(v):
 
 
 FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy's where it has them
-    "mode": Key((str,), default="solid", check=choice_with_suggestion("solid", "liquid"),
+    "mode": Key((str,), default="solid", check=choice_with_suggestion("solid", "liquid", "temperature_sweep"),
                 doc="solid: Frenkel-Ladd to an Einstein crystal (fixed centre of mass); liquid: "
-                    "Uhlenbeck-Ford reference, its excess free energy by switching it to the ideal gas"),
+                    "Uhlenbeck-Ford reference, its excess free energy by switching it to the ideal gas; "
+                    "temperature_sweep: the solid route at temperature, then F(T) up to temperature_final "
+                    "by reversible scaling"),
     "temperature": Key(NUM, required=True, check=positive, doc="temperature (K)"),
     "pressure": Key(NUM, default=0.0, doc="pressure (bar) of the NPT stage and of G = F + PV"),
     "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
@@ -161,6 +163,13 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
                         doc="liquid: two atoms closer than this (Å) in an ACE stage mean the liquid collapsed"),
     "max_volume_ratio": Key(NUM, default=1.5, check=positive,
                             doc="liquid: NPT volume above this multiple of the starting volume is a runaway"),
+    "temperature_final": Key(NUM, check=positive,
+                             doc="temperature_sweep: the other end of the sweep (K; required there, != temperature)"),
+    "sweep_steps": Key((int,), default=20000, check=positive,
+                       doc="temperature_sweep: steps of each sweep (forward and backward)"),
+    "sweep_points": Key((int,), default=21, check=positive,
+                        doc="temperature_sweep: temperatures of the reported F(T) grid, temperature to "
+                            "temperature_final inclusive"),
     "report": Key((str,), default="free_energy.yaml", doc="report (YAML, calphy's keys, eV/atom)"),
     "data": Key((str,), default="free_energy.h5",
                 doc="per-step lambda, U_ACE, U_ref and dH/dlambda of every switch (HDF5)"),

@@ -30,6 +30,8 @@ from ..free_energy import EinsteinTerm, LambdaMixing
 from ..free_energy.reference import com_correction, einstein_free_energy
 from ..free_energy.solid import Progress, displacement_stats, equilibrate_volume, measure_spring_constants
 from ..free_energy.switching import run_at_fixed_lambda, switch
+from ..free_energy.sweep import (SweepRecord, lambda_path, print_sweep, scaling_term, sweep, sweep_report,
+                                 SWEEP_PARTS, check_sweep as _check_sweep)
 from ..integrators import LangevinBAOAB, StochasticCellRescaling
 from ..parallel.collective import on_root
 from ..simulation import InputError, Simulation, initial_velocities
@@ -72,6 +74,9 @@ class FreeEnergyRun:
         self.settings, self.section, self.stream = settings, sec, stream
         self.input_path = Path(input_path)
         self.liquid = sec["mode"] == "liquid"
+        self.sweep = sec["mode"] == "temperature_sweep"
+        if self.sweep:
+            _check_sweep(sec, input_path)
         if self.liquid and sec.get("spring_constants") is not None:
             raise InputError(f"{input_path}: [free_energy.spring_constants] apply to mode = \"solid\"; remove them "
                              "for the liquid route")
@@ -197,6 +202,9 @@ class FreeEnergyRun:
             parts = ("eq0", "forward", "eq1", "backward")
         for it in range(1, sec["n_iterations"] + 1):
             units += [f"iteration {it} {part}" for part in parts]
+        if self.sweep:
+            for it in range(1, sec["n_iterations"] + 1):
+                units += [f"sweep {it} {part}" for part in SWEEP_PARTS]
         return units
 
     def _unit_steps(self, unit):
@@ -207,6 +215,8 @@ class FreeEnergyRun:
             return sec["spring_steps"]
         if unit in ("melt", "quench"):
             return sec[f"{unit}_steps"]
+        if unit.startswith("sweep"):
+            return sec["equilibration_steps"] if unit.endswith(("eq_start", "eq_end")) else sec["sweep_steps"]
         return sec["equilibration_steps"] if unit.endswith(("eq0", "eq1")) else sec["switching_steps"]
 
     def _boundary(self, unit):
@@ -275,6 +285,7 @@ class FreeEnergyRun:
                             observer=self._observer)
         names = sim.state.species_names
         mix = lang = sites = None
+        scale = None
         if self.liquid:
             return self._run_liquid(todo, progress, t_start)
         for unit in todo:
@@ -292,6 +303,13 @@ class FreeEnergyRun:
                     self._warn(f"the solid melted during the NVT stage (RMS displacement {lindemann:.3f} of the "
                                f"nearest-neighbour distance, mean-square displacement grew x{growth:.2f} between "
                                "the third and last quarter); the free energy is not that of the crystal")
+            elif unit.startswith("sweep"):
+                if scale is None:
+                    from ..free_energy.liquid import ZeroTerm
+                    scale = scaling_term(sim.term, ZeroTerm())
+                    sim.set_terms([scale])
+                    sweep_lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 6)
+                self._stage_sweep(unit, scale, sweep_lang, progress)
             else:
                 if mix is None:
                     sites = sites or self._sites()
@@ -304,7 +322,7 @@ class FreeEnergyRun:
                     lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
                 self._stage_switching(unit, mix, lang, sites, progress)
             self._boundary(unit)
-        if mix is not None:
+        if mix is not None or scale is not None:
             sim.set_terms([sim.term])
         k_spring = np.asarray(pr["k_spring"], float)
         volume = float(pr["volume"])
@@ -326,7 +344,18 @@ class FreeEnergyRun:
                            f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
         report = self._report(T, P, n_atoms, volume, k_spring, np.asarray(pr["msd"], float), f_einstein, f_cm, pv,
                               iterations, pr["npt"], _time.perf_counter() - t_start)
-        self._write(report, records)
+        sweeps = None
+        if self.sweep:
+            sweeps = [(self._sweep_record(f"sweep {it} forward"), self._sweep_record(f"sweep {it} backward"))
+                      for it in range(1, sec["n_iterations"] + 1)]
+            report["temperature_sweep"] = sweep_report(sec, n_atoms, [r["F"] for r in iterations], sweeps)
+            worst = float(np.max(np.abs(report["temperature_sweep"]["hysteresis"])))
+            if worst > sec["max_dissipation"]:
+                self._warn(f"temperature sweep: hysteresis up to {worst * 1000:.2f} meV/atom exceeds "
+                           f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; sweep more slowly "
+                           "(sweep_steps)")
+                report["acemd"]["warnings"] = list(self.warnings)
+        self._write(report, records, sweeps)
         self._print(report)
         return report
 
@@ -486,6 +515,34 @@ class FreeEnergyRun:
                                           "energy_b": rec.energy_b}
         self._say(f"# {label} {name}: work {rec.work / sim.state.n_atoms_total:+.6f} eV/atom")
 
+    def _stage_sweep(self, unit, scale, lang, progress):
+        """One unit of reversible scaling: equilibrate at lambda = 1 or lambda_f, or sweep between them."""
+        sim, sec = self.simulation, self.section
+        eng = sim.engine
+        _, it, part = unit.split(" ")
+        T0, Tf = sec["temperature"], sec["temperature_final"]
+        eng.compute_forces(force_rebuild=True)
+        lang.setup(eng)
+        if part in ("eq_start", "eq_end"):
+            lam = 1.0 if part == "eq_start" else T0 / Tf
+            scale.lam = lam
+            eng.compute_forces()
+            on_step = progress.stage(f"sweep {it} equilibrate l={lam:.4g}", sec["equilibration_steps"])
+            for k in range(1, sec["equilibration_steps"] + 1):
+                lang.step(eng)
+                on_step(k)
+            return
+        forward = part == "forward"
+        name = f"sweep {it} " + (f"{T0:g} K -> {Tf:g} K" if forward else f"{Tf:g} K -> {T0:g} K")
+        rec = sweep(eng, lang, scale, lambda_path(T0, Tf, sec["sweep_steps"], forward),
+                    on_step=progress.stage(name, sec["sweep_steps"]))
+        self.protocol["records"][unit] = {"lam": rec.lam, "energy": rec.energy}
+        self._say(f"# {name}: work {rec.cumulative_work()[-1] / sim.state.n_atoms_total:+.6f} eV/atom")
+
+    def _sweep_record(self, unit):
+        r = self.protocol["records"][unit]
+        return SweepRecord(np.asarray(r["lam"], float), np.asarray(r["energy"], float))
+
     def _sites(self):
         """The Einstein sites (the perfect lattice in the adopted cell), bound for displacements."""
         pr, st = self.protocol, self.simulation.state
@@ -633,7 +690,7 @@ class FreeEnergyRun:
                 "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present}})
         return report
 
-    def _write(self, report, records):
+    def _write(self, report, records, sweeps=None):
         sec = self.section
 
         def write():
@@ -668,6 +725,20 @@ class FreeEnergyRun:
                         for key in ("U_A", "U_B", "dH_dlambda"):
                             g[key].attrs["unit"] = "eV"
                         g.attrs["work_eV"] = rec.work
+                for it, pair in enumerate(sweeps or [], start=1):
+                    for name, rec in zip(("forward", "backward"), pair):
+                        g = f.create_group(f"temperature_sweep/iteration_{it:03d}/{name}")
+                        g["lambda"] = rec.lam
+                        g["temperature_K"] = report["input"]["temperature"] / rec.lam
+                        g["U"] = rec.energy
+                        g["U"].attrs["unit"] = "eV (unscaled potential energy, whole system)"
+                if sweeps:
+                    curve = report["temperature_sweep"]
+                    g = f.create_group("temperature_sweep/curve")
+                    for key in ("temperature_K", "free_energy", "free_energy_error", "free_energy_forward",
+                                "free_energy_backward", "hysteresis", "entropy"):
+                        g[key] = np.asarray(curve[key], float)
+                    g.attrs["units"] = "K; eV/atom; entropy kB/atom"
             tmp.replace(data)
 
         on_root(self.comm, write)
@@ -696,6 +767,8 @@ class FreeEnergyRun:
             self._say(f"# max extrapolation grade in {stage}: {gamma:.4g}")
         for w in a["warnings"]:
             self._say(f"# WARNING: {w}")
+        if "temperature_sweep" in report:
+            print_sweep(self._say, report["temperature_sweep"])
         self._say(f"# report: {self.section['report']}, data: {self.section['data']}")
 
 

@@ -172,6 +172,8 @@ def test_q6_tells_crystal_from_random_packing():
 
 def _liquid_with_signal(tmp_path, stage, at_step, restart=None):
     import os
+    from acemd import signals
+    signals._received = 0          # each run as a fresh process: forget an earlier run's SIGUSR1
     import signal
     tmp_path.mkdir(parents=True, exist_ok=True)
     settings, text, path = _liquid_input(tmp_path, """

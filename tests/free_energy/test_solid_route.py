@@ -228,11 +228,13 @@ progress_every = 1000000
 """
 
 
-def _run_with_signal(tmp_path, stage, at_step, restart=None):
+def _run_with_signal(tmp_path, stage, at_step, restart=None, body=RESTART_BODY):
     """The short ACE route; SIGUSR1 is sent once ``stage`` reaches ``at_step`` steps (if given)."""
     import os
+    from acemd import signals
+    signals._received = 0          # each run as a fresh process: forget an earlier run's SIGUSR1
     import signal
-    settings, text, path = _input(tmp_path, RESTART_BODY, repeat=2, a=3.66)
+    settings, text, path = _input(tmp_path, body, repeat=2, a=3.66)
     run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
     if stage is not None:
         original, seen = run._observe, {"n": 0}

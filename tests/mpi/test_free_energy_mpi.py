@@ -111,7 +111,7 @@ def _shared(tmp_path_factory):
     return comm.bcast(tmp_path_factory.mktemp("fe") if comm.rank == 0 else None)
 
 
-@pytest.mark.parametrize("kind", ["harmonic", "ace", "liquid"])
+@pytest.mark.parametrize("kind", ["harmonic", "ace", "liquid", "sweep"])
 def test_solid_route_equals_serial(tmp_path_factory, kind):
     """The whole route on N ranks gives the serial free energy (Langevin noise is drawn per atom id)."""
     comm = MPI.COMM_WORLD
@@ -125,6 +125,12 @@ def test_solid_route_equals_serial(tmp_path_factory, kind):
                 "melt_steps = 40\nquench_steps = 40\nnpt_steps = 40\nnpt_max_blocks = 1\npressure_tolerance = 1e9\n"
                 "n_iterations = 1\nequilibration_steps = 10\nswitching_steps = 40\n")
         k, tol = None, 1e-7
+    elif kind == "sweep":
+        body = ('mode = "temperature_sweep"\ntemperature = 800.0\ntemperature_final = 1000.0\ntimestep = 0.002\n'
+                "npt_steps = 40\nnpt_max_blocks = 1\npressure_tolerance = 1e9\nspring_steps = 40\n"
+                "n_iterations = 1\nequilibration_steps = 10\nswitching_steps = 40\nsweep_steps = 60\n"
+                "sweep_points = 3\n")
+        k, tol = None, 1e-7
     else:
         body = ("temperature = 1000.0\ntimestep = 0.002\nnpt_steps = 40\nnpt_max_blocks = 1\n"
                 "pressure_tolerance = 1e9\nspring_steps = 40\nn_iterations = 1\nequilibration_steps = 10\n"
@@ -137,3 +143,9 @@ def test_solid_route_equals_serial(tmp_path_factory, kind):
         print(f"\n{comm.size} ranks, {kind} route: F = {fp:.10f} eV/atom, serial {fs:.10f}, |dF| = {abs(fp - fs):.1e}")
     assert fp == pytest.approx(fs, abs=tol)
     assert par["average"].get("spring_constant") == ser["average"].get("spring_constant")
+    if kind == "sweep":
+        cp, cs = par["temperature_sweep"], ser["temperature_sweep"]
+        if comm.rank == 0:
+            print(f"  F(1000 K) {cp['free_energy'][-1]:.10f}, serial {cs['free_energy'][-1]:.10f} eV/atom")
+        assert cp["free_energy"] == pytest.approx(cs["free_energy"], abs=tol)
+        assert cp["hysteresis"] == pytest.approx(cs["hysteresis"], abs=tol)
