@@ -162,6 +162,10 @@ def _finite_temperature_elastic_keys():
         "barostat": Key((str,), default="npt-crescale", check=choice_with_suggestion("npt-crescale", "npt-mtk"),
                         doc="NPT integrator to the mean cell: npt-crescale (aniso coupling, orthogonal "
                             "cells) or npt-mtk (aniso for orthogonal cells, triclinic otherwise)"),
+        "coupling": Key((str,), default="auto", check=choice_with_suggestion("auto", "iso", "aniso", "triclinic"),
+                        doc="NPT cell coupling: auto (aniso for orthogonal cells, triclinic otherwise), iso "
+                            "(volume only: best for cubic crystals, whose mean cell stays cubic), aniso, "
+                            "triclinic (npt-mtk)"),
         "barostat_damping": Key(NUM, default=1.0, check=positive, unit="ps",
                                 doc="barostat time (as [barostat].damping)"),
         "compressibility": Key(NUM, default=1e-6, check=positive, unit="1/bar",

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FCC32 = 'lattice = "fcc"\nelement = "Cu"\na = 3.62\nrepeat = [2, 2, 2]'
 SHORT = """npt_steps = 2000
 barostat_damping = 0.1
+coupling = "iso"
 equilibration_steps = 100
 production_steps = 400
 block_steps = 100

@@ -94,8 +94,14 @@ class FiniteTemperatureElastic:
     def _coupling(self):
         cell = self.sim.state.cell
         orthogonal = np.allclose(cell - np.diag(np.diag(cell)), 0.0, atol=1e-9 * np.abs(cell).max())
-        if orthogonal:
-            return "aniso"
+        wanted = self.sec["coupling"]
+        if wanted == "auto":
+            wanted = "aniso" if orthogonal else "triclinic"
+        if wanted == "aniso" and not orthogonal:
+            raise InputError(f"{self.sim.input_path}: [elastic.coupling] = 'aniso' needs an orthogonal cell; "
+                             "use iso, or triclinic with barostat = \"npt-mtk\"")
+        if wanted != "triclinic":
+            return wanted
         if self.sec["barostat"] != "npt-mtk":
             raise InputError(f"{self.sim.input_path}: [elastic.barostat] = '{self.sec['barostat']}' keeps the "
                              "cell shape of this non-orthogonal cell; use barostat = \"npt-mtk\" (triclinic)")
@@ -106,7 +112,7 @@ class FiniteTemperatureElastic:
         return {k: s[k] for k in ("temperature", "pressure", "method", "timestep", "npt_steps",
                                   "equilibration_steps", "production_steps", "block_steps", "sample_every",
                                   "born_every", "born_strain", "thermostat", "thermostat_damping",
-                                  "barostat", "barostat_damping")} | {"strains": list(self.strains)}
+                                  "barostat", "barostat_damping", "coupling")} | {"strains": list(self.strains)}
 
     def _check_saved(self, saved):
         mine, theirs = self._signature(), dict(saved.get("settings", {}))
