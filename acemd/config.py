@@ -597,8 +597,10 @@ SECTION_DOCS: dict[str, SectionDoc] = {
         "and a checkpoint that [md] can --restart from. One of [md], [minimize], [elastic].",
         page="minimize-elastic.md#minimize-relax-atoms-and-cell"),
     "elastic": SectionDoc(
-        "Driver: the static elastic tensor by finite strains (relax, strain, relax ions, fit), with "
-        "Voigt-Reuss-Hill moduli and the Born stability verdict. One of [md], [minimize], [elastic]. "
+        "Driver: the elastic tensor by finite strains (relax, strain, relax ions, fit), with "
+        "Voigt-Reuss-Hill moduli and the Born stability verdict; at temperature > 0 the isothermal tensor "
+        "from MD with standard errors (NPT to the mean cell, then NVT strain-stress and/or stress-"
+        "fluctuation runs; restartable). One of [md], [minimize], [elastic]. "
         "The minimiser keys apply to every relaxation of the protocol.",
         page="minimize-elastic.md#elastic-the-static-0-k-elastic-tensor"),
     "structure": SectionDoc(
