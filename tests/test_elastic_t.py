@@ -167,6 +167,28 @@ def test_plot_script_draws_error_bars(cu_5k):
     assert "error bars" in proc.stdout and out.stat().st_size > 10000
 
 
+@pytest.mark.slow
+def test_routes_agree_at_300K(tmp_path):
+    """fcc Cu, 32 atoms, 300 K: C11, C12, C44 (cubic averages) of the strain and fluctuation routes
+    agree within 2 combined standard errors, and both are softer than at 0 K."""
+    section = ('temperature = 300.0\nmethod = "both"\ncoupling = "iso"\nnpt_steps = 4000\n'
+               'equilibration_steps = 400\nproduction_steps = 4000\nblock_steps = 400\nborn_every = 40\n')
+    hot = run_elastic(elastic_input(tmp_path, FCC32, section, "hot"))
+    static = run_elastic(elastic_input(tmp_path, FCC32, "", "zero"))
+    c0 = static["independent_constants_GPa"]
+    got = {}
+    for name, route in hot["routes"].items():
+        c, e = np.array(route["C_symmetrized_GPa"]), np.array(route["C_symmetrized_error_GPa"])
+        pick = {"C11": ([0, 1, 2], [0, 1, 2]), "C12": ([0, 0, 1], [1, 2, 2]), "C44": ([3, 4, 5], [3, 4, 5])}
+        got[name] = {k: (c[i, j].mean(), np.sqrt((e[i, j] ** 2).sum()) / 3) for k, (i, j) in pick.items()}
+        print(f"\n300 K {name}: " + ", ".join(f"{k} {v:.2f} ± {s:.2f}" for k, (v, s) in got[name].items())
+              + f" GPa (0 K: {', '.join(f'{v:.2f}' for v in c0.values())})")
+    for k in ("C11", "C12", "C44"):
+        (a, sa), (b, sb) = got["strain"][k], got["fluctuation"][k]
+        assert abs(a - b) < 2 * np.hypot(sa, sb), k
+        assert a < c0[k] and b < c0[k]
+
+
 # --------------------------------------------------------------------------- restart
 def _stop_at(steps):
     """A StopRequested that reports SIGTERM once the step counter reaches any of ``steps``."""
