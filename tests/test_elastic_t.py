@@ -16,8 +16,7 @@ from acemd.blockstats import block_average, jackknife
 from acemd.config import ConfigError, parse_config
 from acemd.drivers import elastic_t
 from acemd.drivers.elastic import ElasticRun
-from acemd.elasticity import (independent_constants, lagrangian_deformation, second_pk_stress,
-                              weighted_fit_columns)
+from acemd.elasticity import lagrangian_deformation, second_pk_stress, weighted_fit_columns
 
 from test_elastic import CU, elastic_input, run_elastic
 

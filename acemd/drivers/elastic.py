@@ -23,7 +23,7 @@ from ..elasticity import (VOIGT_NAMES, born_stability, central_difference_column
                           fit_columns, independent_constants, stress_to_voigt, voigt_strain_tensor,
                           vrh_moduli)
 from ..parallel.collective import on_root
-from ..simulation import InputError, Simulation
+from ..simulation import Simulation
 from ..units import EV_PER_A3_TO_GPA, UNITS_LINE
 from .minimize import MINIMIZE_COLUMNS, NotConvergedError, describe, minimizer_from_settings
 
