@@ -467,6 +467,12 @@ class FiniteTemperatureElastic:
             routes["fluctuation"] = self._fluctuation_route(volume, n_atoms)
         primary = routes.get("strain") or routes["fluctuation"]
         sec = self.sec
+        # the stress at the mean cell (fluctuation run mean, else the strain fits' intercepts): it
+        # should be -pressure; a residual one says the NPT mean cell is off (C is taken there)
+        if "fluctuation" in routes:
+            ref_stress = np.asarray(routes["fluctuation"]["mean_stress_GPa"])
+        else:
+            ref_stress = np.asarray(routes["strain"]["intercept_GPa"]).mean(axis=1)
         report = {
             "acemd_version": __version__, "units": "GPa (stresses, elastic constants, moduli); " + UNITS_LINE,
             "input_file": str(sim.input_path), "potential_sha256": sim.potential.file_sha256,
@@ -474,7 +480,7 @@ class FiniteTemperatureElastic:
             "method": self.method, "strains": self.strains,
             "cell_A": cell.tolist(), "cell_error_A": np.asarray(npt["mean_cell_error"]).tolist(),
             "cell_inefficiency": np.asarray(npt["inefficiency"]).tolist(),
-            "volume_A3": volume, "volume_error_A3": vol_err,
+            "volume_A3": volume, "volume_error_A3": vol_err, "reference_stress_GPa": ref_stress.tolist(),
             "run_lengths_steps": {k: sec[k] for k in ("npt_steps", "equilibration_steps", "production_steps",
                                                     "block_steps", "sample_every", "born_every")},
             "timestep_ps": self.dt, "thermostat": sec["thermostat"], "barostat": sec["barostat"],
@@ -577,6 +583,8 @@ class FiniteTemperatureElastic:
                  f"{r['volume_A3'] / r['n_atoms']:.5f} ± {r['volume_error_A3'] / r['n_atoms']:.5f} A^3/atom, "
                  "mean cell (A) " + " ".join(f"{r['cell_A'][i][i]:.5f}±{r['cell_error_A'][i][i]:.5f}"
                                              for i in range(3))]
+        lines.append("stress at the mean cell (GPa): [" + " ".join(f"{x:.3f}" for x in r["reference_stress_GPa"])
+                     + f"]; target {-r['pressure_bar'] / 1e4:.3f} on the diagonal")
         for name, route in r["routes"].items():
             lines += table(f"C ({name} route) symmetrised", route["C_symmetrized_GPa"],
                            route["C_symmetrized_error_GPa"])
