@@ -23,6 +23,7 @@ from test_elastic import CU, elastic_input, run_elastic
 ROOT = Path(__file__).resolve().parents[1]
 FCC32 = 'lattice = "fcc"\nelement = "Cu"\na = 3.62\nrepeat = [2, 2, 2]'
 SHORT = """npt_steps = 2000
+barostat = "npt-crescale"
 barostat_damping = 0.1
 coupling = "iso"
 equilibration_steps = 100
