@@ -233,9 +233,6 @@ def _run(argv, debug=False):
             if missing:
                 raise InputError(f"{args.input}: [structure] contains {', '.join(missing)}, which the "
                                  f"potential {pot.source} does not describe (it has {', '.join(pot.elements)})")
-            if settings["elastic"] and settings["elastic"]["temperature"] > 0.0:
-                raise InputError(f"{args.input}: [elastic.temperature] > 0: finite-temperature elastic "
-                                 "constants are not available yet; use temperature = 0")
             if settings["extrapolation"]:         # the active set must fit the B-basis .yaml
                 from .potential.extrapolation import ActiveSetError, read_active_set
                 try:

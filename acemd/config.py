@@ -199,6 +199,55 @@ def _minimizer_keys(fmax, stress_tol, max_steps, cell, cell_doc):
     }
 
 
+ELASTIC_T_METHODS = ("strain", "fluctuation", "both")
+
+
+def _finite_temperature_elastic_keys():
+    """[elastic] keys of the finite-temperature protocol (temperature > 0; acemd.drivers.elastic_t)."""
+    return {
+        "method": Key((str,), check=choice_with_suggestion(*MINIMIZERS, *ELASTIC_T_METHODS),
+                      default_doc="`fire` at 0 K, `strain` at temperature > 0",
+                      doc="at 0 K the minimiser (fire or lbfgs); at temperature > 0 the route: strain "
+                          "(stress-strain from NVT runs at +-e), fluctuation (Born term and stress "
+                          "fluctuations of one NVT run), both"),
+        "timestep": Key(NUM, default=0.002, check=positive, unit="ps", doc="MD timestep (temperature > 0)"),
+        "npt_steps": Key((int,), default=20000, check=positive, unit="steps",
+                         doc="NPT run to the mean cell; the mean is taken over its second half"),
+        "equilibration_steps": Key((int,), default=2000, check=non_negative, unit="steps",
+                                   doc="NVT steps discarded at the start of each strained run (and of the "
+                                       "fluctuation run)"),
+        "production_steps": Key((int,), default=20000, check=positive, unit="steps",
+                                doc="NVT steps averaged per strained run (and in the fluctuation run); a "
+                                    "multiple of block_steps"),
+        "block_steps": Key((int,), default=1000, check=positive, unit="steps",
+                           doc="block length of the block averages (standard errors); a stop signal takes "
+                               "effect at the next block boundary"),
+        "sample_every": Key((int,), default=10, check=positive, unit="steps",
+                            doc="steps between stress samples (stored in `data`); divides block_steps"),
+        "born_every": Key((int,), default=100, check=positive, unit="steps",
+                          doc="fluctuation route: steps between Born-term evaluations (12 extra force "
+                              "calls each); divides block_steps"),
+        "born_strain": Key(NUM, default=1e-4, check=positive,
+                           doc="fluctuation route: strain of the finite differences of the Born term"),
+        "thermostat": Key((str,), default="langevin", check=choice_with_suggestion("langevin", "csvr"),
+                          doc="thermostat of the NVT runs: langevin (BAOAB) or csvr"),
+        "thermostat_damping": Key(NUM, default=0.1, check=positive, unit="ps",
+                                  doc="thermostat damping time (Langevin 1/friction, CSVR relaxation time; "
+                                      "also the NPT stage's thermostat)"),
+        "barostat": Key((str,), default="npt-mtk", check=choice_with_suggestion("npt-mtk", "npt-crescale"),
+                        doc="NPT integrator to the mean cell: npt-mtk (any coupling) or npt-crescale (iso or "
+                            "aniso; with the default damping its mean cell converged more slowly in tests)"),
+        "coupling": Key((str,), default="auto", check=choice_with_suggestion("auto", "iso", "aniso", "triclinic"),
+                        doc="NPT cell coupling: auto (aniso for orthogonal cells, triclinic otherwise), iso "
+                            "(volume only: best for cubic crystals, whose mean cell stays cubic), aniso, "
+                            "triclinic (npt-mtk)"),
+        "barostat_damping": Key(NUM, default=1.0, check=positive, unit="ps",
+                                doc="barostat time (as [barostat].damping)"),
+        "compressibility": Key(NUM, default=1e-6, check=positive, unit="1/bar",
+                               doc="npt-crescale: compressibility estimate (only sets the relaxation rate)"),
+    }
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "structure": {
         "file": Key((str,), doc="structure file read with ASE (extxyz, POSCAR, lammps-data, cif, …)"),
@@ -253,9 +302,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "elastic": dict(_minimizer_keys(1e-4, 0.1, 5000, "triclinic",
                                     "cell degrees of freedom of the reference relaxation (relax = true)"),
                     temperature=Key(NUM, default=0.0, check=non_negative, unit="K",
-                                    doc="0 gives the static tensor (finite temperatures are not available yet)"),
-                    strains=Key((list,), default=[0.0025, 0.005, 0.01], check=strain_list,
-                                type_doc="[float, ...]",
+                                    doc="0 gives the static tensor; > 0 the isothermal tensor at this "
+                                        "temperature from MD (docs/minimize-elastic.md)"),
+                    strains=Key((list,), check=strain_list, type_doc="[float, ...]",
+                                default_doc="[0.0025, 0.005, 0.01] at 0 K, [0.01] at temperature > 0",
                                 doc="strain magnitudes, each in (0, 0.05]; each Voigt strain is applied at "
                                     "+e and -e"),
                     relax=Key((bool,), default=True, doc="relax cell and atoms before straining"),
@@ -263,7 +313,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    doc="relax atoms in each strained cell (false: clamped-ion tensor)"),
                     report=Key((str,), default="elastic.json", doc="report: C, errors, moduli, stability (JSON, GPa)"),
                     data=Key((str,), default="elastic.h5",
-                             doc="per-strain stresses and energies (HDF5)")),
+                             doc="per-strain stresses and energies (HDF5)"),
+                    **_finite_temperature_elastic_keys()),
     "free_energy": FREE_ENERGY_KEYS,
     "thermostat": {
         "temperature": Key(NUM, check=positive, unit="K",
@@ -440,6 +491,7 @@ def parse_config(text: str, path="input.toml") -> dict:
     _check_driver(out, raw, path)
     _check_structure(out["structure"], raw.get("structure", {}), path)
     _check_thermostat(out, raw, path)
+    _check_elastic(out, path)
     _check_extrapolation(out, raw, path)
     if not Path(out["potential"]["file"]).exists():
         raise ConfigError(path, "potential.file", f"file not found: {out['potential']['file']}")
@@ -502,6 +554,38 @@ def _check_driver(out, raw, path):
     for s in DRIVER_SECTIONS:
         if s not in raw:
             out[s] = {}
+
+
+def _check_elastic(out, path):
+    """[elastic]: defaults that depend on the temperature, and run lengths that give >= 2 blocks."""
+    el = out.get("elastic")
+    if not el:
+        return
+    hot = el["temperature"] > 0.0
+    el.setdefault("strains", [0.01] if hot else [0.0025, 0.005, 0.01])
+    el.setdefault("method", "strain" if hot else "fire")
+    if hot and el["method"] in MINIMIZERS:
+        raise ConfigError(path, "elastic.method", f"'{el['method']}' is a minimiser; at temperature > 0 "
+                                                  f"the method is one of {', '.join(ELASTIC_T_METHODS)}")
+    if not hot and el["method"] in ELASTIC_T_METHODS[1:]:
+        raise ConfigError(path, "elastic.method", f"'{el['method']}' needs temperature > 0; at 0 K use "
+                                                  "fire or lbfgs (the static strain route)")
+    if not hot:
+        if el["method"] == "strain":
+            el["method"] = "fire"
+        return
+    block = el["block_steps"]
+    for key in ("sample_every", "born_every"):
+        if block % el[key]:
+            raise ConfigError(path, f"elastic.{key}", f"{el[key]} must divide block_steps = {block}")
+    if el["production_steps"] % block or el["production_steps"] < 2 * block:
+        raise ConfigError(path, "elastic.production_steps",
+                          f"{el['production_steps']} steps must be a multiple of block_steps = {block} and "
+                          f"give at least 2 blocks (an error needs 2); e.g. production_steps = {20 * block}")
+    if el["npt_steps"] // 2 < 2 * block:
+        raise ConfigError(path, "elastic.npt_steps",
+                          f"{el['npt_steps']} steps: the mean cell is averaged over the second half, which "
+                          f"must hold at least 2 blocks of block_steps = {block}; e.g. npt_steps = {8 * block}")
 
 
 def _check_thermostat(out, raw, path):
@@ -595,8 +679,10 @@ SECTION_DOCS: dict[str, SectionDoc] = {
         "and a checkpoint that [md] can --restart from. One of [md], [minimize], [elastic].",
         page="minimize-elastic.md#minimize-relax-atoms-and-cell"),
     "elastic": SectionDoc(
-        "Driver: the static elastic tensor by finite strains (relax, strain, relax ions, fit), with "
-        "Voigt-Reuss-Hill moduli and the Born stability verdict. One of [md], [minimize], [elastic]. "
+        "Driver: the elastic tensor by finite strains (relax, strain, relax ions, fit), with "
+        "Voigt-Reuss-Hill moduli and the Born stability verdict; at temperature > 0 the isothermal tensor "
+        "from MD with standard errors (NPT to the mean cell, then NVT strain-stress and/or stress-"
+        "fluctuation runs; restartable). One of [md], [minimize], [elastic]. "
         "The minimiser keys apply to every relaxation of the protocol.",
         page="minimize-elastic.md#elastic-the-static-0-k-elastic-tensor"),
     "structure": SectionDoc(

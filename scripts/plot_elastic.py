@@ -4,7 +4,8 @@
     python scripts/plot_elastic.py elastic.h5 [-o stress_strain.png]
 
 One panel per applied strain e_j (xx, yy, zz, yz, xz, xy): the six stress
-components (GPa) at every strain with the fitted lines s_i = s0_i + C_ij e_j.
+components (GPa) at every strain with the fitted lines s_i = s0_i + C_ij e_j.  Data from a
+finite-temperature run (temperature > 0) are drawn with their standard errors as error bars.
 """
 import argparse
 import sys
@@ -24,6 +25,10 @@ def load(path):
                 raise ValueError(f"{path}: not an acemd [elastic] data file (missing {', '.join(missing)})")
             data = {k: f[k][()] for k in ("component", "strain", "stress", "C", "reference_stress")}
             data["C_error"] = f["C_error"][()] if "C_error" in f else np.zeros((6, 6))
+            # temperature > 0: stress errors (error bars) and the fitted intercept per strain column
+            data["stress_error"] = f["stress_error"][()] if "stress_error" in f else None
+            data["intercept"] = f["intercept"][()] if "intercept" in f else None
+            data["temperature"] = float(f.attrs.get("temperature_K", 0.0))
             return data
     except OSError as exc:
         raise ValueError(f"{path}: cannot read as HDF5 ({exc})") from None
@@ -36,14 +41,24 @@ def plot(data, output):
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), sharex=True)
     for j, ax in enumerate(axes.ravel()):
         sel = data["component"] == j
-        e = np.concatenate([[0.0], data["strain"][sel]])
-        s = np.vstack([data["reference_stress"], data["stress"][sel]])
+        hot = data["stress_error"] is not None
+        if hot:      # finite temperature: no zero-strain run; means with their standard errors
+            e, s, err = data["strain"][sel], data["stress"][sel], data["stress_error"][sel]
+        else:
+            e = np.concatenate([[0.0], data["strain"][sel]])
+            s = np.vstack([data["reference_stress"], data["stress"][sel]])
         order = np.argsort(e)
-        grid = np.linspace(e.min(), e.max(), 2)
+        grid = np.linspace(min(e.min(), 0.0), max(e.max(), 0.0), 2)
         for i in range(6):
-            line, = ax.plot(e[order], s[order, i], "o", ms=4, label=f"$\\sigma_{{{NAMES[i]}}}$")
-            fit = data["reference_stress"][i] + data["C"][i, j] * grid
-            ax.plot(grid, fit, "-", color=line.get_color(), lw=1)
+            label = f"$\\sigma_{{{NAMES[i]}}}$"
+            if hot:
+                line = ax.errorbar(e[order], s[order, i], yerr=err[order, i], fmt="o", ms=4, capsize=3,
+                                   label=label).lines[0]
+                intercept = data["intercept"][i, j]
+            else:
+                line, = ax.plot(e[order], s[order, i], "o", ms=4, label=label)
+                intercept = data["reference_stress"][i]
+            ax.plot(grid, intercept + data["C"][i, j] * grid, "-", color=line.get_color(), lw=1)
         ax.set_title(f"applied $e_{{{NAMES[j]}}}$: C$_{{{j + 1}{j + 1}}}$ = {data['C'][j, j]:.1f} "
                      f"± {data['C_error'][j, j]:.2f} GPa")
         ax.set_xlabel("strain (Voigt, engineering shear)")
@@ -66,7 +81,8 @@ def main(argv=None):
         print(f"plot_elastic: error: {exc}", file=sys.stderr)
         return 1
     plot(data, output)
-    print(f"wrote {output}")
+    print(f"wrote {output}" + (f" (error bars: standard errors at {data['temperature']:g} K)"
+                               if data["stress_error"] is not None else ""))
     return 0
 
 

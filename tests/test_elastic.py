@@ -176,13 +176,6 @@ def test_unconverged_reference_relaxation_is_an_error(tmp_path):
     assert not (tmp_path / "el.json").exists()
 
 
-def test_finite_temperature_is_refused_before_work(tmp_path):
-    from acemd.simulation import InputError
-    path = elastic_input(tmp_path, FCC, "temperature = 300.0")
-    with pytest.raises(InputError, match="temperature = 0"):
-        run_elastic(path)
-
-
 def test_plot_script(tmp_path):
     """scripts/plot_elastic.py draws the stress-strain curves of a real elastic.h5."""
     pytest.importorskip("matplotlib")

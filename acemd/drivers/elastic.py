@@ -23,7 +23,7 @@ from ..elasticity import (VOIGT_NAMES, born_stability, central_difference_column
                           fit_columns, independent_constants, stress_to_voigt, voigt_strain_tensor,
                           vrh_moduli)
 from ..parallel.collective import on_root
-from ..simulation import InputError, Simulation
+from ..simulation import Simulation
 from ..units import EV_PER_A3_TO_GPA, UNITS_LINE
 from .minimize import MINIMIZE_COLUMNS, NotConvergedError, describe, minimizer_from_settings
 
@@ -39,16 +39,18 @@ class ElasticRun:
     def __init__(self, settings, input_text, input_path, comm=MPI.COMM_WORLD, restart=None,
                  stream=sys.stdout):
         section = settings["elastic"]
-        if section["temperature"] > 0.0:
-            raise InputError(f"{input_path}: [elastic.temperature] = {section['temperature']} K: finite-"
-                             "temperature elastic constants are not available yet; use temperature = 0 "
-                             "(static tensor)")
         self.settings = settings
         self.section = section
         self.stream = stream
         self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart,
                                      skin=section["skin"], stream=stream)
         self.rank = comm.Get_rank()
+        self.nsteps = 0                  # MD steps of the whole protocol (0 K: none)
+        self.finite_t = None
+        if section["temperature"] > 0.0:
+            from .elastic_t import FiniteTemperatureElastic
+            self.finite_t = FiniteTemperatureElastic(self)
+            self.nsteps = self.finite_t.end_step    # a summary with fewer steps is incomplete (exit 75)
 
     def _say(self, line):
         if self.rank == 0 and self.stream is not None:
@@ -59,7 +61,25 @@ class ElasticRun:
         sim = self.simulation
         return stress_to_voigt(-sim.engine.virial / sim.state.volume * EV_PER_A3_TO_GPA)
 
+    def relax(self):
+        """Relax cell and atoms to ``pressure`` (the 0 K reference; at T > 0 the start of NPT)."""
+        sim, sec = self.simulation, dict(self.section)
+        if sec["method"] not in ("fire", "lbfgs"):
+            sec["method"] = "fire"          # at temperature > 0 `method` names the route
+        self._say(f"# relax cell ({sec['cell']}) and atoms to {sec['pressure']} bar")
+        from ..io.thermo import ThermoLog
+        log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
+                        stream=self.stream, total_steps=sec["max_steps"], preamble=[])
+        result = minimizer_from_settings(sim, sec, log=log.row).run()
+        log.close(extra=[describe(result)])
+        if not result.converged:
+            raise NotConvergedError(f"[elastic] reference relaxation: {describe(result)}; raise "
+                                    "max_steps or loosen fmax/stress_tol")
+        return result
+
     def run(self) -> dict:
+        if self.finite_t is not None:
+            return self.finite_t.run()
         sim, sec = self.simulation, self.section
         t_start = _time.perf_counter()
         force_t0 = sum(sim.engine.timers.values())
@@ -70,16 +90,8 @@ class ElasticRun:
         force_calls = 0
         relax_result = None
         if sec["relax"]:
-            self._say(f"# stage 1: relax cell ({sec['cell']}) and atoms to {sec['pressure']} bar")
-            from ..io.thermo import ThermoLog
-            log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
-                            stream=self.stream, total_steps=sec["max_steps"], preamble=[])
-            relax_result = minimizer_from_settings(sim, sec, log=log.row).run()
-            log.close(extra=[describe(relax_result)])
+            relax_result = self.relax()
             force_calls += relax_result.force_calls
-            if not relax_result.converged:
-                raise NotConvergedError(f"[elastic] reference relaxation: {describe(relax_result)}; raise "
-                                        "max_steps or loosen fmax/stress_tol")
         else:
             sim.compute(force_rebuild=True)
             force_calls += 1

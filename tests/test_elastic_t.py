@@ -1,0 +1,298 @@
+"""[elastic] at temperature > 0: block statistics against analytic results, the Born term against
+the static tensor, 5 K against 0 K, the two routes against each other, restart after a stop signal
+equal to the uninterrupted run, bad input refused before any work."""
+import io
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from acemd.blockstats import block_average, jackknife
+from acemd.config import ConfigError, parse_config
+from acemd.drivers import elastic_t
+from acemd.drivers.elastic import ElasticRun
+from acemd.elasticity import lagrangian_deformation, second_pk_stress, weighted_fit_columns
+
+from test_elastic import CU, elastic_input, run_elastic
+
+ROOT = Path(__file__).resolve().parents[1]
+FCC32 = 'lattice = "fcc"\nelement = "Cu"\na = 3.62\nrepeat = [2, 2, 2]'
+SHORT = """npt_steps = 2000
+barostat = "npt-crescale"
+barostat_damping = 0.1
+coupling = "iso"
+equilibration_steps = 100
+production_steps = 400
+block_steps = 100
+born_every = 20
+[checkpoint]
+file = "ck.h5"
+"""
+
+
+# --------------------------------------------------------------------------- statistics
+def test_block_average_of_correlated_series():
+    """AR(1) series x_t = phi x_{t-1} + noise: the statistical inefficiency is (1 + phi)/(1 - phi)
+    and the error of the mean sqrt(s var/n); white noise gives s = 1."""
+    rng = np.random.default_rng(3)
+    n, phi = 200_000, 0.8
+    noise = rng.normal(size=n)
+    x = np.empty(n)
+    x[0] = noise[0]
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + noise[t]
+    stats = block_average(np.column_stack([x, noise]), 50)
+    s_exact = (1 + phi) / (1 - phi)
+    assert stats["inefficiency"][0] == pytest.approx(s_exact, rel=0.25)
+    assert stats["inefficiency"][1] == pytest.approx(1.0, rel=0.25)
+    var_x = 1.0 / (1 - phi ** 2)
+    assert stats["error"][0] == pytest.approx(np.sqrt(s_exact * var_x / n), rel=0.3)
+    assert stats["error"][1] == pytest.approx(np.sqrt(1.0 / n), rel=0.3)
+    with pytest.raises(ValueError, match="2 blocks"):
+        block_average(x, 1)
+
+
+def test_jackknife_of_a_variance_matches_its_analytic_error():
+    """Variance of N(0, 1) samples from block moments: error sqrt(2/n) for independent samples."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=40_000)
+    m = x.reshape(40, -1).mean(axis=1)
+    q = (x * x).reshape(40, -1).mean(axis=1)
+    var, err = jackknife([m, q], lambda a, b: b - a * a)
+    assert var == pytest.approx(1.0, abs=0.03)
+    assert err == pytest.approx(np.sqrt(2.0 / len(x)), rel=0.35)
+
+
+def test_weighted_fit_two_points_is_the_central_difference():
+    e = 0.01
+    values = [[e, -e]] * 6
+    rng = np.random.default_rng(1)
+    s_plus, s_minus = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    err_plus, err_minus = rng.uniform(0.1, 1, (6, 6)), rng.uniform(0.1, 1, (6, 6))
+    stresses = [[s_plus[j], s_minus[j]] for j in range(6)]
+    errors = [[err_plus[j], err_minus[j]] for j in range(6)]
+    c, c_err, intercept = weighted_fit_columns(values, stresses, errors)
+    np.testing.assert_allclose(c, ((s_plus - s_minus) / (2 * e)).T, rtol=1e-10)
+    np.testing.assert_allclose(c_err, (np.sqrt(err_plus ** 2 + err_minus ** 2) / (2 * e)).T, rtol=1e-10)
+
+
+def test_second_pk_stress_of_a_rotation_free_stretch():
+    """F = sqrt(I + 2 eta) is symmetric with F^T F = I + 2 eta; S = J F^-1 s F^-T."""
+    eta = np.array([[0.01, 0.002, 0], [0.002, -0.004, 0.003], [0, 0.003, 0.002]])
+    f = lagrangian_deformation(eta)
+    np.testing.assert_allclose(f, f.T, atol=1e-15)
+    np.testing.assert_allclose(0.5 * (f.T @ f - np.eye(3)), eta, atol=1e-14)
+    sigma = np.diag([1.0, 2.0, 3.0])                     # Cauchy stress, eV/A^3
+    v0 = 10.0
+    virial = -sigma * v0 * np.linalg.det(f)              # W = -sigma V
+    s = second_pk_stress(virial, f, v0)
+    np.testing.assert_allclose(s, np.linalg.det(f) * np.linalg.inv(f) @ sigma @ np.linalg.inv(f).T, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- physics
+def _build(path, comm=MPI.COMM_SELF, restart=None):
+    text = Path(path).read_text()
+    return ElasticRun(parse_config(text, path), text, path, comm=comm, restart=restart, stream=io.StringIO())
+
+
+def test_born_term_of_the_relaxed_crystal_is_the_clamped_ion_tensor(tmp_path):
+    """The Born term (finite differences of the second Piola-Kirchhoff virial stress) of relaxed fcc
+    Cu at rest is its static clamped-ion tensor (finite differences of the Cauchy stress)."""
+    static = run_elastic(elastic_input(tmp_path, FCC32, "relax_ions = false\nstrains = [0.0005]", "st"))
+    run = _build(elastic_input(tmp_path, FCC32, "temperature = 10.0\n" + SHORT, "bo"))
+    run.relax()
+    run.finite_t.reference_volume = run.simulation.state.volume
+    born = run.finite_t._born_sample()
+    print(f"\nBorn {np.round(np.diag(born), 3)} vs static {np.round(np.diag(static['C_GPa']), 3)} GPa")
+    np.testing.assert_allclose(born, static["C_GPa"], atol=0.05)
+
+
+@pytest.fixture(scope="module")
+def cu_5k(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cu5k")
+    static = run_elastic(elastic_input(tmp, FCC32, "", "zero"))
+    hot = run_elastic(elastic_input(tmp, FCC32, 'temperature = 5.0\nmethod = "both"\n' + SHORT, "five"))
+    return static, hot, tmp
+
+
+def test_5K_tensor_equals_the_0K_tensor(cu_5k):
+    """Both routes at 5 K give the static tensor of the same potential within 3 standard errors
+    (plus 0.5 % for the mean cell's own error, which C's error does not include)."""
+    static, hot, _ = cu_5k
+    c0 = np.array(static["C_symmetrized_GPa"])
+    for name, route in hot["routes"].items():
+        c = np.array(route["C_symmetrized_GPa"])
+        err = np.array(route["C_symmetrized_error_GPa"])
+        dev = np.abs(c - c0)
+        print(f"\n5 K {name}: C11 {c[0, 0]:.2f}±{err[0, 0]:.2f} C12 {c[0, 1]:.2f}±{err[0, 1]:.2f} "
+              f"C44 {c[3, 3]:.2f}±{err[3, 3]:.2f}; 0 K {c0[0, 0]:.2f} {c0[0, 1]:.2f} {c0[3, 3]:.2f} GPa; "
+              f"max |dC|/err {np.max(dev / err):.2f}")
+        assert np.all(dev <= 3 * err + 0.005 * np.abs(c0).max())
+        assert route["born_stable"]
+    assert hot["volume_A3"] == pytest.approx(static["volume_A3"], rel=2e-3)
+
+
+def test_5K_routes_agree_and_outputs(cu_5k):
+    static, hot, tmp = cu_5k
+    diff = np.array(hot["routes_difference_in_errors"])
+    print(f"\n5 K: strain - fluctuation max {diff.max():.2f} combined errors")
+    assert diff.max() < 3.0
+    data = json.loads((tmp / "five.json").read_text())
+    assert data["method"] == "both" and len(data["routes"]["strain"]["per_strain"]) == 12
+    p = data["routes"]["strain"]["per_strain"][0]
+    assert p["n_blocks"] == 4 and p["n_samples"] == 40 and min(p["statistical_inefficiency"]) > 0
+    import h5py
+    with h5py.File(tmp / "five.h5", "r") as f:
+        assert f["stress"].shape == (12, 6) and f["stress_error"].shape == (12, 6)
+        groups = sorted(f["series"])
+        assert len(groups) == 13 and groups[-1].endswith("fluctuation")
+        g = f["series"][groups[0]]
+        assert g["stress"].shape == (40, 6) and list(g["step"][:2]) == [2000 + 110, 2000 + 120]
+        assert f["series"][groups[-1]]["born"].shape == (20, 6, 6)
+        assert f["npt/cell"].shape[1:] == (3, 3)
+
+
+def test_plot_script_draws_error_bars(cu_5k):
+    pytest.importorskip("matplotlib")
+    _, _, tmp = cu_5k
+    out = tmp / "ss.png"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_elastic.py"), str(tmp / "five.h5"),
+                           "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "error bars" in proc.stdout and out.stat().st_size > 10000
+
+
+@pytest.mark.slow
+def test_routes_agree_at_300K(tmp_path):
+    """fcc Cu, 32 atoms, 300 K: C11, C12, C44 (cubic averages) of the strain and fluctuation routes
+    agree within 2 combined standard errors, and both are softer than at 0 K."""
+    section = ('temperature = 300.0\nmethod = "both"\ncoupling = "iso"\nnpt_steps = 4000\n'
+               'equilibration_steps = 400\nproduction_steps = 4000\nblock_steps = 400\nborn_every = 40\n')
+    hot = run_elastic(elastic_input(tmp_path, FCC32, section, "hot"))
+    static = run_elastic(elastic_input(tmp_path, FCC32, "", "zero"))
+    c0 = static["independent_constants_GPa"]
+    got = {}
+    for name, route in hot["routes"].items():
+        c, e = np.array(route["C_symmetrized_GPa"]), np.array(route["C_symmetrized_error_GPa"])
+        pick = {"C11": ([0, 1, 2], [0, 1, 2]), "C12": ([0, 0, 1], [1, 2, 2]), "C44": ([3, 4, 5], [3, 4, 5])}
+        got[name] = {k: (c[i, j].mean(), np.sqrt((e[i, j] ** 2).sum()) / 3) for k, (i, j) in pick.items()}
+        print(f"\n300 K {name}: " + ", ".join(f"{k} {v:.2f} ± {s:.2f}" for k, (v, s) in got[name].items())
+              + f" GPa (0 K: {', '.join(f'{v:.2f}' for v in c0.values())})")
+    for k in ("C11", "C12", "C44"):
+        (a, sa), (b, sb) = got["strain"][k], got["fluctuation"][k]
+        assert abs(a - b) < 2 * np.hypot(sa, sb), k
+        assert a < c0[k] and b < c0[k]
+
+
+# --------------------------------------------------------------------------- restart
+def _stop_at(steps):
+    """A StopRequested that reports SIGTERM once the step counter reaches any of ``steps``."""
+    class StopAt(elastic_t.StopRequested):
+        state = None
+
+        @property
+        def signum(self):
+            return signal.SIGTERM if any(StopAt.state.step >= s > StopAt.start for s in steps) else 0
+
+        @signum.setter
+        def signum(self, value):
+            pass
+    return StopAt
+
+
+def test_interrupted_and_restarted_equals_uninterrupted(tmp_path, monkeypatch):
+    """Stopped in the NPT stage, then mid strain run, then mid fluctuation run; three restarts
+    give bit for bit the tensors of the uninterrupted run; the summary says 'incomplete'."""
+    section = 'temperature = 300.0\nmethod = "both"\nstrains = [0.01]\n' + SHORT.replace(
+        "npt_steps = 2000", "npt_steps = 400")
+    whole = run_elastic(elastic_input(tmp_path / "a", FCC32, section, "el"))
+    path = elastic_input(tmp_path / "b", FCC32, section, "el")
+    ck = str(tmp_path / "b" / "ck.h5")
+    original = ElasticRun.run
+    stops = [250, 400 + 500 * 3 + 130, 400 + 500 * 12 + 320]
+    restart = None
+    for stop in stops + [None]:
+        if stop is not None:
+            cls = _stop_at([stop])
+            monkeypatch.setattr(elastic_t, "StopRequested", cls)
+
+            def run_with_state(self, cls=cls):
+                cls.state, cls.start = self.simulation.state, self.simulation.state.step
+                return original(self)
+            monkeypatch.setattr(ElasticRun, "run", run_with_state)
+        else:
+            monkeypatch.undo()
+        run = _build(path, restart=restart)
+        summary = run.run()
+        if stop is not None:
+            assert summary["stopped_by"] == "SIGTERM" and summary["steps"] < run.nsteps
+            assert summary["steps"] % 100 == 0 and summary["steps"] >= stop     # at the next block end
+            restart = ck
+    for name in ("strain", "fluctuation"):
+        np.testing.assert_array_equal(summary["routes"][name]["C_GPa"], whole["routes"][name]["C_GPa"])
+        np.testing.assert_array_equal(summary["routes"][name]["C_error_GPa"], whole["routes"][name]["C_error_GPa"])
+    np.testing.assert_array_equal(summary["cell_A"], whole["cell_A"])
+
+
+def test_sigterm_to_the_command_line_exits_75_and_restart_completes(tmp_path):
+    """A real SIGTERM to `python -m acemd.cli` mid-protocol: exit status 75, a checkpoint, and
+    --restart completes with exit status 0 and the same tensor as an uninterrupted run."""
+    section = 'temperature = 300.0\nstrains = [0.01]\n' + SHORT.replace("npt_steps = 2000", "npt_steps = 400")
+    whole = run_elastic(elastic_input(tmp_path / "a", FCC32, section, "el"))
+    path = elastic_input(tmp_path / "b", FCC32, section, "el")
+    cmd = [sys.executable, "-m", "acemd.cli", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=path.parent)
+    for line in proc.stdout:
+        if line.startswith("stage 3/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 75, err
+    assert "incomplete" in err
+    rc = subprocess.run(cmd + ["--restart", str(path.parent / "ck.h5")], capture_output=True, text=True,
+                        cwd=path.parent, timeout=600)
+    assert rc.returncode == 0, rc.stderr
+    restarted = json.loads((path.parent / "el.json").read_text())
+    np.testing.assert_array_equal(restarted["C_GPa"], whole["C_GPa"])
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("extra, key, words", [
+    ('method = "strian"', "elastic.method", ["strain"]),
+    ('method = "fire"', "elastic.method", ["minimiser", "strain, fluctuation, both"]),
+    ("production_steps = 150", "elastic.production_steps", ["block_steps = 100", "2 blocks"]),
+    ("npt_steps = 300", "elastic.npt_steps", ["second half", "2 blocks"]),
+    ("sample_every = 30", "elastic.sample_every", ["divide"]),
+])
+def test_bad_finite_temperature_input(tmp_path, extra, key, words):
+    text = f'[potential]\nfile = "{CU.as_posix()}"\n[structure]\n{FCC32}\n[elastic]\ntemperature = 300.0\n' \
+           f'block_steps = 100\nborn_every = 10\nproduction_steps = 1000\nnpt_steps = 1000\n{extra}\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(_dedupe(text), tmp_path / "x.toml")
+    msg = str(info.value)
+    assert key in msg and all(w in msg for w in words), msg
+
+
+def _dedupe(text):
+    """Keep the last of repeated keys (the parametrised line overrides the base)."""
+    lines, seen = [], {}
+    for line in text.splitlines():
+        k = line.split("=")[0].strip() if "=" in line and not line.startswith("[") else None
+        if k in seen and k != "file":
+            lines[seen[k]] = line
+            continue
+        if k:
+            seen[k] = len(lines)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_fluctuation_at_0K_is_refused(tmp_path):
+    text = f'[potential]\nfile = "{CU.as_posix()}"\n[structure]\n{FCC32}\n[elastic]\nmethod = "fluctuation"\n'
+    with pytest.raises(ConfigError, match="temperature > 0"):
+        parse_config(text, tmp_path / "x.toml")
