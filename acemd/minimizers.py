@@ -312,6 +312,12 @@ class Minimizer:
                 if self.enthalpy <= h0 + self.ARMIJO * step * slope:
                     accepted = True
                     break
+                # near the minimum the enthalpy stops resolving the step (round-off): accept it
+                # when the change is at round-off level and the slope along p fell (Wolfe curvature)
+                new_slope = -self._dot(self.forces, ex["p"], self.cell_force, p_cell)
+                if self.enthalpy - h0 <= 1e-12 * max(1.0, abs(h0)) and abs(new_slope) <= 0.9 * abs(slope):
+                    accepted = True
+                    break
                 new = 0.5 * step
                 self._move((new - step) * ex["p"], (new - step) * p_cell)
                 step = new
