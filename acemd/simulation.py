@@ -259,17 +259,14 @@ class Simulation:
 
     def write_structure(self, path, info=None):
         """Write the configuration as extended XYZ (rank 0, replaced atomically; collective)."""
-        import os
-
         from ase.io import write
+
+        from .io.atomic import replaced_atomically
         atoms = self.gather_atoms()
 
         def write_root():
-            p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
             atoms.info.update(info or {})
-            tmp = p.with_name(p.name + ".tmp")
-            write(tmp, atoms, format="extxyz", parallel=False)
-            os.replace(tmp, p)
+            with replaced_atomically(path) as tmp:
+                write(tmp, atoms, format="extxyz", parallel=False)
 
         on_root(self.comm, write_root)

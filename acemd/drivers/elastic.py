@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import time as _time
-from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
@@ -22,15 +21,14 @@ from .. import __version__
 from ..elasticity import (VOIGT_NAMES, born_stability, central_difference_columns, crystal_class,
                           fit_columns, independent_constants, stress_to_voigt, voigt_strain_tensor,
                           vrh_moduli)
+from ..io.atomic import replaced_atomically
 from ..parallel.collective import on_root
 from ..simulation import Simulation
 from ..units import EV_PER_A3_TO_GPA, UNITS_LINE
 from .minimize import MINIMIZE_COLUMNS, NotConvergedError, describe, minimizer_from_settings
+from ..io.thermo import format_hms
 
 
-def _hms(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class ElasticRun:
@@ -128,7 +126,7 @@ class ElasticRun:
             eta = elapsed / done * (len(plan) - done)
             self._say(f"strain {done:3d}/{len(plan)}  e_{VOIGT_NAMES[j]} = {e:+.5f}  "
                       f"s = [{' '.join(f'{x:9.4f}' for x in stress)}] GPa  relax steps {steps:4d}  "
-                      f"elapsed {_hms(elapsed)}  ETA {_hms(eta)}")
+                      f"elapsed {format_hms(elapsed)}  ETA {format_hms(eta)}")
         sim.restore(reference)
         wall = _time.perf_counter() - t_start
         force_time = sum(sim.engine.timers.values()) - force_t0
@@ -183,15 +181,9 @@ class ElasticRun:
 
         def write():
             import h5py
-            report_path = Path(sec["report"])
-            report_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = report_path.with_name(report_path.name + ".tmp")
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-            tmp.replace(report_path)
-            data_path = Path(sec["data"])
-            data_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = data_path.with_name(data_path.name + ".tmp")
-            with h5py.File(tmp, "w") as f:
+            with replaced_atomically(sec["report"]) as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            with replaced_atomically(sec["data"]) as tmp, h5py.File(tmp, "w") as f:
                 f.attrs["acemd_version"] = __version__
                 f.attrs["units"] = "strain: dimensionless (Voigt, engineering shear); stress: GPa; energy: eV"
                 f.attrs["voigt_order"] = "xx yy zz yz xz xy"
@@ -209,7 +201,6 @@ class ElasticRun:
                 f["C"] = np.array(report["C_GPa"])
                 f["C"].attrs["unit"] = "GPa"
                 f["C_error"] = np.array(report["C_error_GPa"])
-            tmp.replace(data_path)
 
         on_root(self.simulation.comm, write)
 

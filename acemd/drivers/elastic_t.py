@@ -42,13 +42,12 @@ from ..parallel.gather import gather_by_id
 from ..signals import StopRequested
 from ..simulation import InputError, initial_velocities
 from ..units import BOLTZMANN, EV_PER_A3_TO_GPA
+from ..io.thermo import format_hms
+from ..io.atomic import replaced_atomically
 
 STATE_KEY = "elastic_t"
 
 
-def _hms(seconds):
-    seconds = int(round(max(seconds, 0.0)))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class FiniteTemperatureElastic:
@@ -358,7 +357,7 @@ class FiniteTemperatureElastic:
             elapsed = _time.perf_counter() - t_loop
             eta = elapsed / max(done, 1) * (self.end_step - st.step)
             self.say(f"stage {k + 1}/{len(self.stages)} {self._stage_label(k):32s} step {st.step:9d}/"
-                     f"{self.end_step}  T {temp:8.2f} K  elapsed {_hms(elapsed)}  ETA {_hms(eta)}")
+                     f"{self.end_step}  T {temp:8.2f} K  elapsed {format_hms(elapsed)}  ETA {format_hms(eta)}")
 
         stop = StopRequested()
         stop.install()
@@ -506,20 +505,12 @@ class FiniteTemperatureElastic:
 
         def write():
             import json
-            from pathlib import Path
-
             import h5py
 
             from .. import __version__
-            path = Path(sec["report"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-            tmp.replace(path)
-            path = Path(sec["data"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            with h5py.File(tmp, "w") as f:
+            with replaced_atomically(sec["report"]) as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            with replaced_atomically(sec["data"]) as tmp, h5py.File(tmp, "w") as f:
                 f.attrs["acemd_version"] = __version__
                 f.attrs["units"] = ("strain: dimensionless (Voigt, engineering shear); stress: GPa; cell: Å; "
                                     "temperature: K; step: MD steps")
@@ -568,7 +559,6 @@ class FiniteTemperatureElastic:
                     g = f.create_group("fluctuation")
                     for key in ("C_GPa", "C_error_GPa", "born_GPa", "stress_fluctuation_GPa", "kinetic_GPa"):
                         g[key.replace("_GPa", "")] = np.array(fl[key])
-            tmp.replace(path)
 
         on_root(self.comm, write)
 

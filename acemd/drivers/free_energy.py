@@ -36,6 +36,7 @@ from ..integrators import LangevinBAOAB, StochasticCellRescaling
 from ..parallel.collective import on_root
 from ..simulation import InputError, Simulation, initial_velocities
 from ..units import EV_PER_A3_TO_BAR, UNITS_LINE
+from ..io.atomic import replaced_atomically
 
 
 RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
@@ -696,15 +697,10 @@ class FreeEnergyRun:
         def write():
             import h5py
             import yaml
-            path = Path(sec["report"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(yaml.safe_dump(_plain(report), sort_keys=False, allow_unicode=True), encoding="utf-8")
-            tmp.replace(path)
-            data = Path(sec["data"])
-            data.parent.mkdir(parents=True, exist_ok=True)
-            tmp = data.with_name(data.name + ".tmp")
-            with h5py.File(tmp, "w") as f:
+            with replaced_atomically(sec["report"]) as tmp:
+                tmp.write_text(yaml.safe_dump(_plain(report), sort_keys=False, allow_unicode=True),
+                               encoding="utf-8")
+            with replaced_atomically(sec["data"]) as tmp, h5py.File(tmp, "w") as f:
                 f.attrs["acemd_version"] = __version__
                 f.attrs["units"] = "energies eV (whole system); lambda, f dimensionless"
                 f.attrs["description"] = ("H(lambda) = (1 - f(lambda)) U_A + f(lambda) U_B, A = ACE, B = "
@@ -739,7 +735,6 @@ class FreeEnergyRun:
                                 "free_energy_backward", "hysteresis", "entropy"):
                         g[key] = np.asarray(curve[key], float)
                     g.attrs["units"] = "K; eV/atom; entropy kB/atom"
-            tmp.replace(data)
 
         on_root(self.comm, write)
 

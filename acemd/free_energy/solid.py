@@ -23,6 +23,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..units import BOLTZMANN
+from ..io.thermo import format_hms
 from .einstein import EinsteinTerm
 
 
@@ -51,13 +52,10 @@ class Progress:
                 elapsed = _time.perf_counter() - self.t0
                 eta = elapsed / max(self.done, 1) * max(self.total - self.done, 0)
                 self.say(f"  {name:<28s} step {k:>8d}/{n_steps:<8d} protocol {100 * self.done / self.total:5.1f} %"
-                         f"  elapsed {_hms(elapsed)}  ETA {_hms(eta)}")
+                         f"  elapsed {format_hms(elapsed)}  ETA {format_hms(eta)}")
         return on_step
 
 
-def _hms(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def equilibrate_volume(sim, integrator_factory, pressure_bar, steps, max_blocks, tolerance_bar, progress,

@@ -32,7 +32,7 @@ _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*(\[[^\[\]\s]*\])?$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
-def _hms(seconds: float) -> str:
+def format_hms(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "--:--:--"
     s = int(round(max(seconds, 0.0)))
@@ -227,13 +227,13 @@ class ThermoLog:
             parts.append(f"step {step}/{self.total_steps}")
         else:
             parts.append(f"step {step}")
-        parts.append(f"elapsed {_hms(now - self._t_start)}")
+        parts.append(f"elapsed {format_hms(now - self._t_start)}")
         parts.append(f"{rate:.3g} steps/s")
         dt = self._dt_ps()
         if dt is not None and np.isfinite(rate):
             parts.append(f"{rate * dt * 86400.0 / 1000.0:.4g} ns/day")
         if self.total_steps is not None and np.isfinite(rate) and rate > 0:
-            parts.append(f"ETA {_hms((self.total_steps - step) / rate)}")
+            parts.append(f"ETA {format_hms((self.total_steps - step) / rate)}")
         return "# progress: " + " | ".join(parts)
 
     # ------------------------------------------------------------------ end
