@@ -129,7 +129,8 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
     "npt_max_blocks": Key((int,), default=5, check=positive,
                           doc="NPT blocks before giving up on the pressure tolerance (a warning)"),
     "pressure_tolerance": Key(NUM, default=200.0, check=positive,
-                              doc="|mean pressure - pressure| accepted at the end of an NPT block (bar)"),
+                              doc="the NPT stage ends when |<P> - pressure| < max(pressure_tolerance, 3 standard "
+                                  "errors of <P>) (bar; block averages, docs/free-energy.md)"),
     "barostat_damping": Key(NUM, default=1.0, check=positive, doc="cell relaxation time (ps), npt-crescale"),
     "compressibility": Key(NUM, default=1e-6, check=positive, doc="compressibility estimate (1/bar), npt-crescale"),
     "spring_steps": Key((int,), default=10000, check=positive,

@@ -478,20 +478,20 @@ class FreeEnergyRun:
                                            barostat_damping=sec["barostat_damping"], coupling="iso",
                                            compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
         cell, mean_p, converged, blocks = equilibrate_volume(
-            sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress)
+            sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress,
+            min_error_block_steps=_error_block_steps(sec))
         ratio = abs(np.linalg.det(cell)) / pr["start_volume"]
         if ratio > sec["max_volume_ratio"]:
             raise NoStableLiquidError(
                 f"{self.input_path}: the liquid ran away during NPT: mean volume {abs(np.linalg.det(cell)) / n_atoms:.2f} "
                 f"A^3/atom, {ratio:.2f} x the starting volume (> max_volume_ratio {sec['max_volume_ratio']}); the "
                 f"potential {sim.potential.path} has no stable liquid at {T} K and {P} bar; no free energy is computed")
-        pr["npt"] = {"converged": converged, "blocks": blocks, "mean_pressure_bar": mean_p}
+        pr["npt"] = _npt_record(converged, blocks, mean_p)
         if not converged:
-            self._warn(f"the NPT pressure did not converge: mean {mean_p:.1f} bar after {len(blocks)} blocks of "
-                       f"{sec['npt_steps']} steps, target {P} +- {sec['pressure_tolerance']} bar")
+            self._warn(_npt_warning(mean_p, blocks, sec))
         sim.deform((np.linalg.inv(sim.state.cell) @ cell).T)
         pr["volume"] = sim.state.volume
-        self._say(f"# mean pressure {mean_p:.1f} bar, volume {pr['volume'] / n_atoms:.5f} A^3/atom")
+        self._say(f"# {_npt_line(mean_p, blocks, sec)}, volume {pr['volume'] / n_atoms:.5f} A^3/atom")
         self._collapse_check("npt (mean cell)")
         self._crystallised_check("NPT")
 
@@ -577,13 +577,12 @@ class FreeEnergyRun:
                                                barostat_damping=sec["barostat_damping"], coupling="iso",
                                                compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
             cell, mean_p, converged, blocks = equilibrate_volume(
-                sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress)
-            npt = {"converged": converged, "blocks": blocks, "mean_pressure_bar": mean_p}
+                sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress,
+                min_error_block_steps=_error_block_steps(sec))
+            npt = _npt_record(converged, blocks, mean_p)
             if not converged:
-                self._warn(f"the NPT pressure did not converge: mean {mean_p:.1f} bar after {len(blocks)} blocks "
-                           f"of {sec['npt_steps']} steps, target {P} +- {sec['pressure_tolerance']} bar; raise "
-                           "npt_steps or npt_max_blocks")
-            self._say(f"# mean pressure {mean_p:.1f} bar, volume {abs(np.linalg.det(cell)) / n_atoms:.5f} "
+                self._warn(_npt_warning(mean_p, blocks, sec))
+            self._say(f"# {_npt_line(mean_p, blocks, sec)}, volume {abs(np.linalg.det(cell)) / n_atoms:.5f} "
                       "A^3/atom")
         sim.restore(lattice)
         sim.deform((np.linalg.inv(cell0) @ cell).T)
@@ -765,6 +764,36 @@ class FreeEnergyRun:
         if "temperature_sweep" in report:
             print_sweep(self._say, report["temperature_sweep"])
         self._say(f"# report: {self.section['report']}, data: {self.section['data']}")
+
+
+def _error_block_steps(sec):
+    """Shortest block (steps) for the standard error of the NPT mean pressure: 2 barostat times."""
+    return int(np.ceil(2.0 * sec["barostat_damping"] / sec["timestep"]))
+
+
+def _npt_record(converged, blocks, mean_p):
+    """The NPT stage for the report; no ``pressure_error_bar`` when the blocks were too short for one."""
+    last = blocks[-1]
+    record = {"converged": converged, "blocks": blocks, "mean_pressure_bar": mean_p,
+              "accepted_deviation_bar": last["accepted_deviation_bar"]}
+    if "standard_error_bar" in last:
+        record["pressure_error_bar"] = last["standard_error_bar"]
+    return record
+
+
+def _npt_line(mean_p, blocks, sec):
+    """'mean pressure <P> +- SE bar (target P, accepted |<P> - P| < max(tolerance, 3 SE) = x bar)'."""
+    last = blocks[-1]
+    err = (f"+- {last['standard_error_bar']:.1f}" if "standard_error_bar" in last
+           else "(no standard error: the NPT block holds fewer than 2 sub-blocks of 2 barostat times)")
+    return (f"mean pressure {mean_p:.1f} {err} bar (target {sec['pressure']:g}, accepted "
+            f"|<P> - P| < max(pressure_tolerance {sec['pressure_tolerance']:g}, 3 SE) = "
+            f"{last['accepted_deviation_bar']:.1f} bar)")
+
+
+def _npt_warning(mean_p, blocks, sec):
+    return (f"the NPT pressure did not converge after {len(blocks)} blocks of {sec['npt_steps']} steps: "
+            f"{_npt_line(mean_p, blocks, sec)}; raise npt_steps or npt_max_blocks")
 
 
 def _plain(obj):

@@ -1,8 +1,8 @@
 """Stages of the Frenkel-Ladd route (``[free_energy] mode = "solid"``) on one Simulation.
 
 1. :func:`equilibrate_volume`: NPT blocks (stochastic cell rescaling, iso) until the
-   running mean pressure (all blocks after the first half of the first) is within the
-   tolerance of the target; returns the running mean cell.
+   running mean pressure (all blocks after the first half of the first) is within
+   max(tolerance, 3 standard errors) of the target; returns the running mean cell.
 2. :func:`measure_spring_constants`: Langevin NVT in that cell with the atoms tied to
    nothing; k_s = 3 kB T / <|u - D|^2>_s per species from the displacements u from
    the lattice sites (D: mass-weighted mean displacement, the quantity the springs
@@ -22,6 +22,7 @@ import time as _time
 import numpy as np
 from mpi4py import MPI
 
+from ..blockstats import block_average
 from ..units import BOLTZMANN
 from ..io.thermo import format_hms
 from .einstein import EinsteinTerm
@@ -58,13 +59,41 @@ class Progress:
 
 
 
+def pressure_convergence(samples, target_bar, tolerance_bar, min_block_samples=1, n_blocks=5, recent=None):
+    """Is the mean of the pressure ``samples`` (bar) at the target?  -> dict.
+
+    Accepted when |<P> - P| < max(tolerance, 3 SE), SE the standard error of <P>.  SE comes
+    from ``n_blocks`` block averages (:mod:`acemd.blockstats`) of ``recent`` (default: all
+    samples), scaled to the whole set by sqrt(len(recent) / len(samples)): the driver
+    passes the last NPT block, so that the volume's early relaxation, which the running
+    mean still carries, does not inflate the error and buy its own acceptance.  Fewer
+    blocks when a block would hold fewer than ``min_block_samples`` samples; below 2 blocks
+    there is no error and the tolerance alone decides.  A small cell's pressure scatters by
+    kilobars, so a fixed tolerance of 200 bar can be out of reach of any affordable run,
+    while 3 SE says the mean is statistically at the target.  The volume error this admits
+    costs the free energy only to second order (1/2 B V (dV/V)^2).
+    """
+    p = np.asarray(samples, dtype=float)
+    r = p if recent is None else np.asarray(recent, dtype=float)
+    mean = float(p.mean())
+    blocks = min(n_blocks, len(r) // max(int(min_block_samples), 1))
+    error = (float(block_average(r, blocks)["error"]) * np.sqrt(len(r) / len(p)) if blocks >= 2
+             else float("nan"))
+    threshold = max(float(tolerance_bar), 3.0 * error) if np.isfinite(error) else float(tolerance_bar)
+    return {"mean_pressure_bar": mean, "standard_error_bar": float(error), "error_blocks": max(blocks, 0),
+            "accepted_deviation_bar": float(threshold), "converged": bool(abs(mean - target_bar) < threshold)}
+
+
 def equilibrate_volume(sim, integrator_factory, pressure_bar, steps, max_blocks, tolerance_bar, progress,
-                       sample_every=10):
-    """NPT blocks until |<P> - P| < tolerance; returns (mean cell, mean pressure (bar), converged, blocks).
+                       sample_every=10, min_error_block_steps=0):
+    """NPT blocks until the mean pressure is at the target (:func:`pressure_convergence`);
+    returns (mean cell, mean pressure (bar), converged, blocks).
 
     The averages accumulate over all blocks after the first half of the first one (its
-    equilibration): a small cell's pressure fluctuates by kilobars, so one block's mean
-    rarely meets a tight tolerance, while the running mean converges.
+    equilibration): one block's mean rarely meets a tight tolerance, while the running mean
+    converges.  Its standard error is measured on the last block, in sub-blocks of at least
+    ``min_error_block_steps`` steps (the driver passes twice the barostat's relaxation
+    time: shorter blocks are correlated and would understate the error).
     """
     engine = sim.engine
     integrator = integrator_factory()
@@ -72,6 +101,7 @@ def equilibrate_volume(sim, integrator_factory, pressure_bar, steps, max_blocks,
     integrator.setup(engine)
     blocks = []
     cells, pressures = [], []
+    min_samples = int(np.ceil(min_error_block_steps / sample_every))
     for block in range(1, max_blocks + 1):
         on_step = progress.stage(f"NPT block {block}", steps)
         block_p = []
@@ -82,12 +112,16 @@ def equilibrate_volume(sim, integrator_factory, pressure_bar, steps, max_blocks,
                 block_p.append(engine.thermo()["pressure"])
             on_step(k)
         pressures += block_p
-        mean_p = float(np.mean(pressures))
         mean_cell = np.mean(cells, axis=0)
-        blocks.append({"block": block, "block_mean_pressure_bar": float(np.mean(block_p)),
-                       "running_mean_pressure_bar": mean_p,
-                       "running_mean_volume_A3": float(abs(np.linalg.det(mean_cell)))})
-        if abs(mean_p - pressure_bar) < tolerance_bar:
+        test = pressure_convergence(pressures, pressure_bar, tolerance_bar, min_samples, recent=block_p)
+        mean_p = test["mean_pressure_bar"]
+        record = {"block": block, "block_mean_pressure_bar": float(np.mean(block_p)),
+                  "running_mean_pressure_bar": mean_p, "accepted_deviation_bar": test["accepted_deviation_bar"],
+                  "running_mean_volume_A3": float(abs(np.linalg.det(mean_cell)))}
+        if np.isfinite(test["standard_error_bar"]):        # none when the block is too short for 2 sub-blocks
+            record["standard_error_bar"] = test["standard_error_bar"]
+        blocks.append(record)
+        if test["converged"]:
             return mean_cell, mean_p, True, blocks
         if block < max_blocks:
             progress.add_total(steps)

@@ -2,8 +2,9 @@
 switching the UF fluid to the ideal gas, and the checks that refuse a liquid that is not.
 
 * The UF excess free energy from the UF -> ideal-gas switch against the virial series at
-  a low density, beta F_ex/N = rho B2 + rho^2 B3 / 2 + O(rho^3), with B2 and B3 of the
-  Mayer function f = (1 - exp(-r^2/s^2))^p - 1 by Gauss-Legendre quadrature.
+  a low density, beta F_ex/N = B~2 x + B~3 x^2 / 2 + O(x^3), with the exact coefficients of
+  acemd.free_energy.uf_virial (checked against published values and quadrature in
+  test_uf_virial.py).
 * The ideal gas as "the potential" through the whole route: F equals F_ideal-gas (the
   ACE<->UF and UF<->ideal-gas switches must cancel: signs and bookkeeping).
 * Cu-I.yace has no stable liquid: the route stops with a message, never a number.
@@ -15,45 +16,19 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from mpi4py import MPI
-from scipy import integrate
 
 from acemd.config import parse_config
 from acemd.drivers.free_energy import FreeEnergyRun, NoStableLiquidError
 from acemd.free_energy import LambdaMixing, UhlenbeckFordTerm
 from acemd.free_energy.liquid import ZeroTerm, mean_q6
 from acemd.free_energy.reference import ideal_gas_free_energy
+from acemd.free_energy.uf_virial import reduced_density, series_excess, series_terms
 from acemd.free_energy.switching import free_energy_difference, run_at_fixed_lambda, switch
 from acemd.integrators import LangevinBAOAB
 from acemd.simulation import InputError
-from acemd.units import BOLTZMANN
 
 from engine_helpers import POTENTIALS
 from free_energy_helpers import SELF, make_engine
-
-
-def _b2(p, sigma):
-    """Second virial coefficient of the UF model (Å^3), by quadrature."""
-    val, _ = integrate.quad(lambda r: (1.0 - (-np.expm1(-(r / sigma) ** 2)) ** p) * r * r, 0.0, 20 * sigma,
-                            epsabs=0, epsrel=1e-12, limit=200)
-    return 2.0 * np.pi * val
-
-
-def _b3(p, sigma, n=160, n_angle=96, r_max=10.0):
-    """Third virial coefficient -(8 pi^2/3) int int int r^2 s^2 f(r) f(s) f(|r - s|) dr ds dcos (Å^6)."""
-    def f(r):
-        return (-np.expm1(-(r / sigma) ** 2)) ** p - 1.0
-    x, w = np.polynomial.legendre.leggauss(n)
-    r, wr = 0.5 * r_max * (x + 1.0), 0.5 * r_max * w
-    c, wc = np.polynomial.legendre.leggauss(n_angle)
-    rr, ss, cc = np.meshgrid(r, r, c, indexing="ij")
-    inner = (f(np.sqrt(np.maximum(rr ** 2 + ss ** 2 - 2.0 * rr * ss * cc, 0.0))) * wc).sum(-1)
-    g = wr * r ** 2 * f(r)
-    return -(8.0 * np.pi ** 2 / 3.0) * float(g @ inner @ g)
-
-
-def test_uf_second_virial_coefficient_of_p1_is_b_cubed():
-    """p = 1: B2 = (pi sigma^2)^(3/2) / 2 = b^3, the definition of x = rho b^3."""
-    assert _b2(1, 1.5) == pytest.approx(0.5 * (np.pi * 1.5 ** 2) ** 1.5, rel=1e-10)
 
 
 def test_uf_excess_free_energy_by_switching_at_low_density():
@@ -79,12 +54,11 @@ def test_uf_excess_free_energy_by_switching_at_low_density():
         ests.append(-df / n)                        # F_UF - F_ideal = F_ex
     f_ex = float(np.mean(ests))
     err = float(np.std(ests, ddof=1) / np.sqrt(len(ests)))
-    kt = BOLTZMANN * T
-    b2, b3 = _b2(p, sigma), _b3(p, sigma)
-    virial = kt * (rho * b2 + 0.5 * rho ** 2 * b3)
-    print(f"\nUF p={p} x={rho * 0.5 * (np.pi * sigma ** 2) ** 1.5:.4f}: F_ex by switching {f_ex:.6f} +- {err:.1e} "
-          f"eV/atom; virial series {virial:.6f} (rho B2 = {rho * b2:.4f}, B3/B2^2 = {b3 / b2 ** 2:.4f}; the "
-          f"neglected rho^3 term ~ {kt * (rho * b2) ** 3 * 0.3:.1e} eV)")
+    x = reduced_density(rho, sigma)
+    t2, t3 = series_terms(x, p)
+    virial = series_excess(x, p, T)
+    print(f"\nUF p={p} x={x:.4f}: F_ex by switching {f_ex:.6f} +- {err:.1e} eV/atom; virial series {virial:.6f} "
+          f"(beta F_ex/N terms B2 x = {t2:.4f}, B3 x^2/2 = {t3:.5f}; the neglected B4 term ~ {t3 * x:.0e} kB T)")
     assert f_ex == pytest.approx(virial, abs=3 * err + 5e-4)
 
 
