@@ -542,7 +542,7 @@ class PhaseDiagramRun:
             "pressure_bar": float(sec["pressure"]),
             "result": _plain(result),
             "windows": _plain(self.history),
-            "curves": _plain(self.curves),
+            "curves": _plain(self.curves or {c["phase"]: c for c in self.all_curves}),
             "acemd": {"version": __version__, "units": UNITS_LINE + "; G eV/atom, entropy kB/atom",
                       "input_file": str(self.input_path), "potential_file": sim_settings["potential"]["file"],
                       "phases": _plain(self.phases), "sub_runs_folder": str(self.folder),

@@ -210,3 +210,44 @@ def test_bad_phase_input_is_a_clear_error(tmp_path, old, new, error, needle):
     assert old in BODY
     with pytest.raises(error, match=needle):
         _driver(tmp_path, BODY.replace(old, new))
+
+
+@pytest.mark.slow
+def test_cu_i_has_no_stable_liquid_melting_temperature_ends_with_the_solid_curve(tmp_path):
+    """Cu-I.yace (issue 9): the liquid collapses; the protocol stops with the message and what it computed."""
+    from acemd.drivers.free_energy import NoStableLiquidError
+    body = """
+mode = "melting_temperature"
+temperature = 1300.0
+window = 100.0
+timestep = 0.002
+npt_steps = 100
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+spring_steps = 100
+n_iterations = 2
+equilibration_steps = 50
+switching_steps = 150
+sweep_steps = 150
+sweep_points = 3
+melt_temperature = 3600.0
+melt_steps = 3000
+quench_steps = 500
+attempts = 1
+progress_every = 1000000
+"""
+    settings, text, path = _input(tmp_path, body, repeat=2, a=3.62)
+    stream = io.StringIO()
+    with pytest.raises(NoStableLiquidError, match="no stable liquid") as exc:
+        PhaseDiagramRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream).run()
+    msg = str(exc.value)
+    print("\n" + msg)
+    assert "without a melting temperature" in msg and "fe.yaml" in msg
+    saved = yaml.safe_load((tmp_path / "fe.yaml").read_text())
+    assert saved["result"]["status"] == "no stable liquid"
+    assert "temperature_K" not in saved["result"]
+    solid = saved["curves"]["solid"]
+    assert solid["temperature_K"] == [1200.0, 1300.0, 1400.0]
+    assert all(-4.5 < g < -3.5 for g in solid["G"])
+    with h5py.File(tmp_path / "fe.h5") as f:
+        assert list(f["curves"]) == ["001_solid"]
