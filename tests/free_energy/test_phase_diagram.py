@@ -251,3 +251,37 @@ progress_every = 1000000
     assert all(-4.5 < g < -3.5 for g in solid["G"])
     with h5py.File(tmp_path / "fe.h5") as f:
         assert list(f["curves"]) == ["001_solid"]
+
+
+def test_phase_map_and_coexistence_line_of_two_harmonic_phases(tmp_path):
+    """phase_map over 500-900 K: alpha then beta with the transition at the exact T*;
+    coexistence_line from T* with analytic state points (constant dV, dH): T(P) = T* exp(dV P / dH)."""
+    from acemd.units import EV_PER_A3_TO_BAR
+    short = BODY.replace("sweep_steps = 1200", "sweep_steps = 800")
+    t_exact = exact_crossing(32, 63.546, 3.61 ** 3 * 8)
+    m = _driver(tmp_path / "map", short.replace('mode = "transition_temperature"', 'mode = "phase_map"')
+                .replace("temperature = 500.0", "temperature = 500.0\ntemperature_final = 900.0")
+                .replace("sweep_points = 5", "sweep_points = 9")).run()
+    res = m["result"]
+    print(f"\nphase map segments {[(round(s['from_K']), round(s['to_K']), s['phase']) for s in res['segments']]}, "
+          f"exact T* {t_exact:.1f} K")
+    assert [s["phase"] for s in res["segments"]] == ["alpha", "beta"]
+    assert res["transitions"][0]["temperature_K"] == pytest.approx(t_exact, abs=max(4 * res["transitions"][0]["error_K"], 3))
+    with h5py.File(tmp_path / "map" / "fe.h5") as f:
+        assert list(f["phase_map"].attrs["phases"]) == ["alpha", "beta"]
+        assert f["phase_map/stable_index"][0] == 0 and f["phase_map/stable_index"][-1] == 1
+    dv, dh = 0.5, 0.06
+    run = _driver(tmp_path / "line", short.replace('mode = "transition_temperature"', 'mode = "coexistence_line"')
+                  .replace("temperature = 500.0", "temperature = 700.0")
+                  .replace("attempts = 3", "attempts = 1\npressure_final = 20000.0\npressure_steps = 2"))
+    run._state_point = lambda name, T, P: {"volume": 10.0 + (dv if name == "beta" else 0.0),
+                                           "enthalpy": -3.0 + (dh if name == "beta" else 0.0)}
+    line = run.run()["result"]["coexistence_line"]
+    t0 = line["temperature_K"][0]
+    exact = t0 * np.exp(dv * np.array(line["pressure_bar"]) / (dh * EV_PER_A3_TO_BAR))
+    print(f"coexistence line: {list(zip(line['pressure_bar'], np.round(line['temperature_K'], 3)))}")
+    assert line["pressure_bar"] == [0.0, 10000.0, 20000.0]
+    assert np.allclose(line["temperature_K"], exact, rtol=1e-7)
+    assert len(line["state_points"]) == 2 * 4                # four RK4 stages per step
+    with h5py.File(tmp_path / "line" / "fe.h5") as f:
+        assert np.allclose(f["coexistence_line/temperature_K"][()], line["temperature_K"])
