@@ -707,7 +707,9 @@ def format_settings(settings: dict) -> str:
 SECTION_DOCS: dict[str, SectionDoc] = {
     "free_energy": SectionDoc(
         "Driver: absolute free energies by nonequilibrium thermodynamic integration, Frenkel-Ladd for "
-        "solids (mode = \"solid\") and the Uhlenbeck-Ford reference for liquids (mode = \"liquid\"). "
+        "solids (mode = \"solid\") and the Uhlenbeck-Ford reference for liquids (mode = \"liquid\"); "
+        "F(T) by reversible scaling (temperature_sweep); melting and transition temperatures, coexistence "
+        "lines and phase maps from the crossings of G(T) curves (docs/phase-diagram.md). "
         "One of [md], [minimize], [elastic], [free_energy].",
         page="free-energy.md"),
     "guards": SectionDoc(

@@ -546,6 +546,7 @@ class PhaseDiagramRun:
             "acemd": {"version": __version__, "units": UNITS_LINE + "; G eV/atom, entropy kB/atom",
                       "input_file": str(self.input_path), "potential_file": sim_settings["potential"]["file"],
                       "phases": _plain(self.phases), "sub_runs_folder": str(self.folder),
+                      "data_file": str(sec["data"]),
                       "ranks": self.comm.Get_size(), "warnings": list(self.warnings),
                       "liquid_route": "temperature_sweep (phase = liquid)" if LIQUID_SWEEP
                       else "direct G at three temperatures per window",
