@@ -15,8 +15,11 @@ Run lengths (full run, timestep 2 fs): NPT blocks of 10000 steps (up to 5), spri
 liquid melts 10000 steps and quenches 10000.  Steps per window: solid 3 x 50000 + 3 x 50000 +
 ~20000 = ~320000; liquid (direct route at three temperatures in this build, until the liquid
 sweep lands) 3 x (20000 + 10000 + 3 x 60000) = ~630000.  The script times 50 MD steps first
-and prints the expected wall time (about 950000 x 256 atom-steps per window and guess, i.e.
-tens of hours on 2 cores at ~0.1 ms per atom-step; the liquid sweep would halve it).
+and prints the expected wall time: about 950000 steps of 256 atoms per window and guess; the
+--quick smoke measured 16.8 ms per step for 32 atoms on 1 rank of the shared 2-core machine
+(~0.5 ms per atom-step), i.e. ~35 h per window and guess on 1 rank, roughly half on 2 ranks;
+the liquid sweep (branch sweep) would cut the liquid part by 3.  --quick runs are far too short
+to melt or converge: a smoke check of the machinery, never a melting point.
 """
 import argparse
 import sys
