@@ -110,12 +110,39 @@ def _positive_table(v):
     return None
 
 
+PHASE_MODES = ("melting_temperature", "transition_temperature", "coexistence_line", "phase_map")
+PHASE_ROUTES = ("solid", "liquid")
+
+
+def _phase_list(v):
+    """[free_energy].phases: tables with a name, a route and optionally the [structure] keys."""
+    if not v:
+        return "must list at least one phase, e.g. [{name = \"fcc\", route = \"solid\"}]"
+    names = []
+    for i, ph in enumerate(v):
+        if not isinstance(ph, dict):
+            return f"entry {i + 1} is not a table; write {{name = \"fcc\", route = \"solid\", lattice = ...}}"
+        name = ph.get("name")
+        if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+            return f"entry {i + 1} needs a name (letters, digits, - or _), e.g. name = \"fcc\""
+        route = ph.get("route", "solid")
+        if route not in PHASE_ROUTES:
+            return f"phase {name}: route must be one of {', '.join(map(repr, PHASE_ROUTES))}, got {route!r}"
+        names.append(name)
+    if len(set(names)) != len(names):
+        return f"phase names must differ, got {names}"
+    return None
+
+
 FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy's where it has them
-    "mode": Key((str,), default="solid", check=choice_with_suggestion("solid", "liquid", "temperature_sweep"),
+    "mode": Key((str,), default="solid", check=choice_with_suggestion("solid", "liquid", "temperature_sweep",
+                                                                      *PHASE_MODES),
                 doc="solid: Frenkel-Ladd to an Einstein crystal (fixed centre of mass); liquid: "
                     "Uhlenbeck-Ford reference, its excess free energy by switching it to the ideal gas; "
                     "temperature_sweep: the solid route at temperature, then F(T) up to temperature_final "
-                    "by reversible scaling"),
+                    "by reversible scaling; melting_temperature, transition_temperature, coexistence_line, "
+                    "phase_map: phase boundaries from the G(T) curves of several phases "
+                    "(docs/phase-diagram.md)"),
     "temperature": Key(NUM, required=True, check=positive, doc="temperature (K)"),
     "pressure": Key(NUM, default=0.0, doc="pressure (bar) of the NPT stage and of G = F + PV"),
     "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
@@ -171,6 +198,19 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
     "sweep_points": Key((int,), default=21, check=positive,
                         doc="temperature_sweep: temperatures of the reported F(T) grid, temperature to "
                             "temperature_final inclusive"),
+    "window": Key(NUM, default=100.0, check=positive,
+                  doc="melting_temperature, transition_temperature, coexistence_line: half-width (K) of "
+                      "the temperature window around temperature (the guess) that the sweeps cover"),
+    "attempts": Key((int,), default=4, check=positive,
+                    doc="phase boundaries: windows tried (each moved by its width towards the crossing) "
+                        "before giving up with the curves written and no temperature"),
+    "phases": Key((list,), check=_phase_list, type_doc="list of tables",
+                  doc="phase boundaries: [{name = \"fcc\", route = \"solid\" | \"liquid\", ...}], each "
+                      "with [structure] keys (file or lattice, element, a, repeat, ...) or none (then "
+                      "[structure]); melting_temperature defaults to the solid and liquid of [structure]"),
+    "pressure_final": Key(NUM, doc="coexistence_line: the other end of the pressure range (bar)"),
+    "pressure_steps": Key((int,), default=4, check=positive,
+                          doc="coexistence_line: Runge-Kutta steps from pressure to pressure_final"),
     "report": Key((str,), default="free_energy.yaml", doc="report (YAML, calphy's keys, eV/atom)"),
     "data": Key((str,), default="free_energy.h5",
                 doc="per-step lambda, U_ACE, U_ref and dH/dlambda of every switch (HDF5)"),
@@ -668,7 +708,9 @@ def format_settings(settings: dict) -> str:
 SECTION_DOCS: dict[str, SectionDoc] = {
     "free_energy": SectionDoc(
         "Driver: absolute free energies by nonequilibrium thermodynamic integration, Frenkel-Ladd for "
-        "solids (mode = \"solid\") and the Uhlenbeck-Ford reference for liquids (mode = \"liquid\"). "
+        "solids (mode = \"solid\") and the Uhlenbeck-Ford reference for liquids (mode = \"liquid\"); "
+        "F(T) by reversible scaling (temperature_sweep); melting and transition temperatures, coexistence "
+        "lines and phase maps from the crossings of G(T) curves (docs/phase-diagram.md). "
         "One of [md], [minimize], [elastic], [free_energy].",
         page="free-energy.md"),
     "guards": SectionDoc(

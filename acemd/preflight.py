@@ -336,6 +336,11 @@ def warnings_for(settings) -> list[str]:
     return out
 
 
+def _phase_protocol(settings) -> bool:
+    from .config import PHASE_MODES
+    return bool(settings.get("free_energy")) and settings["free_energy"]["mode"] in PHASE_MODES
+
+
 # --------------------------------------------------------------------------- all of it
 def preflight(settings, input_path, comm, restart=None, check_only=False, stream=sys.stdout):
     """Run every pre-run check on rank 0 (errors raised on every rank); lock outputs unless check_only.
@@ -355,7 +360,7 @@ def preflight(settings, input_path, comm, restart=None, check_only=False, stream
         from .potential import load_potential
         cutoff = float(load_potential(settings["potential"]["file"]).cutoff_max)
         check_memory(settings, input_path, comm.Get_size(), ranks_on_node, cutoff, stream=stream)
-        if restart:
+        if restart and not _phase_protocol(settings):   # its --restart names a protocol file, no atoms
             check_restart(settings, input_path, restart)
         for w in warnings_for(settings):
             print(f"acemd: warning: {w}", file=sys.stderr, flush=True)

@@ -16,6 +16,10 @@ def driver_class(settings):
         from .minimize import MinimizeRun
         return MinimizeRun
     if name == "free_energy":
+        from ..config import PHASE_MODES
+        if settings["free_energy"]["mode"] in PHASE_MODES:
+            from .phase_diagram import PhaseDiagramRun
+            return PhaseDiagramRun
         from .free_energy import FreeEnergyRun
         return FreeEnergyRun
     from .elastic import ElasticRun

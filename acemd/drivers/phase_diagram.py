@@ -1,0 +1,639 @@
+"""Phase boundaries: ``[free_energy] mode = "melting_temperature" | "transition_temperature" |
+"coexistence_line" | "phase_map"`` (docs/phase-diagram.md).
+
+The driver composes sub-runs of the [free_energy] driver (:class:`FreeEnergyRun`), one per
+phase and temperature window, with programmatically built settings (``mode =
+"temperature_sweep"`` over the window; the liquid route with ``phase = "liquid"``), on the
+same communicator, each with its own report, data file and checkpoint in a sub-folder
+``<report stem>_runs/<phase>_<lo>-<hi>K_<P>bar/``.  It reads their G(T) curves and applies
+:mod:`acemd.free_energy.phase_boundary`:
+
+* melting_temperature / transition_temperature: the crossing T* of two phases' G(T) in the
+  window [temperature - window, temperature + window]; no crossing moves the window by its
+  width towards the side where the crossing lies, up to ``attempts``; a phase that changed
+  during its sub-run (the driver's melting / crystallisation warnings) rejects the attempt
+  and moves the window by half its width away from it.  No crossing in the end: the curves
+  are written, no temperature, exit status 1.
+* coexistence_line: T*(pressure), then dT/dP = T dV/dH by RK4 to pressure_final, dV and dH
+  (= dU + P dV; kinetic energies cancel) from NPT runs of both phases at each (T, P) stage.
+* phase_map: every phase's G over [temperature, temperature_final]; the stable phase vs T.
+
+Restart (``--restart <checkpoint>``): finished sub-runs (report present, settings.json equal)
+are read back, the interrupted one continues from its own checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time as _time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import __version__
+from ..config import FREE_ENERGY_KEYS, PHASE_MODES, SCHEMA, ConfigError, format_settings
+from ..free_energy.phase_boundary import Curve, coexistence_line, crossing, move_window, phase_map
+from ..io.atomic import replaced_atomically
+from ..io.thermo import format_hms
+from ..parallel.collective import on_root
+from ..simulation import InputError
+from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
+from .free_energy import FreeEnergyRun, NoStableLiquidError, _plain
+
+PHASE_ONLY_KEYS = ("window", "attempts", "phases", "pressure_final", "pressure_steps")
+RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
+# the liquid route's temperature sweep exists when [free_energy] has the `phase` key (branch sweep)
+LIQUID_SWEEP = "phase" in FREE_ENERGY_KEYS
+
+
+class NoCrossingError(InputError):
+    """No crossing of the G(T) curves within the attempts: no temperature is reported."""
+
+
+class PhaseChanged(Exception):
+    def __init__(self, phase, message):
+        super().__init__(message)
+        self.phase, self.message = phase, message
+
+
+class _Stopped(Exception):
+    def __init__(self, summary):
+        super().__init__(summary.get("message", ""))
+        self.summary = summary
+
+
+def curve_from_report(name, route, report):
+    """A phase's G(T) curve (eV/atom) from a sub-run report, and how G was obtained.
+
+    The temperature sweep's G (constant pressure, branch sweep's "gibbs_free_energy") when
+    present; else its Helmholtz F at the fixed volume of T0 plus P V.  A single-temperature
+    report (mode solid/liquid) gives one point.
+    """
+    res, avg = report["results"], report["average"]
+    sw = report.get("temperature_sweep")
+    if sw is None:
+        return {"temperature_K": [report["input"]["temperature"]], "G": [res["free_energy"]],
+                "G_error": [res["error"]], "volume": [avg["vol_atom"]], "entropy_error": None,
+                "kind": "G = F + PV at one temperature (NPT volume)"}
+    temps = sw.get("temperature_K", sw.get("temperature"))
+    for g_key in ("gibbs_free_energy", "G"):
+        if g_key in sw:
+            g, err = sw[g_key], sw.get(g_key + "_error", sw.get(g_key + "_err", [0.0] * len(temps)))
+            kind = "G(T) at constant pressure (reversible scaling, NPT)"
+            break
+    else:
+        pv = res.get("pv", 0.0)
+        g = [f + pv for f in sw["free_energy"]]
+        err = sw["free_energy_error"]
+        kind = ("F(T) at the fixed volume of the first temperature + P V (the NVT sweep; G at constant "
+                "pressure is lower by O(B dV^2 / 2))")
+    volume = sw.get("volume", avg["vol_atom"])
+    s_err = sw.get("entropy_error")
+    if s_err is not None:
+        s_err = [e * BOLTZMANN for e in s_err]
+    return {"temperature_K": list(temps), "G": list(g), "G_error": [float(e) for e in err],
+            "volume": volume if isinstance(volume, list) else [volume] * len(temps),
+            "entropy_error": s_err, "kind": kind}
+
+
+def _curve(name, c):
+    return Curve(name, c["temperature_K"], c["G"], np.nan_to_num(np.asarray(c["G_error"], float)),
+                 volume=c["volume"], entropy_error=c["entropy_error"])
+
+
+class PhaseDiagramRun:
+    """``PhaseDiagramRun(settings, text, path, comm).run()``.  ``prepare(run, phase)``, if given,
+    is called on every FreeEnergyRun (and every NPT holder with ``.simulation``) right after it is
+    built: tests replace the potential there."""
+
+    def __init__(self, settings, input_text, input_path, comm=MPI.COMM_WORLD, restart=None, stream=sys.stdout,
+                 prepare=None):
+        self.settings, self.input_text, self.input_path = settings, input_text, Path(input_path)
+        self.comm, self.rank, self.stream, self.prepare = comm, comm.Get_rank(), stream, prepare
+        sec = self.section = settings["free_energy"]
+        self.mode = sec["mode"]
+        assert self.mode in PHASE_MODES
+        self.phases = self._phases()
+        self._check()
+        report = Path(sec["report"])
+        self.folder = report.parent / f"{report.stem}_runs"
+        self.signature = json.dumps(_plain({"free_energy": {k: v for k, v in sorted(sec.items())
+                                                            if k not in RESUMABLE_KEYS},
+                                            "phases": self.phases, "potential": settings["potential"],
+                                            "masses": settings["masses"]}), sort_keys=True, default=str)
+        self.resume = restart is not None
+        if self.resume:
+            saved = self.comm.bcast(on_root(comm, lambda: _read_state(restart)))
+            if isinstance(saved, str):
+                raise InputError(f"--restart {restart}: {saved}")
+            if saved["signature"] != self.signature:
+                raise InputError(f"--restart {restart}: the [free_energy] section or the phases differ from the "
+                                 "run that wrote it; restart with the same settings (only report, data, "
+                                 "checkpoint and progress_every may change)")
+        self.warnings: list[str] = []
+        self.history: list[dict] = []
+        self.curves: dict[str, dict] = {}      # the last attempt's curves by phase
+        self.all_curves: list[dict] = []       # every sub-run's curve
+        self.sub_count = 0
+        self.t_start = _time.perf_counter()
+        self._npt = {}
+
+    # ------------------------------------------------------------ input
+    def _phases(self):
+        sec, path = self.section, self.input_path
+        given = sec.get("phases")
+        if given is None:
+            if self.mode == "melting_temperature":
+                given = [{"name": "solid", "route": "solid"}, {"name": "liquid", "route": "liquid"}]
+            else:
+                raise InputError(f"{path}: [free_energy] mode = \"{self.mode}\" needs phases = [{{name = ..., "
+                                 "route = \"solid\" | \"liquid\", lattice or file ...}, ...] (at least two)")
+        out = []
+        keys = SCHEMA["structure"]
+        for ph in given:
+            name, route = ph["name"], ph.get("route", "solid")
+            struct_given = {k: v for k, v in ph.items() if k not in ("name", "route")}
+            for k, v in struct_given.items():
+                if k not in keys:
+                    raise InputError(f"{path}: [free_energy.phases] phase {name}: unknown key '{k}'; a phase takes "
+                                     f"name, route and the [structure] keys ({', '.join(keys)})")
+                if isinstance(v, bool) != (bool in keys[k].types) or not isinstance(v, keys[k].types):
+                    raise InputError(f"{path}: [free_energy.phases] phase {name}: {k} = {v!r} has the wrong type "
+                                     "(as in [structure])")
+                problem = keys[k].check(v) if keys[k].check else None
+                if problem:
+                    raise InputError(f"{path}: [free_energy.phases] phase {name}: {k} {problem} (got {v!r})")
+            if struct_given:
+                from ..config import _check_structure
+                struct = {k: (float(v) if float in keys[k].types and isinstance(v, int) else v)
+                          for k, v in struct_given.items()}
+                for k, spec in keys.items():
+                    if k not in struct and spec.default is not None:
+                        struct[k] = spec.default
+                if "file" in struct and not Path(struct["file"]).is_absolute():
+                    struct["file"] = str((path.resolve().parent / struct["file"]).resolve())
+                try:
+                    _check_structure(struct, struct_given, path)
+                except ConfigError as exc:
+                    raise InputError(f"{path}: [free_energy.phases] phase {name}: {exc.problem} "
+                                     f"({exc.key})") from None
+            else:
+                struct = dict(self.settings["structure"])
+            out.append({"name": name, "route": route, "structure": struct})
+        routes = [p["route"] for p in out]
+        if self.mode == "melting_temperature" and sorted(routes) != ["liquid", "solid"]:
+            raise InputError(f"{path}: [free_energy.phases] melting_temperature takes one solid and one liquid "
+                             f"phase, got routes {routes}")
+        if self.mode in ("transition_temperature", "coexistence_line") and len(out) != 2:
+            raise InputError(f"{path}: [free_energy.phases] {self.mode} takes exactly two phases, got {len(out)}")
+        if self.mode == "phase_map" and len(out) < 2:
+            raise InputError(f"{path}: [free_energy.phases] phase_map needs at least two phases, got {len(out)}")
+        return out
+
+    def _check(self):
+        sec, path = self.section, self.input_path
+        T, w = sec["temperature"], sec["window"]
+        if self.mode == "phase_map":
+            tf = sec.get("temperature_final")
+            if tf is None or not tf > T:
+                raise InputError(f"{path}: [free_energy] mode = \"phase_map\" needs temperature_final > temperature "
+                                 f"(K): the map covers temperature .. temperature_final (got {tf})")
+        elif not T - w > 0:
+            raise InputError(f"{path}: [free_energy] temperature - window = {T - w:g} K: the window "
+                             f"[{T - w:g}, {T + w:g}] K must lie above 0 K; give a smaller window or a higher guess")
+        if self.mode == "coexistence_line":
+            pf = sec.get("pressure_final")
+            if pf is None or pf == sec["pressure"]:
+                raise InputError(f"{path}: [free_energy] mode = \"coexistence_line\" needs pressure_final (bar) "
+                                 f"different from pressure = {sec['pressure']:g}")
+        if any(p["route"] == "liquid" for p in self.phases) and self.section.get("spring_constants"):
+            raise InputError(f"{path}: [free_energy.spring_constants] would apply to the liquid too; remove them")
+        lo, hi = self._window0()
+        from ..free_energy.sweep import check_sweep
+        check_sweep(self._sub_section("solid", lo, hi, sec["pressure"], Path(".")), path)
+        if sec["switching_steps"] < 10:
+            raise InputError(f"{path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few")
+
+    def _window0(self):
+        sec = self.section
+        if self.mode == "phase_map":
+            return sec["temperature"], sec["temperature_final"]
+        return sec["temperature"] - sec["window"], sec["temperature"] + sec["window"]
+
+    # ------------------------------------------------------------ output helpers
+    def _say(self, line):
+        if self.rank == 0 and self.stream is not None:
+            print(line, file=self.stream, flush=True)
+
+    def _warn(self, text):
+        self.warnings.append(text)
+        self._say(f"# WARNING: {text}")
+
+    def _save_state(self):
+        state = {"signature": self.signature, "history": self.history, "version": __version__}
+
+        def write():
+            import h5py
+            with replaced_atomically(self.section["checkpoint"]) as tmp, h5py.File(tmp, "w") as f:
+                f.attrs["acemd_version"] = __version__
+                f.attrs["phase_protocol"] = json.dumps(_plain(state), default=str)
+        on_root(self.comm, write)
+
+    # ------------------------------------------------------------ sub-runs
+    def _sub_section(self, route, t_from, t_to, pressure, folder, single=False):
+        fe = {k: v for k, v in self.section.items() if k not in PHASE_ONLY_KEYS}
+        fe.update(mode="temperature_sweep", temperature=float(t_from), temperature_final=float(t_to),
+                  pressure=float(pressure), report=str(folder / "free_energy.yaml"),
+                  data=str(folder / "free_energy.h5"), checkpoint=str(folder / "free_energy.ckpt.h5"))
+        if route == "liquid":
+            if single:
+                fe["mode"] = "liquid"
+                fe.pop("temperature_final")
+            else:
+                fe["phase"] = "liquid"
+        return fe
+
+    def _sub_runs_for(self, phase, lo, hi, pressure):
+        """(label, folder, settings) of the sub-runs that give a phase's curve over [lo, hi]."""
+        tag = f"{pressure:g}bar"
+        if phase["route"] == "solid":
+            plan = [(f"{phase['name']}_{lo:g}-{hi:g}K_{tag}", lo, hi, False)]
+        elif LIQUID_SWEEP:
+            plan = [(f"{phase['name']}_{hi:g}-{lo:g}K_{tag}", hi, lo, False)]   # from the hot end, where it is stable
+        else:   # no liquid sweep in this build: the liquid route at three temperatures
+            plan = [(f"{phase['name']}_{t:g}K_{tag}", t, t, True) for t in (hi, 0.5 * (lo + hi), lo)]
+        out = []
+        for label, a, b, single in plan:
+            folder = self.folder / label
+            sub = copy.deepcopy(self.settings)
+            sub["structure"] = copy.deepcopy(phase["structure"])
+            sub["free_energy"] = self._sub_section(phase["route"], a, b, pressure, folder, single)
+            out.append((label, folder, sub))
+        return out
+
+    def _run_sub(self, phase, label, folder, sub, k, n):
+        sig = json.dumps(_plain({key: sub[key] for key in ("structure", "potential", "masses")} |
+                                {"free_energy": {kk: v for kk, v in sub["free_energy"].items()
+                                                 if kk not in RESUMABLE_KEYS}}), sort_keys=True, default=str)
+        fe = sub["free_energy"]
+        elapsed = _time.perf_counter() - self.t_start
+        what = (f"{fe['temperature']:g} K -> {fe['temperature_final']:g} K" if "temperature_final" in fe
+                else f"{fe['temperature']:g} K")
+        self._say(f"# sub-run {k} of {n}: phase {phase['name']} ({phase['route']}), {fe['mode']} {what}, "
+                  f"{fe['pressure']:g} bar, in {folder} (protocol elapsed {format_hms(elapsed)})")
+
+        def look():
+            rep, ckpt, sfile = Path(fe["report"]), Path(fe["checkpoint"]), folder / "settings.json"
+            same = sfile.exists() and sfile.read_text() == sig
+            if self.resume and same and rep.exists():
+                import yaml
+                return "done", yaml.safe_load(rep.read_text())
+            if self.resume and same and ckpt.exists():
+                return "restart", None
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in (rep, ckpt):
+                stale.unlink(missing_ok=True)
+            sfile.write_text(sig)
+            return "new", None
+        status, report = self.comm.bcast(on_root(self.comm, look))
+        if status == "done":
+            self._say(f"# sub-run {k} of {n}: finished before; read {fe['report']}")
+            return report
+        restart = fe["checkpoint"] if status == "restart" else None
+        if restart:
+            self._say(f"# sub-run {k} of {n}: continuing from {restart}")
+        text = f"# sub-run of {self.input_path} ({self.mode}), phase {phase['name']}\n" + format_settings(sub)
+        run = FreeEnergyRun(sub, text, self.input_path, comm=self.comm, restart=restart, stream=self.stream)
+        if self.prepare is not None:
+            self.prepare(run, phase["name"])
+        report = run.run()
+        if report.get("stopped_by"):
+            report["message"] = f"sub-run {k} ({label}): {report['message']}"
+            raise _Stopped(report)
+        return report
+
+    def _phase_curve(self, phase, lo, hi, pressure, k0, n):
+        """Run (or read) a phase's sub-runs over [lo, hi]; its curve.  PhaseChanged if it changed."""
+        reports = []
+        for i, (label, folder, sub) in enumerate(self._sub_runs_for(phase, lo, hi, pressure)):
+            self.sub_count += 1
+            report = self._run_sub(phase, label, folder, sub, self.sub_count, n)
+            reports.append((folder, report))
+            changed = [w for w in report["acemd"].get("warnings", [])
+                       if ("melted" in w if phase["route"] == "solid" else ("crystallised" in w or "did not melt"
+                                                                              in w))]
+            curve = self._merge([curve_from_report(phase["name"], phase["route"], r) for _, r in reports])
+            curve.update(phase=phase["name"], route=phase["route"], pressure_bar=float(pressure),
+                         sub_runs=[str(f) for f, _ in reports], window=[float(lo), float(hi)])
+            if changed:
+                self.all_curves.append(curve)
+                raise PhaseChanged(phase["name"], f"phase {phase['name']} changed during sub-run {label}: "
+                                                  + "; ".join(changed))
+        self.all_curves.append(curve)
+        return curve
+
+    @staticmethod
+    def _merge(parts):
+        if len(parts) == 1:
+            return parts[0]
+        out = {"kind": parts[0]["kind"], "entropy_error": None}
+        for key in ("temperature_K", "G", "G_error", "volume"):
+            out[key] = [x for p in parts for x in p[key]]
+        return out
+
+    # ------------------------------------------------------------ protocol
+    def run(self) -> dict:
+        sec = self.section
+        self._say(f"# acemd {__version__}: [free_energy] mode = \"{self.mode}\", phases "
+                  + ", ".join(f"{p['name']} ({p['route']})" for p in self.phases)
+                  + f"; sub-runs in {self.folder}")
+        if not LIQUID_SWEEP and any(p["route"] == "liquid" for p in self.phases):
+            self._say("# the liquid route has no temperature sweep in this build: its G is computed directly "
+                      "at the window's ends and middle (three liquid sub-runs per window)")
+        try:
+            if self.mode == "phase_map":
+                result = self._phase_map()
+            else:
+                result = self._bracket(sec["pressure"])
+                if self.mode == "coexistence_line" and result["status"] == "crossing":
+                    result["coexistence_line"] = self._coexistence(result)
+        except _Stopped as stop:
+            self._save_state()
+            message = (f"{stop.summary['message']}; the protocol state is in {sec['checkpoint']}: continue with "
+                       f"--restart {sec['checkpoint']}")
+            self._say(f"# {message}")
+            return dict(stop.summary, message=message)
+        except NoStableLiquidError as exc:
+            self.history.append({"outcome": "no stable liquid", "message": str(exc)})
+            report = self._write({"status": "no stable liquid", "message": str(exc)})
+            self._print(report)
+            raise NoStableLiquidError(f"{exc} -- the phase protocol ends without a melting temperature; the curves "
+                                      f"computed so far are in {sec['report']} and {sec['data']}") from None
+        report = self._write(result)
+        self._print(report)
+        if result["status"] != "crossing" and self.mode != "phase_map":
+            raise NoCrossingError(result["message"])
+        return report
+
+    def _bracket(self, pressure):
+        sec = self.section
+        lo, hi = self._window0()
+        attempts = sec["attempts"]
+        a, b = self.phases
+        for attempt in range(1, attempts + 1):
+            self._say(f"# attempt {attempt} of {attempts}: window {lo:g} - {hi:g} K at {pressure:g} bar")
+            n_here = sum(len(self._sub_runs_for(p, lo, hi, pressure)) for p in self.phases)
+            n = self.sub_count + n_here
+            entry = {"attempt": attempt, "window_K": [float(lo), float(hi)], "pressure_bar": float(pressure)}
+            try:
+                curves = {p["name"]: self._phase_curve(p, lo, hi, pressure, self.sub_count, n) for p in (a, b)}
+            except PhaseChanged as change:
+                entry.update(outcome="rejected", message=change.message)
+                self.history.append(entry)
+                self._warn(f"attempt {attempt} rejected: {change.message}")
+                self._save_state()
+                shift = 0.5 * (hi - lo) * (-1 if self._route(change.phase) == "solid" else 1)
+                if lo + shift <= 0:
+                    break
+                lo, hi = lo + shift, hi + shift
+                continue
+            self.curves = curves
+            x = crossing(_curve(a["name"], curves[a["name"]]), _curve(b["name"], curves[b["name"]]))
+            entry.update(outcome=x.status, crossing=x.as_dict())
+            self.history.append(entry)
+            self._save_state()
+            if x.found:
+                self._say(f"# crossing at {x.temperature:.2f} +- {x.error:.2f} K: {x.stable_below} below, "
+                          f"{x.stable_above} above")
+                return self._result(x)
+            side = {"above": f"above {hi:g} K (extrapolated {x.extrapolated:.0f} K)",
+                    "below": f"below {lo:g} K (extrapolated {x.extrapolated:.0f} K)",
+                    "none": "nowhere near: the curves do not approach each other"}[x.status]
+            self._say(f"# no crossing in {lo:g} - {hi:g} K: {x.stable_below} is lower throughout; the crossing "
+                      f"lies {side}")
+            nxt = move_window(lo, hi, x.status)
+            if nxt is None:
+                break
+            lo, hi = nxt
+        tried = ", ".join(f"{h['window_K'][0]:g}-{h['window_K'][1]:g} K ({h['outcome']})" for h in self.history)
+        message = (f"no crossing of the G(T) curves of {a['name']} and {b['name']} within {len(self.history)} "
+                   f"window(s): {tried}; no transition temperature is reported. The curves are in "
+                   f"{sec['report']} and {sec['data']}; give another temperature guess, a wider window or more "
+                   "attempts")
+        return {"status": "no crossing", "message": message}
+
+    def _route(self, name):
+        return next(p["route"] for p in self.phases if p["name"] == name)
+
+    def _result(self, x):
+        return {"status": "crossing", "temperature_K": x.temperature, "error_K": x.error,
+                "latent_heat_eV_atom": x.latent_heat, "latent_heat_error_eV_atom": x.latent_heat_error,
+                "delta_entropy_kB_atom": x.delta_entropy / BOLTZMANN, "delta_volume_A3_atom": x.delta_volume,
+                "stable_below": x.stable_below, "stable_above": x.stable_above,
+                "convention": f"differences are {x.b} - {x.a} at T*; latent heat T* (S_{x.b} - S_{x.a})",
+                "crossing": x.as_dict()}
+
+    def _phase_map(self):
+        lo, hi = self._window0()
+        P = self.section["pressure"]
+        n = sum(len(self._sub_runs_for(p, lo, hi, P)) for p in self.phases)
+        curves = {}
+        for p in self.phases:
+            try:
+                curves[p["name"]] = self._phase_curve(p, lo, hi, P, self.sub_count, n)
+            except PhaseChanged as change:
+                self._warn(f"{change.message}; phase {p['name']} is left out of the map")
+        self.curves = curves
+        self.history.append({"attempt": 1, "window_K": [lo, hi], "pressure_bar": P, "outcome": "map"})
+        self._save_state()
+        if len(curves) < 2:
+            return {"status": "no map", "message": "fewer than two phases kept their structure"}
+        m = phase_map([_curve(k, c) for k, c in curves.items()])
+        return {"status": "map", "temperature_K": m["temperature"].tolist(), "stable": m["stable"],
+                "segments": [{"from_K": a, "to_K": b, "phase": ph} for a, b, ph in m["segments"]],
+                "transitions": [dict(self._result(x), status=x.status) for x in m["transitions"]],
+                "g_eV_atom": {k: v.tolist() for k, v in m["g"].items()}}
+
+    # ------------------------------------------------------------ Clausius-Clapeyron
+    def _coexistence(self, result):
+        sec = self.section
+        p = np.linspace(sec["pressure"], sec["pressure_final"], sec["pressure_steps"] + 1)
+        below, above = result["stable_below"], result["stable_above"]
+        points = []
+
+        def state(T, P):
+            for q in points:
+                if abs(q["T"] - T) < 1e-9 and abs(q["P"] - P) < 1e-9:
+                    return q
+            q = {"T": float(T), "P": float(P)}
+            for name in (below, above):
+                q[name] = self._state_point(name, T, P)
+            q["dV"] = q[above]["volume"] - q[below]["volume"]
+            q["dH"] = q[above]["enthalpy"] - q[below]["enthalpy"]
+            points.append(q)
+            self._say(f"# state point {len(points)}: {T:.2f} K, {P:g} bar: dV = {q['dV']:+.4f} A^3/atom, dH = "
+                      f"{q['dH']:+.5f} eV/atom, dT/dP = {T * q['dV'] / (q['dH'] * EV_PER_A3_TO_BAR) * 1e3:+.4f} "
+                      "K/kbar")
+            return q
+        t, err = coexistence_line(result["temperature_K"], p, lambda T, P: state(T, P)["dV"],
+                                  lambda T, P: state(T, P)["dH"], t0_error=0.0)
+        # T* error carried along the line: dT(P)/dT0 = T(P)/T0 to first order when dV/dH varies slowly
+        err = result["error_K"] * t / result["temperature_K"]
+        return {"pressure_bar": p.tolist(), "temperature_K": t.tolist(), "error_K": err.tolist(),
+                "state_points": _plain(points),
+                "latent_heat_from_curves_eV_atom": result["latent_heat_eV_atom"]}
+
+    def _state_point(self, name, T, P):
+        """Mean volume and enthalpy U + PV per atom of a phase from NPT (second half averaged)."""
+        from ..free_energy.solid import Progress
+        from ..integrators import LangevinBAOAB, StochasticCellRescaling
+        from ..simulation import Simulation, initial_velocities
+        sec = self.section
+        phase = next(p for p in self.phases if p["name"] == name)
+        sim = self._npt.get(name)
+        progress = Progress(self._say, sec["npt_steps"], sec["progress_every"])
+        if sim is None:
+            sub = copy.deepcopy(self.settings)
+            sub["structure"] = copy.deepcopy(phase["structure"])
+            sim = Simulation(sub, self.input_text, self.input_path, comm=self.comm, skin=sec["skin"],
+                             stream=self.stream)
+            if self.prepare is not None:
+                self.prepare(SimpleNamespace(simulation=sim), name)
+            self._npt[name] = sim
+            t_start = sec.get("melt_temperature", 2.0 * T) if phase["route"] == "liquid" else T
+            sim.state.velocities = initial_velocities(self.comm, sim.state, t_start, sec["seed"] + 7, True)
+            if phase["route"] == "liquid":
+                lang = LangevinBAOAB(sec["timestep"], t_start, sec["damping"], seed=sec["seed"] + 8)
+                sim.engine.compute_forces(force_rebuild=True)
+                lang.setup(sim.engine)
+                on_step = Progress(self._say, sec["melt_steps"], sec["progress_every"]).stage(
+                    f"{name} melt {t_start:g} K", sec["melt_steps"])
+                for k in range(1, sec["melt_steps"] + 1):
+                    lang.step(sim.engine)
+                    on_step(k)
+        eng = sim.engine
+        integ = StochasticCellRescaling(sec["timestep"], T, P, damping=sec["damping"],
+                                        barostat_damping=sec["barostat_damping"], coupling="iso",
+                                        compressibility_per_bar=sec["compressibility"], seed=sec["seed"] + 9)
+        eng.compute_forces(force_rebuild=True)
+        integ.setup(eng)
+        n = sim.state.n_atoms_total
+        vols, enth = [], []
+        on_step = progress.stage(f"{name} NPT {T:.0f} K {P:g} bar", sec["npt_steps"])
+        for k in range(1, sec["npt_steps"] + 1):
+            integ.step(eng)
+            if k > sec["npt_steps"] // 2 and k % 10 == 0:
+                v = sim.state.volume
+                vols.append(v / n)
+                enth.append((eng.potential_energy + P * v / EV_PER_A3_TO_BAR) / n)
+            on_step(k)
+        return {"volume": float(np.mean(vols)), "enthalpy": float(np.mean(enth)),
+                "volume_error": float(np.std(vols) / np.sqrt(max(len(vols) / 10, 1))),
+                "enthalpy_error": float(np.std(enth) / np.sqrt(max(len(enth) / 10, 1)))}
+
+    # ------------------------------------------------------------ report
+    def _write(self, result):
+        sec, sim_settings = self.section, self.settings
+        report = {
+            "mode": self.mode,
+            "pressure_bar": float(sec["pressure"]),
+            "result": _plain(result),
+            "windows": _plain(self.history),
+            "curves": _plain(self.curves or {c["phase"]: c for c in self.all_curves}),
+            "acemd": {"version": __version__, "units": UNITS_LINE + "; G eV/atom, entropy kB/atom",
+                      "input_file": str(self.input_path), "potential_file": sim_settings["potential"]["file"],
+                      "phases": _plain(self.phases), "sub_runs_folder": str(self.folder),
+                      "data_file": str(sec["data"]),
+                      "ranks": self.comm.Get_size(), "warnings": list(self.warnings),
+                      "liquid_route": "temperature_sweep (phase = liquid)" if LIQUID_SWEEP
+                      else "direct G at three temperatures per window",
+                      "wall_s": _time.perf_counter() - self.t_start},
+        }
+
+        def write():
+            import h5py
+            import yaml
+            Path(sec["report"]).parent.mkdir(parents=True, exist_ok=True)
+            with replaced_atomically(sec["report"]) as tmp:
+                tmp.write_text(yaml.safe_dump(_plain(report), sort_keys=False, allow_unicode=True), encoding="utf-8")
+            with replaced_atomically(sec["data"]) as tmp, h5py.File(tmp, "w") as f:
+                f.attrs["acemd_version"] = __version__
+                f.attrs["units"] = "K, bar, eV/atom, A^3/atom"
+                f.attrs["mode"] = self.mode
+                f.attrs["input_text"] = self.input_text
+                f.attrs["report"] = json.dumps(_plain(report["result"]), default=str)
+                for i, c in enumerate(self.all_curves, start=1):
+                    g = f.create_group(f"curves/{i:03d}_{c['phase']}")
+                    for key in ("temperature_K", "G", "G_error", "volume"):
+                        g[key] = np.asarray(c[key], float)
+                    for key in ("phase", "route", "kind"):
+                        g.attrs[key] = c[key]
+                    g.attrs["window_K"] = c["window"]
+                    g.attrs["pressure_bar"] = c["pressure_bar"]
+                if result.get("status") == "map":
+                    g = f.create_group("phase_map")
+                    g["temperature_K"] = np.asarray(result["temperature_K"])
+                    names = list(result["g_eV_atom"])
+                    g["stable_index"] = np.array([names.index(s) for s in result["stable"]])
+                    g.attrs["phases"] = names
+                    for k, v in result["g_eV_atom"].items():
+                        g[f"G/{k}"] = np.asarray(v)
+                line = result.get("coexistence_line")
+                if line:
+                    g = f.create_group("coexistence_line")
+                    for key in ("pressure_bar", "temperature_K", "error_K"):
+                        g[key] = np.asarray(line[key])
+        on_root(self.comm, write)
+        return report
+
+    def _print(self, report):
+        res = report["result"]
+        say = self._say
+        say("#")
+        say(f"# {self.mode}: windows tried")
+        say("#   attempt  window (K)            outcome     T* (K)        +- (K)")
+        for h in report["windows"]:
+            x = h.get("crossing", {})
+            w = h.get("window_K", [float("nan")] * 2)
+            say(f"    {h.get('attempt', 0):5d}    {w[0]:8.2f} - {w[1]:8.2f}   {h['outcome']:<10s}  "
+                f"{x.get('temperature', float('nan')):10.2f}  {x.get('error', float('nan')):8.2f}")
+        status = res.get("status")
+        if status == "crossing":
+            dv = res["delta_volume_A3_atom"]
+            say(f"# T* = {res['temperature_K']:.2f} +- {res['error_K']:.2f} K ({res['stable_below']} below, "
+                f"{res['stable_above']} above); latent heat {res['latent_heat_eV_atom']:.5f} eV/atom, entropy of "
+                f"transition {res['delta_entropy_kB_atom']:.4f} kB/atom"
+                + (f", dV {dv:+.4f} A^3/atom" if dv is not None else ""))
+            line = res.get("coexistence_line")
+            if line:
+                say("# coexistence line (Clausius-Clapeyron, RK4):   P (bar)      T (K)     +- (K)")
+                for row in zip(line["pressure_bar"], line["temperature_K"], line["error_K"]):
+                    say("    {:14.1f}  {:10.2f}  {:8.2f}".format(*row))
+        elif status == "map":
+            say("# phase map: stable phase by temperature")
+            for s in res["segments"]:
+                say(f"    {s['from_K']:8.2f} - {s['to_K']:8.2f} K   {s['phase']}")
+            for t in res["transitions"]:
+                say(f"    transition {t['stable_below']} -> {t['stable_above']} at {t['temperature_K']:.2f} +- "
+                    f"{t['error_K']:.2f} K, latent heat {t['latent_heat_eV_atom']:.5f} eV/atom")
+        else:
+            say(f"# {res.get('message', status)}")
+        for w in self.warnings:
+            say(f"# WARNING: {w}")
+        say(f"# report: {self.section['report']}, data: {self.section['data']}, sub-runs: {self.folder}")
+
+
+def _read_state(path):
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            text = f.attrs.get("phase_protocol")
+    except OSError as exc:
+        return f"not a readable HDF5 file: {exc}"
+    if text is None:
+        return ("not a phase-protocol checkpoint (it has no phase_protocol record); restart a phase mode with "
+                "its own [free_energy].checkpoint")
+    return json.loads(text)

@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Validation: the melting point of Cu with Cu-PBE-core-rep.ace (issue 13), from two guesses.
+
+    mpiexec -n 2 python scripts/validate_melting_cu.py [--out DIR] [--repeat 4] [--guesses 1250 1400]
+    python scripts/validate_melting_cu.py --quick          # smoke check: 32 atoms, tiny runs, minutes
+
+Runs ``[free_energy] mode = "melting_temperature"`` twice (guesses 150 K apart, window +-100 K,
+up to 4 windows each): solid fcc and liquid from fcc 4x4x4 = 256 atoms each (--repeat).  Prints
+Tm +- error of each run, the difference in units of the combined error (the crossing must not
+depend on the guess), and the windows tried.  Experiment: 1358 K; compare Tm with the published
+value for this potential and an independent calculation (calphy) before quoting it.
+
+Run lengths (full run, timestep 2 fs): NPT blocks of 10000 steps (up to 5), springs 10000,
+3 iterations of 2 x (5000 + 20000) switching steps, sweeps 2 x 20000 steps per iteration; the
+liquid melts 10000 steps and quenches 10000.  Steps per window: solid 3 x 50000 + 3 x 50000 +
+~20000 = ~320000; liquid (direct route at three temperatures in this build, until the liquid
+sweep lands) 3 x (20000 + 10000 + 3 x 60000) = ~630000.  The script times 50 MD steps first
+and prints the expected wall time: about 950000 steps of 256 atoms per window and guess; the
+--quick smoke measured 16.8 ms per step for 32 atoms on 1 rank of the shared 2-core machine
+(~0.5 ms per atom-step), i.e. ~35 h per window and guess on 1 rank, roughly half on 2 ranks;
+the liquid sweep (branch sweep) would cut the liquid part by 3.  --quick runs are far too short
+to melt or converge: a smoke check of the machinery, never a melting point.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POTENTIAL = ROOT / "tests" / "data" / "potentials" / "Cu-PBE-core-rep.ace"
+
+FULL = dict(timestep=0.002, npt_steps=10000, npt_max_blocks=5, spring_steps=10000, n_iterations=3,
+            equilibration_steps=5000, switching_steps=20000, sweep_steps=20000, sweep_points=21,
+            melt_steps=10000, quench_steps=10000, progress_every=5000)
+QUICK = dict(timestep=0.002, npt_steps=200, npt_max_blocks=1, pressure_tolerance=1e9, spring_steps=200,
+             n_iterations=2, equilibration_steps=50, switching_steps=200, sweep_steps=200, sweep_points=5,
+             melt_steps=600, quench_steps=300, progress_every=100000)
+
+
+def input_text(folder, guess, repeat, run, window, attempts):
+    keys = "\n".join(f"{k} = {v}" for k, v in run.items())
+    return f"""
+[structure]
+lattice = "fcc"
+element = "Cu"
+a = 3.63
+repeat = [{repeat}, {repeat}, {repeat}]
+
+[potential]
+file = "{POTENTIAL.as_posix()}"
+
+[free_energy]
+mode = "melting_temperature"
+temperature = {guess}
+window = {window}
+attempts = {attempts}
+pressure = 0.0
+report = "{(folder / 'melting.yaml').as_posix()}"
+data = "{(folder / 'melting.h5').as_posix()}"
+checkpoint = "{(folder / 'melting.ckpt.h5').as_posix()}"
+{keys}
+"""
+
+
+def step_cost(settings, text, path, comm):
+    """Seconds per MD step of this system (50 Langevin steps after set-up)."""
+    from acemd.integrators import LangevinBAOAB
+    from acemd.simulation import Simulation
+    sim = Simulation(settings, text, path, comm=comm, stream=None)
+    lang = LangevinBAOAB(0.002, 1300.0, 0.1, seed=1)
+    sim.engine.compute_forces(force_rebuild=True)
+    lang.setup(sim.engine)
+    for _ in range(5):
+        lang.step(sim.engine)
+    t0 = time.perf_counter()
+    for _ in range(50):
+        lang.step(sim.engine)
+    return (time.perf_counter() - t0) / 50
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="validate_melting_cu", help="output folder")
+    ap.add_argument("--repeat", type=int, default=4, help="fcc cells per edge (4: 256 atoms)")
+    ap.add_argument("--guesses", type=float, nargs=2, default=[1250.0, 1400.0])
+    ap.add_argument("--window", type=float, default=100.0)
+    ap.add_argument("--attempts", type=int, default=4)
+    ap.add_argument("--quick", action="store_true", help="smoke check: 32 atoms, tiny runs (not a result)")
+    args = ap.parse_args(argv)
+    from mpi4py import MPI
+
+    from acemd.config import parse_config
+    from acemd.drivers.phase_diagram import LIQUID_SWEEP, NoCrossingError, PhaseDiagramRun
+    from acemd.drivers.free_energy import NoStableLiquidError
+    comm = MPI.COMM_WORLD
+    repeat = 2 if args.quick else args.repeat
+    run = QUICK if args.quick else FULL
+    out = Path(args.out).resolve()
+    results = []
+    for guess in args.guesses:
+        folder = out / f"guess_{guess:g}K"
+        folder.mkdir(parents=True, exist_ok=True)
+        text = input_text(folder, guess, repeat, run, args.window, 1 if args.quick else args.attempts)
+        path = folder / "melting.toml"
+        if comm.Get_rank() == 0:
+            path.write_text(text)
+        comm.Barrier()
+        settings = parse_config(text, path)
+        if not results:
+            dt = step_cost(settings, text, path, comm)
+            n = 4 * repeat ** 3
+            per_window = (3 * (2 * run["equilibration_steps"] + 2 * run["switching_steps"])
+                          + run["n_iterations"] * 2 * (run["equilibration_steps"] + run["sweep_steps"])
+                          + 2 * run["npt_steps"] + run["spring_steps"])
+            liquid = (1 if LIQUID_SWEEP else 3) * (run["melt_steps"] + run["quench_steps"] + run["npt_steps"]
+                                                   + run["n_iterations"] * (4 * run["equilibration_steps"]
+                                                                            + 4 * run["switching_steps"]))
+            steps = per_window + liquid
+            if comm.Get_rank() == 0:
+                print(f"# {n} atoms, {dt * 1e3:.1f} ms per step on {comm.Get_size()} rank(s): about {steps} steps "
+                      f"per window -> {steps * dt / 3600:.2f} h per window and guess (x windows tried x 2 guesses)",
+                      flush=True)
+        try:
+            rep = PhaseDiagramRun(settings, text, path, comm=comm).run()
+            res = rep["result"]
+            results.append((guess, res["temperature_K"], res["error_K"], rep["windows"]))
+        except (NoCrossingError, NoStableLiquidError) as exc:
+            if comm.Get_rank() == 0:
+                print(f"# guess {guess:g} K: {exc}", flush=True)
+            results.append((guess, None, None, None))
+    if comm.Get_rank() != 0:
+        return 0
+    print("#\n# Cu-PBE-core-rep.ace melting point (experiment 1358 K)" + (" -- QUICK SMOKE, not a result" if
+                                                                           args.quick else ""))
+    for guess, tm, err, windows in results:
+        if tm is None:
+            print(f"#   guess {guess:7.1f} K: no melting temperature")
+        else:
+            tried = ", ".join(f"{w['window_K'][0]:g}-{w['window_K'][1]:g} ({w['outcome']})" for w in windows)
+            print(f"#   guess {guess:7.1f} K: Tm = {tm:.1f} +- {err:.1f} K   windows {tried}")
+    found = [r for r in results if r[1] is not None]
+    if len(found) == 2:
+        (_, t1, e1, _), (_, t2, e2, _) = found
+        z = abs(t1 - t2) / (e1 ** 2 + e2 ** 2) ** 0.5
+        print(f"# the two guesses differ by {abs(t1 - t2):.1f} K = {z:.2f} combined errors "
+              f"({'consistent' if z < 3 else 'NOT consistent'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
