@@ -154,3 +154,45 @@ def test_pressure_sweep_equals_the_exact_curve(tmp_path):
     assert g[0] == pytest.approx(report["acemd"]["gibbs_free_energy"], abs=1e-12)
     assert np.all(np.abs(g - g[0] - (exact - exact[0])) < np.maximum(4 * err, 4e-4))
     assert np.allclose(c["V"], v_exact, rtol=6e-3)
+
+
+@pytest.mark.slow
+def test_cu_npt_sweep_equals_the_direct_solid_route(tmp_path):
+    """Cu-I.yace, 108 atoms, 0 bar: G(Tf) from the solid route at T0 + the NPT sweep equals the
+    solid route run directly at Tf within the combined errors (short runs: a consistency check)."""
+    import io
+    from acemd.drivers.free_energy import FreeEnergyRun
+    t0, tf = 500.0, 800.0
+    common = """
+pressure = 0.0
+timestep = 0.002
+npt_steps = 600
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+barostat_damping = 0.2
+spring_steps = 500
+n_iterations = 2
+equilibration_steps = 100
+switching_steps = 700
+progress_every = 1000000
+"""
+    reports = {}
+    for name, body in (("sweep", f'mode = "temperature_sweep"\ntemperature = {t0}\ntemperature_final = {tf}\n'
+                                 "sweep_steps = 1200\nsweep_points = 7\n"),
+                       ("direct", f"temperature = {tf}\n")):
+        settings, text, path = _input(tmp_path / name, common + body, a=3.63)
+        reports[name] = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO()).run()
+    c = reports["sweep"]["temperature_sweep"]
+    d = reports["direct"]["acemd"]
+    g_sweep, e_sweep = c["G"][-1], c["G_error"][-1]
+    g_direct, e_direct = d["gibbs_free_energy"], d["gibbs_free_energy_error"]
+    combined = float(np.hypot(e_sweep, e_direct))
+    hyst = abs(c["hysteresis"][-1])
+    print(f"\nCu-I 108 atoms: G({tf:g} K) solid route at {t0:g} K + NPT sweep {g_sweep:.5f} +- {e_sweep:.1e}, "
+          f"direct solid route {g_direct:.5f} +- {e_direct:.1e}: deviation {g_sweep - g_direct:+.1e} eV/atom "
+          f"(combined error {combined:.1e}, hysteresis {hyst:.1e}); forward {c['G_forward'][-1]:.5f}, backward "
+          f"{c['G_backward'][-1]:.5f}; V {c['V'][0]:.3f} -> {c['V'][-1]:.3f} A^3/atom (direct route "
+          f"{reports['direct']['average']['vol_atom']:.3f}); Cp {c['Cp'][-1]:.2f} kB")
+    assert abs(g_sweep - g_direct) < max(4 * combined, 2e-3)
+    assert abs(c["G_forward"][-1] - c["G_backward"][-1]) <= 2 * hyst + 1e-12
+    assert c["V"][-1] == pytest.approx(reports["direct"]["average"]["vol_atom"], rel=5e-3)
