@@ -764,6 +764,8 @@ class FreeEnergyRun:
         for key, value in curve.items():
             if isinstance(value, list):
                 g[key] = np.asarray(value, float)
+            else:
+                g.attrs[key] = value
         g.attrs["units"] = curve["units"]
 
     def _print(self, report):
