@@ -134,6 +134,18 @@ def test_npt_temperature_sweep_equals_the_exact_curve(tmp_path, method):
     assert np.allclose(c["F"], g - P0 / EV_PER_A3_TO_BAR * np.array(c["V"]), atol=1e-12)
     # the classical harmonic crystal with a T-independent volume: Cp = 3 kB - O(1/N)
     assert np.all(np.abs(np.array(c["Cp"]) - 3.0) < np.maximum(4 * np.array(c["Cp_error"]), 0.12))
+    # per-step records: the barostat target follows lambda P (scaling) or stays P (ramp)
+    import h5py
+    with h5py.File(tmp_path / "fe.h5") as h:
+        fw = h["temperature_sweep/iteration_002/forward"]
+        temps, p_bar, u, v, y = (fw[k][()] for k in ("temperature_K", "pressure_bar", "U", "V", "integrand"))
+        assert len(u) == 3001 and temps[0] == pytest.approx(T0) and temps[-1] == pytest.approx(TF)
+        assert np.allclose(p_bar, P0 * T0 / temps if method == "scaling" else P0)
+        p = P0 / EV_PER_A3_TO_BAR
+        expect = u + p * v if method == "scaling" else (1.5 * n * BOLTZMANN * temps + u + p * v) / temps ** 2
+        assert np.allclose(y, expect)
+        assert np.allclose(h["temperature_sweep/curve/G"][()], g)
+        assert h["temperature_sweep/curve"].attrs["method"] == method
 
 
 def test_pressure_sweep_equals_the_exact_curve(tmp_path):
@@ -154,6 +166,12 @@ def test_pressure_sweep_equals_the_exact_curve(tmp_path):
     assert g[0] == pytest.approx(report["acemd"]["gibbs_free_energy"], abs=1e-12)
     assert np.all(np.abs(g - g[0] - (exact - exact[0])) < np.maximum(4 * err, 4e-4))
     assert np.allclose(c["V"], v_exact, rtol=6e-3)
+    import h5py
+    with h5py.File(tmp_path / "fe.h5") as h:
+        bw = h["pressure_sweep/iteration_001/backward"]
+        assert bw["pressure_bar"][0] == pytest.approx(pf) and bw["pressure_bar"][-1] == pytest.approx(P0)
+        assert np.allclose(bw["integrand"][()], bw["V"][()] / EV_PER_A3_TO_BAR)
+        assert np.allclose(h["pressure_sweep/curve/G"][()], g)
 
 
 @pytest.mark.slow
