@@ -277,6 +277,7 @@ class FreeEnergyRun:
         self._say(f"# free_energy: mode {what}, T = {T} K, P = {P} bar, "
                   f"{sec['n_iterations']} iterations of {sec['equilibration_steps']} + {sec['switching_steps']} "
                   f"steps x 2, switching {sec['switching']}")
+        self._say_sweep_plan()
         pr = self.protocol
         units = self._units()
         todo = [u for u in units if u not in pr["completed"]]
@@ -504,6 +505,18 @@ class FreeEnergyRun:
         self.protocol["records"][unit] = {"lam": rec.lam, "weight": rec.weight, "energy_a": rec.energy_a,
                                           "energy_b": rec.energy_b}
         self._say(f"# {label} {name}: work {rec.work / sim.state.n_atoms_total:+.6f} eV/atom")
+
+    def _say_sweep_plan(self):
+        sec = self.section
+        if not self.sweep:
+            return
+        if sec["mode"] == "pressure_sweep":
+            what = f"G(P) from {sec['pressure']:g} to {sec['pressure_final']:g} bar at {sec['temperature']:g} K (NPT)"
+        else:
+            what = (f"{'G' if sec['sweep_ensemble'] == 'npt' else 'F'}(T) from {sec['temperature']:g} to "
+                    f"{sec['temperature_final']:g} K ({sec['sweep_method']}, {sec['sweep_ensemble']})")
+        self._say(f"# then {sec['mode']}: {what}, {sec['n_iterations']} iterations of {sec['equilibration_steps']} + "
+                  f"{sec['sweep_steps']} steps x 2")
 
     def _stage_sweep(self, unit, progress):
         """One unit of a sweep (:mod:`acemd.drivers.sweep_stages`), after the route's units."""
