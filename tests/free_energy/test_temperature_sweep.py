@@ -166,3 +166,28 @@ def test_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, 
           f"{b['G'][-1]:.12f} eV/atom")
     assert b["G"] == pytest.approx(a["G"], abs=1e-10)
     assert b["hysteresis"] == pytest.approx(a["hysteresis"], abs=1e-10)
+
+
+def test_thermo_fit_is_exact_for_the_classical_harmonic_crystal_and_calphad_curves():
+    """G = U0 - 3 kB T ln(kB T / hbar omega) is the 3-term CALPHAD form: S, H, Cp exact; a 5-term
+    curve is recovered by the 5-term fit (S, H, Cp against the analytic derivatives)."""
+    from acemd.free_energy.thermo_fit import fit_thermo, thermo_over_iterations
+    k = BOLTZMANN
+    t = np.linspace(300.0, 1500.0, 13)
+    g = -3.5 - 3 * k * t * np.log(k * t / 0.03)
+    for n_terms in (3, 4, 5):
+        g_fit, s, h, cp = fit_thermo(t, g, n_terms)
+        assert np.allclose(g_fit, g, atol=1e-10)
+        assert np.allclose(s, 3 * np.log(k * t / 0.03) + 3, atol=1e-6)
+        assert np.allclose(h, -3.5 + 3 * k * t, atol=1e-8)
+        assert np.allclose(cp, 3.0, atol=1e-5)
+    a, b, c, d, e = -4.0, 2e-3, -3e-4, -1e-7, 2e-11
+    g = a + b * t + c * t * np.log(t) + d * t ** 2 + e * t ** 3
+    _, s, h, cp = fit_thermo(t, g, 5)
+    assert np.allclose(s * k, -(b + c * (np.log(t) + 1) + 2 * d * t + 3 * e * t ** 2), atol=1e-9)
+    assert np.allclose(h, a - c * t - d * t ** 2 - 2 * e * t ** 3, atol=1e-8)
+    assert np.allclose(cp * k, -c - 2 * d * t - 6 * e * t ** 2, atol=1e-9)
+    # errors from the spread over iterations: two curves offset by +-delta T give S +- delta
+    delta = 1e-5
+    out = thermo_over_iterations(t, [g + delta * t, g - delta * t], 5)
+    assert np.allclose(out["S"], s, atol=1e-6) and np.allclose(out["S_error"], delta / k, rtol=1e-6)
