@@ -212,5 +212,7 @@ progress_every = 1000000
           f"{c['G_backward'][-1]:.5f}; V {c['V'][0]:.3f} -> {c['V'][-1]:.3f} A^3/atom (direct route "
           f"{reports['direct']['average']['vol_atom']:.3f}); Cp {c['Cp'][-1]:.2f} kB")
     assert abs(g_sweep - g_direct) < max(4 * combined, 2e-3)
-    assert abs(c["G_forward"][-1] - c["G_backward"][-1]) <= 2 * hyst + 1e-12
+    # each direction alone agrees with the direct route within the hysteresis (+ the errors)
+    for one_way in (c["G_forward"][-1], c["G_backward"][-1]):
+        assert abs(one_way - g_direct) <= hyst + max(4 * combined, 2e-3)
     assert c["V"][-1] == pytest.approx(reports["direct"]["average"]["vol_atom"], rel=5e-3)
