@@ -135,14 +135,16 @@ def _phase_list(v):
 
 
 FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy's where it has them
-    "mode": Key((str,), default="solid", check=choice_with_suggestion("solid", "liquid", "temperature_sweep",
-                                                                      *PHASE_MODES),
+    "mode": Key((str,), default="solid",
+                check=choice_with_suggestion("solid", "liquid", "temperature_sweep", "pressure_sweep",
+                                             *PHASE_MODES),
                 doc="solid: Frenkel-Ladd to an Einstein crystal (fixed centre of mass); liquid: "
                     "Uhlenbeck-Ford reference, its excess free energy by switching it to the ideal gas; "
-                    "temperature_sweep: the solid route at temperature, then F(T) up to temperature_final "
-                    "by reversible scaling; melting_temperature, transition_temperature, coexistence_line, "
-                    "phase_map: phase boundaries from the G(T) curves of several phases "
-                    "(docs/phase-diagram.md)"),
+                    "temperature_sweep: the route of phase at temperature, then G(T) up to temperature_final "
+                    "(reversible scaling or a temperature ramp); pressure_sweep: the route at pressure, then "
+                    "G(P) up to pressure_final along an NPT pressure ramp; melting_temperature, "
+                    "transition_temperature, coexistence_line, phase_map: phase boundaries from the G(T) "
+                    "curves of several phases (docs/phase-diagram.md)"),
     "temperature": Key(NUM, required=True, check=positive, doc="temperature (K)"),
     "pressure": Key(NUM, default=0.0, doc="pressure (bar) of the NPT stage and of G = F + PV"),
     "timestep": Key(NUM, default=0.001, check=positive, doc="timestep (ps)"),
@@ -194,10 +196,26 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
     "temperature_final": Key(NUM, check=positive,
                              doc="temperature_sweep: the other end of the sweep (K; required there, != temperature)"),
     "sweep_steps": Key((int,), default=20000, check=positive,
-                       doc="temperature_sweep: steps of each sweep (forward and backward)"),
+                       doc="sweeps: steps of each sweep (forward and backward)"),
     "sweep_points": Key((int,), default=21, check=positive,
-                        doc="temperature_sweep: temperatures of the reported F(T) grid, temperature to "
-                            "temperature_final inclusive"),
+                        doc="sweeps: points of the reported curve, temperature to temperature_final (or "
+                            "pressure to pressure_final) inclusive"),
+    "phase": Key((str,), check=choice_with_suggestion("solid", "liquid"), default_doc="solid",
+                 doc="sweeps: the route that gives G at the start of the sweep, solid (Frenkel-Ladd) or "
+                     "liquid (Uhlenbeck-Ford); the sweep continues from that route's state"),
+    "sweep_ensemble": Key((str,), default="npt", check=choice_with_suggestion("npt", "nvt"),
+                          doc="temperature_sweep: npt (G(T) at pressure; the barostat is npt-crescale) or nvt "
+                              "(F(T) at the volume of temperature)"),
+    "sweep_method": Key((str,), default="scaling", check=choice_with_suggestion("scaling", "temperature_ramp"),
+                        doc="temperature_sweep: scaling (reversible scaling of the potential, thermostat at "
+                            "temperature) or temperature_ramp (fixed potential, thermostat ramped; "
+                            "Gibbs-Helmholtz, calphy's tscale)"),
+    "pressure_final": Key(NUM, unit="bar",
+                          doc="pressure_sweep: the other end of the sweep; coexistence_line: the other end "
+                              "of the pressure range (bar; required there, != pressure)"),
+    "fit_terms": Key((int,), default=4, check=lambda v: None if 3 <= v <= 5 else "must be 3, 4 or 5",
+                     doc="temperature_sweep: terms of the CALPHAD form a + bT + cT lnT + dT^2 + eT^3 fitted to "
+                         "each iteration's G(T) for S, H and Cp"),
     "window": Key(NUM, default=100.0, check=positive,
                   doc="melting_temperature, transition_temperature, coexistence_line: half-width (K) of "
                       "the temperature window around temperature (the guess) that the sweeps cover"),
@@ -208,7 +226,6 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
                   doc="phase boundaries: [{name = \"fcc\", route = \"solid\" | \"liquid\", ...}], each "
                       "with [structure] keys (file or lattice, element, a, repeat, ...) or none (then "
                       "[structure]); melting_temperature defaults to the solid and liquid of [structure]"),
-    "pressure_final": Key(NUM, doc="coexistence_line: the other end of the pressure range (bar)"),
     "pressure_steps": Key((int,), default=4, check=positive,
                           doc="coexistence_line: Runge-Kutta steps from pressure to pressure_final"),
     "report": Key((str,), default="free_energy.yaml", doc="report (YAML, calphy's keys, eV/atom)"),

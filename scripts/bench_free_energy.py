@@ -7,9 +7,13 @@
   alone, then with H(lambda) = (1 - f) U_ACE + f U_Einstein (both evaluated every step,
   lambda advancing), in microseconds per atom per step and the relative overhead
   (target < 10 %).  LAMMPS + ML-PACE with fix ti/spring: ~43 us/atom/step on one core.
+* Sweep steps (``temperature_sweep``, ``pressure_sweep``): the same NVT step against one
+  step of each sweep kind as the driver runs it (reversible scaling NVT and NPT with the
+  barostat target lambda P, the NPT temperature ramp, the NPT pressure ramp), target < 10 %.
 * --route: runs the [free_energy] solid route (a short protocol, printed) under
   ``mpiexec -n R`` for each R of --ranks and prints its wall time.
-Timings on a shared machine are noisy: run it alone and repeat.
+Step costs are CPU times of this process (time.process_time: less sensitive to other
+processes than wall time); timings on a shared machine are still noisy: run it alone and repeat.
 """
 import argparse
 import os
@@ -59,14 +63,63 @@ def step_costs(repeat, steps, temperature=1000.0):
     block = max(steps // 5, 10)
     plain, sw = np.inf, np.inf
     for _ in range(5):           # interleaved blocks, best of 5: the machine's load hits both alike
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(block):
             lang.step(eng)
-        plain = min(plain, (time.perf_counter() - t0) / block)
-        t0 = time.perf_counter()
+        plain = min(plain, (time.process_time() - t0) / block)
+        t0 = time.process_time()
         switch(eng2, lang2, mix, block)
-        sw = min(sw, (time.perf_counter() - t0) / (block + 1))
-    return n, plain, sw
+        sw = min(sw, (time.process_time() - t0) / (block + 1))
+    costs = {"switching step": sw}
+    costs.update(sweep_costs(engine, ace, plain_step=lambda: lang.step(eng), block=block,
+                             temperature=temperature))
+    return n, plain, costs
+
+
+def sweep_costs(engine, ace, plain_step, block, temperature):
+    """Seconds per step of each sweep kind, best of 5 blocks interleaved with plain NVT blocks."""
+    from acemd.free_energy.liquid import ZeroTerm
+    from acemd.free_energy.sweep import lambda_path, linear_path, run_path, scaling_term
+    from acemd.integrators import LangevinBAOAB, StochasticCellRescaling
+
+    def kind(npt, scaled):
+        term = scaling_term(ace, ZeroTerm()) if scaled else ace
+        eng = engine([term])
+        integ = (StochasticCellRescaling(0.002, temperature, 1000.0, damping=0.1, barostat_damping=1.0, seed=1)
+                 if npt else LangevinBAOAB(0.002, temperature, 0.1, seed=1))
+        integ.setup(eng)
+        energy = (lambda: eng.term_energies["scale.B"]) if scaled else (lambda: eng.potential_energy)
+        return eng, integ, term, energy
+
+    runs = {}
+    for label, npt, scaled in (("sweep: scaling NVT", False, True), ("sweep: scaling NPT", True, True),
+                               ("sweep: T ramp NPT", True, False), ("sweep: P ramp NPT", True, False)):
+        eng, integ, term, energy = kind(npt, scaled)
+        if label.endswith("scaling NVT"):
+            def set_x(x, term=term):
+                term.lam = x
+            xs = lambda_path(temperature, 1.5 * temperature, block)
+        elif scaled:
+            def set_x(x, term=term, integ=integ):
+                term.lam = x
+                integ.pressure_bar = 1000.0 * x
+            xs = lambda_path(temperature, 1.5 * temperature, block)
+        elif "T ramp" in label:
+            def set_x(x, integ=integ):
+                integ.temperature = x
+            xs = linear_path(temperature, 1.5 * temperature, block)
+        else:
+            def set_x(x, integ=integ):
+                integ.pressure_bar = x
+            xs = linear_path(0.0, 10000.0, block)
+        runs[label] = (eng, integ, xs, set_x, energy)
+    best = {k: np.inf for k in runs}
+    for _ in range(5):
+        for label, (eng, integ, xs, set_x, energy) in runs.items():
+            t0 = time.process_time()
+            run_path(eng, integ, xs, set_x, energy)
+            best[label] = min(best[label], (time.process_time() - t0) / (block + 1))
+    return best
 
 
 ROUTE = """
@@ -100,11 +153,12 @@ def main():
     ap.add_argument("--route", action="store_true")
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
-    n, plain, sw = step_costs(args.repeat, args.steps)
+    n, plain, costs = step_costs(args.repeat, args.steps)
     print(f"{n} atoms, Cu-I.yace, {args.steps} steps (noisy: shared machine)")
     print(f"  NVT Langevin step       {plain * 1e3:8.2f} ms  {plain / n * 1e6:7.2f} us/atom/step")
-    print(f"  switching step          {sw * 1e3:8.2f} ms  {sw / n * 1e6:7.2f} us/atom/step  "
-          f"overhead {100 * (sw / plain - 1):+.1f} %")
+    for label, sw in costs.items():
+        print(f"  {label:<22s}  {sw * 1e3:8.2f} ms  {sw / n * 1e6:7.2f} us/atom/step  "
+              f"overhead {100 * (sw / plain - 1):+.1f} %")
     if args.route:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "fe.toml"

@@ -30,8 +30,9 @@ from ..free_energy import EinsteinTerm, LambdaMixing
 from ..free_energy.reference import com_correction, einstein_free_energy
 from ..free_energy.solid import Progress, displacement_stats, equilibrate_volume, measure_spring_constants
 from ..free_energy.switching import run_at_fixed_lambda, switch
-from ..free_energy.sweep import (SweepRecord, lambda_path, print_sweep, scaling_term, sweep, sweep_report,
-                                 SWEEP_PARTS, check_sweep as _check_sweep)
+from ..free_energy.sweep import (SWEEP_PARTS, check_sweep as _check_sweep, pressure_curve, print_pressure_curve,
+                                 print_temperature_curve, temperature_curve)
+from .sweep_stages import Sweeper, record_from_dict, record_to_dict
 from ..integrators import LangevinBAOAB, StochasticCellRescaling
 from ..parallel.collective import on_root
 from ..simulation import InputError, Simulation, initial_velocities
@@ -74,10 +75,10 @@ class FreeEnergyRun:
         sec = settings["free_energy"]
         self.settings, self.section, self.stream = settings, sec, stream
         self.input_path = Path(input_path)
-        self.liquid = sec["mode"] == "liquid"
-        self.sweep = sec["mode"] == "temperature_sweep"
-        if self.sweep:
-            _check_sweep(sec, input_path)
+        self.sweep = sec["mode"] in ("temperature_sweep", "pressure_sweep")
+        self.liquid = sec["mode"] == "liquid" or (self.sweep and sec.get("phase") == "liquid")
+        self.sweeper = None
+        _check_sweep(sec, input_path)
         if self.liquid and sec.get("spring_constants") is not None:
             raise InputError(f"{input_path}: [free_energy.spring_constants] apply to mode = \"solid\"; remove them "
                              "for the liquid route")
@@ -276,6 +277,7 @@ class FreeEnergyRun:
         self._say(f"# free_energy: mode {what}, T = {T} K, P = {P} bar, "
                   f"{sec['n_iterations']} iterations of {sec['equilibration_steps']} + {sec['switching_steps']} "
                   f"steps x 2, switching {sec['switching']}")
+        self._say_sweep_plan()
         pr = self.protocol
         units = self._units()
         todo = [u for u in units if u not in pr["completed"]]
@@ -286,7 +288,6 @@ class FreeEnergyRun:
                             observer=self._observer)
         names = sim.state.species_names
         mix = lang = sites = None
-        scale = None
         if self.liquid:
             return self._run_liquid(todo, progress, t_start)
         for unit in todo:
@@ -305,12 +306,7 @@ class FreeEnergyRun:
                                f"nearest-neighbour distance, mean-square displacement grew x{growth:.2f} between "
                                "the third and last quarter); the free energy is not that of the crystal")
             elif unit.startswith("sweep"):
-                if scale is None:
-                    from ..free_energy.liquid import ZeroTerm
-                    scale = scaling_term(sim.term, ZeroTerm())
-                    sim.set_terms([scale])
-                    sweep_lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 6)
-                self._stage_sweep(unit, scale, sweep_lang, progress)
+                self._stage_sweep(unit, progress)
             else:
                 if mix is None:
                     sites = sites or self._sites()
@@ -323,7 +319,7 @@ class FreeEnergyRun:
                     lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
                 self._stage_switching(unit, mix, lang, sites, progress)
             self._boundary(unit)
-        if mix is not None or scale is not None:
+        if mix is not None or self.sweeper is not None:
             sim.set_terms([sim.term])
         k_spring = np.asarray(pr["k_spring"], float)
         volume = float(pr["volume"])
@@ -345,17 +341,7 @@ class FreeEnergyRun:
                            f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
         report = self._report(T, P, n_atoms, volume, k_spring, np.asarray(pr["msd"], float), f_einstein, f_cm, pv,
                               iterations, pr["npt"], _time.perf_counter() - t_start)
-        sweeps = None
-        if self.sweep:
-            sweeps = [(self._sweep_record(f"sweep {it} forward"), self._sweep_record(f"sweep {it} backward"))
-                      for it in range(1, sec["n_iterations"] + 1)]
-            report["temperature_sweep"] = sweep_report(sec, n_atoms, [r["F"] for r in iterations], sweeps)
-            worst = float(np.max(np.abs(report["temperature_sweep"]["hysteresis"])))
-            if worst > sec["max_dissipation"]:
-                self._warn(f"temperature sweep: hysteresis up to {worst * 1000:.2f} meV/atom exceeds "
-                           f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; sweep more slowly "
-                           "(sweep_steps)")
-                report["acemd"]["warnings"] = list(self.warnings)
+        sweeps = self._sweep_results(report, iterations, n_atoms, volume)
         self._write(report, records, sweeps)
         self._print(report)
         return report
@@ -410,6 +396,9 @@ class FreeEnergyRun:
             elif unit == "npt":
                 self._stage_temperature = T
                 self._stage_npt_liquid(progress)
+            elif unit.startswith("sweep"):
+                current = None
+                self._stage_sweep(unit, progress)
             else:
                 label, part = unit.rsplit(" ", 1)
                 want = gas if part.startswith("gas") else mix
@@ -443,7 +432,8 @@ class FreeEnergyRun:
         f_ex_mean = float(np.mean([r["uf_excess"] for r in iterations]))
         report = self._report(T, P, n_atoms, volume, None, None, f_ig, f_ex_mean, pv, iterations, pr["npt"],
                               _time.perf_counter() - t_start)
-        self._write(report, records)
+        sweeps = self._sweep_results(report, iterations, n_atoms, volume)
+        self._write(report, records, sweeps)
         self._print(report)
         return report
 
@@ -516,33 +506,53 @@ class FreeEnergyRun:
                                           "energy_b": rec.energy_b}
         self._say(f"# {label} {name}: work {rec.work / sim.state.n_atoms_total:+.6f} eV/atom")
 
-    def _stage_sweep(self, unit, scale, lang, progress):
-        """One unit of reversible scaling: equilibrate at lambda = 1 or lambda_f, or sweep between them."""
-        sim, sec = self.simulation, self.section
-        eng = sim.engine
-        _, it, part = unit.split(" ")
-        T0, Tf = sec["temperature"], sec["temperature_final"]
-        eng.compute_forces(force_rebuild=True)
-        lang.setup(eng)
-        if part in ("eq_start", "eq_end"):
-            lam = 1.0 if part == "eq_start" else T0 / Tf
-            scale.lam = lam
-            eng.compute_forces()
-            on_step = progress.stage(f"sweep {it} equilibrate l={lam:.4g}", sec["equilibration_steps"])
-            for k in range(1, sec["equilibration_steps"] + 1):
-                lang.step(eng)
-                on_step(k)
+    def _say_sweep_plan(self):
+        sec = self.section
+        if not self.sweep:
             return
-        forward = part == "forward"
-        name = f"sweep {it} " + (f"{T0:g} K -> {Tf:g} K" if forward else f"{Tf:g} K -> {T0:g} K")
-        rec = sweep(eng, lang, scale, lambda_path(T0, Tf, sec["sweep_steps"], forward),
-                    on_step=progress.stage(name, sec["sweep_steps"]))
-        self.protocol["records"][unit] = {"lam": rec.lam, "energy": rec.energy}
-        self._say(f"# {name}: work {rec.cumulative_work()[-1] / sim.state.n_atoms_total:+.6f} eV/atom")
+        if sec["mode"] == "pressure_sweep":
+            what = f"G(P) from {sec['pressure']:g} to {sec['pressure_final']:g} bar at {sec['temperature']:g} K (NPT)"
+        else:
+            what = (f"{'G' if sec['sweep_ensemble'] == 'npt' else 'F'}(T) from {sec['temperature']:g} to "
+                    f"{sec['temperature_final']:g} K ({sec['sweep_method']}, {sec['sweep_ensemble']})")
+        self._say(f"# then {sec['mode']}: {what}, {sec['n_iterations']} iterations of {sec['equilibration_steps']} + "
+                  f"{sec['sweep_steps']} steps x 2")
 
-    def _sweep_record(self, unit):
-        r = self.protocol["records"][unit]
-        return SweepRecord(np.asarray(r["lam"], float), np.asarray(r["energy"], float))
+    def _stage_sweep(self, unit, progress):
+        """One unit of a sweep (:mod:`acemd.drivers.sweep_stages`), after the route's units."""
+        if self.sweeper is None:
+            self.sweeper = Sweeper(self.simulation, self.section, self.protocol["volume"])
+        done = self.sweeper.run_unit(unit, progress)
+        if done is not None:
+            name, rec = done
+            self.protocol["records"][unit] = record_to_dict(rec)
+            self._say(f"# {name}: volume {rec.volume[0] / self.simulation.state.n_atoms_total:.4f} -> "
+                      f"{rec.volume[-1] / self.simulation.state.n_atoms_total:.4f} A^3/atom")
+            # the phase must survive the sweep (the curve is that phase's only while it does)
+            if self.liquid:
+                self._crystallised_check(name)
+            else:
+                self._check_solid(self._sites(), name)
+
+    def _sweep_results(self, report, iterations, n_atoms, volume):
+        """The swept curve into the report (and the hysteresis warning); the records for the data file."""
+        sec = self.section
+        if not self.sweep:
+            return None
+        sweeps = [tuple(record_from_dict(self.protocol["records"][f"sweep {it} {d}"]) for d in ("forward", "backward"))
+                  for it in range(1, sec["n_iterations"] + 1)]
+        if sec["mode"] == "pressure_sweep":
+            curve = report["pressure_sweep"] = pressure_curve(sec, n_atoms, [r["G"] for r in iterations], sweeps)
+        else:
+            g0 = [r["G"] if sec["sweep_ensemble"] == "npt" else r["F"] for r in iterations]
+            curve = report["temperature_sweep"] = temperature_curve(sec, n_atoms, g0, sweeps, volume)
+        worst = float(np.max(np.abs(curve["hysteresis"])))
+        if worst > sec["max_dissipation"]:
+            self._warn(f"{sec['mode'].replace('_', ' ')}: hysteresis up to {worst * 1000:.2f} meV/atom exceeds "
+                       f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; sweep more slowly "
+                       "(sweep_steps)")
+            report["acemd"]["warnings"] = list(self.warnings)
+        return sweeps
 
     def _sites(self):
         """The Einstein sites (the perfect lattice in the adopted cell), bound for displacements."""
@@ -720,22 +730,55 @@ class FreeEnergyRun:
                         for key in ("U_A", "U_B", "dH_dlambda"):
                             g[key].attrs["unit"] = "eV"
                         g.attrs["work_eV"] = rec.work
-                for it, pair in enumerate(sweeps or [], start=1):
-                    for name, rec in zip(("forward", "backward"), pair):
-                        g = f.create_group(f"temperature_sweep/iteration_{it:03d}/{name}")
-                        g["lambda"] = rec.lam
-                        g["temperature_K"] = report["input"]["temperature"] / rec.lam
-                        g["U"] = rec.energy
-                        g["U"].attrs["unit"] = "eV (unscaled potential energy, whole system)"
                 if sweeps:
-                    curve = report["temperature_sweep"]
-                    g = f.create_group("temperature_sweep/curve")
-                    for key in ("temperature_K", "free_energy", "free_energy_error", "free_energy_forward",
-                                "free_energy_backward", "hysteresis", "entropy"):
-                        g[key] = np.asarray(curve[key], float)
-                    g.attrs["units"] = "K; eV/atom; entropy kB/atom"
+                    self._write_sweeps(f, report, sweeps)
 
         on_root(self.comm, write)
+
+    def _write_sweeps(self, f, report, sweeps):
+        """Per-step records of every sweep and the curve (HDF5 group named after the mode)."""
+        from ..free_energy.sweep import integrand
+        sec, mode = self.section, self.section["mode"]
+        curve = report[mode]
+        kind = "pressure" if mode == "pressure_sweep" else sec["sweep_method"]
+        n_atoms = report["acemd"]["n_atoms"]
+        npt = mode == "pressure_sweep" or sec["sweep_ensemble"] == "npt"
+        top = f.create_group(mode)
+        top.attrs["kind"] = kind
+        top.attrs["description"] = {
+            "scaling": "reversible scaling: H = K + lambda U at temperature T0 (NPT: barostat target lambda P); "
+                       "integrand dG_lambda/dlambda = U + P V (NVT: U)",
+            "temperature_ramp": "fixed potential, thermostat temperature ramped; integrand ((3/2) N kB T + U + P V)"
+                                " / T^2 (NVT: without P V) = -d(G/T)/dT",
+            "pressure": "NPT at temperature, barostat target ramped; integrand dG/dP = V"}[kind]
+        for it, pair in enumerate(sweeps, start=1):
+            for name, rec in zip(("forward", "backward"), pair):
+                g = top.create_group(f"iteration_{it:03d}/{name}")
+                if kind == "scaling":
+                    g["lambda"] = rec.x
+                    g["temperature_K"] = sec["temperature"] / rec.x
+                    g["pressure_bar"] = rec.x * sec["pressure"] if npt else np.full(len(rec.x), sec["pressure"])
+                elif kind == "temperature_ramp":
+                    g["temperature_K"] = rec.x
+                    g["pressure_bar"] = np.full(len(rec.x), sec["pressure"])
+                else:
+                    g["temperature_K"] = np.full(len(rec.x), sec["temperature"])
+                    g["pressure_bar"] = rec.x
+                g["pressure_bar"].attrs["unit"] = "bar (barostat target; NVT: the route's pressure)"
+                g["U"] = rec.energy
+                g["U"].attrs["unit"] = "eV (unscaled potential energy, whole system)"
+                g["V"] = rec.volume
+                g["V"].attrs["unit"] = "A^3 (whole system)"
+                g["integrand"] = integrand(kind, rec, n_atoms, sec["pressure"] if npt and kind != "pressure" else 0.0)
+                g["integrand"].attrs["unit"] = {"scaling": "eV", "temperature_ramp": "eV/K^2",
+                                                "pressure": "eV/bar"}[kind] + " (whole system)"
+        g = top.create_group("curve")
+        for key, value in curve.items():
+            if isinstance(value, list):
+                g[key] = np.asarray(value, float)
+            else:
+                g.attrs[key] = value
+        g.attrs["units"] = curve["units"]
 
     def _print(self, report):
         it = report["acemd"]["iterations"]
@@ -762,7 +805,9 @@ class FreeEnergyRun:
         for w in a["warnings"]:
             self._say(f"# WARNING: {w}")
         if "temperature_sweep" in report:
-            print_sweep(self._say, report["temperature_sweep"])
+            print_temperature_curve(self._say, report["temperature_sweep"])
+        if "pressure_sweep" in report:
+            print_pressure_curve(self._say, report["pressure_sweep"])
         self._say(f"# report: {self.section['report']}, data: {self.section['data']}")
 
 

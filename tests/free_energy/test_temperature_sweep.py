@@ -30,6 +30,7 @@ T0, TF, K_H = 500.0, 1000.0, 2.0
 
 SWEEP = f"""
 mode = "temperature_sweep"
+sweep_ensemble = "nvt"
 temperature = {T0}
 temperature_final = {TF}
 npt = false
@@ -82,9 +83,9 @@ def test_harmonic_crystal_sweep_equals_the_analytic_curve(tmp_path):
     st = run.simulation.state
     n = st.n_atoms_total
     c = report["temperature_sweep"]
-    temps = np.array(c["temperature_K"])
-    f, err = np.array(c["free_energy"]), np.array(c["free_energy_error"])
-    f_fw, f_bw, hyst = (np.array(c[k]) for k in ("free_energy_forward", "free_energy_backward", "hysteresis"))
+    temps = np.array(c["temperature"])
+    f, err = np.array(c["F"]), np.array(c["F_error"])
+    f_fw, f_bw, hyst = (np.array(c[k]) for k in ("G_forward", "G_backward", "hysteresis"))    # P = 0: G = F
     exact = np.array([_exact(t, n, st.masses_by_species, st.volume) for t in temps])
     print("\n" + "\n".join(out.splitlines()[-(len(temps) + 4):]))
     print("T (K), F - exact (eV/atom):", ", ".join(f"{t:.0f} {d:+.1e}" for t, d in zip(temps, f - exact)))
@@ -94,17 +95,27 @@ def test_harmonic_crystal_sweep_equals_the_analytic_curve(tmp_path):
     # forward and backward agree within the hysteresis (+ the statistical error)
     assert np.all(np.abs(f_fw - exact) <= 2 * np.abs(hyst) + np.maximum(4 * err, 3e-4))
     assert np.all(np.abs(f_bw - exact) <= 2 * np.abs(hyst) + np.maximum(4 * err, 3e-4))
-    # entropy of the harmonic crystal: S/kB = 3 ln(kB T / hbar omega) + 3 + O(1/N) per atom
-    s_exact = -np.gradient(exact, temps) / BOLTZMANN
-    assert np.allclose(c["entropy"], s_exact, atol=0.05)
+    # entropy and heat capacity of the harmonic crystal (fixed centre of mass): S/kB = 3 ln(kB T / hbar
+    # omega) + 3 + O(ln N / N), Cp = Cv = 3 - 3/(2N) kB per atom; derivatives of the exact F by differences
+    h = 0.5
+
+    def f_ex(t):
+        return _exact(t, n, st.masses_by_species, st.volume)
+    s_exact = np.array([-(f_ex(t + h) - f_ex(t - h)) / (2 * h) for t in temps]) / BOLTZMANN
+    cv_exact = np.array([-t * (f_ex(t + h) - 2 * f_ex(t) + f_ex(t - h)) / h ** 2 for t in temps]) / BOLTZMANN
+    print("S - exact (kB/atom):", np.round(np.array(c["S"]) - s_exact, 4), "+-", np.round(c["S_error"], 4))
+    print("Cv - exact (kB/atom):", np.round(np.array(c["Cp"]) - cv_exact, 4), "+-", np.round(c["Cp_error"], 4))
+    assert np.all(np.abs(np.array(c["S"]) - s_exact) < np.maximum(4 * np.array(c["S_error"]), 0.03))
+    assert np.all(np.abs(np.array(c["Cp"]) - cv_exact) < np.maximum(4 * np.array(c["Cp_error"]), 0.1))
+    assert np.allclose(c["H"], f + temps * np.array(c["S"]) * BOLTZMANN, atol=2e-3)      # E = F + T S (fit)
     # report and data file
     saved = yaml.safe_load((tmp_path / "fe.yaml").read_text())
-    assert saved["temperature_sweep"]["free_energy"] == pytest.approx(list(f))
+    assert saved["temperature_sweep"]["F"] == pytest.approx(list(f))
     with h5py.File(tmp_path / "fe.h5") as h:
         fw = h["temperature_sweep/iteration_001/forward"]
         assert fw["temperature_K"][0] == pytest.approx(T0) and fw["temperature_K"][-1] == pytest.approx(TF)
         assert len(fw["U"]) == 3001
-        assert np.allclose(h["temperature_sweep/curve/free_energy"][()], f)
+        assert np.allclose(h["temperature_sweep/curve/F"][()], f)
 
 
 def test_hysteresis_falls_as_the_sweep_slows(tmp_path):
@@ -144,14 +155,39 @@ def test_negative_temperature_is_a_config_error(tmp_path):
 def test_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, stage, at_step):
     """Cu-I.yace, 32 atoms: SIGUSR1 inside a sweep, --restart, the same F(T) to 1e-10."""
     from test_solid_route import RESTART_BODY, _run_with_signal
-    body = RESTART_BODY + 'mode = "temperature_sweep"\ntemperature_final = 1000.0\nsweep_steps = 120\nsweep_points = 3\n'
+    body = RESTART_BODY + 'mode = "temperature_sweep"\ntemperature_final = 1000.0\nsweep_steps = 120\nsweep_points = 5\n'
     straight = _run_with_signal(tmp_path / "straight", None, 0, body=body)
     stopped = _run_with_signal(tmp_path / "split", stage, at_step, body=body)
     assert stopped["stopped_by"] == "signal" and stopped["stage"] == stage
     resumed = _run_with_signal(tmp_path / "split", None, 0, restart=str(tmp_path / "split" / "free_energy.ckpt.h5"),
                                body=body)
     a, b = straight["temperature_sweep"], resumed["temperature_sweep"]
-    print(f"\nSIGUSR1 in '{stage}': F(1000 K) straight {a['free_energy'][-1]:.12f}, restarted "
-          f"{b['free_energy'][-1]:.12f} eV/atom")
-    assert b["free_energy"] == pytest.approx(a["free_energy"], abs=1e-10)
+    print(f"\nSIGUSR1 in '{stage}': G(1000 K) straight {a['G'][-1]:.12f}, restarted "
+          f"{b['G'][-1]:.12f} eV/atom")
+    assert b["G"] == pytest.approx(a["G"], abs=1e-10)
     assert b["hysteresis"] == pytest.approx(a["hysteresis"], abs=1e-10)
+
+
+def test_thermo_fit_is_exact_for_the_classical_harmonic_crystal_and_calphad_curves():
+    """G = U0 - 3 kB T ln(kB T / hbar omega) is the 3-term CALPHAD form: S, H, Cp exact; a 5-term
+    curve is recovered by the 5-term fit (S, H, Cp against the analytic derivatives)."""
+    from acemd.free_energy.thermo_fit import fit_thermo, thermo_over_iterations
+    k = BOLTZMANN
+    t = np.linspace(300.0, 1500.0, 13)
+    g = -3.5 - 3 * k * t * np.log(k * t / 0.03)
+    for n_terms in (3, 4, 5):
+        g_fit, s, h, cp = fit_thermo(t, g, n_terms)
+        assert np.allclose(g_fit, g, atol=1e-10)
+        assert np.allclose(s, 3 * np.log(k * t / 0.03) + 3, atol=1e-6)
+        assert np.allclose(h, -3.5 + 3 * k * t, atol=1e-8)
+        assert np.allclose(cp, 3.0, atol=1e-5)
+    a, b, c, d, e = -4.0, 2e-3, -3e-4, -1e-7, 2e-11
+    g = a + b * t + c * t * np.log(t) + d * t ** 2 + e * t ** 3
+    _, s, h, cp = fit_thermo(t, g, 5)
+    assert np.allclose(s * k, -(b + c * (np.log(t) + 1) + 2 * d * t + 3 * e * t ** 2), atol=1e-9)
+    assert np.allclose(h, a - c * t - d * t ** 2 - 2 * e * t ** 3, atol=1e-8)
+    assert np.allclose(cp * k, -c - 2 * d * t - 6 * e * t ** 2, atol=1e-9)
+    # errors from the spread over iterations: two curves offset by +-delta T give S +- delta
+    delta = 1e-5
+    out = thermo_over_iterations(t, [g + delta * t, g - delta * t], 5)
+    assert np.allclose(out["S"], s, atol=1e-6) and np.allclose(out["S_error"], delta / k, rtol=1e-6)
