@@ -261,6 +261,66 @@ def test_sigterm_to_the_command_line_exits_75_and_restart_completes(tmp_path):
     np.testing.assert_array_equal(restarted["C_GPa"], whole["C_GPa"])
 
 
+# --------------------------------------------------------------------------- guards
+def test_max_force_guard_stops_the_npt_stage_with_exit_4(tmp_path):
+    """[guards] apply in the stages: a tiny max_force trips at the first check of the NPT stage;
+    exit status 4 and the checkpoint holds the last good state, the relaxed crystal at the stage
+    start (its forces, recomputed by ASE, below the limit)."""
+    from ase import Atoms
+    from acemd.cli import main
+    from acemd.io.checkpoint import read_checkpoint
+    from acemd.potential.calculator import ACECalculator
+    limit = 0.05
+    section = "temperature = 300.0\n" + SHORT.replace("npt_steps = 2000", "npt_steps = 400")
+    path = elastic_input(tmp_path, FCC32, section, "g")
+    path.write_text(path.read_text() + f"[guards]\nmax_force = {limit}\n")
+    rc = main([str(path)])
+    assert rc == 4
+    ck = read_checkpoint(tmp_path / "ck.h5")
+    assert ck["step"] == 0 and ck["state"]["elastic_t"]["stage"] == 0
+    atoms = Atoms([ck["species_names"][i] for i in ck["species"]], positions=ck["positions"], cell=ck["cell"],
+                  pbc=True)
+    atoms.calc = ACECalculator(str(CU))
+    fmax = np.linalg.norm(atoms.get_forces(), axis=1).max()
+    print(f"\nforce at the checkpoint {fmax:.2e} eV/A (limit {limit})")
+    assert fmax < limit
+
+
+def test_guard_stop_mid_strain_run_keeps_the_samples_of_the_good_state(tmp_path, monkeypatch):
+    """An integrator failure (OverflowError) in step 651, the first strain run is a guard stop:
+    the checkpoint is the last check, step 650, with the 15 stress samples taken up to it; a restart
+    completes with 40 samples in every strained run and the tensor of the uninterrupted run within
+    its errors."""
+    import acemd.integrators.langevin as lg
+    from acemd.io.checkpoint import read_checkpoint
+    section = 'temperature = 300.0\nstrains = [0.01]\n' + SHORT.replace("npt_steps = 2000", "npt_steps = 400")
+    whole = run_elastic(elastic_input(tmp_path / "a", FCC32, section, "el"))
+    path = elastic_input(tmp_path / "b", FCC32, section, "el")
+    original = lg.LangevinBAOAB.step
+
+    def failing(self, engine):
+        if engine.state.step == 650:
+            raise OverflowError("math range error")
+        return original(self, engine)
+    monkeypatch.setattr(lg.LangevinBAOAB, "step", failing)
+    run = _build(path)
+    summary = run.run()
+    assert summary["stopped_by"] == "guard" and "stopped at step 651" in summary["message"]
+    assert "OverflowError" in summary["message"] and "strain 1/12" in summary["message"]
+    ck = read_checkpoint(tmp_path / "b" / "ck.h5")
+    acc = ck["state"]["elastic_t"]
+    assert ck["step"] == 650 and acc["stage"] == 1 and acc["in_progress"]
+    assert list(acc["current"]["step"]) == list(range(510, 651, 10))
+    assert len(acc["current"]["stress"]) == 15
+    monkeypatch.undo()
+    summary = _build(path, restart=str(tmp_path / "b" / "ck.h5")).run()
+    assert [p["n_samples"] for p in summary["routes"]["strain"]["per_strain"]] == [40] * 12
+    c, c0 = np.array(summary["C_GPa"]), np.array(whole["C_GPa"])
+    err = np.hypot(summary["C_error_GPa"], whole["C_error_GPa"])
+    print(f"\nrestarted after the guard stop: max |C - C_whole|/err {np.max(np.abs(c - c0) / err):.2f}")
+    assert np.all(np.abs(c - c0) <= 4 * err)
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("extra, key, words", [
     ('method = "strian"', "elastic.method", ["strain"]),

@@ -23,6 +23,10 @@ order (gathered by id and distributed, as a restart does) and the forces
 recomputed; a stop signal is honoured there: a checkpoint records the stage,
 its samples so far and everything accumulated, and ``--restart`` continues
 bit for bit as the uninterrupted run would have.
+
+The ``[guards]`` of MD check every stage (:class:`~acemd.guards.Guards`, built per stage with
+that stage's ensemble); a trip keeps the samples up to the last good state, checkpoints it and
+ends the run (``stopped_by = "guard"``, exit status 4).
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import time as _time
 import numpy as np
 from mpi4py import MPI
 
+from ..guards import Guards
 from ..blockstats import block_average, block_means, jackknife
 from ..elasticity import (VOIGT_NAMES, born_stability, crystal_class, fluctuation_tensor,
                           independent_constants, independent_constants_errors, kinetic_elastic_term,
@@ -126,15 +131,26 @@ class FiniteTemperatureElastic:
                 "seed": self.settings["velocities"]["seed"], "zero_momentum": True,
                 "chain_length": 3, "chain_loops": 1, "yoshida_order": 3}
 
-    def _integrator(self, kind):
+    def _stage_settings(self, kind):
+        """A stage's [md]/[thermostat]/[barostat] settings, as an MD input would give them."""
         md = {"timestep": self.dt}
+        out = {"md": md, "thermostat": self._thermostat_dict()}
         if kind == "npt":
             md["ensemble"] = self.sec["barostat"]
-            baro = {"pressure": self.sec["pressure"], "damping": self.sec["barostat_damping"],
-                    "coupling": self.barostat_coupling, "compressibility": self.sec["compressibility"]}
-            return build_integrator({"md": md, "thermostat": self._thermostat_dict(), "barostat": baro})
-        md["ensemble"] = {"langevin": "nvt-langevin", "csvr": "nvt-csvr"}[self.sec["thermostat"]]
-        return build_integrator({"md": md, "thermostat": self._thermostat_dict()})
+            out["barostat"] = {"pressure": self.sec["pressure"], "damping": self.sec["barostat_damping"],
+                               "coupling": self.barostat_coupling, "compressibility": self.sec["compressibility"]}
+        else:
+            md["ensemble"] = {"langevin": "nvt-langevin", "csvr": "nvt-csvr"}[self.sec["thermostat"]]
+        return out
+
+    def _integrator(self, kind):
+        return build_integrator(self._stage_settings(kind))
+
+    def _guards(self, kind, integrator):
+        """The [guards] of MD on this stage (reference temperature and drift check of its ensemble)."""
+        settings = self._stage_settings(kind) | {"guards": self.settings.get("guards") or {},
+                                                 "velocities": self.settings["velocities"]}
+        return Guards(settings, self.comm, self.sim.engine, integrator)
 
     # ------------------------------------------------------------ canonical state
     def _gather(self):
@@ -264,10 +280,15 @@ class FiniteTemperatureElastic:
             integ.setup(eng)
         except BarostatGeometryError as exc:
             raise InputError(f"{sim.input_path}: [elastic] NPT stage: {exc}") from None
+        guards = self._guards(kind, integ)
         self.acc["stage"], self.acc["in_progress"] = k, True
         npt_avg_from = length - (length // 2 // self.block) * self.block
         while st.step < end:
-            integ.step(eng)
+            if guards.step(integ, eng):          # a blow-up: the state is back at the last good check
+                self._keep_samples_until(st.step)
+                self._checkpoint(integ)
+                self.guard_message = guards.message
+                return "guard"
             rel = st.step - start
             if rel % every == 0:
                 if kind == "npt":
@@ -297,6 +318,16 @@ class FiniteTemperatureElastic:
             self._checkpoint(None)
             return signal.Signals(self.comm.allreduce(stop.signum, op=MPI.MAX)).name
         return None
+
+    def _keep_samples_until(self, step):
+        """Drop the stage's samples taken after ``step`` (a guard put the state back there)."""
+        cur = self.acc["current"]
+        for key, steps in (("step", ("step", "stress", "pk2", "virial", "temperature", "cell")),
+                           ("born_step", ("born_step", "born"))):
+            n = sum(1 for s in cur.get(key, []) if s <= step)
+            for name in steps:
+                if name in cur:
+                    cur[name] = list(cur[name][:n])
 
     def _finish_stage(self, k):
         kind, j, e, _ = self.stages[k]
@@ -373,6 +404,10 @@ class FiniteTemperatureElastic:
             stop.uninstall()
         wall = _time.perf_counter() - t0
         force_s = sum(sim.engine.timers.values()) - force_t0
+        if stopped_by == "guard":
+            message = f"[elastic] {self._stage_label(self.acc['stage'])}: {self.guard_message}"
+            self.say(f"# {message}")
+            return {"stopped_by": "guard", "steps": int(st.step), "message": message, "wall_s": wall}
         if stopped_by:
             message = (f"stopped by {stopped_by} at step {st.step} ({self._stage_label(self.acc['stage'])}):"
                        f" checkpoint written to {self.settings['checkpoint']['file']}; continue with --restart")
