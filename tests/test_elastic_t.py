@@ -321,6 +321,90 @@ def test_guard_stop_mid_strain_run_keeps_the_samples_of_the_good_state(tmp_path,
     assert np.all(np.abs(c - c0) <= 4 * err)
 
 
+# --------------------------------------------------------------------------- npt-mtk cell stability
+MTK5K = (SHORT.replace('barostat = "npt-crescale"\n', "").replace("barostat_damping = 0.1\n", "")
+         .replace("npt_steps = 2000", "npt_steps = 400"))
+
+
+def test_mtk_cell_oscillation_period_is_the_predicted_one(tmp_path):
+    """Root cause of the 5 K overflow: the MTK cell oscillates at omega = sqrt(3 V B / W), W = (N+1) kB T
+    tau^2, and the discrete (Verlet) cell mode at 2 asin(omega dt / 2) / dt, which has no real
+    solution (diverges) for omega dt > 2.  Measured: the peak of the volume spectrum of a 2 ps NPT
+    run; B from the pressure of the relaxed crystal under +-0.1 % volumetric strain (compressibility
+    1e-4 only lets the driver's own check pass at omega dt = 1.8)."""
+    import math
+    from acemd.integrators.mtk import cell_mode_frequency
+    from acemd.units import EV_PER_A3_TO_GPA
+    for temperature, tau in ((50.0, 0.2), (5.0, 0.3)):
+        section = f"temperature = {temperature}\nbarostat_damping = {tau}\ncompressibility = 1e-4\n" + MTK5K
+        run = _build(elastic_input(tmp_path, FCC32, section, "p"))
+        sim, ft = run.simulation, run.finite_t
+        run.relax()
+        snap, v0 = sim.snapshot(), sim.state.volume
+        pressures = []
+        for d in (1e-3, -1e-3):
+            sim.restore(snap)
+            sim.deform(np.eye(3) * (1 + d) ** (1 / 3))
+            sim.compute()
+            pressures.append(np.trace(sim.engine.virial) / 3 / sim.state.volume)      # P = tr(W)/3V
+        sim.restore(snap)
+        bulk = -(pressures[0] - pressures[1]) / (2e-3)
+        sim.state.velocities = elastic_t.initial_velocities(sim.comm, sim.state, temperature, 7, True)
+        integ = ft._integrator("npt")
+        sim.compute(force_rebuild=True)
+        integ.setup(sim.engine)
+        volumes = []
+        for _ in range(1000):
+            integ.step(sim.engine)
+            volumes.append(sim.state.volume)
+        x = np.asarray(volumes) - np.mean(volumes)
+        power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+        freq = np.fft.rfftfreq(len(x), ft.dt)                       # 1/ps
+        measured = 1.0 / freq[1 + np.argmax(power[1:])]
+        omega = cell_mode_frequency(32, v0, temperature, tau, bulk)
+        discrete = 2 * math.pi * ft.dt / (2 * math.asin(omega * ft.dt / 2))
+        print(f"\n{temperature} K, tau {tau} ps: B {bulk * EV_PER_A3_TO_GPA:.1f} GPa, omega dt "
+              f"{omega * ft.dt:.2f}; period measured {measured * 1e3:.2f} fs, predicted "
+              f"{discrete * 1e3:.2f} fs (continuous {2e3 * math.pi / omega:.2f} fs)")
+        assert measured == pytest.approx(discrete, rel=0.05)
+
+
+def _suggested_damping(message):
+    import re
+    return float(re.search(r"barostat_damping >= ([0-9.e+-]+) ps", message).group(1))
+
+
+def test_short_mtk_barostat_damping_at_5K_is_refused_before_any_work(tmp_path):
+    """npt-mtk, 5 K, barostat_damping = 0.1 ps (the reported overflow): an input error naming the
+    key and a value; that value is accepted, 10 % less is refused again."""
+    from acemd.simulation import InputError
+    with pytest.raises(InputError) as info:
+        _build(elastic_input(tmp_path, FCC32, "temperature = 5.0\nbarostat_damping = 0.1\n" + MTK5K, "r"))
+    msg = str(info.value)
+    print("\n" + msg)
+    assert "[elastic] barostat_damping = 0.1 ps" in msg and "timestep" in msg
+    tau = _suggested_damping(msg)
+    _build(elastic_input(tmp_path, FCC32, f"temperature = 5.0\nbarostat_damping = {tau}\n" + MTK5K, "r"))
+    with pytest.raises(InputError, match="barostat_damping"):
+        _build(elastic_input(tmp_path, FCC32, f"temperature = 5.0\nbarostat_damping = {0.9 * tau}\n" + MTK5K,
+                             "r"))
+
+
+def test_mtk_runaway_is_a_guard_stop_naming_barostat_damping(tmp_path, capsys):
+    """With a compressibility estimate 100 x too large the check passes and the cell diverges: a guard
+    stop (exit 4) naming [elastic].barostat_damping; with the guards off, a one-line error (exit 1)."""
+    from acemd.cli import main
+    section = "temperature = 5.0\nbarostat_damping = 0.1\ncompressibility = 1e-4\n" + MTK5K
+    path = elastic_input(tmp_path, FCC32, section, "w")
+    assert main([str(path)]) == 4
+    err = capsys.readouterr().err
+    assert "BarostatRunawayError" in err and "raise [elastic].barostat_damping" in err
+    path.write_text(path.read_text() + "[guards]\nenabled = false\n")
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "cell variables diverged" in err and "Traceback" not in err and "unexpected" not in err
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("extra, key, words", [
     ('method = "strian"', "elastic.method", ["strain"]),

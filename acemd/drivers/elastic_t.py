@@ -43,10 +43,11 @@ from ..elasticity import (VOIGT_NAMES, born_stability, crystal_class, fluctuatio
                           lagrangian_deformation, moduli_errors, second_pk_stress, stress_to_voigt,
                           voigt_strain_tensor, vrh_moduli, weighted_fit_columns)
 from ..integrators import BarostatGeometryError, build_integrator
+from ..integrators.mtk import cell_mode_frequency
 from ..parallel.gather import gather_by_id
 from ..signals import StopRequested
 from ..simulation import InputError, initial_velocities
-from ..units import BOLTZMANN, EV_PER_A3_TO_GPA
+from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, EV_PER_A3_TO_GPA
 from ..io.thermo import format_hms
 from ..io.atomic import replaced_atomically
 
@@ -78,6 +79,7 @@ class FiniteTemperatureElastic:
         if self.method in ("fluctuation", "both"):
             self.stages.append(("fluctuation", None, 0.0, nvt))
         self.barostat_coupling = self._coupling()
+        self._check_barostat_damping()
         saved = self.sim.restart_state.get(STATE_KEY) if self.sim.restarting else None
         if self.sim.restarting and not saved:
             raise InputError(f"{self.sim.restart}: this checkpoint holds no finite-temperature [elastic] "
@@ -110,6 +112,29 @@ class FiniteTemperatureElastic:
             raise InputError(f"{self.sim.input_path}: [elastic.barostat] = '{self.sec['barostat']}' keeps the "
                              "cell shape of this non-orthogonal cell; use barostat = \"npt-mtk\" (triclinic)")
         return "triclinic"
+
+    def _check_barostat_damping(self):
+        """npt-mtk: refuse a barostat time whose cell oscillation the timestep cannot follow.
+
+        The cell mode's frequency (:func:`~acemd.integrators.mtk.cell_mode_frequency`, bulk modulus
+        1/compressibility) must satisfy omega dt <= 1 (period >= 2 pi steps; it diverges at 2)."""
+        if self.sec["barostat"] != "npt-mtk":
+            return
+        st, tau = self.sim.state, float(self.sec["barostat_damping"])
+        bulk_bar = 1.0 / float(self.sec["compressibility"])
+        omega = cell_mode_frequency(st.n_atoms_total, st.volume, self.temperature, tau,
+                                    bulk_bar / EV_PER_A3_TO_BAR)
+        if omega * self.dt <= 1.0:
+            return
+        tau_min = np.ceil(tau * omega * self.dt * 100.0) / 100.0        # omega ~ 1/tau
+        raise InputError(
+            f"{self.sim.input_path}: [elastic] barostat_damping = {tau:g} ps is too short for npt-mtk at "
+            f"{self.temperature:g} K with timestep = {self.dt:g} ps: the MTK barostat mass (N+1) kB T tau^2 "
+            f"shrinks with the temperature, so the cell would oscillate with a period of "
+            f"{2e3 * np.pi / omega:.3g} fs (bulk modulus 1/compressibility = {bulk_bar / 1e4:.4g} GPa), "
+            f"{2 * np.pi / (omega * self.dt):.2g} timesteps, and its integration diverges below ~3; use "
+            f"barostat_damping >= {tau_min:g} ps (or a smaller timestep; set compressibility to the "
+            "material's if it differs much from the default)")
 
     def _signature(self):
         s = self.sec
@@ -144,7 +169,10 @@ class FiniteTemperatureElastic:
         return out
 
     def _integrator(self, kind):
-        return build_integrator(self._stage_settings(kind))
+        integrator = build_integrator(self._stage_settings(kind))
+        if hasattr(integrator, "damping_key"):       # named in an npt-mtk runaway message
+            integrator.damping_key = "[elastic].barostat_damping"
+        return integrator
 
     def _guards(self, kind, integrator):
         """The [guards] of MD on this stage (reference temperature and drift check of its ensemble)."""
