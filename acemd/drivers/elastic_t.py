@@ -36,12 +36,12 @@ import time as _time
 import numpy as np
 from mpi4py import MPI
 
-from ..guards import Guards
 from ..blockstats import block_average, block_means, jackknife
 from ..elasticity import (VOIGT_NAMES, born_stability, crystal_class, fluctuation_tensor,
                           independent_constants, independent_constants_errors, kinetic_elastic_term,
                           lagrangian_deformation, moduli_errors, second_pk_stress, stress_to_voigt,
                           voigt_strain_tensor, vrh_moduli, weighted_fit_columns)
+from ..guards import Guards
 from ..integrators import BarostatGeometryError, build_integrator
 from ..integrators.mtk import cell_mode_frequency
 from ..parallel.gather import gather_by_id
