@@ -425,13 +425,15 @@ def test_short_mtk_barostat_damping_at_5K_is_refused_before_any_work(tmp_path):
 
 def test_mtk_runaway_is_a_guard_stop_naming_barostat_damping(tmp_path, capsys):
     """With a compressibility estimate 100 x too large the check passes and the cell diverges: a guard
-    stop (exit 4) naming [elastic].barostat_damping; with the guards off, a one-line error (exit 1)."""
+    stop (exit 4) that recognises the oscillation (the volume rate flips sign every step) and names
+    [elastic].barostat_damping; with the guards off, a one-line error (exit 1).  (A monotonic runaway,
+    NPT at -1e7 bar, is told apart: tests/test_bad_inputs.py.)"""
     from acemd.cli import main
     section = "temperature = 5.0\nbarostat_damping = 0.1\ncompressibility = 1e-4\n" + MTK5K
     path = elastic_input(tmp_path, FCC32, section, "w")
     assert main([str(path)]) == 4
     err = capsys.readouterr().err
-    assert "BarostatRunawayError" in err and "raise [elastic].barostat_damping" in err
+    assert "BarostatRunawayError" in err and "flipping sign" in err and "raise [elastic].barostat_damping" in err
     path.write_text(path.read_text() + "[guards]\nenabled = false\n")
     assert main([str(path)]) == 1
     err = capsys.readouterr().err

@@ -177,26 +177,45 @@ class MTKBarostat(BarostatTarget, NoseHooverChain):
             self.barostat_half_step(engine)
             self.chain_half_step(engine)
             self.barostat_chain_half_step(engine)
-            self._check_runaway(engine)
+            self._check_runaway(engine, end_of_step=True)
         except OverflowError as exc:
             if isinstance(exc, BarostatRunawayError):
                 raise
-            raise BarostatRunawayError(self._runaway_message(engine, f"an overflow ({exc})")) from exc
+            raise BarostatRunawayError(self._runaway_message(
+                engine, f"an overflow ({exc})", getattr(self, "_rate_history", ()))) from exc
         st.step += 1
         st.time += self.dt
 
-    def _check_runaway(self, engine):
+    def _check_runaway(self, engine, end_of_step=False):
+        """Raise when the cell strains by more than RUNAWAY_STRAIN_PER_STEP in one step (or g is NaN);
+        remembers the volume rate tr(g) at the end of the last steps for the diagnosis (within a
+        step the half kicks keep its sign; from step to step an unstable cell mode flips it)."""
+        rates = getattr(self, "_rate_history", ()) + ((float(np.trace(self.g)),) if end_of_step else ())
         strain = float(np.abs(self.g).max()) * self.dt
         if not strain <= RUNAWAY_STRAIN_PER_STEP:            # also NaN
             raise BarostatRunawayError(self._runaway_message(
-                engine, f"a cell strain rate |g| dt = {strain:.3g} per step"))
+                engine, f"a cell strain rate |g| dt = {strain:.3g} per step", rates))
+        if end_of_step:
+            self._rate_history = rates[-3:]
 
-    def _runaway_message(self, engine, what) -> str:
-        return (f"the npt-mtk cell variables diverged ({what}). The barostat mass (N+1) kB T tau^2 "
-                f"shrinks with the temperature: at {self.temperature:g} K with {self.damping_key} = "
-                f"{self.barostat_damping:g} ps the cell oscillates in fewer than about 3 timesteps "
-                f"(period 2 pi tau sqrt((N+1) kB T / (3 V B)), B the bulk modulus) and the integration "
-                f"diverges; raise {self.damping_key} (e.g. x 5) or reduce the timestep")
+    def _runaway_message(self, engine, what, rates=()) -> str:
+        """Why the cell ran away: a volume rate that flips sign every step while it grows is the
+        discrete cell mode's instability (omega dt > 2); a monotonic one, a pressure the
+        structure cannot balance (e.g. a tension beyond its strength)."""
+        rates = np.asarray(rates)             # at the ends of the last steps
+        flipping = len(rates) >= 2 and bool(np.all(rates[1:] * rates[:-1] < 0))
+        if flipping:
+            return (f"the npt-mtk cell variables diverged ({what}, the volume rate flipping sign every "
+                    f"step). The barostat mass (N+1) kB T tau^2 shrinks with the temperature: at "
+                    f"{self.temperature:g} K with {self.damping_key} = {self.barostat_damping:g} ps the cell "
+                    f"oscillates in fewer than about 3 timesteps (period 2 pi tau sqrt((N+1) kB T / (3 V B)), "
+                    f"B the bulk modulus) and the integration diverges; raise {self.damping_key} (e.g. x 5) "
+                    "or reduce the timestep")
+        return (f"the npt-mtk cell variables diverged ({what}, the volume running away in one direction, "
+                f"volume {engine.state.volume:.6g} Å^3): the structure cannot balance the target pressure "
+                f"{self.pressure_bar:g} bar (e.g. a tension beyond its strength); check the pressure "
+                f"([barostat].pressure is in bar) and the structure; if the cell instead oscillated, raise "
+                f"{self.damping_key}")
 
     def conserved_extra(self, engine) -> float:
         kt = BOLTZMANN * self.temperature
