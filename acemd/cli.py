@@ -41,8 +41,9 @@ def _known_errors():
     from .parallel import ParallelError
     from .guards import GuardError
     from .preflight import PreflightError
+    from .integrators import BarostatRunawayError
     return tuple(errors + [ParallelError, CheckpointError, StructureError, H5MDError, PreflightError,
-                           GuardError])
+                           GuardError, BarostatRunawayError])
 
 
 def _debug(argv) -> bool:

@@ -302,7 +302,9 @@ def _finite_temperature_elastic_keys():
         "barostat_damping": Key(NUM, default=1.0, check=positive, unit="ps",
                                 doc="barostat time (as [barostat].damping)"),
         "compressibility": Key(NUM, default=1e-6, check=positive, unit="1/bar",
-                               doc="npt-crescale: compressibility estimate (only sets the relaxation rate)"),
+                               doc="compressibility estimate: npt-crescale's relaxation rate; npt-mtk: "
+                                   "1/compressibility is the bulk modulus of the check that the cell's "
+                                   "oscillation is slow enough for barostat_damping and timestep"),
     }
 
 

@@ -151,6 +151,48 @@ def test_volume_distribution_is_isothermal_isobaric(label, factory):
     assert abs(out["ke_ratio"] - 1.0) < out["ke_tol"]
 
 
+def _pressure(engine):
+    return np.trace(engine.kinetic_tensor() + engine.virial) / 3.0 / engine.state.volume      # eV/A^3
+
+
+def test_crescale_pressure_relaxes_in_barostat_damping_times_compressibility_ratio():
+    """Stochastic cell rescaling is first order: d ln V/dt = (beta/tau_p)(P - P0), so with
+    P - P_eq = -B ln(V/V_eq) the pressure relaxes as exp(-t/tau) with tau = tau_p / (beta B).
+    32 Morse atoms at 0.01 K (the volume noise, sqrt(kT beta / V), is then 0.6 % of the 1 % step),
+    target 1 % of B above the start pressure; B from finite differences of the pressure;
+    beta = 1/B and 2/B give tau_p and tau_p/2."""
+    tau_p = 0.1
+    temperature = 0.01
+    engine = make_engine(temperature=temperature, rattle=0.0)
+    st = engine.state
+    cell0, pos0 = st.cell.copy(), st.positions.copy()
+    p = []
+    for d in (1e-3, -1e-3):
+        s = (1.0 + d) ** (1.0 / 3.0)
+        st.positions = pos0 * s
+        engine.set_cell(cell0 * s)
+        engine.compute_forces(force_rebuild=True)
+        p.append(_pressure(engine))
+    bulk = -(p[0] - p[1]) / 2e-3                                          # eV/A^3
+    for ratio in (1.0, 2.0):
+        engine = make_engine(temperature=temperature, rattle=0.0)
+        target = _pressure(engine) + 0.01 * bulk
+        integ = StochasticCellRescaling(DT, temperature, target * EV_PER_A3_TO_BAR, damping=0.05, barostat_damping=tau_p,
+                                        coupling="iso", compressibility_per_bar=ratio / (bulk * EV_PER_A3_TO_BAR),
+                                        seed=3)
+        integ.setup(engine)
+        excess = []
+        for _ in range(int(round(2.0 * tau_p / ratio / DT))):
+            integ.step(engine)
+            excess.append(_pressure(engine) - target)
+        t = DT * np.arange(1, len(excess) + 1)
+        keep = t > 0.3 * tau_p / ratio
+        slope = np.polyfit(t[keep], np.log(np.abs(excess)[keep]), 1)[0]
+        print(f"\nnpt-crescale, beta B = {ratio:g}: pressure relaxation time {-1e3 / slope:.1f} fs, predicted "
+              f"{1e3 * tau_p / ratio:.1f} fs (B = {bulk * EV_PER_A3_TO_BAR / 1e4:.1f} GPa)")
+        assert -1.0 / slope == pytest.approx(tau_p / ratio, rel=0.1)
+
+
 @pytest.mark.slow
 def test_berendsen_fails_the_volume_check():
     """The check can fail: Berendsen's volume fluctuations are far too small (the two volume

@@ -23,6 +23,10 @@ order (gathered by id and distributed, as a restart does) and the forces
 recomputed; a stop signal is honoured there: a checkpoint records the stage,
 its samples so far and everything accumulated, and ``--restart`` continues
 bit for bit as the uninterrupted run would have.
+
+The ``[guards]`` of MD check every stage (:class:`~acemd.guards.Guards`, built per stage with
+that stage's ensemble); a trip keeps the samples up to the last good state, checkpoints it and
+ends the run (``stopped_by = "guard"``, exit status 4).
 """
 from __future__ import annotations
 
@@ -37,15 +41,20 @@ from ..elasticity import (VOIGT_NAMES, born_stability, crystal_class, fluctuatio
                           independent_constants, independent_constants_errors, kinetic_elastic_term,
                           lagrangian_deformation, moduli_errors, second_pk_stress, stress_to_voigt,
                           voigt_strain_tensor, vrh_moduli, weighted_fit_columns)
+from ..guards import Guards
 from ..integrators import BarostatGeometryError, build_integrator
+from ..integrators.mtk import cell_mode_frequency
 from ..parallel.gather import gather_by_id
 from ..signals import StopRequested
 from ..simulation import InputError, initial_velocities
-from ..units import BOLTZMANN, EV_PER_A3_TO_GPA
+from .minimize import minimizer_from_settings
+from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, EV_PER_A3_TO_GPA
 from ..io.thermo import format_hms
 from ..io.atomic import replaced_atomically
 
 STATE_KEY = "elastic_t"
+CELL_VOLUME_STRAIN = 0.01    # volumetric strain of the two 0 K tensors whose difference is dC/d(eps_v)
+CELL_TENSOR_STRAIN = 0.005   # Voigt strain of those tensors' central differences
 
 
 
@@ -73,6 +82,7 @@ class FiniteTemperatureElastic:
         if self.method in ("fluctuation", "both"):
             self.stages.append(("fluctuation", None, 0.0, nvt))
         self.barostat_coupling = self._coupling()
+        self._check_barostat_damping()
         saved = self.sim.restart_state.get(STATE_KEY) if self.sim.restarting else None
         if self.sim.restarting and not saved:
             raise InputError(f"{self.sim.restart}: this checkpoint holds no finite-temperature [elastic] "
@@ -106,6 +116,29 @@ class FiniteTemperatureElastic:
                              "cell shape of this non-orthogonal cell; use barostat = \"npt-mtk\" (triclinic)")
         return "triclinic"
 
+    def _check_barostat_damping(self):
+        """npt-mtk: refuse a barostat time whose cell oscillation the timestep cannot follow.
+
+        The cell mode's frequency (:func:`~acemd.integrators.mtk.cell_mode_frequency`, bulk modulus
+        1/compressibility) must satisfy omega dt <= 1 (period >= 2 pi steps; it diverges at 2)."""
+        if self.sec["barostat"] != "npt-mtk":
+            return
+        st, tau = self.sim.state, float(self.sec["barostat_damping"])
+        bulk_bar = 1.0 / float(self.sec["compressibility"])
+        omega = cell_mode_frequency(st.n_atoms_total, st.volume, self.temperature, tau,
+                                    bulk_bar / EV_PER_A3_TO_BAR)
+        if omega * self.dt <= 1.0:
+            return
+        tau_min = np.ceil(tau * omega * self.dt * 100.0) / 100.0        # omega ~ 1/tau
+        raise InputError(
+            f"{self.sim.input_path}: [elastic] barostat_damping = {tau:g} ps is too short for npt-mtk at "
+            f"{self.temperature:g} K with timestep = {self.dt:g} ps: the MTK barostat mass (N+1) kB T tau^2 "
+            f"shrinks with the temperature, so the cell would oscillate with a period of "
+            f"{2e3 * np.pi / omega:.3g} fs (bulk modulus 1/compressibility = {bulk_bar / 1e4:.4g} GPa), "
+            f"{2 * np.pi / (omega * self.dt):.2g} timesteps, and its integration diverges below ~3; use "
+            f"barostat_damping >= {tau_min:g} ps (or a smaller timestep; set compressibility to the "
+            "material's if it differs much from the default)")
+
     def _signature(self):
         s = self.sec
         return {k: s[k] for k in ("temperature", "pressure", "method", "timestep", "npt_steps",
@@ -126,15 +159,29 @@ class FiniteTemperatureElastic:
                 "seed": self.settings["velocities"]["seed"], "zero_momentum": True,
                 "chain_length": 3, "chain_loops": 1, "yoshida_order": 3}
 
-    def _integrator(self, kind):
+    def _stage_settings(self, kind):
+        """A stage's [md]/[thermostat]/[barostat] settings, as an MD input would give them."""
         md = {"timestep": self.dt}
+        out = {"md": md, "thermostat": self._thermostat_dict()}
         if kind == "npt":
             md["ensemble"] = self.sec["barostat"]
-            baro = {"pressure": self.sec["pressure"], "damping": self.sec["barostat_damping"],
-                    "coupling": self.barostat_coupling, "compressibility": self.sec["compressibility"]}
-            return build_integrator({"md": md, "thermostat": self._thermostat_dict(), "barostat": baro})
-        md["ensemble"] = {"langevin": "nvt-langevin", "csvr": "nvt-csvr"}[self.sec["thermostat"]]
-        return build_integrator({"md": md, "thermostat": self._thermostat_dict()})
+            out["barostat"] = {"pressure": self.sec["pressure"], "damping": self.sec["barostat_damping"],
+                               "coupling": self.barostat_coupling, "compressibility": self.sec["compressibility"]}
+        else:
+            md["ensemble"] = {"langevin": "nvt-langevin", "csvr": "nvt-csvr"}[self.sec["thermostat"]]
+        return out
+
+    def _integrator(self, kind):
+        integrator = build_integrator(self._stage_settings(kind))
+        if hasattr(integrator, "damping_key"):       # named in an npt-mtk runaway message
+            integrator.damping_key = "[elastic].barostat_damping"
+        return integrator
+
+    def _guards(self, kind, integrator):
+        """The [guards] of MD on this stage (reference temperature and drift check of its ensemble)."""
+        settings = self._stage_settings(kind) | {"guards": self.settings.get("guards") or {},
+                                                 "velocities": self.settings["velocities"]}
+        return Guards(settings, self.comm, self.sim.engine, integrator)
 
     # ------------------------------------------------------------ canonical state
     def _gather(self):
@@ -264,10 +311,15 @@ class FiniteTemperatureElastic:
             integ.setup(eng)
         except BarostatGeometryError as exc:
             raise InputError(f"{sim.input_path}: [elastic] NPT stage: {exc}") from None
+        guards = self._guards(kind, integ)
         self.acc["stage"], self.acc["in_progress"] = k, True
         npt_avg_from = length - (length // 2 // self.block) * self.block
         while st.step < end:
-            integ.step(eng)
+            if guards.step(integ, eng):          # a blow-up: the state is back at the last good check
+                self._keep_samples_until(st.step)
+                self._checkpoint(integ)
+                self.guard_message = guards.message
+                return "guard"
             rel = st.step - start
             if rel % every == 0:
                 if kind == "npt":
@@ -297,6 +349,16 @@ class FiniteTemperatureElastic:
             self._checkpoint(None)
             return signal.Signals(self.comm.allreduce(stop.signum, op=MPI.MAX)).name
         return None
+
+    def _keep_samples_until(self, step):
+        """Drop the stage's samples taken after ``step`` (a guard put the state back there)."""
+        cur = self.acc["current"]
+        for key, steps in (("step", ("step", "stress", "pk2", "virial", "temperature", "cell")),
+                           ("born_step", ("born_step", "born"))):
+            n = sum(1 for s in cur.get(key, []) if s <= step)
+            for name in steps:
+                if name in cur:
+                    cur[name] = list(cur[name][:n])
 
     def _finish_stage(self, k):
         kind, j, e, _ = self.stages[k]
@@ -373,6 +435,10 @@ class FiniteTemperatureElastic:
             stop.uninstall()
         wall = _time.perf_counter() - t0
         force_s = sum(sim.engine.timers.values()) - force_t0
+        if stopped_by == "guard":
+            message = f"[elastic] {self._stage_label(self.acc['stage'])}: {self.guard_message}"
+            self.say(f"# {message}")
+            return {"stopped_by": "guard", "steps": int(st.step), "message": message, "wall_s": wall}
         if stopped_by:
             message = (f"stopped by {stopped_by} at step {st.step} ({self._stage_label(self.acc['stage'])}):"
                        f" checkpoint written to {self.settings['checkpoint']['file']}; continue with --restart")
@@ -383,8 +449,48 @@ class FiniteTemperatureElastic:
         report.update({"stopped_by": None, "steps": int(st.step)})
         return report
 
+    # ------------------------------------------------------------ error of the mean cell
+    def _static_tensor(self, minimize):
+        """0 K tensor (Voigt, GPa) of the present configuration by central differences of the Cauchy
+        stress, ions relaxed in each strained cell if ``relax_ions`` (as the 0 K driver)."""
+        sim = self.sim
+        base = sim.snapshot()
+        c = np.zeros((6, 6))
+        for j in range(6):
+            stresses = []
+            for sign in (1.0, -1.0):
+                sim.restore(base)
+                sim.deform(np.eye(3) + voigt_strain_tensor(j, sign * CELL_TENSOR_STRAIN))
+                minimize() if self.sec["relax_ions"] else sim.compute()
+                stresses.append(self.run_._stress_gpa())
+            c[:, j] = (stresses[0] - stresses[1]) / (2.0 * CELL_TENSOR_STRAIN)
+        sim.restore(base)
+        return c
+
+    def _cell_derivative(self):
+        """dC/d(eps_v): the reference configuration quenched at the mean cell (ions, fixed cell), then
+        the 0 K tensors at volumes V (1 +- CELL_VOLUME_STRAIN), central difference.  Collective;
+        leaves the atoms quenched.  Returns (dC, quench steps, quench converged)."""
+        sim = self.sim
+        ref = self.acc["reference"] if self.rank == 0 else None
+        sim.engine.set_cell(self.comm.bcast(ref["cell"] if self.rank == 0 else None))
+        self._distribute(ref["arrays"] if self.rank == 0 else None)
+        sec = dict(self.sec) | {"method": "fire"}            # `method` names the route at T > 0
+
+        def minimize():
+            return minimizer_from_settings(sim, sec, cell="fixed").run()
+        quench = minimize()
+        base = sim.snapshot()
+        tensors = []
+        for sign in (1.0, -1.0):
+            sim.restore(base)
+            sim.deform(np.eye(3) * (1.0 + sign * CELL_VOLUME_STRAIN) ** (1.0 / 3.0))
+            minimize() if self.sec["relax_ions"] else sim.compute()
+            tensors.append(self._static_tensor(minimize))
+        return (tensors[0] - tensors[1]) / (2.0 * CELL_VOLUME_STRAIN), quench.steps, quench.converged
+
     # ------------------------------------------------------------ analysis
-    def _strain_route(self, volume):
+    def _strain_route(self, volume, cell_err):
         res = [r for r in self.acc["results"] if r["kind"] == "strain"]
         n_blocks = int(self.sec["production_steps"]) // self.block
         values, stresses, errors = [[] for _ in range(6)], [[] for _ in range(6)], [[] for _ in range(6)]
@@ -404,9 +510,10 @@ class FiniteTemperatureElastic:
                                "n_samples": int(len(r["stress"])), "n_blocks": n_blocks,
                                "temperature_K": float(np.mean(r["temperature"]))})
         c, err, intercept = weighted_fit_columns(values, stresses, errors)
-        return self._tensor_summary(c, err) | {"per_strain": per_strain, "intercept_GPa": intercept.tolist()}
+        return self._tensor_summary(c, err, cell_err) | {"per_strain": per_strain,
+                                                         "intercept_GPa": intercept.tolist()}
 
-    def _fluctuation_route(self, volume, n_atoms):
+    def _fluctuation_route(self, volume, n_atoms, cell_err):
         r = next(x for x in self.acc["results"] if x["kind"] == "fluctuation")
         n_blocks = int(self.sec["production_steps"]) // self.block
         s = np.asarray(r["virial"])
@@ -425,7 +532,7 @@ class FiniteTemperatureElastic:
         born_mean = b_b.mean(axis=0)
         fluct = born_mean - c + kinetic
         stats = block_average(r["stress"], n_blocks)
-        out = self._tensor_summary(c, err)
+        out = self._tensor_summary(c, err, cell_err)
         out.update({"born_GPa": (0.5 * (born_mean + born_mean.T)).tolist(),
                     "stress_fluctuation_GPa": (0.5 * (fluct + fluct.T)).tolist(),
                     "kinetic_GPa": kinetic.tolist(), "born_samples": int(len(r["born"])),
@@ -435,15 +542,24 @@ class FiniteTemperatureElastic:
         return out
 
     @staticmethod
-    def _tensor_summary(c, err):
-        c = np.asarray(c)
-        c_sym = 0.5 * (c + c.T)
+    def _symmetrized_error(err):
         err_sym = 0.5 * np.sqrt(err ** 2 + err.T ** 2)
         np.fill_diagonal(err_sym, np.diag(err))
+        return err_sym
+
+    def _tensor_summary(self, c, stat_err, cell_err):
+        """C, its errors (statistical and the mean cell's, in quadrature) and what follows from C."""
+        c = np.asarray(c)
+        c_sym = 0.5 * (c + c.T)
+        cell_sym = 0.5 * (cell_err + cell_err.T)         # dC/d(eps_v) is symmetric up to round-off
+        err = np.sqrt(stat_err ** 2 + cell_err ** 2)
+        err_sym = np.sqrt(self._symmetrized_error(stat_err) ** 2 + cell_sym ** 2)
         stable, eig = born_stability(c_sym)
         kind = crystal_class(c_sym, abs_tol=4.0 * float(err_sym.max()))   # ~30 comparisons
         return {"C_GPa": c.tolist(), "C_error_GPa": err.tolist(), "C_symmetrized_GPa": c_sym.tolist(),
-                "C_symmetrized_error_GPa": err_sym.tolist(), "asymmetry_GPa": float(np.abs(c - c.T).max()) / 2,
+                "C_symmetrized_error_GPa": err_sym.tolist(), "C_statistical_error_GPa": stat_err.tolist(),
+                "C_symmetrized_statistical_error_GPa": self._symmetrized_error(stat_err).tolist(),
+                "C_cell_error_GPa": cell_err.tolist(), "asymmetry_GPa": float(np.abs(c - c.T).max()) / 2,
                 "moduli_GPa": vrh_moduli(c_sym), "moduli_error_GPa": moduli_errors(c_sym, err_sym),
                 "born_stable": stable, "eigenvalues_GPa": eig.tolist(), "crystal_class": kind,
                 "independent_constants_GPa": independent_constants(c_sym, kind),
@@ -456,14 +572,21 @@ class FiniteTemperatureElastic:
         npt = self.acc["npt"]
         cell = np.asarray(npt["mean_cell"])
         volume = float(abs(np.linalg.det(cell)))
-        # volume error from the cell's block errors (independent components, first order)
-        vol_err = float(np.sqrt(np.sum((volume * np.linalg.inv(cell).T * np.asarray(npt["mean_cell_error"])) ** 2)))
+        # the volume's error from the block average of the volume series (the cell components'
+        # errors are correlated: fully so under iso coupling)
+        volumes = np.abs(np.linalg.det(np.asarray(npt["cell"])))
+        vol_stats = block_average(volumes, int(npt["n_blocks"]))
+        vol_err = float(vol_stats["error"])
+        # C is taken at the mean cell: its volumetric-strain error propagates by dC/d(eps_v)
+        strain_err = vol_err / volume
+        dc_dstrain, quench_steps, quenched = self._cell_derivative()
+        cell_err = np.abs(dc_dstrain) * strain_err
         n_atoms = sim.state.n_atoms_total
         routes = {}
         if self.method in ("strain", "both"):
-            routes["strain"] = self._strain_route(volume)
+            routes["strain"] = self._strain_route(volume, cell_err)
         if self.method in ("fluctuation", "both"):
-            routes["fluctuation"] = self._fluctuation_route(volume, n_atoms)
+            routes["fluctuation"] = self._fluctuation_route(volume, n_atoms, cell_err)
         primary = routes.get("strain") or routes["fluctuation"]
         sec = self.sec
         # the stress at the mean cell (fluctuation run mean, else the strain fits' intercepts): it
@@ -479,11 +602,22 @@ class FiniteTemperatureElastic:
             "method": self.method, "strains": self.strains,
             "cell_A": cell.tolist(), "cell_error_A": np.asarray(npt["mean_cell_error"]).tolist(),
             "cell_inefficiency": np.asarray(npt["inefficiency"]).tolist(),
-            "volume_A3": volume, "volume_error_A3": vol_err, "reference_stress_GPa": ref_stress.tolist(),
+            "volume_A3": volume, "volume_error_A3": vol_err,
+            "volume_inefficiency": float(vol_stats["inefficiency"]),
+            "cell_error_propagation": {
+                "volumetric_strain_error": strain_err, "dC_dvolumetric_strain_GPa": dc_dstrain.tolist(),
+                "C_cell_error_GPa": cell_err.tolist(), "volume_strain": CELL_VOLUME_STRAIN,
+                "tensor_strain": CELL_TENSOR_STRAIN, "relax_ions": bool(sec["relax_ions"]),
+                "quench_steps": int(quench_steps), "quench_converged": bool(quenched),
+                "meaning": "C_error = sqrt(statistical^2 + C_cell_error^2), C_cell_error = |dC/d(eps_v)| x "
+                           "the mean cell's volumetric-strain error; dC/d(eps_v) of the 0 K tensor at "
+                           "the mean cell (quenched reference), central difference in volume"},
+            "reference_stress_GPa": ref_stress.tolist(),
             "run_lengths_steps": {k: sec[k] for k in ("npt_steps", "equilibration_steps", "production_steps",
                                                     "block_steps", "sample_every", "born_every")},
             "timestep_ps": self.dt, "thermostat": sec["thermostat"], "barostat": sec["barostat"],
             **{k: primary[k] for k in ("C_GPa", "C_error_GPa", "C_symmetrized_GPa", "C_symmetrized_error_GPa",
+                                       "C_statistical_error_GPa", "C_cell_error_GPa",
                                        "asymmetry_GPa", "moduli_GPa", "moduli_error_GPa", "born_stable",
                                        "eigenvalues_GPa", "crystal_class", "independent_constants_GPa",
                                        "independent_constants_error_GPa")},
@@ -492,8 +626,9 @@ class FiniteTemperatureElastic:
         if len(routes) == 2:
             a, b = routes["strain"], routes["fluctuation"]
             diff = np.asarray(a["C_symmetrized_GPa"]) - np.asarray(b["C_symmetrized_GPa"])
-            comb = np.sqrt(np.asarray(a["C_symmetrized_error_GPa"]) ** 2
-                           + np.asarray(b["C_symmetrized_error_GPa"]) ** 2)
+            # statistical errors only: both routes share the mean cell and its error
+            comb = np.sqrt(np.asarray(a["C_symmetrized_statistical_error_GPa"]) ** 2
+                           + np.asarray(b["C_symmetrized_statistical_error_GPa"]) ** 2)
             report["routes_difference_in_errors"] = (np.abs(diff) / np.maximum(comb, 1e-300)).tolist()
         self._write(report)
         self._print(report)
@@ -522,6 +657,9 @@ class FiniteTemperatureElastic:
                 f["C"] = np.array(report["C_GPa"])
                 f["C"].attrs["unit"] = "GPa"
                 f["C_error"] = np.array(report["C_error_GPa"])
+                f["C_error"].attrs["meaning"] = "sqrt(statistical^2 + C_cell_error^2)"
+                f["C_cell_error"] = np.array(report["C_cell_error_GPa"])
+                f["dC_dvolumetric_strain"] = np.array(report["cell_error_propagation"]["dC_dvolumetric_strain_GPa"])
                 g = f.create_group("npt")
                 g["step"] = np.asarray(acc["npt"]["step"], dtype=np.int64)
                 g["cell"] = np.asarray(acc["npt"]["cell"])
@@ -573,6 +711,12 @@ class FiniteTemperatureElastic:
                  f"{r['volume_A3'] / r['n_atoms']:.5f} ± {r['volume_error_A3'] / r['n_atoms']:.5f} A^3/atom, "
                  "mean cell (A) " + " ".join(f"{r['cell_A'][i][i]:.5f}±{r['cell_error_A'][i][i]:.5f}"
                                              for i in range(3))]
+        cp = r["cell_error_propagation"]
+        lines.append(f"mean cell's volumetric-strain error {cp['volumetric_strain_error']:.2e} x |dC/d(eps_v)| "
+                     f"(0 K, at the mean cell): up to {np.max(cp['C_cell_error_GPa']):.2f} GPa, added in "
+                     "quadrature to C's statistical error (C11, C12, C44 cell part: "
+                     + ", ".join(f"{cp['C_cell_error_GPa'][i][j]:.2f}" for i, j in ((0, 0), (0, 1), (3, 3)))
+                     + " GPa)")
         lines.append("stress at the mean cell (GPa): [" + " ".join(f"{x:.3f}" for x in r["reference_stress_GPa"])
                      + f"]; target {-r['pressure_bar'] / 1e4:.3f} on the diagonal")
         for name, route in r["routes"].items():

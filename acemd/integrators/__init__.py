@@ -7,7 +7,7 @@ from .base import Integrator
 from .cell_rescale import BerendsenEquilibration, StochasticCellRescaling
 from .csvr import CSVR
 from .langevin import LangevinBAOAB
-from .barostat import BarostatGeometryError
+from .barostat import BarostatGeometryError, BarostatRunawayError
 from .mtk import MTKBarostat
 from .nose_hoover import NoseHooverChain
 from .verlet import VelocityVerlet
@@ -37,5 +37,5 @@ def build_integrator(settings: dict) -> Integrator:
 
 
 __all__ = ["Integrator", "VelocityVerlet", "LangevinBAOAB", "NoseHooverChain", "CSVR", "MTKBarostat",
-           "StochasticCellRescaling", "BerendsenEquilibration", "BarostatGeometryError",
+           "StochasticCellRescaling", "BerendsenEquilibration", "BarostatGeometryError", "BarostatRunawayError",
            "INTEGRATORS", "BAROSTATS", "build_integrator"]

@@ -22,6 +22,10 @@ def coupled_axes(coupling: str, pbc) -> np.ndarray:
     return pbc.copy()
 
 
+class BarostatRunawayError(OverflowError):
+    """The cell variables of an NPT integrator diverged (an OverflowError, so the guards stop on it)."""
+
+
 class BarostatTarget:
     """Mixin: hydrostatic target pressure (bar), barostat time (ps) and coupling of an NPT integrator."""
 

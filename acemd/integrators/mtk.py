@@ -34,14 +34,27 @@ quantity ::
     H = E + W tr(g g)/2 + P0 V + (particle chain) + (barostat chain)
 
 drifts only through the timestep error (second order).
+
+Stability of the cell mode: with W proportional to kB T, the cell oscillates
+(small amplitude, bulk modulus B) at the angular frequency
+``omega = sqrt(3 V B / W) = sqrt(3 V B / ((N + 1) kB T)) / tau_p`` (any coupling:
+3B is the largest eigenvalue of the normal-strain block of C for a cubic crystal),
+so its period is far shorter than tau_p (Cu, 300 K: tau_p / 5.5) and shortens
+as 1/sqrt(T).  Like any Verlet oscillator the discrete cell mode is stable only for
+``omega dt < 2``: Cu at 5 K with tau_p = 0.1 ps and dt = 2 fs has omega dt = 5.3
+and g grows by a factor ~ (omega dt)^2 per step until ``math.exp`` overflows.
+:meth:`MTKBarostat.step` turns such a runaway into a :class:`BarostatRunawayError`
+naming the key (``damping_key``) to raise; :func:`cell_mode_frequency` lets a
+driver refuse such an input before it starts.
 """
 from __future__ import annotations
 
+import math
 
 import numpy as np
 
 from ..units import BOLTZMANN, FORCE_TO_ACCEL
-from .barostat import BarostatTarget
+from .barostat import BarostatRunawayError, BarostatTarget
 from .nose_hoover import NoseHooverChain, chain_energy, chain_half_step
 
 
@@ -51,6 +64,16 @@ def _sinhc(x):
     small = np.abs(x) < 1e-4
     safe = np.where(small, 1.0, x)
     return np.where(small, 1.0 + x * x / 6.0, np.sinh(safe) / safe)
+
+
+def cell_mode_frequency(n_atoms: int, volume: float, temperature: float, barostat_damping: float,
+                        bulk_modulus: float) -> float:
+    """Angular frequency (1/ps) of the MTK cell's volume oscillation, B in eV/Å^3, V in Å^3."""
+    w = (n_atoms + 1) * BOLTZMANN * temperature * barostat_damping ** 2
+    return math.sqrt(3.0 * volume * bulk_modulus / w)
+
+
+RUNAWAY_STRAIN_PER_STEP = 0.1      # |g| dt above it: the cell changes by 10 % in one step
 
 
 def project_barostat_force(coupling: str, force: np.ndarray, axes: np.ndarray) -> np.ndarray:
@@ -70,6 +93,7 @@ class MTKBarostat(BarostatTarget, NoseHooverChain):
     """NPT: Nose-Hoover chains + MTK cell dynamics (``ensemble = "npt-mtk"``)."""
 
     name = "npt-mtk"
+    damping_key = "[barostat].damping"      # named in the runaway message; a driver may rename it
 
     def __init__(self, timestep_ps: float, temperature: float, pressure_bar: float = 0.0,
                  damping: float = 0.1, barostat_damping: float = 1.0, coupling: str = "iso",
@@ -141,18 +165,57 @@ class MTKBarostat(BarostatTarget, NoseHooverChain):
     # ------------------------------------------------------------ step
     def step(self, engine):
         st = engine.state
-        self.barostat_chain_half_step(engine)
-        self.chain_half_step(engine)
-        self.barostat_half_step(engine)
-        self.velocity_half_step(engine)
-        self.position_step(engine)
-        engine.compute_forces()
-        self.velocity_half_step(engine)
-        self.barostat_half_step(engine)
-        self.chain_half_step(engine)
-        self.barostat_chain_half_step(engine)
+        try:
+            self.barostat_chain_half_step(engine)
+            self.chain_half_step(engine)
+            self.barostat_half_step(engine)
+            self._check_runaway(engine)
+            self.velocity_half_step(engine)
+            self.position_step(engine)
+            engine.compute_forces()
+            self.velocity_half_step(engine)
+            self.barostat_half_step(engine)
+            self.chain_half_step(engine)
+            self.barostat_chain_half_step(engine)
+            self._check_runaway(engine, end_of_step=True)
+        except OverflowError as exc:
+            if isinstance(exc, BarostatRunawayError):
+                raise
+            raise BarostatRunawayError(self._runaway_message(
+                engine, f"an overflow ({exc})", getattr(self, "_rate_history", ()))) from exc
         st.step += 1
         st.time += self.dt
+
+    def _check_runaway(self, engine, end_of_step=False):
+        """Raise when the cell strains by more than RUNAWAY_STRAIN_PER_STEP in one step (or g is NaN);
+        remembers the volume rate tr(g) at the end of the last steps for the diagnosis (within a
+        step the half kicks keep its sign; from step to step an unstable cell mode flips it)."""
+        rates = getattr(self, "_rate_history", ()) + ((float(np.trace(self.g)),) if end_of_step else ())
+        strain = float(np.abs(self.g).max()) * self.dt
+        if not strain <= RUNAWAY_STRAIN_PER_STEP:            # also NaN
+            raise BarostatRunawayError(self._runaway_message(
+                engine, f"a cell strain rate |g| dt = {strain:.3g} per step", rates))
+        if end_of_step:
+            self._rate_history = rates[-3:]
+
+    def _runaway_message(self, engine, what, rates=()) -> str:
+        """Why the cell ran away: a volume rate that flips sign every step while it grows is the
+        discrete cell mode's instability (omega dt > 2); a monotonic one, a pressure the
+        structure cannot balance (e.g. a tension beyond its strength)."""
+        rates = np.asarray(rates)             # at the ends of the last steps
+        flipping = len(rates) >= 2 and bool(np.all(rates[1:] * rates[:-1] < 0))
+        if flipping:
+            return (f"the npt-mtk cell variables diverged ({what}, the volume rate flipping sign every "
+                    f"step). The barostat mass (N+1) kB T tau^2 shrinks with the temperature: at "
+                    f"{self.temperature:g} K with {self.damping_key} = {self.barostat_damping:g} ps the cell "
+                    f"oscillates in fewer than about 3 timesteps (period 2 pi tau sqrt((N+1) kB T / (3 V B)), "
+                    f"B the bulk modulus) and the integration diverges; raise {self.damping_key} (e.g. x 5) "
+                    "or reduce the timestep")
+        return (f"the npt-mtk cell variables diverged ({what}, the volume running away in one direction, "
+                f"volume {engine.state.volume:.6g} Å^3): the structure cannot balance the target pressure "
+                f"{self.pressure_bar:g} bar (e.g. a tension beyond its strength); check the pressure "
+                f"([barostat].pressure is in bar) and the structure; if the cell instead oscillated, raise "
+                f"{self.damping_key}")
 
     def conserved_extra(self, engine) -> float:
         kt = BOLTZMANN * self.temperature
