@@ -125,7 +125,8 @@ def analyse(h5, every_frame):
         print(f"# {h5}: {n} atoms, {traj.n_frames} frames")
         print("#  time[ps]  V[A^3/atom]  q6    q6bar   fcc%   hcp%   bcc%   MSD_from_start[A^2]")
         first = None
-        for fr in traj.frames(["position", "image"], frames[::every_frame]):
+        shown = np.unique(np.append(frames[::every_frame], frames[-1]))      # always the last frame
+        for fr in traj.frames(["position", "image"], shown):
             u = fr["position"] + fr["image"].astype(float) @ fr.cell
             first = u if first is None else first
             d = u - first
@@ -143,7 +144,7 @@ def analyse(h5, every_frame):
         half = frames[len(frames) // 2:]
         rdf = compute_rdf(traj, half, bins=120)
         g, r = rdf.g["total"], rdf.r
-        peaks, _ = find_peaks(g, prominence=0.1)
+        peaks, _ = find_peaks(g, prominence=0.2)
         d_nn = float(r[peaks[0]]) if len(peaks) else float("nan")
         second = [p for p in peaks if 1.25 * d_nn < r[p] < 2.1 * d_nn]
         print(f"# D = {D:.3f} +- {D_err:.3f} A^2/ps (MSD = 6 D t + c over lags {t0:.2f}-{t1:.2f} ps)")
@@ -159,7 +160,9 @@ def analyse(h5, every_frame):
         mean_pos = (mean_frac / len(window)) @ cell
         aq6, aq6bar = q6_pair(cell, mean_pos)
         c = classify_frame(cell, mean_pos, numbers)
-        print(f"# positions averaged over the last 1 ps ({len(window)} frames; a crystal's average is its lattice): "
+        span = traj.times()[frames[-1]] - traj.times()[window[0]]
+        print(f"# positions averaged over the last {span:.2f} ps ({len(window)} frames; a crystal's average is its "
+              "lattice): "
               f"q6 {aq6:.3f}, averaged q6 {aq6bar:.3f}, fcc/hcp/bcc {100 * c['fcc'] / n:.0f}/{100 * c['hcp'] / n:.0f}/"
               f"{100 * c['bcc'] / n:.0f} %")
         diffusing = msd_end > d_nn ** 2 and D > 0.05
