@@ -361,7 +361,7 @@ class FreeEnergyRun:
                 q6 = self._q6()
                 if q6 > self._crystal_q6():
                     raise InputError(f"{self.input_path}: [free_energy] mode = \"liquid\" with melt = false starts "
-                                     f"from a crystal (mean Steinhardt q6 = {q6:.3f}); set melt = true or give a "
+                                     f"from a crystal (mean averaged q6 = {q6:.3f}); set melt = true or give a "
                                      "liquid structure")
         uf = UhlenbeckFordTerm(T, p=sec["uf_p"], sigma=sec["uf_sigma"])
         mix = LambdaMixing(sim.term, uf, switching=sec["switching"], name="mix")
@@ -388,9 +388,9 @@ class FreeEnergyRun:
                     self.protocol.setdefault("q6", {})["melt"] = q6
                     if q6 > self._crystal_q6():
                         self._warn(f"the structure did not melt at {t_stage:g} K in {sec['melt_steps']} steps (mean "
-                                   f"Steinhardt q6 = {q6:.3f} > {self._crystal_q6()}): a crystal at fixed volume "
-                                   "superheats; raise melt_temperature or melt_steps, or start from a liquid "
-                                   "structure (melt = false)")
+                                   f"averaged q6 = {q6:.3f} > {self._crystal_q6()}): a crystal at fixed volume "
+                                   "superheats; raise melt_temperature or melt_steps, start from a lower density "
+                                   "(a larger lattice constant) or from a liquid structure (melt = false)")
                 if unit == "quench":
                     self._crystallised_check("the quench")
             elif unit == "npt":
@@ -438,19 +438,19 @@ class FreeEnergyRun:
         return report
 
     def _crystal_q6(self):
-        from ..free_energy.liquid import CRYSTAL_Q6
-        return CRYSTAL_Q6
+        from ..free_energy.liquid import CRYSTAL_Q6BAR
+        return CRYSTAL_Q6BAR
 
     def _q6(self):
-        from ..free_energy.liquid import mean_q6
+        from ..free_energy.liquid import mean_averaged_q6
         atoms = self.simulation.gather_atoms()
-        return self.comm.bcast(on_root(self.comm, lambda: mean_q6(atoms)))
+        return self.comm.bcast(on_root(self.comm, lambda: mean_averaged_q6(atoms)))
 
     def _crystallised_check(self, stage):
         q6 = self._q6()
         self.protocol.setdefault("q6", {})[stage] = q6
         if q6 > self._crystal_q6():
-            self._warn(f"the liquid crystallised during {stage} (mean Steinhardt q6 = {q6:.3f} > "
+            self._warn(f"the liquid crystallised during {stage} (mean averaged q6 = {q6:.3f} > "
                        f"{self._crystal_q6()}); the free energy is not that of the liquid")
 
     def _stage_npt_liquid(self, progress):
@@ -691,7 +691,7 @@ class FreeEnergyRun:
             report["acemd"].update({
                 "uf": {"p": sec["uf_p"], "sigma_A": sec["uf_sigma"], "x": n_atoms / volume * b3},
                 "uf_excess_error": mean_err([r["uf_excess"] for r in iterations])[1],
-                "structure_q6": dict(self.protocol.get("q6", {}))})
+                "structure_q6": dict(self.protocol.get("q6", {})), "structure_q6_crystal_above": self._crystal_q6()})
         else:
             report["average"]["spring_constant"] = " ".join(f"{k_spring[i]:.6f}" for i in present)
             report["results"].update({"einstein_crystal": f_einstein, "com_correction": f_cm})

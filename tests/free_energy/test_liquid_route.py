@@ -8,7 +8,8 @@ switching the UF fluid to the ideal gas, and the checks that refuse a liquid tha
 * The ideal gas as "the potential" through the whole route: F equals F_ideal-gas (the
   ACE<->UF and UF<->ideal-gas switches must cancel: signs and bookkeeping).
 * Cu-I.yace has no stable liquid: the route stops with a message, never a number.
-* melt = false from a crystal is an input error (freud's Steinhardt q6).
+* melt = false from a crystal is an input error (freud's averaged q6; the check itself:
+  test_structure_check.py).
 """
 import io
 
@@ -20,7 +21,7 @@ from mpi4py import MPI
 from acemd.config import parse_config
 from acemd.drivers.free_energy import FreeEnergyRun, NoStableLiquidError
 from acemd.free_energy import LambdaMixing, UhlenbeckFordTerm
-from acemd.free_energy.liquid import ZeroTerm, mean_q6
+from acemd.free_energy.liquid import CRYSTAL_Q6BAR, ZeroTerm, mean_averaged_q6
 from acemd.free_energy.reference import ideal_gas_free_energy
 from acemd.free_energy.uf_virial import reduced_density, series_excess, series_terms
 from acemd.free_energy.switching import free_energy_difference, run_at_fixed_lambda, switch
@@ -136,12 +137,12 @@ def test_liquid_route_from_a_crystal_without_melting_is_an_input_error(tmp_path)
         FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO()).run()
 
 
-def test_q6_tells_crystal_from_random_packing():
+def test_averaged_q6_tells_crystal_from_random_packing():
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
-    assert mean_q6(atoms) == pytest.approx(0.5745, abs=2e-3)
+    assert mean_averaged_q6(atoms) == pytest.approx(0.5745, abs=2e-3)      # perfect fcc: q6 bar = q6
     rnd = atoms.copy()
     rnd.positions = np.random.default_rng(0).random((len(atoms), 3)) * atoms.cell.lengths()
-    assert mean_q6(rnd) < 0.35
+    assert mean_averaged_q6(rnd) < CRYSTAL_Q6BAR
 
 
 def _liquid_with_signal(tmp_path, stage, at_step, restart=None):
@@ -210,4 +211,4 @@ switching_steps = 20
     warnings = report["acemd"]["warnings"]
     assert any("did not melt at 1000 K" in w for w in warnings)
     assert any("crystallised during the quench" in w for w in warnings)
-    assert report["acemd"]["structure_q6"]["melt"] > 0.42
+    assert report["acemd"]["structure_q6"]["melt"] > CRYSTAL_Q6BAR
