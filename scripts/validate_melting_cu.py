@@ -5,8 +5,9 @@
     python scripts/validate_melting_cu.py --quick          # smoke check: 32 atoms, tiny runs, minutes
 
 Runs ``[free_energy] mode = "melting_temperature"`` twice (guesses 150 K apart, window +-100 K,
-up to 4 windows each): solid fcc and liquid from fcc 4x4x4 = 256 atoms each (--repeat).  Prints
-Tm +- error of each run, the difference in units of the combined error (the crossing must not
+up to 4 windows each): solid fcc (a = 3.63) and liquid melted from fcc expanded to a = 3.80 (about
+the liquid's volume; at the crystal's the NVT melt superheats), 4x4x4 = 256 atoms each
+(--repeat).  Prints Tm +- error of each run, the difference in units of the combined error (the crossing must not
 depend on the guess), and the windows tried.  Experiment: 1358 K; compare Tm with the published
 value for this potential and an independent calculation (calphy) before quoting it.
 
@@ -54,6 +55,8 @@ mode = "melting_temperature"
 temperature = {guess}
 window = {window}
 attempts = {attempts}
+phases = [{{name = "solid", route = "solid"}},
+          {{name = "liquid", route = "liquid", lattice = "fcc", element = "Cu", a = 3.80, repeat = [{repeat}, {repeat}, {repeat}]}}]
 pressure = 0.0
 report = "{(folder / 'melting.yaml').as_posix()}"
 data = "{(folder / 'melting.h5').as_posix()}"
