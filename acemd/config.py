@@ -194,7 +194,8 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
     "max_volume_ratio": Key(NUM, default=1.5, check=positive,
                             doc="liquid: NPT volume above this multiple of the starting volume is a runaway"),
     "temperature_final": Key(NUM, check=positive,
-                             doc="temperature_sweep: the other end of the sweep (K; required there, != temperature)"),
+                             doc="temperature_sweep: the other end of the sweep; phase_map: the other end of the "
+                                 "map (K; required there, != temperature)"),
     "sweep_steps": Key((int,), default=20000, check=positive,
                        doc="sweeps: steps of each sweep (forward and backward)"),
     "sweep_points": Key((int,), default=21, check=positive,
@@ -202,7 +203,8 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
                             "pressure to pressure_final) inclusive"),
     "phase": Key((str,), check=choice_with_suggestion("solid", "liquid"), default_doc="solid",
                  doc="sweeps: the route that gives G at the start of the sweep, solid (Frenkel-Ladd) or "
-                     "liquid (Uhlenbeck-Ford); the sweep continues from that route's state"),
+                     "liquid (Uhlenbeck-Ford); the sweep continues from that route's state (the phase modes "
+                     "set it per phase from phases.route)"),
     "sweep_ensemble": Key((str,), default="npt", check=choice_with_suggestion("npt", "nvt"),
                           doc="temperature_sweep: npt (G(T) at pressure; the barostat is npt-crescale) or nvt "
                               "(F(T) at the volume of temperature)"),

@@ -5,20 +5,21 @@
     python scripts/validate_melting_cu.py --quick          # smoke check: 32 atoms, tiny runs, minutes
 
 Runs ``[free_energy] mode = "melting_temperature"`` twice (guesses 150 K apart, window +-100 K,
-up to 4 windows each): solid fcc and liquid from fcc 4x4x4 = 256 atoms each (--repeat).  Prints
-Tm +- error of each run, the difference in units of the combined error (the crossing must not
+up to 4 windows each): solid fcc (a = 3.63) and liquid melted from fcc expanded to a = 3.80 (about
+the liquid's volume; at the crystal's the NVT melt superheats), 4x4x4 = 256 atoms each
+(--repeat).  Prints Tm +- error of each run, the difference in units of the combined error (the crossing must not
 depend on the guess), and the windows tried.  Experiment: 1358 K; compare Tm with the published
 value for this potential and an independent calculation (calphy) before quoting it.
 
 Run lengths (full run, timestep 2 fs): NPT blocks of 10000 steps (up to 5), springs 10000,
 3 iterations of 2 x (5000 + 20000) switching steps, sweeps 2 x 20000 steps per iteration; the
 liquid melts 10000 steps and quenches 10000.  Steps per window: solid 3 x 50000 + 3 x 50000 +
-~20000 = ~320000; liquid (direct route at three temperatures in this build, until the liquid
-sweep lands) 3 x (20000 + 10000 + 3 x 60000) = ~630000.  The script times 50 MD steps first
-and prints the expected wall time: about 950000 steps of 256 atoms per window and guess; the
+~30000 = ~330000; liquid (the Uhlenbeck-Ford route at the window's high end, then its NPT sweep
+down, phase = "liquid") 30000 + 3 x 100000 + 3 x 50000 = ~480000.  The script times 50 MD steps
+first and prints the expected wall time: about 810000 steps of 256 atoms per window and guess; the
 --quick smoke measured 16.8 ms per step for 32 atoms on 1 rank of the shared 2-core machine
-(~0.5 ms per atom-step), i.e. ~35 h per window and guess on 1 rank, roughly half on 2 ranks;
-the liquid sweep (branch sweep) would cut the liquid part by 3.  --quick runs are far too short
+(~0.5 ms per atom-step), i.e. ~30 h per window and guess on 1 rank, roughly half on 2 ranks.
+--quick runs are far too short
 to melt or converge: a smoke check of the machinery, never a melting point.
 """
 import argparse
@@ -54,6 +55,8 @@ mode = "melting_temperature"
 temperature = {guess}
 window = {window}
 attempts = {attempts}
+phases = [{{name = "solid", route = "solid"}},
+          {{name = "liquid", route = "liquid", lattice = "fcc", element = "Cu", a = 3.80, repeat = [{repeat}, {repeat}, {repeat}]}}]
 pressure = 0.0
 report = "{(folder / 'melting.yaml').as_posix()}"
 data = "{(folder / 'melting.h5').as_posix()}"
@@ -90,7 +93,7 @@ def main(argv=None):
     from mpi4py import MPI
 
     from acemd.config import parse_config
-    from acemd.drivers.phase_diagram import LIQUID_SWEEP, NoCrossingError, PhaseDiagramRun
+    from acemd.drivers.phase_diagram import NoCrossingError, PhaseDiagramRun
     from acemd.drivers.free_energy import NoStableLiquidError
     comm = MPI.COMM_WORLD
     repeat = 2 if args.quick else args.repeat
@@ -112,9 +115,9 @@ def main(argv=None):
             per_window = (3 * (2 * run["equilibration_steps"] + 2 * run["switching_steps"])
                           + run["n_iterations"] * 2 * (run["equilibration_steps"] + run["sweep_steps"])
                           + 2 * run["npt_steps"] + run["spring_steps"])
-            liquid = (1 if LIQUID_SWEEP else 3) * (run["melt_steps"] + run["quench_steps"] + run["npt_steps"]
-                                                   + run["n_iterations"] * (4 * run["equilibration_steps"]
-                                                                            + 4 * run["switching_steps"]))
+            liquid = (run["melt_steps"] + run["quench_steps"] + run["npt_steps"]      # the liquid route, then its sweep
+                      + run["n_iterations"] * (4 * run["equilibration_steps"] + 4 * run["switching_steps"])
+                      + run["n_iterations"] * 2 * (run["equilibration_steps"] + run["sweep_steps"]))
             steps = per_window + liquid
             if comm.Get_rank() == 0:
                 print(f"# {n} atoms, {dt * 1e3:.1f} ms per step on {comm.Get_size()} rank(s): about {steps} steps "

@@ -3,9 +3,11 @@
 
 The driver composes sub-runs of the [free_energy] driver (:class:`FreeEnergyRun`), one per
 phase and temperature window, with programmatically built settings (``mode =
-"temperature_sweep"`` over the window; the liquid route with ``phase = "liquid"``), on the
-same communicator, each with its own report, data file and checkpoint in a sub-folder
-``<report stem>_runs/<phase>_<lo>-<hi>K_<P>bar/``.  It reads their G(T) curves and applies
+"temperature_sweep"`` over the window at constant pressure, ``sweep_ensemble = "npt"``,
+``phase = "solid" | "liquid"`` from the phase's route), on the same communicator, each with
+its own report, data file and checkpoint in a sub-folder
+``<report stem>_runs/<phase>_<from>-<to>K_<P>bar/``.  It reads their G(T) curves (the
+layout of docs/free-energy.md, "Output: the curve's layout") and applies
 :mod:`acemd.free_energy.phase_boundary`:
 
 * melting_temperature / transition_temperature: the crossing T* of two phases' G(T) in the
@@ -34,7 +36,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .. import __version__
-from ..config import FREE_ENERGY_KEYS, PHASE_MODES, SCHEMA, ConfigError, format_settings
+from ..config import PHASE_MODES, SCHEMA, ConfigError, format_settings
 from ..free_energy.phase_boundary import Curve, coexistence_line, crossing, move_window, phase_map
 from ..io.atomic import replaced_atomically
 from ..io.thermo import format_hms
@@ -45,8 +47,6 @@ from .free_energy import FreeEnergyRun, NoStableLiquidError, _plain
 
 PHASE_ONLY_KEYS = ("window", "attempts", "phases", "pressure_final", "pressure_steps")
 RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
-# the liquid route's temperature sweep exists when [free_energy] has the `phase` key (branch sweep)
-LIQUID_SWEEP = "phase" in FREE_ENERGY_KEYS
 
 
 class NoCrossingError(InputError):
@@ -65,43 +65,29 @@ class _Stopped(Exception):
         self.summary = summary
 
 
-def curve_from_report(name, route, report):
-    """A phase's G(T) curve (eV/atom) from a sub-run report, and how G was obtained.
-
-    The temperature sweep's G (constant pressure, branch sweep's "gibbs_free_energy") when
-    present; else its Helmholtz F at the fixed volume of T0 plus P V.  A single-temperature
-    report (mode solid/liquid) gives one point.
-    """
-    res, avg = report["results"], report["average"]
+def curve_from_report(report):
+    """A phase's G(T) curve at the sub-run's pressure (eV/atom, Å^3/atom; S in kB/atom) from the
+    ``temperature_sweep`` block of a sub-run report (NPT sweep; docs/free-energy.md)."""
     sw = report.get("temperature_sweep")
-    if sw is None:
-        return {"temperature_K": [report["input"]["temperature"]], "G": [res["free_energy"]],
-                "G_error": [res["error"]], "volume": [avg["vol_atom"]], "entropy_error": None,
-                "kind": "G = F + PV at one temperature (NPT volume)"}
-    temps = sw.get("temperature_K", sw.get("temperature"))
-    for g_key in ("gibbs_free_energy", "G"):
-        if g_key in sw:
-            g, err = sw[g_key], sw.get(g_key + "_error", sw.get(g_key + "_err", [0.0] * len(temps)))
-            kind = "G(T) at constant pressure (reversible scaling, NPT)"
-            break
-    else:
-        pv = res.get("pv", 0.0)
-        g = [f + pv for f in sw["free_energy"]]
-        err = sw["free_energy_error"]
-        kind = ("F(T) at the fixed volume of the first temperature + P V (the NVT sweep; G at constant "
-                "pressure is lower by O(B dV^2 / 2))")
-    volume = sw.get("volume", avg["vol_atom"])
-    s_err = sw.get("entropy_error")
-    if s_err is not None:
-        s_err = [e * BOLTZMANN for e in s_err]
-    return {"temperature_K": list(temps), "G": list(g), "G_error": [float(e) for e in err],
-            "volume": volume if isinstance(volume, list) else [volume] * len(temps),
-            "entropy_error": s_err, "kind": kind}
+    if sw is None or sw.get("ensemble") != "npt":
+        raise ValueError("a phase sub-run report needs the temperature_sweep block of an NPT sweep "
+                         f"(got {None if sw is None else sw.get('ensemble')})")
+    return {"temperature_K": list(sw["temperature"]), "G": list(sw["G"]), "G_error": list(sw["G_error"]),
+            "volume": list(sw["V"]), "S_kB": list(sw["S"]), "S_error_kB": list(sw["S_error"]),
+            "H": list(sw["H"]), "H_error": list(sw["H_error"]), "hysteresis": list(sw["hysteresis"]),
+            "kind": f"G(T) at {sw['pressure']:g} bar ({sw['method']}, npt sweep, phase {sw['phase']})"}
 
 
 def _curve(name, c):
+    s_err = np.asarray(c["S_error_kB"], float) * BOLTZMANN       # eV/K/atom; nan with one iteration
     return Curve(name, c["temperature_K"], c["G"], np.nan_to_num(np.asarray(c["G_error"], float)),
-                 volume=c["volume"], entropy_error=c["entropy_error"])
+                 volume=c["volume"], entropy_error=s_err)
+
+
+def _at(c, key, t):
+    """A curve's ``key`` list interpolated at t (K)."""
+    order = np.argsort(c["temperature_K"])
+    return float(np.interp(t, np.asarray(c["temperature_K"], float)[order], np.asarray(c[key], float)[order]))
 
 
 class PhaseDiagramRun:
@@ -211,9 +197,26 @@ class PhaseDiagramRun:
                                  f"different from pressure = {sec['pressure']:g}")
         if any(p["route"] == "liquid" for p in self.phases) and self.section.get("spring_constants"):
             raise InputError(f"{path}: [free_energy.spring_constants] would apply to the liquid too; remove them")
+        # keys the driver sets itself in every sub-run, or that belong to another mode
+        if sec.get("phase") is not None:
+            raise InputError(f"{path}: [free_energy] phase = {sec['phase']!r} does not apply to mode = "
+                             f"\"{self.mode}\": each entry of phases has its own route (\"solid\" or \"liquid\"); "
+                             "remove phase")
+        if sec["sweep_ensemble"] != "npt":
+            raise InputError(f"{path}: [free_energy] sweep_ensemble = \"{sec['sweep_ensemble']}\": the phase modes "
+                             "compare G(T) at constant pressure, so their sweeps are NPT; remove sweep_ensemble")
+        if sec.get("temperature_final") is not None and self.mode != "phase_map":
+            raise InputError(f"{path}: [free_energy] temperature_final applies to mode = \"phase_map\" (and "
+                             f"temperature_sweep), not mode = \"{self.mode}\", whose sweeps cover temperature "
+                             "+- window; remove it")
+        if sec.get("pressure_final") is not None and self.mode != "coexistence_line":
+            raise InputError(f"{path}: [free_energy] pressure_final applies to mode = \"coexistence_line\" (and "
+                             f"pressure_sweep), not mode = \"{self.mode}\"; remove it")
         lo, hi = self._window0()
         from ..free_energy.sweep import check_sweep
-        check_sweep(self._sub_section("solid", lo, hi, sec["pressure"], Path(".")), path)
+        for phase in self.phases:            # the sub-runs' settings pass the [free_energy] driver's checks
+            for label, _, sub in self._sub_runs_for(phase, lo, hi, sec["pressure"], Path(".")):
+                check_sweep(sub["free_energy"], f"{path} (sub-run {label})")
         if sec["switching_steps"] < 10:
             raise InputError(f"{path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few")
 
@@ -243,36 +246,26 @@ class PhaseDiagramRun:
         on_root(self.comm, write)
 
     # ------------------------------------------------------------ sub-runs
-    def _sub_section(self, route, t_from, t_to, pressure, folder, single=False):
+    def _sub_section(self, route, t_from, t_to, pressure, folder):
+        """[free_energy] of a sub-run: the phase's route at t_from, then its G(T) at constant
+        pressure (NPT sweep) to t_to."""
         fe = {k: v for k, v in self.section.items() if k not in PHASE_ONLY_KEYS}
-        fe.update(mode="temperature_sweep", temperature=float(t_from), temperature_final=float(t_to),
-                  pressure=float(pressure), report=str(folder / "free_energy.yaml"),
-                  data=str(folder / "free_energy.h5"), checkpoint=str(folder / "free_energy.ckpt.h5"))
-        if route == "liquid":
-            if single:
-                fe["mode"] = "liquid"
-                fe.pop("temperature_final")
-            else:
-                fe["phase"] = "liquid"
+        fe.update(mode="temperature_sweep", phase=route, sweep_ensemble="npt", temperature=float(t_from),
+                  temperature_final=float(t_to), pressure=float(pressure),
+                  report=str(folder / "free_energy.yaml"), data=str(folder / "free_energy.h5"),
+                  checkpoint=str(folder / "free_energy.ckpt.h5"))
         return fe
 
-    def _sub_runs_for(self, phase, lo, hi, pressure):
-        """(label, folder, settings) of the sub-runs that give a phase's curve over [lo, hi]."""
-        tag = f"{pressure:g}bar"
-        if phase["route"] == "solid":
-            plan = [(f"{phase['name']}_{lo:g}-{hi:g}K_{tag}", lo, hi, False)]
-        elif LIQUID_SWEEP:
-            plan = [(f"{phase['name']}_{hi:g}-{lo:g}K_{tag}", hi, lo, False)]   # from the hot end, where it is stable
-        else:   # no liquid sweep in this build: the liquid route at three temperatures
-            plan = [(f"{phase['name']}_{t:g}K_{tag}", t, t, True) for t in (hi, 0.5 * (lo + hi), lo)]
-        out = []
-        for label, a, b, single in plan:
-            folder = self.folder / label
-            sub = copy.deepcopy(self.settings)
-            sub["structure"] = copy.deepcopy(phase["structure"])
-            sub["free_energy"] = self._sub_section(phase["route"], a, b, pressure, folder, single)
-            out.append((label, folder, sub))
-        return out
+    def _sub_runs_for(self, phase, lo, hi, pressure, root=None):
+        """(label, folder, settings) of the sub-run that gives a phase's curve over [lo, hi]: a solid
+        from the low end up, a liquid from the high end down (where each is stable)."""
+        a, b = (lo, hi) if phase["route"] == "solid" else (hi, lo)
+        label = f"{phase['name']}_{a:g}-{b:g}K_{pressure:g}bar"
+        folder = (self.folder if root is None else root) / label
+        sub = copy.deepcopy(self.settings)
+        sub["structure"] = copy.deepcopy(phase["structure"])
+        sub["free_energy"] = self._sub_section(phase["route"], a, b, pressure, folder)
+        return [(label, folder, sub)]
 
     def _run_sub(self, phase, label, folder, sub, k, n):
         sig = json.dumps(_plain({key: sub[key] for key in ("structure", "potential", "masses")} |
@@ -316,33 +309,20 @@ class PhaseDiagramRun:
         return report
 
     def _phase_curve(self, phase, lo, hi, pressure, k0, n):
-        """Run (or read) a phase's sub-runs over [lo, hi]; its curve.  PhaseChanged if it changed."""
-        reports = []
-        for i, (label, folder, sub) in enumerate(self._sub_runs_for(phase, lo, hi, pressure)):
-            self.sub_count += 1
-            report = self._run_sub(phase, label, folder, sub, self.sub_count, n)
-            reports.append((folder, report))
-            changed = [w for w in report["acemd"].get("warnings", [])
-                       if ("melted" in w if phase["route"] == "solid" else ("crystallised" in w or "did not melt"
-                                                                              in w))]
-            curve = self._merge([curve_from_report(phase["name"], phase["route"], r) for _, r in reports])
-            curve.update(phase=phase["name"], route=phase["route"], pressure_bar=float(pressure),
-                         sub_runs=[str(f) for f, _ in reports], window=[float(lo), float(hi)])
-            if changed:
-                self.all_curves.append(curve)
-                raise PhaseChanged(phase["name"], f"phase {phase['name']} changed during sub-run {label}: "
-                                                  + "; ".join(changed))
+        """Run (or read) a phase's sub-run over [lo, hi]; its curve.  PhaseChanged if it changed."""
+        (label, folder, sub), = self._sub_runs_for(phase, lo, hi, pressure)
+        self.sub_count += 1
+        report = self._run_sub(phase, label, folder, sub, self.sub_count, n)
+        changed = [w for w in report["acemd"].get("warnings", [])
+                   if ("melted" in w if phase["route"] == "solid" else ("crystallised" in w or "did not melt" in w))]
+        curve = curve_from_report(report)
+        curve.update(phase=phase["name"], route=phase["route"], pressure_bar=float(pressure),
+                     sub_runs=[str(folder)], window=[float(lo), float(hi)])
         self.all_curves.append(curve)
+        if changed:
+            raise PhaseChanged(phase["name"], f"phase {phase['name']} changed during sub-run {label}: "
+                                              + "; ".join(changed))
         return curve
-
-    @staticmethod
-    def _merge(parts):
-        if len(parts) == 1:
-            return parts[0]
-        out = {"kind": parts[0]["kind"], "entropy_error": None}
-        for key in ("temperature_K", "G", "G_error", "volume"):
-            out[key] = [x for p in parts for x in p[key]]
-        return out
 
     # ------------------------------------------------------------ protocol
     def run(self) -> dict:
@@ -350,9 +330,6 @@ class PhaseDiagramRun:
         self._say(f"# acemd {__version__}: [free_energy] mode = \"{self.mode}\", phases "
                   + ", ".join(f"{p['name']} ({p['route']})" for p in self.phases)
                   + f"; sub-runs in {self.folder}")
-        if not LIQUID_SWEEP and any(p["route"] == "liquid" for p in self.phases):
-            self._say("# the liquid route has no temperature sweep in this build: its G is computed directly "
-                      "at the window's ends and middle (three liquid sub-runs per window)")
         try:
             if self.mode == "phase_map":
                 result = self._phase_map()
@@ -408,7 +385,7 @@ class PhaseDiagramRun:
             if x.found:
                 self._say(f"# crossing at {x.temperature:.2f} +- {x.error:.2f} K: {x.stable_below} below, "
                           f"{x.stable_above} above")
-                return self._result(x)
+                return self._result(x, curves)
             side = {"above": f"above {hi:g} K (extrapolated {x.extrapolated:.0f} K)",
                     "below": f"below {lo:g} K (extrapolated {x.extrapolated:.0f} K)",
                     "none": "nowhere near: the curves do not approach each other"}[x.status]
@@ -428,12 +405,20 @@ class PhaseDiagramRun:
     def _route(self, name):
         return next(p["route"] for p in self.phases if p["name"] == name)
 
-    def _result(self, x):
+    def _result(self, x, curves):
+        """The crossing for the report; besides L = T* dS from the G curves' slopes, the enthalpy
+        difference at T* of the sweeps' CALPHAD fits (H = G + TS) as an independent estimate."""
+        ca, cb = curves[x.a], curves[x.b]
+        t = x.temperature
+        dh = _at(cb, "H", t) - _at(ca, "H", t)
+        dh_err = float(np.hypot(_at(ca, "H_error", t), _at(cb, "H_error", t)))
         return {"status": "crossing", "temperature_K": x.temperature, "error_K": x.error,
                 "latent_heat_eV_atom": x.latent_heat, "latent_heat_error_eV_atom": x.latent_heat_error,
+                "latent_heat_fit_eV_atom": dh, "latent_heat_fit_error_eV_atom": dh_err,
                 "delta_entropy_kB_atom": x.delta_entropy / BOLTZMANN, "delta_volume_A3_atom": x.delta_volume,
                 "stable_below": x.stable_below, "stable_above": x.stable_above,
-                "convention": f"differences are {x.b} - {x.a} at T*; latent heat T* (S_{x.b} - S_{x.a})",
+                "convention": f"differences are {x.b} - {x.a} at T*; latent heat T* (S_{x.b} - S_{x.a}) from the "
+                              "G curves' slopes, latent_heat_fit H_b - H_a from the sweeps' CALPHAD fits",
                 "crossing": x.as_dict()}
 
     def _phase_map(self):
@@ -454,7 +439,7 @@ class PhaseDiagramRun:
         m = phase_map([_curve(k, c) for k, c in curves.items()])
         return {"status": "map", "temperature_K": m["temperature"].tolist(), "stable": m["stable"],
                 "segments": [{"from_K": a, "to_K": b, "phase": ph} for a, b, ph in m["segments"]],
-                "transitions": [dict(self._result(x), status=x.status) for x in m["transitions"]],
+                "transitions": [dict(self._result(x, curves), status=x.status) for x in m["transitions"]],
                 "g_eV_atom": {k: v.tolist() for k, v in m["g"].items()}}
 
     # ------------------------------------------------------------ Clausius-Clapeyron
@@ -548,8 +533,7 @@ class PhaseDiagramRun:
                       "phases": _plain(self.phases), "sub_runs_folder": str(self.folder),
                       "data_file": str(sec["data"]),
                       "ranks": self.comm.Get_size(), "warnings": list(self.warnings),
-                      "liquid_route": "temperature_sweep (phase = liquid)" if LIQUID_SWEEP
-                      else "direct G at three temperatures per window",
+                      "sub_run_mode": "temperature_sweep, sweep_ensemble npt, phase = the phase's route",
                       "wall_s": _time.perf_counter() - self.t_start},
         }
 
@@ -567,7 +551,8 @@ class PhaseDiagramRun:
                 f.attrs["report"] = json.dumps(_plain(report["result"]), default=str)
                 for i, c in enumerate(self.all_curves, start=1):
                     g = f.create_group(f"curves/{i:03d}_{c['phase']}")
-                    for key in ("temperature_K", "G", "G_error", "volume"):
+                    for key in ("temperature_K", "G", "G_error", "volume", "S_kB", "S_error_kB", "H", "H_error",
+                                "hysteresis"):
                         g[key] = np.asarray(c[key], float)
                     for key in ("phase", "route", "kind"):
                         g.attrs[key] = c[key]
@@ -604,7 +589,8 @@ class PhaseDiagramRun:
         if status == "crossing":
             dv = res["delta_volume_A3_atom"]
             say(f"# T* = {res['temperature_K']:.2f} +- {res['error_K']:.2f} K ({res['stable_below']} below, "
-                f"{res['stable_above']} above); latent heat {res['latent_heat_eV_atom']:.5f} eV/atom, entropy of "
+                f"{res['stable_above']} above); latent heat {res['latent_heat_eV_atom']:.5f} eV/atom (fits: "
+                f"{res['latent_heat_fit_eV_atom']:.5f} +- {res['latent_heat_fit_error_eV_atom']:.5f}), entropy of "
                 f"transition {res['delta_entropy_kB_atom']:.4f} kB/atom"
                 + (f", dV {dv:+.4f} A^3/atom" if dv is not None else ""))
             line = res.get("coexistence_line")

@@ -10,7 +10,11 @@ so the transition temperature is known: the stiffer, lower phase a is stable bel
   error, with the exact latent heat; SIGUSR1 inside a sub-run, --restart continues that
   sub-run; a second restart reads every sub-run back.
 * attempts = 1 and the window below T*: a clear NoCrossingError, the curves written, no T.
-* Bad input: missing phases, a window reaching below 0 K, unknown keys in a phase.
+* Bad input: missing phases, a window reaching below 0 K, unknown keys in a phase, keys the
+  driver sets in its sub-runs (phase, sweep_ensemble) or of another mode (temperature_final,
+  pressure_final).
+* The sub-runs' settings: constant-pressure temperature sweeps (solid up from the window's low
+  end, liquid down from its high end with phase = "liquid") that pass the sweep checks.
 """
 import io
 import os
@@ -147,12 +151,15 @@ def test_transition_temperature_of_two_harmonic_phases_window_move_and_restart(t
     print("\n" + "\n".join(out.splitlines()[-7:]))
     ds_exact = (1.5 * np.log(2.0)) * (st_n - 1) / st_n       # per atom: N - 1 oscillators (fixed centre of mass)
     print(f"T* = {res['temperature_K']:.2f} +- {res['error_K']:.2f} K, exact {t_exact:.2f} K, deviation {dev:+.2f} K; "
-          f"latent heat {res['latent_heat_eV_atom']:.5f} eV/atom (exact {t_exact * ds_exact * BOLTZMANN:.5f})")
+          f"latent heat {res['latent_heat_eV_atom']:.5f} eV/atom, from the fits' H "
+          f"{res['latent_heat_fit_eV_atom']:.5f} +- {res['latent_heat_fit_error_eV_atom']:.5f} "
+          f"(exact {t_exact * ds_exact * BOLTZMANN:.5f})")
     assert abs(dev) < max(4 * res["error_K"], 3.0)
     assert res["error_K"] < 10.0
     assert res["stable_below"] == "alpha" and res["stable_above"] == "beta"
     assert res["delta_entropy_kB_atom"] == pytest.approx(ds_exact, abs=0.08)
     assert res["latent_heat_eV_atom"] == pytest.approx(t_exact * ds_exact * BOLTZMANN, rel=0.08)
+    assert res["latent_heat_fit_eV_atom"] == pytest.approx(t_exact * ds_exact * BOLTZMANN, rel=0.08)
     # files: YAML with the result and curves, HDF5 with all four curves
     saved = yaml.safe_load((tmp_path / "fe.yaml").read_text())
     assert saved["result"]["temperature_K"] == pytest.approx(res["temperature_K"])
@@ -163,7 +170,11 @@ def test_transition_temperature_of_two_harmonic_phases_window_move_and_restart(t
         g = f["curves"][groups[-1]]
         assert g["temperature_K"][0] == 600.0 and g["temperature_K"][-1] == 800.0
         sub = yaml.safe_load((tmp_path / "fe_runs" / "beta_600-800K_0bar" / "free_energy.yaml").read_text())
-        assert g["G"][()] == pytest.approx(sub["temperature_sweep"]["free_energy"], abs=1e-12)   # P = 0
+        sweep = sub["temperature_sweep"]
+        assert sweep["ensemble"] == "npt" and sweep["phase"] == "solid"      # G(T) at constant pressure
+        assert g["G"][()] == pytest.approx(sweep["G"], abs=1e-12)
+        assert g["volume"][()] == pytest.approx(sweep["V"], abs=1e-12)
+        assert g["H"][()] == pytest.approx(sweep["H"], abs=1e-12)
         exact = [exact_g("beta", t, st_n, mass, volume) for t in g["temperature_K"][()]]
         # short sweeps of 32 atoms: both curves carry a similar few-meV bias that cancels in T*
         print("beta G - exact (eV/atom):", np.round(g["G"][()] - exact, 5))
@@ -205,11 +216,42 @@ def test_no_crossing_within_the_attempts_is_a_clear_error_with_the_curves(tmp_pa
     ('mode = "transition_temperature"', 'mode = "phase_map"', InputError, "temperature_final > temperature"),
     ('mode = "transition_temperature"', 'mode = "melting_temperature"', InputError, "one solid and one liquid"),
     ("sweep_steps = 1200", "sweep_steps = 5", InputError, "sweep_steps"),
+    # keys the driver sets in its sub-runs, or of another mode
+    ("window = 100.0", 'window = 100.0\nphase = "liquid"', InputError, "each entry of phases has its own route"),
+    ("window = 100.0", 'window = 100.0\nsweep_ensemble = "nvt"', InputError, "their sweeps are NPT"),
+    ("window = 100.0", "window = 100.0\ntemperature_final = 900.0", InputError,
+     "temperature_final applies to mode = \"phase_map\""),
+    ("window = 100.0", "window = 100.0\npressure_final = 1e4", InputError,
+     "pressure_final applies to mode = \"coexistence_line\""),
 ])
 def test_bad_phase_input_is_a_clear_error(tmp_path, old, new, error, needle):
     assert old in BODY
     with pytest.raises(error, match=needle):
         _driver(tmp_path, BODY.replace(old, new))
+
+
+def test_sub_runs_are_constant_pressure_sweeps_that_pass_the_free_energy_checks(tmp_path):
+    """melting_temperature: the solid swept up from the window's low end, the liquid down from its
+    high end (phase = "liquid"), both NPT at the phase's pressure; coexistence_line keeps its own
+    pressure_final out of the sub-runs (pressure_final there would mean a pressure_sweep)."""
+    from acemd.free_energy.sweep import check_sweep
+    body = BODY.replace('mode = "transition_temperature"', 'mode = "coexistence_line"') \
+        .replace('phases = [{name = "alpha", route = "solid"}, {name = "beta", route = "solid"}]',
+                 'phases = [{name = "fcc", route = "solid"}, {name = "melt", route = "liquid"}]') \
+        .replace("attempts = 3", "attempts = 3\npressure = 1000.0\npressure_final = 20000.0")
+    run = _driver(tmp_path, body)
+    seen = {}
+    for phase in run.phases:
+        (label, folder, sub), = run._sub_runs_for(phase, 400.0, 600.0, 1000.0)
+        fe = sub["free_energy"]
+        check_sweep(fe, "sub-run")                          # the [free_energy] driver's own check
+        seen[phase["route"]] = (label, fe["mode"], fe["phase"], fe["sweep_ensemble"], fe["temperature"],
+                                fe["temperature_final"], fe["pressure"])
+        for key in ("pressure_final", "pressure_steps", "window", "attempts", "phases"):
+            assert key not in fe
+        assert folder == tmp_path / "fe_runs" / label
+    assert seen == {"solid": ("fcc_400-600K_1000bar", "temperature_sweep", "solid", "npt", 400.0, 600.0, 1000.0),
+                    "liquid": ("melt_600-400K_1000bar", "temperature_sweep", "liquid", "npt", 600.0, 400.0, 1000.0)}
 
 
 @pytest.mark.slow
@@ -229,7 +271,7 @@ n_iterations = 2
 equilibration_steps = 50
 switching_steps = 150
 sweep_steps = 150
-sweep_points = 3
+sweep_points = 5
 melt_temperature = 3600.0
 melt_steps = 3000
 quench_steps = 500
@@ -247,7 +289,7 @@ progress_every = 1000000
     assert saved["result"]["status"] == "no stable liquid"
     assert "temperature_K" not in saved["result"]
     solid = saved["curves"]["solid"]
-    assert solid["temperature_K"] == [1200.0, 1300.0, 1400.0]
+    assert solid["temperature_K"] == [1200.0, 1250.0, 1300.0, 1350.0, 1400.0]
     assert all(-4.5 < g < -3.5 for g in solid["G"])
     with h5py.File(tmp_path / "fe.h5") as f:
         assert list(f["curves"]) == ["001_solid"]
