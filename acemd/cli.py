@@ -228,6 +228,10 @@ def _run(argv, debug=False):
 
             from .drivers.md import InputError
             from .io.structure import load_structure
+            from .drivers import driver_class
+            checker = getattr(driver_class(settings), "check_input", None)
+            if checker is not None:          # the driver's own checks beyond the schema
+                checker(settings, args.input)
             pot = load_potential(settings["potential"]["file"])
             atoms = load_structure(settings["structure"], Path(args.input).resolve().parent)
             missing = sorted(set(atoms.get_chemical_symbols()) - set(pot.elements))

@@ -39,3 +39,18 @@ def test_npt_example_runs(tmp_path):
     assert run.state.step == 20
     assert run.state.volume != pytest.approx(volume, rel=1e-6)
     assert (tmp_path / "runs" / "npt_cu_mtk.ckpt.h5").exists()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ('mode = "solid"\ntemperature_final = 800.0', "temperature_final applies to mode"),
+    ('mode = "melting_temperature"\nphase = "liquid"', "does not apply to mode"),
+    ('mode = "temperature_sweep"\ntemperature_final = 500.0', "temperature_final"),
+])
+def test_check_runs_the_drivers_own_checks(tmp_path, capsys, extra, needle):
+    """--check refuses what the driver would refuse at start-up (checks beyond the schema)."""
+    pot = (INPUTS.parent / "tests" / "data" / "potentials" / "Cu-I.yace").as_posix()
+    path = tmp_path / "fe.toml"
+    path.write_text(f'[structure]\nlattice = "fcc"\nelement = "Cu"\na = 3.63\nrepeat = [2, 2, 2]\n'
+                    f'[potential]\nfile = "{pot}"\n[free_energy]\ntemperature = 500.0\n{extra}\n')
+    assert main([str(path), "--check"]) == 1
+    assert needle in capsys.readouterr().err

@@ -78,13 +78,7 @@ class FreeEnergyRun:
         self.sweep = sec["mode"] in ("temperature_sweep", "pressure_sweep")
         self.liquid = sec["mode"] == "liquid" or (self.sweep and sec.get("phase") == "liquid")
         self.sweeper = None
-        _check_sweep(sec, input_path)
-        if self.liquid and sec.get("spring_constants") is not None:
-            raise InputError(f"{input_path}: [free_energy.spring_constants] apply to mode = \"solid\"; remove them "
-                             "for the liquid route")
-        if sec["switching_steps"] < 10:
-            raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
-                             "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
+        self.check_input(settings, input_path)
         self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart, skin=sec["skin"],
                                      stream=stream)
         self.stop = None
@@ -132,6 +126,20 @@ class FreeEnergyRun:
                                  f"{', '.join(missing)}; give every element of the structure or none")
 
     # ------------------------------------------------------------ helpers
+    @staticmethod
+    def check_input(settings, input_path):
+        """The section's checks that the schema cannot make (also run by ``acemd --check``)."""
+        sec = settings["free_energy"]
+        liquid = sec["mode"] == "liquid" or (sec["mode"] in ("temperature_sweep", "pressure_sweep")
+                                             and sec.get("phase") == "liquid")
+        _check_sweep(sec, input_path)
+        if liquid and sec.get("spring_constants") is not None:
+            raise InputError(f"{input_path}: [free_energy.spring_constants] apply to mode = \"solid\"; remove them "
+                             "for the liquid route")
+        if sec["switching_steps"] < 10:
+            raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
+                             "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
+
     def _say(self, line):
         if self.rank == 0 and self.stream is not None:
             print(line, file=self.stream, flush=True)

@@ -127,6 +127,11 @@ class PhaseDiagramRun:
         self.t_start = _time.perf_counter()
         self._npt = {}
 
+    @classmethod
+    def check_input(cls, settings, input_path):
+        """The phase list and the sub-runs' settings (also run by ``acemd --check``); builds nothing."""
+        cls(settings, "", input_path, comm=MPI.COMM_SELF)
+
     # ------------------------------------------------------------ input
     def _phases(self):
         sec, path = self.section, self.input_path
