@@ -298,7 +298,9 @@ class FreeEnergyRun:
                 self._say(f"# stage 2: NVT (Langevin) for the spring constants, {sec['spring_steps']} steps")
                 lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 2)
                 k_spring, msd, growth = measure_spring_constants(sim, lang, sites, T, sec["spring_steps"], progress)
-                pr["k_spring"], pr["msd"] = k_spring, msd
+                pr["k_spring"] = k_spring
+                # per present element only: an absent element's NaN would make the checkpoint unreadable
+                pr["msd"] = {names[i]: float(msd[i]) for i in range(len(names)) if self.counts[i] > 0}
                 present = self.counts > 0
                 lindemann = float(np.sqrt(np.sum(msd[present] * self.counts[present]) / n_atoms)) / pr["d_nn"]
                 if lindemann > sec["lindemann_threshold"] or growth > 1.5:
@@ -339,7 +341,7 @@ class FreeEnergyRun:
             if abs(q) > sec["max_dissipation"]:
                 self._warn(f"iteration {it}: dissipation {q * 1000:.2f} meV/atom exceeds max_dissipation "
                            f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
-        report = self._report(T, P, n_atoms, volume, k_spring, np.asarray(pr["msd"], float), f_einstein, f_cm, pv,
+        report = self._report(T, P, n_atoms, volume, k_spring, pr.get("msd"), f_einstein, f_cm, pv,
                               iterations, pr["npt"], _time.perf_counter() - t_start)
         sweeps = self._sweep_results(report, iterations, n_atoms, volume)
         self._write(report, records, sweeps)
@@ -609,7 +611,7 @@ class FreeEnergyRun:
         given = sec.get("spring_constants")
         if given is not None:
             pr["k_spring"] = np.array([float(given.get(el, 1.0)) for el in st.species_names])
-            pr["msd"] = np.full(len(st.species_names), np.nan)
+            pr.pop("msd", None)       # not measured (and no NaN in the checkpoint: it would read as damaged)
 
     def _stage_switching(self, unit, mix, lang, sites, progress):
         sim, sec = self.simulation, self.section
@@ -696,7 +698,7 @@ class FreeEnergyRun:
             report["average"]["spring_constant"] = " ".join(f"{k_spring[i]:.6f}" for i in present)
             report["results"].update({"einstein_crystal": f_einstein, "com_correction": f_cm})
             report["acemd"].update({
-                "mean_square_displacement_A2": {names[i]: float(msd[i]) for i in present},
+                "mean_square_displacement_A2": None if msd is None else dict(msd),
                 "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present}})
         return report
 

@@ -267,6 +267,21 @@ def test_interrupted_and_restarted_route_equals_the_uninterrupted_one(tmp_path, 
                                                                        abs=1e-9)
 
 
+def test_run_with_given_spring_constants_restarts_to_the_same_result(tmp_path):
+    """Given springs skip the NVT stage; the checkpoint must still be readable (no NaN msd in it)."""
+    body = RESTART_BODY.replace("spring_steps = 100", "spring_constants = {Cu = 3.0}")
+    straight = _run_with_signal(tmp_path / "straight", None, 0, body=body)
+    stopped = _run_with_signal(tmp_path / "split", "iteration 1 switch ACE->Einstein", 100, body=body)
+    assert stopped["stopped_by"] == "signal"
+    resumed = _run_with_signal(tmp_path / "split", None, 0, restart=str(tmp_path / "split" / "free_energy.ckpt.h5"),
+                               body=body)
+    a, b = straight["acemd"], resumed["acemd"]
+    print(f"\ngiven springs: F straight {a['helmholtz_free_energy']:.12f}, restarted {b['helmholtz_free_energy']:.12f}")
+    assert b["helmholtz_free_energy"] == pytest.approx(a["helmholtz_free_energy"], abs=1e-10)
+    assert b["spring_constants_eV_A2"] == {"Cu": 3.0}
+    assert b["mean_square_displacement_A2"] is None
+
+
 def test_restart_with_changed_protocol_is_an_input_error(tmp_path):
     _run_with_signal(tmp_path, "NVT spring constants", 60)
     settings, text, path = _input(tmp_path, RESTART_BODY.replace("n_iterations = 2", "n_iterations = 3"),
