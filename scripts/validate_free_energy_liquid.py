@@ -28,8 +28,9 @@ evaluate the ACE potential.  At ~150 us/atom/step for this potential on one core
 machine that is ~2 h of ACE on one core (~1.2 h on 2 ranks), 3-4 h on a loaded machine.
 ``--quick`` (108 atoms, short stages: 2000 melt, 1000 quench, NPT blocks of 1500, 2
 iterations of 300 + 1000-step switches, barostat 0.2 ps) takes ~7-15 min and checks the
-machinery and the order of magnitude, not the converged number: its 1000-step UF <-> ideal
-gas switches dissipate ~1 kT and put the UF excess ~25 meV/atom high (docs/free-energy.md).
+machinery and the order of magnitude, not the converged number.  Its UF <-> ideal gas
+switches take the default uf_switching_steps = 5 x 1000 (~30 meV/atom dissipation; with
+1000 steps they put the UF excess ~25 meV/atom high, docs/free-energy.md).
 """
 import argparse
 import sys

@@ -32,6 +32,7 @@ from ..free_energy.solid import Progress, displacement_stats, equilibrate_volume
 from ..free_energy.switching import run_at_fixed_lambda, switch
 from ..free_energy.sweep import (SWEEP_PARTS, check_sweep as _check_sweep, pressure_curve, print_pressure_curve,
                                  print_temperature_curve, temperature_curve)
+from .stage_guards import GuardedIntegrator, GuardStop
 from .sweep_stages import Sweeper, record_from_dict, record_to_dict
 from ..integrators import LangevinBAOAB, StochasticCellRescaling
 from ..parallel.collective import on_root
@@ -95,6 +96,12 @@ class FreeEnergyRun:
                 raise InputError(f"--restart {restart}: the [free_energy] section differs from the run that wrote "
                                  "the checkpoint; restart with the same protocol settings (only report, data, "
                                  "checkpoint and progress_every may change)")
+            if saved.get("guard_stop"):
+                g = saved["guard_stop"]
+                raise InputError(f"--restart {restart}: this file holds the last good state before a blow-up in "
+                                 f"stage '{g['stage']}' (for inspection, not a stage boundary); restart from "
+                                 f"{sec['checkpoint']} (the last finished stage) after removing the cause or "
+                                 "relaxing [guards]")
             self.protocol = saved
             self.protocol.setdefault("records", {})
         self.comm = comm
@@ -139,6 +146,9 @@ class FreeEnergyRun:
         if sec["switching_steps"] < 10:
             raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
                              "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
+        if liquid and uf_switching_steps(sec) < 10:
+            raise InputError(f"{input_path}: [free_energy.uf_switching_steps] = {uf_switching_steps(sec)} is too few "
+                             "to integrate dH/dlambda; use thousands (default 5 x switching_steps)")
 
     def _say(self, line):
         if self.rank == 0 and self.stream is not None:
@@ -189,6 +199,8 @@ class FreeEnergyRun:
                        f"--restart {self.section['checkpoint']}")
             self._say(f"# {message}")
             return {"stopped_by": "signal", "message": message, "stage": stop.stage}
+        except GuardStop as stop:
+            return self._guard_stop(stop)
         except ExtrapolationStop as stop:
             message = (f"stopped by extrapolation in stage '{stop.stage}' at step {stop.step}: max gamma "
                        f"{stop.gamma:.6g} exceeds [extrapolation].stop_threshold = "
@@ -200,6 +212,38 @@ class FreeEnergyRun:
                     "max_gamma_by_stage": dict(self.stage_max_gamma)}
         finally:
             self.stop.uninstall()
+
+    def _guarded(self, integrator, stage, kind, temperature):
+        """``integrator`` under the [guards] for one stage: kind "nvt" (fixed Hamiltonian: drift
+        checked), "npt" or "switch" (lambda, T or P driven: no drift check).  Stages with the UF
+        or ideal-gas term let atoms overlap by design: no minimum distance there."""
+        guards = dict(self.settings.get("guards") or {})
+        if not self._ace_stage(stage) and not self._solid_stage(stage):
+            guards["min_distance"] = 0.0
+        settings = {"md": {"ensemble": {"nvt": "nvt-langevin", "npt": "npt-crescale"}.get(kind, "switching")},
+                    "thermostat": {"temperature": float(temperature)}, "guards": guards,
+                    "velocities": self.settings.get("velocities") or {"temperature": 0.0}}
+        return GuardedIntegrator(integrator, settings, self.comm, stage)
+
+    def _solid_stage(self, stage):
+        return not self.liquid and not stage.startswith("sweep")
+
+    def _guard_stop(self, stop):
+        """A guard tripped: the last good state into <checkpoint>.guard.h5 (the checkpoint of the last
+        finished stage stays restartable), the message, stopped_by = "guard" (exit status 4)."""
+        sec = self.section
+        ckpt = Path(sec["checkpoint"])
+        path = ckpt.with_name(f"{ckpt.stem}.guard{ckpt.suffix or '.h5'}")
+        pr = dict(self.protocol)
+        pr["guard_stop"] = {"stage": stop.stage, "message": stop.message}
+        self.simulation.write_checkpoint(str(path), state={"free_energy": pr})
+        done = self.protocol["completed"]
+        resume = (f"{sec['checkpoint']} holds the protocol up to the end of {done[-1]!r} (--restart it once the "
+                  "cause is removed)" if done else "no stage was finished (start again once the cause is removed)")
+        message = (f"[free_energy] stage '{stop.stage}': {stop.message}. The last good state is in {path}; "
+                   f"{resume}; no free energy is reported")
+        self._say(f"# {message}")
+        return {"stopped_by": "guard", "message": message, "stage": stop.stage}
 
     def _units(self):
         """The protocol as resumable units, in order."""
@@ -227,6 +271,8 @@ class FreeEnergyRun:
             return sec[f"{unit}_steps"]
         if unit.startswith("sweep"):
             return sec["equilibration_steps"] if unit.endswith(("eq_start", "eq_end")) else sec["sweep_steps"]
+        if unit.endswith(("gas_forward", "gas_backward")):
+            return uf_switching_steps(sec)
         return sec["equilibration_steps"] if unit.endswith(("eq0", "eq1")) else sec["switching_steps"]
 
     def _boundary(self, unit):
@@ -284,7 +330,8 @@ class FreeEnergyRun:
                 else "solid (Frenkel-Ladd, fixed centre of mass)")
         self._say(f"# free_energy: mode {what}, T = {T} K, P = {P} bar, "
                   f"{sec['n_iterations']} iterations of {sec['equilibration_steps']} + {sec['switching_steps']} "
-                  f"steps x 2, switching {sec['switching']}")
+                  f"steps x 2, switching {sec['switching']}"
+                  + (f", UF <-> ideal gas {uf_switching_steps(sec)} steps x 2" if self.liquid else ""))
         self._say_sweep_plan()
         pr = self.protocol
         units = self._units()
@@ -305,8 +352,11 @@ class FreeEnergyRun:
                 sites = self._sites()
                 self._say(f"# stage 2: NVT (Langevin) for the spring constants, {sec['spring_steps']} steps")
                 lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 2)
-                k_spring, msd, growth = measure_spring_constants(sim, lang, sites, T, sec["spring_steps"], progress)
-                pr["k_spring"], pr["msd"] = k_spring, msd
+                k_spring, msd, growth = measure_spring_constants(
+                    sim, self._guarded(lang, "NVT spring constants", "nvt", T), sites, T, sec["spring_steps"], progress)
+                pr["k_spring"] = k_spring
+                # per present element only: an absent element's NaN would make the checkpoint unreadable
+                pr["msd"] = {names[i]: float(msd[i]) for i in range(len(names)) if self.counts[i] > 0}
                 present = self.counts > 0
                 lindemann = float(np.sqrt(np.sum(msd[present] * self.counts[present]) / n_atoms)) / pr["d_nn"]
                 if lindemann > sec["lindemann_threshold"] or growth > 1.5:
@@ -347,7 +397,7 @@ class FreeEnergyRun:
             if abs(q) > sec["max_dissipation"]:
                 self._warn(f"iteration {it}: dissipation {q * 1000:.2f} meV/atom exceeds max_dissipation "
                            f"{sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly (switching_steps)")
-        report = self._report(T, P, n_atoms, volume, k_spring, np.asarray(pr["msd"], float), f_einstein, f_cm, pv,
+        report = self._report(T, P, n_atoms, volume, k_spring, pr.get("msd"), f_einstein, f_cm, pv,
                               iterations, pr["npt"], _time.perf_counter() - t_start)
         sweeps = self._sweep_results(report, iterations, n_atoms, volume)
         self._write(report, records, sweeps)
@@ -383,8 +433,9 @@ class FreeEnergyRun:
                 self._say(f"# stage {unit}: NVT (Langevin) at {t_stage} K, {sec[unit + '_steps']} steps")
                 if unit == "melt" or not sec["melt"]:
                     self._thermalise(t_stage, sec["seed"])
-                integ = LangevinBAOAB(sec["timestep"], t_stage, sec["damping"], seed=sec["seed"] + (4 if unit == "melt"
-                                                                                                      else 5))
+                integ = self._guarded(LangevinBAOAB(sec["timestep"], t_stage, sec["damping"],
+                                                    seed=sec["seed"] + (4 if unit == "melt" else 5)),
+                                      unit, "nvt", t_stage)
                 sim.engine.compute_forces(force_rebuild=True)
                 integ.setup(sim.engine)
                 on_step = progress.stage(unit, sec[unit + "_steps"])
@@ -433,10 +484,11 @@ class FreeEnergyRun:
             iterations.append({"iteration": it, "W_forward": w_fw, "W_backward": w_bw, "work": work,
                                "dissipation": q, "uf_excess": f_ex, "uf_dissipation": q_gas, "F": f, "G": f + pv})
             records.append({"forward": fw, "backward": bw, "gas_forward": gfw, "gas_backward": gbw})
-            for what, value in (("ACE<->UF", q), ("UF<->ideal gas", q_gas)):
+            for what, value, key in (("ACE<->UF", q, "switching_steps"), ("UF<->ideal gas", q_gas, "uf_switching_steps")):
                 if abs(value) > sec["max_dissipation"]:
                     self._warn(f"iteration {it}: {what} dissipation {value * 1000:.2f} meV/atom exceeds "
-                               f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly")
+                               f"max_dissipation {sec['max_dissipation'] * 1000:.2f} meV/atom; switch more slowly "
+                               f"({key})")
         f_ex_mean = float(np.mean([r["uf_excess"] for r in iterations]))
         report = self._report(T, P, n_atoms, volume, None, None, f_ig, f_ex_mean, pv, iterations, pr["npt"],
                               _time.perf_counter() - t_start)
@@ -476,7 +528,7 @@ class FreeEnergyRun:
                                            barostat_damping=sec["barostat_damping"], coupling="iso",
                                            compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
         cell, mean_p, converged, blocks = equilibrate_volume(
-            sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress,
+            sim, lambda: self._guarded(factory(), "NPT", "npt", T), P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress,
             min_error_block_steps=_error_block_steps(sec))
         ratio = abs(np.linalg.det(cell)) / pr["start_volume"]
         if ratio > sec["max_volume_ratio"]:
@@ -498,18 +550,21 @@ class FreeEnergyRun:
         eng = sim.engine
         eng.compute_forces(force_rebuild=True)
         lang.setup(eng)
+        T = sec["temperature"]
         if part in ("eq0", "eq1"):
             lam = 0.0 if part == "eq0" else 1.0
-            run_at_fixed_lambda(eng, lang, mix, lam, sec["equilibration_steps"],
-                                on_step=progress.stage(f"{label} equilibrate l={lam:g}", sec["equilibration_steps"]))
+            stage = f"{label} equilibrate l={lam:g}"
+            run_at_fixed_lambda(eng, self._guarded(lang, stage, "nvt", T), mix, lam, sec["equilibration_steps"],
+                                on_step=progress.stage(stage, sec["equilibration_steps"]))
             if part == "eq0":
                 self._crystallised_check(f"{label} equilibration at lambda = 0")
             return
         forward = part in ("forward", "gas_forward")
         name = {"forward": "switch ACE->UF", "backward": "switch UF->ACE", "gas_forward": "switch UF->ideal gas",
                 "gas_backward": "switch ideal gas->UF"}[part]
-        rec = switch(eng, lang, mix, sec["switching_steps"], forward=forward,
-                     on_step=progress.stage(f"{label} {name}", sec["switching_steps"]))
+        steps = uf_switching_steps(sec) if part.startswith("gas") else sec["switching_steps"]
+        rec = switch(eng, self._guarded(lang, f"{label} {name}", "switch", T), mix, steps, forward=forward,
+                     on_step=progress.stage(f"{label} {name}", steps))
         self.protocol["records"][unit] = {"lam": rec.lam, "weight": rec.weight, "energy_a": rec.energy_a,
                                           "energy_b": rec.energy_b}
         self._say(f"# {label} {name}: work {rec.work / sim.state.n_atoms_total:+.6f} eV/atom")
@@ -528,8 +583,12 @@ class FreeEnergyRun:
 
     def _stage_sweep(self, unit, progress):
         """One unit of a sweep (:mod:`acemd.drivers.sweep_stages`), after the route's units."""
+        sec = self.section
         if self.sweeper is None:
-            self.sweeper = Sweeper(self.simulation, self.section, self.protocol["volume"])
+            self.sweeper = Sweeper(self.simulation, sec, self.protocol["volume"])
+            self._sweep_integrator = self.sweeper.integrator
+        top = max(sec["temperature"], sec.get("temperature_final") or 0.0)
+        self.sweeper.integrator = self._guarded(self._sweep_integrator, unit, "switch", top)
         done = self.sweeper.run_unit(unit, progress)
         if done is not None:
             name, rec = done
@@ -595,7 +654,7 @@ class FreeEnergyRun:
                                                barostat_damping=sec["barostat_damping"], coupling="iso",
                                                compressibility_per_bar=sec["compressibility"], seed=sec["seed"])
             cell, mean_p, converged, blocks = equilibrate_volume(
-                sim, factory, P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress,
+                sim, lambda: self._guarded(factory(), "NPT", "npt", T), P, sec["npt_steps"], sec["npt_max_blocks"], sec["pressure_tolerance"], progress,
                 min_error_block_steps=_error_block_steps(sec))
             npt = _npt_record(converged, blocks, mean_p)
             if not converged:
@@ -617,7 +676,7 @@ class FreeEnergyRun:
         given = sec.get("spring_constants")
         if given is not None:
             pr["k_spring"] = np.array([float(given.get(el, 1.0)) for el in st.species_names])
-            pr["msd"] = np.full(len(st.species_names), np.nan)
+            pr.pop("msd", None)       # not measured (and no NaN in the checkpoint: it would read as damaged)
 
     def _stage_switching(self, unit, mix, lang, sites, progress):
         sim, sec = self.simulation, self.section
@@ -625,16 +684,18 @@ class FreeEnergyRun:
         label, part = unit.rsplit(" ", 1)
         eng.compute_forces(force_rebuild=True)
         lang.setup(eng)
+        T = sec["temperature"]
         if part in ("eq0", "eq1"):
             lam = 0.0 if part == "eq0" else 1.0
-            run_at_fixed_lambda(eng, lang, mix, lam, sec["equilibration_steps"],
-                                on_step=progress.stage(f"{label} equilibrate l={lam:g}", sec["equilibration_steps"]))
+            stage = f"{label} equilibrate l={lam:g}"
+            run_at_fixed_lambda(eng, self._guarded(lang, stage, "nvt", T), mix, lam, sec["equilibration_steps"],
+                                on_step=progress.stage(stage, sec["equilibration_steps"]))
             if part == "eq0":
                 self._check_solid(sites, f"{label} equilibration at lambda = 0")
             return
         forward = part == "forward"
         name = f"{label} switch " + ("ACE->Einstein" if forward else "Einstein->ACE")
-        rec = switch(eng, lang, mix, sec["switching_steps"], forward=forward,
+        rec = switch(eng, self._guarded(lang, name, "switch", T), mix, sec["switching_steps"], forward=forward,
                      on_step=progress.stage(name, sec["switching_steps"]))
         self.protocol["records"][unit] = {"lam": rec.lam, "weight": rec.weight, "energy_a": rec.energy_a,
                                           "energy_b": rec.energy_b}
@@ -696,6 +757,7 @@ class FreeEnergyRun:
             # f_einstein, f_cm carry the ideal gas and the mean UF excess free energy here
             b3 = 0.5 * (np.pi * sec["uf_sigma"] ** 2) ** 1.5
             report["results"].update({"ideal_gas": f_einstein, "uf_excess": f_cm})
+            report["acemd"]["protocol"]["uf_switching_steps"] = uf_switching_steps(sec)
             report["acemd"].update({
                 "uf": {"p": sec["uf_p"], "sigma_A": sec["uf_sigma"], "x": n_atoms / volume * b3},
                 "uf_excess_error": mean_err([r["uf_excess"] for r in iterations])[1],
@@ -704,7 +766,7 @@ class FreeEnergyRun:
             report["average"]["spring_constant"] = " ".join(f"{k_spring[i]:.6f}" for i in present)
             report["results"].update({"einstein_crystal": f_einstein, "com_correction": f_cm})
             report["acemd"].update({
-                "mean_square_displacement_A2": {names[i]: float(msd[i]) for i in present},
+                "mean_square_displacement_A2": None if msd is None else dict(msd),
                 "spring_constants_eV_A2": {names[i]: float(k_spring[i]) for i in present}})
         return report
 
@@ -817,6 +879,18 @@ class FreeEnergyRun:
         if "pressure_sweep" in report:
             print_pressure_curve(self._say, report["pressure_sweep"])
         self._say(f"# report: {self.section['report']}, data: {self.section['data']}")
+
+
+def uf_switching_steps(sec):
+    """Steps of each UF <-> ideal-gas switch: the key, or 5 x switching_steps.
+
+    These switches evaluate only the UF pair term (~1 ms/step at 108 atoms) but carry the
+    whole UF excess (~18 kT per atom at liquid density); their dissipation falls as
+    1/steps (Cu, x = 0.67, 1500 K: 173, 61, 30, 17 meV/atom at 1000, 2500, 5000, 10000
+    steps), so they get five times the ACE <-> UF switches' length by default.
+    """
+    given = sec.get("uf_switching_steps")
+    return int(given) if given is not None else 5 * int(sec["switching_steps"])
 
 
 def _error_block_steps(sec):

@@ -98,6 +98,9 @@ n_iterations = 2
 equilibration_steps = 200
 switching_steps = 1500
 min_distance = 1e-6
+
+[guards]
+min_distance = 0.0    # ideal-gas atoms overlap: no blow-up
 """)
     run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
     sim = run.simulation
@@ -116,7 +119,10 @@ min_distance = 1e-6
     assert a["helmholtz_free_energy"] == pytest.approx(exact, abs=max(4 * a["helmholtz_free_energy_error"], 2e-3))
 
 
-def test_cu_i_liquid_collapses_and_no_free_energy_is_reported(tmp_path):
+@pytest.mark.parametrize("guards", [False, True])
+def test_cu_i_liquid_collapses_and_no_free_energy_is_reported(tmp_path, guards):
+    """The driver's collapse check (guards off) says "no stable liquid"; with the [guards] on, the
+    collapsing atoms trip a guard first (a stop with a message, exit status 4 from the CLI)."""
     settings, text, path = _liquid_input(tmp_path, """
 temperature = 1800.0
 timestep = 0.002
@@ -124,10 +130,16 @@ melt_steps = 3000
 quench_steps = 1000
 npt_steps = 3000
 n_iterations = 1
-""", a=3.62)
-    with pytest.raises(NoStableLiquidError, match="no stable liquid") as exc:
-        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO()).run()
-    print(f"\n{exc.value}")
+""" + ("" if guards else "\n[guards]\nenabled = false\n"), a=3.62)
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
+    if guards:
+        summary = run.run()
+        print(f"\n{summary['message']}")
+        assert summary["stopped_by"] == "guard" and "blow-up guard" in summary["message"]
+    else:
+        with pytest.raises(NoStableLiquidError, match="no stable liquid") as exc:
+            run.run()
+        print(f"\n{exc.value}")
     assert not (tmp_path / "fe.yaml").exists()
 
 
@@ -212,3 +224,63 @@ switching_steps = 20
     assert any("did not melt at 1000 K" in w for w in warnings)
     assert any("crystallised during the quench" in w for w in warnings)
     assert report["acemd"]["structure_q6"]["melt"] > CRYSTAL_Q6BAR
+
+
+def _ideal_gas_route(tmp_path, body, a=3.61, repeat=2):
+    """The liquid route with the ideal gas as "the potential" (cheap: only the UF term costs)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    settings, text, path = _liquid_input(tmp_path, body, repeat=repeat, a=a)
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
+    run.simulation.term = ZeroTerm()
+    run.simulation.set_terms([run.simulation.term])
+    return run.run()
+
+
+IDEAL_GAS_BODY = """
+temperature = 1000.0
+npt = false
+timestep = 0.002
+damping = 0.05
+melt_steps = 50
+quench_steps = 50
+equilibration_steps = 100
+switching_steps = 50
+min_distance = 1e-6
+"""
+NO_DISTANCE_GUARD = "\n[guards]\nmin_distance = 0.0    # ideal-gas atoms overlap: no blow-up\n"
+
+
+def test_longer_uf_switches_dissipate_less(tmp_path):
+    """uf_switching_steps sets the UF <-> ideal-gas switches alone (x = 0.80, 32 atoms); past the
+    sudden-switch regime the dissipation falls roughly as 1/steps."""
+    import h5py
+    q = {}
+    for steps in (1000, 4000):
+        report = _ideal_gas_route(tmp_path / str(steps), IDEAL_GAS_BODY + f"n_iterations = 1\nuf_switching_steps = {steps}\n"
+                                  + NO_DISTANCE_GUARD)
+        q[steps] = float(np.mean([r["uf_dissipation"] for r in report["acemd"]["iterations"]]))
+        assert report["acemd"]["protocol"]["uf_switching_steps"] == steps
+        with h5py.File(tmp_path / str(steps) / "fe.h5") as f:
+            assert len(f["iteration_001/gas_forward/lambda"]) == steps + 1
+            assert len(f["iteration_001/forward/lambda"]) == 51
+    print(f"\nUF<->ideal gas dissipation: {q[1000] * 1000:.1f} meV/atom at 1000 steps, {q[4000] * 1000:.1f} at 4000")
+    assert 0.0 < q[4000] < 0.5 * q[1000]
+
+
+def test_uf_excess_through_the_driver_matches_the_virial_series_at_low_density(tmp_path):
+    """fcc at a = 10 Å (108 atoms, x = 0.038): the driver's UF excess against B~2 x + B~3 x^2 / 2."""
+    report = _ideal_gas_route(tmp_path, IDEAL_GAS_BODY.replace("equilibration_steps = 100", "equilibration_steps = 300")
+                              + "n_iterations = 3\nuf_switching_steps = 2000\n" + NO_DISTANCE_GUARD,
+                              a=10.0, repeat=3)
+    a, res = report["acemd"], report["results"]
+    x = a["uf"]["x"]
+    virial = series_excess(x, 50.0, 1000.0)
+    print(f"\nUF excess through the driver at x = {x:.4f}: {res['uf_excess']:.6f} +- {a['uf_excess_error']:.1e}, "
+          f"virial series {virial:.6f} eV/atom")
+    assert res["uf_excess"] == pytest.approx(virial, abs=3 * a["uf_excess_error"] + 5e-4)
+
+
+def test_uf_switching_steps_below_ten_is_an_input_error(tmp_path):
+    settings, text, path = _liquid_input(tmp_path, "temperature = 1000.0\nuf_switching_steps = 5\n")
+    with pytest.raises(InputError, match="uf_switching_steps"):
+        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())

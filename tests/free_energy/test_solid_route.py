@@ -267,6 +267,21 @@ def test_interrupted_and_restarted_route_equals_the_uninterrupted_one(tmp_path, 
                                                                        abs=1e-9)
 
 
+def test_run_with_given_spring_constants_restarts_to_the_same_result(tmp_path):
+    """Given springs skip the NVT stage; the checkpoint must still be readable (no NaN msd in it)."""
+    body = RESTART_BODY.replace("spring_steps = 100", "spring_constants = {Cu = 3.0}")
+    straight = _run_with_signal(tmp_path / "straight", None, 0, body=body)
+    stopped = _run_with_signal(tmp_path / "split", "iteration 1 switch ACE->Einstein", 100, body=body)
+    assert stopped["stopped_by"] == "signal"
+    resumed = _run_with_signal(tmp_path / "split", None, 0, restart=str(tmp_path / "split" / "free_energy.ckpt.h5"),
+                               body=body)
+    a, b = straight["acemd"], resumed["acemd"]
+    print(f"\ngiven springs: F straight {a['helmholtz_free_energy']:.12f}, restarted {b['helmholtz_free_energy']:.12f}")
+    assert b["helmholtz_free_energy"] == pytest.approx(a["helmholtz_free_energy"], abs=1e-10)
+    assert b["spring_constants_eV_A2"] == {"Cu": 3.0}
+    assert b["mean_square_displacement_A2"] is None
+
+
 def test_restart_with_changed_protocol_is_an_input_error(tmp_path):
     _run_with_signal(tmp_path, "NVT spring constants", 60)
     settings, text, path = _input(tmp_path, RESTART_BODY.replace("n_iterations = 2", "n_iterations = 3"),
@@ -354,3 +369,24 @@ progress_every = 1000000
     assert a["helmholtz_free_energy"] == pytest.approx(exact, abs=1e-4)
     assert report["input"]["element"] == "Al Ni"
     assert [float(c) for c in report["input"]["concentration"].split()] == pytest.approx(counts / counts.sum(), abs=1e-5)
+
+
+def test_max_force_guard_stops_the_solid_route_with_exit_4(tmp_path):
+    """[guards] apply in the driver's stages: a tiny max_force trips at the first check of the NPT
+    stage (step 10); exit status 4, the last good state (step 0, the lattice: forces ~0) in
+    <checkpoint>.guard.h5, which --restart refuses (it is no stage boundary)."""
+    from acemd.cli import main
+    from acemd.io.checkpoint import read_checkpoint
+    body = RESTART_BODY + f'checkpoint = "{(tmp_path / "ck.h5").as_posix()}"\n'
+    settings, text, path = _input(tmp_path, body, repeat=2, a=3.66)
+    path.write_text(text + "\n[guards]\nmax_force = 0.05\n")
+    assert main([str(path)]) == 4
+    ck = read_checkpoint(tmp_path / "ck.guard.h5")
+    stop = ck["state"]["free_energy"]["guard_stop"]
+    print(f"\nguard stop: {stop['message']}")
+    assert ck["step"] == 0 and stop["stage"] == "NPT" and "max_force" in stop["message"]
+    assert not (tmp_path / "fe.yaml").exists()
+    settings, text, path = _input(tmp_path, body, repeat=2, a=3.66)
+    with pytest.raises(InputError, match="last good state before a blow-up"):
+        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=str(tmp_path / "ck.guard.h5"),
+                      stream=io.StringIO())
