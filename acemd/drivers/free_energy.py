@@ -200,6 +200,14 @@ class FreeEnergyRun:
             self._say(f"# {message}")
             return {"stopped_by": "signal", "message": message, "stage": stop.stage}
         except GuardStop as stop:
+            if self.liquid and self._ace_stage(stop.stage):
+                # atoms crushed together or flung apart while ACE alone drives a liquid: the collapse the
+                # liquid route reports as such (its own distance check runs only every 50 steps)
+                raise NoStableLiquidError(
+                    f"{self.input_path}: the liquid collapsed in stage '{stop.stage}' "
+                    f"({stop.message.split('. ')[0]}); the "
+                    f"potential {self.simulation.potential.path} has no stable liquid there (or the timestep is "
+                    "too large); no free energy is computed") from None
             return self._guard_stop(stop)
         except ExtrapolationStop as stop:
             message = (f"stopped by extrapolation in stage '{stop.stage}' at step {stop.step}: max gamma "
