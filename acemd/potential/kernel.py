@@ -252,77 +252,245 @@ STAGE_BACKWARD = 3    # + product tree backward (dE/dA) and the -m fold
 STAGE_ALL = 4         # + pair gradients, forces and virial (the normal kernel)
 
 
+@njit(cache=True)
+def site_buffers(max_neigh, nfunc, nlm_half, lmax, nel):
+    """Per-atom work arrays of the force kernel, neighbour index last so that the
+    loops over an atom's neighbours run over contiguous memory (and vectorise):
+    neighbour index, element, r, unit vector, spline values and derivatives
+    (nfunc, max_neigh), Q_lm(z) and dQ/dz (nlm_half, max_neigh), (x + i y)^m as
+    real and imaginary parts (lmax+1, max_neigh), four (max_neigh,) accumulators
+    and the species segments of the sorted neighbours."""
+    return (np.empty(max_neigh, np.int64), np.empty(max_neigh, np.int64), np.empty(max_neigh),
+            np.empty((3, max_neigh)), np.empty((nfunc, max_neigh)), np.empty((nfunc, max_neigh)),
+            np.empty((nlm_half, max_neigh)), np.empty((nlm_half, max_neigh)),
+            np.empty((lmax + 1, max_neigh)), np.empty((lmax + 1, max_neigh)),
+            np.empty((4, max_neigh)), np.empty((4, max_neigh)), np.empty(nel + 1, np.int64))
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale, bond_rcut,
+                       nb_index, nb_mu, nb_r, nb_u, scratch, segment):
+    """The neighbours of atom i within their bond cutoff, sorted by element (stable).
+
+    Fills nb_index, nb_mu, nb_r, nb_u (3, nn) and segment (the first position of
+    each element, segment[nel] = nn).  Returns (nn, bad): bad is the neighbour
+    closer than one spline bin (-1 if none).
+    """
+    mu_i = species[i]
+    xi = positions[i, 0]
+    yi = positions[i, 1]
+    zi = positions[i, 2]
+    segment[:] = 0
+    nn = 0
+    for jj in range(offsets[i], offsets[i + 1]):
+        j = neighbors[jj]
+        mu_j = species[j]
+        bond = mu_i * nel + mu_j
+        dx = positions[j, 0] - xi
+        dy = positions[j, 1] - yi
+        dz = positions[j, 2] - zi
+        r = np.sqrt(dx * dx + dy * dy + dz * dz)
+        if r >= bond_rcut[bond]:
+            continue
+        if r * spline_scale[bond] < 1.0:
+            return nn, j
+        inv_r = 1.0 / r
+        nb_index[nn] = j
+        nb_mu[nn] = mu_j
+        nb_r[nn] = r
+        nb_u[0, nn] = dx * inv_r
+        nb_u[1, nn] = dy * inv_r
+        nb_u[2, nn] = dz * inv_r
+        segment[mu_j + 1] += 1
+        nn += 1
+    for mu in range(nel):
+        segment[mu + 1] += segment[mu]
+    if nel > 1:
+        # stable counting sort by element through the scratch rows
+        fill = segment[:nel].copy()
+        for jn in range(nn):
+            scratch[0, jn] = nb_r[jn]
+            scratch[1, jn] = nb_u[0, jn]
+            scratch[2, jn] = nb_u[1, jn]
+            scratch[3, jn] = nb_u[2, jn]
+        idx = nb_index[:nn].copy()
+        mus = nb_mu[:nn].copy()
+        for jn in range(nn):
+            k = fill[mus[jn]]
+            fill[mus[jn]] += 1
+            nb_index[k] = idx[jn]
+            nb_mu[k] = mus[jn]
+            nb_r[k] = scratch[0, jn]
+            nb_u[0, k] = scratch[1, jn]
+            nb_u[1, k] = scratch[2, jn]
+            nb_u[2, k] = scratch[3, jn]
+    return nn, -1
+
+
 @njit(cache=True, fastmath=True, error_model='numpy')
 def ace_forces(positions, species, n_local, offsets, neighbors,
-               nradbase, nradmax, lmax, ndensity_max, is_zbl, cutoff_max,
-               spline_tables, spline_nlut, spline_scale,
+               nradmax, lmax, ndensity_max, is_zbl, cutoff_max,
+               force_tables, spline_nlut, spline_scale,
                bond_rcut, bond_cut_in, bond_dcut_in,
                ndensity, embedding_kind, fs_parameters, rho_core_cut, drho_core_cut, E0,
-               rank1_offsets, rank1_index, rank1_coef,
                node_offsets, node_parent, node_factor, node_coef,
                ylm_a, ylm_b,
                site_energy, forces, virial, site_virial, want_site_virial, stop_after):
     """Fill site_energy[:n_local] (eV), add forces (eV/Å) and virial (eV).
 
-    ``virial`` (3, 3) accumulates W = sum_atoms x (x) f; ``site_virial``
-    (n_ext, 3, 3) gets each pair's share split half to each atom, as LAMMPS
-    does, if ``want_site_virial`` (otherwise it is not touched and may be a
-    dummy array: MD needs only the total).  ``stop_after`` is STAGE_ALL except
-    in the profiling mode (``acemd.potential.profile``), which stops every atom
-    after an earlier stage and takes each stage's cost from the differences of
-    the cumulative times.  Returns (status, atom, neighbour): status TOO_CLOSE
-    when a pair is closer than one spline bin.
+    ``force_tables`` (nbonds, nlut+1, ndensity_max + nradmax*(lmax+1) + 1, 4)
+    holds per bond the rank-1 part of each density as one radial function (the
+    rank-1 coefficients folded into the spline coefficients: rank-1 functions are
+    linear in A1), then R_nl, then the core repulsion.  ``virial`` (3, 3)
+    accumulates W = sum_atoms x (x) f; ``site_virial`` (n_ext, 3, 3) gets each
+    pair's share split half to each atom, as LAMMPS does, if
+    ``want_site_virial`` (otherwise it is not touched and may be a dummy array:
+    MD needs only the total).  ``stop_after`` is STAGE_ALL except in the
+    profiling mode (``acemd.potential.profile``), which stops every atom after an
+    earlier stage.  Returns (status, atom, neighbour): status TOO_CLOSE when a
+    pair is closer than one spline bin.
     """
     nel = E0.shape[0]
     nlm = (lmax + 1) * (lmax + 1)
     nlm_half = (lmax + 1) * (lmax + 2) // 2
     nrl = nradmax * (lmax + 1)
-    nfunc = spline_tables.shape[2]
+    nfunc = force_tables.shape[2]
+    col_rnl = ndensity_max
+    col_core = ndensity_max + nrl
+    sqrt3 = np.sqrt(3.0)
 
     max_neigh = max_row_length(offsets, n_local)
     max_nodes = max_row_length(node_offsets, nel)
-
-    # per-neighbour caches
-    (nb_index, nb_mu, nb_r, nb_hat, nb_g, nb_dg, nb_R, nb_dR, nb_dcore, nb_Y,
-     nb_dY) = neighbour_buffers(max_neigh, nradbase, nrl, nlm_half)
-    # per-atom work arrays
+    (nb_index, nb_mu, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im, acc, scratch,
+     segment) = site_buffers(max_neigh, nfunc, nlm_half, lmax, nel)
     A = np.zeros(nel * nradmax * nlm, np.complex128)
-    A1 = np.zeros(nel * nradbase)
     W = np.zeros(nel * nradmax * nlm, np.complex128)   # dE/dA, folded to m >= 0
-    W1 = np.zeros(nel * nradbase)
     node_val = np.empty(max_nodes, np.complex128)
     node_adj = np.empty(max_nodes, np.complex128)
     rho = np.zeros(ndensity_max)
     dF = np.zeros(ndensity_max)
-    Q = np.zeros((lmax + 1, lmax + 1))
-    dQ = np.zeros((lmax + 1, lmax + 1))
-    phase = np.zeros(lmax + 1, np.complex128)
-    spl = np.zeros(nfunc)
-    dspl = np.zeros(nfunc)
-    P = np.zeros(nlm_half, np.complex128)
-    PD = np.zeros(nlm_half, np.complex128)
+    y_re = np.empty(max_neigh)
+    y_im = np.empty(max_neigh)
+    p_re = np.empty(max_neigh)
+    p_im = np.empty(max_neigh)
+    pd_re = np.empty(max_neigh)
+    pd_im = np.empty(max_neigh)
 
     for i in range(n_local):
         mu_i = species[i]
-        status, jbad, nn, rho_core, dmin, jmin = atomic_base(
-            i, positions, species, offsets, neighbors, nel,
-            nradbase, nradmax, lmax, is_zbl, cutoff_max,
-            spline_tables, spline_nlut, spline_scale,
-            bond_rcut, bond_cut_in, bond_dcut_in, ylm_a, ylm_b,
-            nb_index, nb_mu, nb_r, nb_hat, nb_g, nb_dg, nb_R, nb_dR, nb_dcore, nb_Y, nb_dY,
-            A, A1, Q, dQ, phase, spl, dspl)
-        if status != OK:
-            return status, i, jbad
+        nn, jbad = _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale,
+                                      bond_rcut, nb_index, nb_mu, nb_r, nb_u, scratch, segment)
+        if jbad >= 0:
+            return TOO_CLOSE, i, jbad
+        ux = nb_u[0]
+        uy = nb_u[1]
+        uz = nb_u[2]
+        # ---------- radial splines (cubic Hermite), one table row per pair
+        for jn in range(nn):
+            bond = mu_i * nel + nb_mu[jn]
+            sc = spline_scale[bond]
+            xs = nb_r[jn] * sc
+            nl = int(xs)
+            if nl < spline_nlut[bond]:
+                w = xs - nl
+                w2 = w * w
+                w3 = w2 * w
+                for f in range(nfunc):
+                    c0 = force_tables[bond, nl, f, 0]
+                    c1 = force_tables[bond, nl, f, 1]
+                    c2 = force_tables[bond, nl, f, 2]
+                    c3 = force_tables[bond, nl, f, 3]
+                    S[f, jn] = c0 + c1 * w + c2 * w2 + c3 * w3
+                    dS[f, jn] = (c1 + 2.0 * c2 * w + 3.0 * c3 * w2) * sc
+            else:
+                for f in range(nfunc):
+                    S[f, jn] = 0.0
+                    dS[f, jn] = 0.0
+        # ---------- harmonics Y_lm = Q_lm(z) (x + i y)^m over all neighbours at once
+        for jn in range(nn):
+            Q[0, jn] = 1.0
+            dQ[0, jn] = 0.0
+            ph_re[0, jn] = 1.0
+            ph_im[0, jn] = 0.0
+        if lmax > 0:
+            q11 = -np.sqrt(1.5)
+            for jn in range(nn):
+                Q[1, jn] = sqrt3 * uz[jn]
+                dQ[1, jn] = sqrt3
+                Q[2, jn] = q11
+                dQ[2, jn] = 0.0
+        for l in range(2, lmax + 1):
+            hl = l * (l + 1) // 2
+            h1 = (l - 1) * l // 2
+            h2 = (l - 2) * (l - 1) // 2
+            for m in range(0, l - 1):
+                a = ylm_a[l, m]
+                ab = a * ylm_b[l, m]
+                for jn in range(nn):
+                    Q[hl + m, jn] = a * uz[jn] * Q[h1 + m, jn] - ab * Q[h2 + m, jn]
+                    dQ[hl + m, jn] = a * (Q[h1 + m, jn] + uz[jn] * dQ[h1 + m, jn]) - ab * dQ[h2 + m, jn]
+            t = np.sqrt(2.0 * l + 1.0)
+            s = -np.sqrt(1.0 + 0.5 / l)
+            for jn in range(nn):
+                qd = Q[h1 + l - 1, jn]
+                Q[hl + l - 1, jn] = t * qd * uz[jn]
+                dQ[hl + l - 1, jn] = t * qd
+                Q[hl + l, jn] = s * qd
+                dQ[hl + l, jn] = 0.0
+        for m in range(1, lmax + 1):
+            for jn in range(nn):
+                pr = ph_re[m - 1, jn]
+                pi = ph_im[m - 1, jn]
+                ph_re[m, jn] = pr * ux[jn] - pi * uy[jn]
+                ph_im[m, jn] = pr * uy[jn] + pi * ux[jn]
+        # ---------- atomic base A_{mu n l m} (m >= 0), rank-1 densities, core
+        for p in range(ndensity_max):
+            s = 0.0
+            for jn in range(nn):
+                s += S[p, jn]
+            rho[p] = s
+        rho_core = 0.0
+        for jn in range(nn):
+            rho_core += S[col_core, jn]
+        for mu in range(nel):
+            s0 = segment[mu]
+            s1 = segment[mu + 1]
+            ns = s1 - s0              # zero-based loops over slices: numba's negative-index
+            for l in range(lmax + 1): # handling of s0 + k would stop the vectorisation
+                for m in range(l + 1):
+                    h = l * (l + 1) // 2 + m
+                    Qh = Q[h, s0:s1]
+                    cre = ph_re[m, s0:s1]
+                    cim = ph_im[m, s0:s1]
+                    for k in range(ns):
+                        y_re[k] = Qh[k] * cre[k]
+                        y_im[k] = Qh[k] * cim[k]
+                    for n in range(nradmax):
+                        Rq = S[col_rnl + n * (lmax + 1) + l, s0:s1]
+                        sr = 0.0
+                        si = 0.0
+                        for k in range(ns):
+                            sr += Rq[k] * y_re[k]
+                            si += Rq[k] * y_im[k]
+                        ctr = (mu * nradmax + n) * nlm + l * l + l
+                        A[ctr + m] = complex(sr, si)
+                        if m > 0:
+                            sign = -1.0 if m % 2 else 1.0
+                            A[ctr - m] = complex(sign * sr, -sign * si)
+        dmin = cutoff_max
+        jmin = -1
+        if is_zbl:
+            for jn in range(nn):
+                bond = mu_i * nel + nb_mu[jn]
+                d = nb_r[jn] - (bond_cut_in[bond] - bond_dcut_in[bond])
+                if d < dmin:
+                    dmin = d
+                    jmin = jn
         if stop_after < STAGE_FORWARD:
             continue
 
-        # ---------- densities: rank 1 and the product tree
+        # ---------- densities: the product tree on top of the rank-1 part
         nd = ndensity[mu_i]
-        rho[:] = 0.0
-        for f in range(rank1_offsets[mu_i], rank1_offsets[mu_i + 1]):
-            a1 = A1[rank1_index[f]]
-            for p in range(nd):
-                rho[p] += rank1_coef[f, p] * a1
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
         if nd == 2:
@@ -360,6 +528,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             F, dFp = _embedding(embedding_kind[mu_i], rho[p], fs_parameters[mu_i, p, 1])
             evdwl += fs_parameters[mu_i, p, 0] * F
             dF[p] = fs_parameters[mu_i, p, 0] * dFp
+        for p in range(nd, ndensity_max):
+            dF[p] = 0.0
         dE_dfcut_nearest = 0.0
         if is_zbl:
             if jmin >= 0:
@@ -394,12 +564,6 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
 
         # ---------- backward: dE/dA through the tree
         W[:] = 0.0
-        W1[:] = 0.0
-        for f in range(rank1_offsets[mu_i], rank1_offsets[mu_i + 1]):
-            s = 0.0
-            for p in range(nd):
-                s += dF[p] * rank1_coef[f, p]
-            W1[rank1_index[f]] += s
         # node adjoints: the node's own coefficients (added as it is reached)
         # plus what its children passed up (they come later in the table)
         node_adj[:n1 - n0] = 0.0
@@ -444,54 +608,93 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
         if stop_after < STAGE_ALL:
             continue
 
-        # ---------- pair gradients g_ij = dE_i / dr_ij
+        # ---------- pair gradients g_ij = dE_i / dr_ij, all neighbours at once:
+        # radial part sum_h Re(PD_h Y_h) + rank-1 and core terms, and the tangential
+        # part (G - (u.G) u) / r with G = sum_h Re(P_h grad Y_h) of Y's polynomial
+        # extension, P_h = sum_n W_nh R_nl, PD_h = sum_n W_nh dR_nl
+        rad = acc[0]
+        gx_ = acc[1]
+        gy_ = acc[2]
+        gz_ = acc[3]
         for jn in range(nn):
-            mu_j = nb_mu[jn]
+            s = dE_drho_core * dS[col_core, jn]
+            for p in range(nd):
+                s += dF[p] * dS[p, jn]
+            rad[jn] = s
+            gx_[jn] = 0.0
+            gy_[jn] = 0.0
+            gz_[jn] = 0.0
+        if is_zbl and jmin >= 0:
+            rad[jmin] += dE_dfcut_nearest
+        for mu in range(nel):
+            s0 = segment[mu]
+            s1 = segment[mu + 1]
+            ns = s1 - s0
+            if ns == 0:
+                continue
+            rd = rad[s0:s1]
+            gx_s = gx_[s0:s1]
+            gy_s = gy_[s0:s1]
+            gz_s = gz_[s0:s1]
+            for l in range(lmax + 1):
+                for m in range(l + 1):
+                    h = l * (l + 1) // 2 + m
+                    for k in range(ns):
+                        p_re[k] = 0.0
+                        p_im[k] = 0.0
+                        pd_re[k] = 0.0
+                        pd_im[k] = 0.0
+                    for n in range(nradmax):
+                        wv = W[(mu * nradmax + n) * nlm + l * l + l + m]
+                        wr = wv.real
+                        wi = wv.imag
+                        if wr == 0.0 and wi == 0.0:
+                            continue
+                        q = col_rnl + n * (lmax + 1) + l
+                        Rq = S[q, s0:s1]
+                        dRq = dS[q, s0:s1]
+                        for k in range(ns):
+                            p_re[k] += wr * Rq[k]
+                            p_im[k] += wi * Rq[k]
+                            pd_re[k] += wr * dRq[k]
+                            pd_im[k] += wi * dRq[k]
+                    Qh = Q[h, s0:s1]
+                    dQh = dQ[h, s0:s1]
+                    cre = ph_re[m, s0:s1]
+                    cim = ph_im[m, s0:s1]
+                    if m > 0:
+                        mm = float(m)
+                        bre = ph_re[m - 1, s0:s1]
+                        bim = ph_im[m - 1, s0:s1]
+                        for k in range(ns):
+                            qh = Qh[k]
+                            cr = cre[k]
+                            ci = cim[k]
+                            rd[k] += qh * (pd_re[k] * cr - pd_im[k] * ci)
+                            gz_s[k] += dQh[k] * (p_re[k] * cr - p_im[k] * ci)
+                            mq = mm * qh
+                            br = bre[k]
+                            bi = bim[k]
+                            gx_s[k] += mq * (p_re[k] * br - p_im[k] * bi)
+                            gy_s[k] -= mq * (p_re[k] * bi + p_im[k] * br)
+                    else:
+                        for k in range(ns):
+                            rd[k] += Qh[k] * pd_re[k]
+                            gz_s[k] += dQh[k] * p_re[k]
+        for jn in range(nn):
             r = nb_r[jn]
             inv_r = 1.0 / r
-            ux = nb_hat[jn, 0]
-            uy = nb_hat[jn, 1]
-            uz = nb_hat[jn, 2]
-            radial_part = 0.0
-            for k in range(nradbase):
-                radial_part += W1[mu_j * nradbase + k] * nb_dg[jn, k]
-            radial_part += dE_drho_core * nb_dcore[jn]
-            if is_zbl and jn == jmin:
-                radial_part += dE_dfcut_nearest
-            P[:] = 0.0
-            PD[:] = 0.0
-            for n in range(nradmax):
-                base = (mu_j * nradmax + n) * nlm
-                for l in range(lmax + 1):
-                    R = nb_R[jn, n * (lmax + 1) + l]
-                    dR = nb_dR[jn, n * (lmax + 1) + l]
-                    ctr = base + l * l + l
-                    h0 = l * (l + 1) // 2
-                    for m in range(l + 1):
-                        wv = W[ctr + m]
-                        P[h0 + m] += wv * R
-                        PD[h0 + m] += wv * dR
-            # sum_h Re(PD_h Y_h) along u, plus the tangential part: with g_h the
-            # gradient of Y_h's polynomial extension, sum_h Re(P_h (g_h - (u.g_h) u)) / r
-            # = (G - (u.G) u) / r for G = sum_h Re(P_h g_h), G_y = -sum_h Im(P_h g_x,h)
-            rad = radial_part
-            Gx = 0.0
-            Gy = 0.0
-            Gz = 0.0
-            for h in range(nlm_half):
-                y = nb_Y[jn, h]
-                pd = PD[h]
-                pp = P[h]
-                d0 = nb_dY[jn, h, 0]
-                d2 = nb_dY[jn, h, 1]
-                rad += pd.real * y.real - pd.imag * y.imag
-                Gx += pp.real * d0.real - pp.imag * d0.imag
-                Gy -= pp.real * d0.imag + pp.imag * d0.real
-                Gz += pp.real * d2.real - pp.imag * d2.imag
-            uG = ux * Gx + uy * Gy + uz * Gz
-            gx = rad * ux + (Gx - uG * ux) * inv_r
-            gy = rad * uy + (Gy - uG * uy) * inv_r
-            gz = rad * uz + (Gz - uG * uz) * inv_r
+            u0 = ux[jn]
+            u1 = uy[jn]
+            u2 = uz[jn]
+            Gx = gx_[jn]
+            Gy = gy_[jn]
+            Gz = gz_[jn]
+            uG = u0 * Gx + u1 * Gy + u2 * Gz
+            rd = rad[jn]
+            gx = rd * u0 + (Gx - uG * u0) * inv_r
+            gy = rd * u1 + (Gy - uG * u1) * inv_r
+            gz = rd * u2 + (Gz - uG * u2) * inv_r
             j = nb_index[jn]
             forces[i, 0] += gx
             forces[i, 1] += gy
@@ -499,19 +702,15 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             forces[j, 0] -= gx
             forces[j, 1] -= gy
             forces[j, 2] -= gz
-            rvec0 = r * ux
-            rvec1 = r * uy
-            rvec2 = r * uz
+            r3 = (r * u0, r * u1, r * u2)
             g3 = (gx, gy, gz)
-            r3 = (rvec0, rvec1, rvec2)
             for a_ in range(3):
                 for b_ in range(3):
-                    wab = -r3[a_] * g3[b_]
-                    virial[a_, b_] += wab
+                    virial[a_, b_] -= r3[a_] * g3[b_]
             if want_site_virial:
                 for a_ in range(3):
                     for b_ in range(3):
-                        wab = -r3[a_] * g3[b_]
-                        site_virial[i, a_, b_] += 0.5 * wab
-                        site_virial[j, a_, b_] += 0.5 * wab
+                        wab = -0.5 * r3[a_] * g3[b_]
+                        site_virial[i, a_, b_] += wab
+                        site_virial[j, a_, b_] += wab
     return OK, -1, -1

@@ -34,7 +34,9 @@ class KernelTables:
     is_zbl: bool
     cutoff_max: float                # Å
     # radial splines, per bond b = mu_i * nelements + mu_j
-    spline_tables: np.ndarray        # (nbonds, nlut_max+1, nfunc, 4)
+    spline_tables: np.ndarray        # (nbonds, nlut_max+1, nfunc, 4): g_k, R_nl, core
+    force_tables: np.ndarray         # (nbonds, nlut_max+1, ndensity_max + nrl + 1, 4): rank-1 part
+                                     # of each density as one function, R_nl, core (the force kernel's)
     spline_nlut: np.ndarray          # (nbonds,) int64
     spline_scale: np.ndarray         # (nbonds,) 1/Å
     bond_rcut: np.ndarray            # (nbonds,) Å
@@ -67,12 +69,11 @@ class KernelTables:
 
     def kernel_args(self):
         """The table arguments of ``kernel.ace_forces`` in order."""
-        return (self.nradbase, self.nradmax, self.lmax, self.ndensity_max, self.is_zbl,
-                self.cutoff_max, self.spline_tables, self.spline_nlut, self.spline_scale,
+        return (self.nradmax, self.lmax, self.ndensity_max, self.is_zbl,
+                self.cutoff_max, self.force_tables, self.spline_nlut, self.spline_scale,
                 self.bond_rcut, self.bond_cut_in, self.bond_dcut_in, self.ndensity,
                 self.embedding_kind, self.fs_parameters, self.rho_core_cut, self.drho_core_cut,
-                self.E0, self.rank1_offsets, self.rank1_index, self.rank1_coef,
-                self.node_offsets, self.node_parent, self.node_factor, self.node_coef,
+                self.E0, self.node_offsets, self.node_parent, self.node_factor, self.node_coef,
                 self.ylm_a, self.ylm_b)
 
 
@@ -133,6 +134,27 @@ def _conjugation_sign(key, nlm) -> float:
     for a in key:
         total += (a - conjugate_index(a, nlm)) // 2
     return -1.0 if total % 2 else 1.0
+
+
+def fold_rank1_splines(spline_tables, nel, nradbase, ndmax, r1_offsets, r1_index, r1_coef):
+    """The force kernel's spline tables: per bond (mu_i, mu_j) the rank-1 part of each
+    density, sum_k c_kp g_k(r), as one function, then the R_nl and core columns.
+
+    Rank-1 functions are linear in A1_k = sum_j g_k(r_ij), so density p gets
+    sum_j phi_p(r_ij) with phi_p = sum_k c_kp g_k; cubic Hermite interpolation is
+    linear in the node values and slopes, so the spline of phi_p is the same sum
+    of the g_k splines (equal to round-off) and the kernel interpolates ndensity
+    functions per pair instead of nradbase.
+    """
+    nbonds, nrows, nfunc, _ = spline_tables.shape
+    out = np.zeros((nbonds, nrows, ndmax + nfunc - nradbase, 4))
+    out[:, :, ndmax:, :] = spline_tables[:, :, nradbase:, :]
+    for mu_i in range(nel):
+        for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
+            mu_j, k = divmod(int(r1_index[f]), nradbase)
+            bond = mu_i * nel + mu_j
+            out[bond, :, :ndmax, :] += spline_tables[bond, :, k, None, :] * r1_coef[f][None, :, None]
+    return out
 
 
 def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelTables:
@@ -207,11 +229,15 @@ def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelT
             coefs.append(products.get(key, np.zeros(ndmax)))
         node_offsets.append(len(factors))
 
+    rank1_index = np.array(r1_index, dtype=np.int64)
+    rank1_coef = np.array(r1_coef, dtype=float).reshape(-1, ndmax)
+    force_tables = fold_rank1_splines(spline_tables, nel, nradbase, ndmax,
+                                      np.array(r1_offsets, dtype=np.int64), rank1_index, rank1_coef)
     a, b = ylm_recursion_coefficients(lmax)
     return KernelTables(
         nelements=nel, nradbase=nradbase, nradmax=nradmax, lmax=lmax, ndensity_max=ndmax,
         is_zbl=pot.inner_cutoff_type == "zbl", cutoff_max=pot.cutoff_max,
-        spline_tables=spline_tables, spline_nlut=spline_nlut, spline_scale=spline_scale,
+        spline_tables=spline_tables, force_tables=force_tables, spline_nlut=spline_nlut, spline_scale=spline_scale,
         bond_rcut=np.array([bd.rcut for bd in bond_list]),
         bond_cut_in=np.array([bd.rcut_in for bd in bond_list]),
         bond_dcut_in=np.array([bd.dcut_in for bd in bond_list]),
@@ -222,8 +248,8 @@ def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelT
         drho_core_cut=np.array([e.drho_core_cutoff for e in pot.embeddings]),
         E0=np.asarray(pot.E0, dtype=float),
         rank1_offsets=np.array(r1_offsets, dtype=np.int64),
-        rank1_index=np.array(r1_index, dtype=np.int64),
-        rank1_coef=np.array(r1_coef, dtype=float).reshape(-1, ndmax),
+        rank1_index=rank1_index,
+        rank1_coef=rank1_coef,
         node_offsets=np.array(node_offsets, dtype=np.int64),
         node_parent=np.array(parents, dtype=np.int64),
         node_factor=np.array(factors, dtype=np.int64),
