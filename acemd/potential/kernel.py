@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .tree_batch import BATCH, tree_backward, tree_forward
+
 # status codes returned by the kernel
 OK = 0
 TOO_CLOSE = 1
@@ -252,19 +254,22 @@ STAGE_BACKWARD = 3    # + product tree backward (dE/dA) and the -m fold
 STAGE_ALL = 4         # + pair gradients, forces and virial (the normal kernel)
 
 
+
+
 @njit(cache=True)
-def site_buffers(max_neigh, nfunc, nlm_half, lmax, nel):
-    """Per-atom work arrays of the force kernel, neighbour index last so that the
-    loops over an atom's neighbours run over contiguous memory (and vectorise):
-    neighbour index, element, r, unit vector, spline values and derivatives
-    (nfunc, max_neigh), Q_lm(z) and dQ/dz (nlm_half, max_neigh), (x + i y)^m as
-    real and imaginary parts (lmax+1, max_neigh), four (max_neigh,) accumulators
-    and the species segments of the sorted neighbours."""
-    return (np.empty(max_neigh, np.int64), np.empty(max_neigh, np.int64), np.empty(max_neigh),
-            np.empty((3, max_neigh)), np.empty((nfunc, max_neigh)), np.empty((nfunc, max_neigh)),
-            np.empty((nlm_half, max_neigh)), np.empty((nlm_half, max_neigh)),
-            np.empty((lmax + 1, max_neigh)), np.empty((lmax + 1, max_neigh)),
-            np.empty((4, max_neigh)), np.empty((4, max_neigh)), np.empty(nel + 1, np.int64))
+def site_buffers(batch, max_neigh, nfunc, nlm_half, lmax, nel):
+    """Per-atom work arrays of the force kernel for a batch of atoms, neighbour
+    index last so that the loops over an atom's neighbours run over contiguous
+    memory (and vectorise): neighbour index, element, r, unit vector, spline
+    values and derivatives (nfunc, max_neigh), Q_lm(z) and dQ/dz (nlm_half,
+    max_neigh), (x + i y)^m as real and imaginary parts (lmax+1, max_neigh), and
+    the species segments of the sorted neighbours."""
+    return (np.empty((batch, max_neigh), np.int64), np.empty((batch, max_neigh), np.int64),
+            np.empty((batch, max_neigh)), np.empty((batch, 3, max_neigh)),
+            np.empty((batch, nfunc, max_neigh)), np.empty((batch, nfunc, max_neigh)),
+            np.empty((batch, nlm_half, max_neigh)), np.empty((batch, nlm_half, max_neigh)),
+            np.empty((batch, lmax + 1, max_neigh)), np.empty((batch, lmax + 1, max_neigh)),
+            np.empty((batch, nel + 1), np.int64))
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
@@ -328,6 +333,243 @@ def _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_sc
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
+def _site_base(mu_i, nn, nel, nradmax, lmax, ndensity_max, force_tables, spline_nlut, spline_scale,
+               ylm_a, ylm_b, nb_mu, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im, segment,
+               y_re, y_im, A_re, A_im, b, rho1):
+    """Splines, harmonics and atomic base of one atom (its gathered neighbours).
+
+    Writes A_{mu n l m} (all m) into column b of A_re/A_im and the rank-1 part of
+    each density into rho1; returns the core-repulsion sum.
+    """
+    nlm = (lmax + 1) * (lmax + 1)
+    nrl = nradmax * (lmax + 1)
+    nfunc = force_tables.shape[2]
+    col_rnl = ndensity_max
+    col_core = ndensity_max + nrl
+    ux = nb_u[0]
+    uy = nb_u[1]
+    uz = nb_u[2]
+    # ---------- radial splines (cubic Hermite), one table row per pair
+    for jn in range(nn):
+        bond = mu_i * nel + nb_mu[jn]
+        sc = spline_scale[bond]
+        xs = nb_r[jn] * sc
+        nl = int(xs)
+        if nl < spline_nlut[bond]:
+            w = xs - nl
+            w2 = w * w
+            w3 = w2 * w
+            for f in range(nfunc):
+                c0 = force_tables[bond, nl, f, 0]
+                c1 = force_tables[bond, nl, f, 1]
+                c2 = force_tables[bond, nl, f, 2]
+                c3 = force_tables[bond, nl, f, 3]
+                S[f, jn] = c0 + c1 * w + c2 * w2 + c3 * w3
+                dS[f, jn] = (c1 + 2.0 * c2 * w + 3.0 * c3 * w2) * sc
+        else:
+            for f in range(nfunc):
+                S[f, jn] = 0.0
+                dS[f, jn] = 0.0
+    # ---------- harmonics Y_lm = Q_lm(z) (x + i y)^m over all neighbours at once
+    for jn in range(nn):
+        Q[0, jn] = 1.0
+        dQ[0, jn] = 0.0
+        ph_re[0, jn] = 1.0
+        ph_im[0, jn] = 0.0
+    if lmax > 0:
+        sqrt3 = np.sqrt(3.0)
+        q11 = -np.sqrt(1.5)
+        for jn in range(nn):
+            Q[1, jn] = sqrt3 * uz[jn]
+            dQ[1, jn] = sqrt3
+            Q[2, jn] = q11
+            dQ[2, jn] = 0.0
+    for l in range(2, lmax + 1):
+        hl = l * (l + 1) // 2
+        h1 = (l - 1) * l // 2
+        h2 = (l - 2) * (l - 1) // 2
+        for m in range(0, l - 1):
+            a = ylm_a[l, m]
+            ab = a * ylm_b[l, m]
+            for jn in range(nn):
+                Q[hl + m, jn] = a * uz[jn] * Q[h1 + m, jn] - ab * Q[h2 + m, jn]
+                dQ[hl + m, jn] = a * (Q[h1 + m, jn] + uz[jn] * dQ[h1 + m, jn]) - ab * dQ[h2 + m, jn]
+        t = np.sqrt(2.0 * l + 1.0)
+        s = -np.sqrt(1.0 + 0.5 / l)
+        for jn in range(nn):
+            qd = Q[h1 + l - 1, jn]
+            Q[hl + l - 1, jn] = t * qd * uz[jn]
+            dQ[hl + l - 1, jn] = t * qd
+            Q[hl + l, jn] = s * qd
+            dQ[hl + l, jn] = 0.0
+    for m in range(1, lmax + 1):
+        for jn in range(nn):
+            pr = ph_re[m - 1, jn]
+            pi = ph_im[m - 1, jn]
+            ph_re[m, jn] = pr * ux[jn] - pi * uy[jn]
+            ph_im[m, jn] = pr * uy[jn] + pi * ux[jn]
+    # ---------- atomic base A_{mu n l m}, rank-1 densities, core
+    for p in range(ndensity_max):
+        s = 0.0
+        Sp = S[p, :nn]
+        for k in range(nn):
+            s += Sp[k]
+        rho1[p] = s
+    rho_core = 0.0
+    Sc = S[col_core, :nn]
+    for k in range(nn):
+        rho_core += Sc[k]
+    for mu in range(nel):
+        s0 = segment[mu]
+        s1 = segment[mu + 1]
+        ns = s1 - s0              # zero-based loops over slices: numba's negative-index
+        for l in range(lmax + 1): # handling of s0 + k would stop the vectorisation
+            for m in range(l + 1):
+                h = l * (l + 1) // 2 + m
+                Qh = Q[h, s0:s1]
+                cre = ph_re[m, s0:s1]
+                cim = ph_im[m, s0:s1]
+                for k in range(ns):
+                    y_re[k] = Qh[k] * cre[k]
+                    y_im[k] = Qh[k] * cim[k]
+                for n in range(nradmax):
+                    Rq = S[col_rnl + n * (lmax + 1) + l, s0:s1]
+                    sr = 0.0
+                    si = 0.0
+                    for k in range(ns):
+                        sr += Rq[k] * y_re[k]
+                        si += Rq[k] * y_im[k]
+                    ctr = (mu * nradmax + n) * nlm + l * l + l
+                    A_re[ctr + m, b] = sr
+                    A_im[ctr + m, b] = si
+                    if m > 0:
+                        sign = -1.0 if m % 2 else 1.0
+                        A_re[ctr - m, b] = sign * sr
+                        A_im[ctr - m, b] = -sign * si
+    return rho_core
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def _site_forces(i, nn, nel, nradmax, lmax, ndensity_max, nd, dF, dE_drho_core, jmin, dE_dfcut_nearest,
+                 nb_index, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im, segment, W_re, W_im, b,
+                 rad, gx_, gy_, gz_, p_re, p_im, pd_re, pd_im,
+                 forces, virial, site_virial, want_site_virial):
+    """Pair gradients g_ij = dE_i/dr_ij of one atom, forces and virial.
+
+    Radial part sum_h Re(PD_h Y_h) plus the rank-1 and core terms; tangential part
+    (G - (u.G) u)/r with G = sum_h Re(P_h grad Y_h) of Y's polynomial extension,
+    P_h = sum_n W_nh R_nl and PD_h = sum_n W_nh dR_nl (W folded to m >= 0).
+    """
+    nlm = (lmax + 1) * (lmax + 1)
+    nrl = nradmax * (lmax + 1)
+    col_rnl = ndensity_max
+    col_core = ndensity_max + nrl
+    ux = nb_u[0]
+    uy = nb_u[1]
+    uz = nb_u[2]
+    dSc = dS[col_core, :nn]
+    for k in range(nn):
+        rad[k] = dE_drho_core * dSc[k]
+        gx_[k] = 0.0
+        gy_[k] = 0.0
+        gz_[k] = 0.0
+    for p in range(nd):
+        dFp = dF[p, b]
+        dSp = dS[p, :nn]
+        for k in range(nn):
+            rad[k] += dFp * dSp[k]
+    if jmin >= 0:
+        rad[jmin] += dE_dfcut_nearest
+    for mu in range(nel):
+        s0 = segment[mu]
+        s1 = segment[mu + 1]
+        ns = s1 - s0
+        if ns == 0:
+            continue
+        rd = rad[s0:s1]
+        gx_s = gx_[s0:s1]
+        gy_s = gy_[s0:s1]
+        gz_s = gz_[s0:s1]
+        for l in range(lmax + 1):
+            for m in range(l + 1):
+                h = l * (l + 1) // 2 + m
+                for k in range(ns):
+                    p_re[k] = 0.0
+                    p_im[k] = 0.0
+                    pd_re[k] = 0.0
+                    pd_im[k] = 0.0
+                for n in range(nradmax):
+                    idx = (mu * nradmax + n) * nlm + l * l + l + m
+                    wr = W_re[idx, b]
+                    wi = W_im[idx, b]
+                    if wr == 0.0 and wi == 0.0:
+                        continue
+                    q = col_rnl + n * (lmax + 1) + l
+                    Rq = S[q, s0:s1]
+                    dRq = dS[q, s0:s1]
+                    for k in range(ns):
+                        p_re[k] += wr * Rq[k]
+                        p_im[k] += wi * Rq[k]
+                        pd_re[k] += wr * dRq[k]
+                        pd_im[k] += wi * dRq[k]
+                Qh = Q[h, s0:s1]
+                dQh = dQ[h, s0:s1]
+                cre = ph_re[m, s0:s1]
+                cim = ph_im[m, s0:s1]
+                if m > 0:
+                    mm = float(m)
+                    bre = ph_re[m - 1, s0:s1]
+                    bim = ph_im[m - 1, s0:s1]
+                    for k in range(ns):
+                        qh = Qh[k]
+                        cr = cre[k]
+                        ci = cim[k]
+                        rd[k] += qh * (pd_re[k] * cr - pd_im[k] * ci)
+                        gz_s[k] += dQh[k] * (p_re[k] * cr - p_im[k] * ci)
+                        mq = mm * qh
+                        br = bre[k]
+                        bi = bim[k]
+                        gx_s[k] += mq * (p_re[k] * br - p_im[k] * bi)
+                        gy_s[k] -= mq * (p_re[k] * bi + p_im[k] * br)
+                else:
+                    for k in range(ns):
+                        rd[k] += Qh[k] * pd_re[k]
+                        gz_s[k] += dQh[k] * p_re[k]
+    for jn in range(nn):
+        r = nb_r[jn]
+        inv_r = 1.0 / r
+        u0 = ux[jn]
+        u1 = uy[jn]
+        u2 = uz[jn]
+        Gx = gx_[jn]
+        Gy = gy_[jn]
+        Gz = gz_[jn]
+        uG = u0 * Gx + u1 * Gy + u2 * Gz
+        rdj = rad[jn]
+        gx = rdj * u0 + (Gx - uG * u0) * inv_r
+        gy = rdj * u1 + (Gy - uG * u1) * inv_r
+        gz = rdj * u2 + (Gz - uG * u2) * inv_r
+        j = nb_index[jn]
+        forces[i, 0] += gx
+        forces[i, 1] += gy
+        forces[i, 2] += gz
+        forces[j, 0] -= gx
+        forces[j, 1] -= gy
+        forces[j, 2] -= gz
+        r3 = (r * u0, r * u1, r * u2)
+        g3 = (gx, gy, gz)
+        for a_ in range(3):
+            for b_ in range(3):
+                virial[a_, b_] -= r3[a_] * g3[b_]
+        if want_site_virial:
+            for a_ in range(3):
+                for b_ in range(3):
+                    wab = -0.5 * r3[a_] * g3[b_]
+                    site_virial[i, a_, b_] += wab
+                    site_virial[j, a_, b_] += wab
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
 def ace_forces(positions, species, n_local, offsets, neighbors,
                nradmax, lmax, ndensity_max, is_zbl, cutoff_max,
                force_tables, spline_nlut, spline_scale,
@@ -341,261 +583,151 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
     ``force_tables`` (nbonds, nlut+1, ndensity_max + nradmax*(lmax+1) + 1, 4)
     holds per bond the rank-1 part of each density as one radial function (the
     rank-1 coefficients folded into the spline coefficients: rank-1 functions are
-    linear in A1), then R_nl, then the core repulsion.  ``virial`` (3, 3)
-    accumulates W = sum_atoms x (x) f; ``site_virial`` (n_ext, 3, 3) gets each
-    pair's share split half to each atom, as LAMMPS does, if
-    ``want_site_virial`` (otherwise it is not touched and may be a dummy array:
-    MD needs only the total).  ``stop_after`` is STAGE_ALL except in the
-    profiling mode (``acemd.potential.profile``), which stops every atom after an
-    earlier stage.  Returns (status, atom, neighbour): status TOO_CLOSE when a
-    pair is closer than one spline bin.
+    linear in A1), then R_nl, then the core repulsion.  Atoms of one element go
+    through the product tree BATCH at a time.  ``virial`` (3, 3) accumulates
+    W = sum_atoms x (x) f; ``site_virial`` (n_ext, 3, 3) gets each pair's share
+    split half to each atom, as LAMMPS does, if ``want_site_virial`` (otherwise
+    it is not touched and may be a dummy array: MD needs only the total).
+    ``stop_after`` is STAGE_ALL except in the profiling mode
+    (``acemd.potential.profile``), which stops after an earlier stage.  Returns
+    (status, atom, neighbour): status TOO_CLOSE when a pair is closer than one
+    spline bin.
     """
     nel = E0.shape[0]
     nlm = (lmax + 1) * (lmax + 1)
     nlm_half = (lmax + 1) * (lmax + 2) // 2
-    nrl = nradmax * (lmax + 1)
     nfunc = force_tables.shape[2]
-    col_rnl = ndensity_max
-    col_core = ndensity_max + nrl
-    sqrt3 = np.sqrt(3.0)
+    nA = nel * nradmax * nlm
 
     max_neigh = max_row_length(offsets, n_local)
     max_nodes = max_row_length(node_offsets, nel)
-    (nb_index, nb_mu, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im, acc, scratch,
-     segment) = site_buffers(max_neigh, nfunc, nlm_half, lmax, nel)
-    A = np.zeros(nel * nradmax * nlm, np.complex128)
-    W = np.zeros(nel * nradmax * nlm, np.complex128)   # dE/dA, folded to m >= 0
-    node_val = np.empty(max_nodes, np.complex128)
-    node_adj = np.empty(max_nodes, np.complex128)
-    rho = np.zeros(ndensity_max)
-    dF = np.zeros(ndensity_max)
+    (nb_index, nb_mu, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im,
+     segment) = site_buffers(BATCH, max_neigh, nfunc, nlm_half, lmax, nel)
+    nn_of = np.zeros(BATCH, np.int64)
+    jmin_of = np.zeros(BATCH, np.int64)
+    dmin_of = np.zeros(BATCH)
+    rho_core_of = np.zeros(BATCH)
+    A_re = np.zeros((nA, BATCH))
+    A_im = np.zeros((nA, BATCH))
+    W_re = np.zeros((nA, BATCH))   # dE/dA, folded to m >= 0
+    W_im = np.zeros((nA, BATCH))
+    v_re = np.empty((max_nodes, BATCH))
+    v_im = np.empty((max_nodes, BATCH))
+    adj_re = np.empty((max_nodes, BATCH))
+    adj_im = np.empty((max_nodes, BATCH))
+    rho = np.zeros((max(ndensity_max, 2), BATCH))    # >= 2 rows: see tree_batch
+    dF = np.zeros((max(ndensity_max, 2), BATCH))
+    rho1 = np.zeros(ndensity_max)
+    scratch = np.empty((4, max_neigh))
     y_re = np.empty(max_neigh)
     y_im = np.empty(max_neigh)
-    p_re = np.empty(max_neigh)
-    p_im = np.empty(max_neigh)
-    pd_re = np.empty(max_neigh)
-    pd_im = np.empty(max_neigh)
+    acc = np.empty((8, max_neigh))
+    batch_atoms = np.empty(BATCH, np.int64)
+    # local atoms grouped by element: a batch shares one product tree
+    order = np.argsort(species[:n_local], kind="mergesort")
 
-    for i in range(n_local):
-        mu_i = species[i]
-        nn, jbad = _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale,
-                                      bond_rcut, nb_index, nb_mu, nb_r, nb_u, scratch, segment)
-        if jbad >= 0:
-            return TOO_CLOSE, i, jbad
-        ux = nb_u[0]
-        uy = nb_u[1]
-        uz = nb_u[2]
-        # ---------- radial splines (cubic Hermite), one table row per pair
-        for jn in range(nn):
-            bond = mu_i * nel + nb_mu[jn]
-            sc = spline_scale[bond]
-            xs = nb_r[jn] * sc
-            nl = int(xs)
-            if nl < spline_nlut[bond]:
-                w = xs - nl
-                w2 = w * w
-                w3 = w2 * w
-                for f in range(nfunc):
-                    c0 = force_tables[bond, nl, f, 0]
-                    c1 = force_tables[bond, nl, f, 1]
-                    c2 = force_tables[bond, nl, f, 2]
-                    c3 = force_tables[bond, nl, f, 3]
-                    S[f, jn] = c0 + c1 * w + c2 * w2 + c3 * w3
-                    dS[f, jn] = (c1 + 2.0 * c2 * w + 3.0 * c3 * w2) * sc
-            else:
-                for f in range(nfunc):
-                    S[f, jn] = 0.0
-                    dS[f, jn] = 0.0
-        # ---------- harmonics Y_lm = Q_lm(z) (x + i y)^m over all neighbours at once
-        for jn in range(nn):
-            Q[0, jn] = 1.0
-            dQ[0, jn] = 0.0
-            ph_re[0, jn] = 1.0
-            ph_im[0, jn] = 0.0
-        if lmax > 0:
-            q11 = -np.sqrt(1.5)
-            for jn in range(nn):
-                Q[1, jn] = sqrt3 * uz[jn]
-                dQ[1, jn] = sqrt3
-                Q[2, jn] = q11
-                dQ[2, jn] = 0.0
-        for l in range(2, lmax + 1):
-            hl = l * (l + 1) // 2
-            h1 = (l - 1) * l // 2
-            h2 = (l - 2) * (l - 1) // 2
-            for m in range(0, l - 1):
-                a = ylm_a[l, m]
-                ab = a * ylm_b[l, m]
+    start = 0
+    while start < n_local:
+        mu_i = species[order[start]]
+        nb = 0
+        while nb < BATCH and start + nb < n_local and species[order[start + nb]] == mu_i:
+            batch_atoms[nb] = order[start + nb]
+            nb += 1
+        start += nb
+        nd = ndensity[mu_i]
+        # ---------- per atom: neighbours, splines, harmonics, atomic base
+        for b in range(BATCH):
+            if b >= nb:       # unused columns of a short batch: zero A, no work
+                for a in range(nA):
+                    A_re[a, b] = 0.0
+                    A_im[a, b] = 0.0
+                continue
+            i = batch_atoms[b]
+            nn, jbad = _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale,
+                                          bond_rcut, nb_index[b], nb_mu[b], nb_r[b], nb_u[b], scratch,
+                                          segment[b])
+            if jbad >= 0:
+                return TOO_CLOSE, i, jbad
+            nn_of[b] = nn
+            rho_core_of[b] = _site_base(mu_i, nn, nel, nradmax, lmax, ndensity_max, force_tables,
+                                        spline_nlut, spline_scale, ylm_a, ylm_b, nb_mu[b], nb_r[b],
+                                        nb_u[b], S[b], dS[b], Q[b], dQ[b], ph_re[b], ph_im[b],
+                                        segment[b], y_re, y_im, A_re, A_im, b, rho1)
+            for p in range(ndensity_max):
+                rho[p, b] = rho1[p]
+            dmin = cutoff_max
+            jmin = -1
+            if is_zbl:
                 for jn in range(nn):
-                    Q[hl + m, jn] = a * uz[jn] * Q[h1 + m, jn] - ab * Q[h2 + m, jn]
-                    dQ[hl + m, jn] = a * (Q[h1 + m, jn] + uz[jn] * dQ[h1 + m, jn]) - ab * dQ[h2 + m, jn]
-            t = np.sqrt(2.0 * l + 1.0)
-            s = -np.sqrt(1.0 + 0.5 / l)
-            for jn in range(nn):
-                qd = Q[h1 + l - 1, jn]
-                Q[hl + l - 1, jn] = t * qd * uz[jn]
-                dQ[hl + l - 1, jn] = t * qd
-                Q[hl + l, jn] = s * qd
-                dQ[hl + l, jn] = 0.0
-        for m in range(1, lmax + 1):
-            for jn in range(nn):
-                pr = ph_re[m - 1, jn]
-                pi = ph_im[m - 1, jn]
-                ph_re[m, jn] = pr * ux[jn] - pi * uy[jn]
-                ph_im[m, jn] = pr * uy[jn] + pi * ux[jn]
-        # ---------- atomic base A_{mu n l m} (m >= 0), rank-1 densities, core
-        for p in range(ndensity_max):
-            s = 0.0
-            for jn in range(nn):
-                s += S[p, jn]
-            rho[p] = s
-        rho_core = 0.0
-        for jn in range(nn):
-            rho_core += S[col_core, jn]
-        for mu in range(nel):
-            s0 = segment[mu]
-            s1 = segment[mu + 1]
-            ns = s1 - s0              # zero-based loops over slices: numba's negative-index
-            for l in range(lmax + 1): # handling of s0 + k would stop the vectorisation
-                for m in range(l + 1):
-                    h = l * (l + 1) // 2 + m
-                    Qh = Q[h, s0:s1]
-                    cre = ph_re[m, s0:s1]
-                    cim = ph_im[m, s0:s1]
-                    for k in range(ns):
-                        y_re[k] = Qh[k] * cre[k]
-                        y_im[k] = Qh[k] * cim[k]
-                    for n in range(nradmax):
-                        Rq = S[col_rnl + n * (lmax + 1) + l, s0:s1]
-                        sr = 0.0
-                        si = 0.0
-                        for k in range(ns):
-                            sr += Rq[k] * y_re[k]
-                            si += Rq[k] * y_im[k]
-                        ctr = (mu * nradmax + n) * nlm + l * l + l
-                        A[ctr + m] = complex(sr, si)
-                        if m > 0:
-                            sign = -1.0 if m % 2 else 1.0
-                            A[ctr - m] = complex(sign * sr, -sign * si)
-        dmin = cutoff_max
-        jmin = -1
-        if is_zbl:
-            for jn in range(nn):
-                bond = mu_i * nel + nb_mu[jn]
-                d = nb_r[jn] - (bond_cut_in[bond] - bond_dcut_in[bond])
-                if d < dmin:
-                    dmin = d
-                    jmin = jn
+                    bond = mu_i * nel + nb_mu[b, jn]
+                    d = nb_r[b, jn] - (bond_cut_in[bond] - bond_dcut_in[bond])
+                    if d < dmin:
+                        dmin = d
+                        jmin = jn
+            dmin_of[b] = dmin
+            jmin_of[b] = jmin
         if stop_after < STAGE_FORWARD:
             continue
 
-        # ---------- densities: the product tree on top of the rank-1 part
-        nd = ndensity[mu_i]
+        # ---------- densities: the product tree over the batch
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
-        if nd == 2:
-            # densities in registers: an array element would chain every node
-            # through a store and a load
-            r0 = rho[0]
-            r1 = rho[1]
-            for q in range(n0, n1):
-                par = node_parent[q]
-                if par < 0:
-                    v = A[node_factor[q]]
-                else:
-                    v = node_val[par - n0] * A[node_factor[q]]
-                node_val[q - n0] = v
-                vr = v.real
-                r0 += node_coef[q, 0] * vr
-                r1 += node_coef[q, 1] * vr
-            rho[0] = r0
-            rho[1] = r1
-        else:
-            for q in range(n0, n1):
-                par = node_parent[q]
-                if par < 0:
-                    v = A[node_factor[q]]
-                else:
-                    v = node_val[par - n0] * A[node_factor[q]]
-                node_val[q - n0] = v
-                vr = v.real
-                for p in range(nd):
-                    rho[p] += node_coef[q, p] * vr
+        tree_forward(n0, n1, nd, node_parent, node_factor, node_coef, A_re, A_im, v_re, v_im, rho)
 
-        # ---------- embedding and energy cutoffs
-        evdwl = 0.0
-        for p in range(nd):
-            F, dFp = _embedding(embedding_kind[mu_i], rho[p], fs_parameters[mu_i, p, 1])
-            evdwl += fs_parameters[mu_i, p, 0] * F
-            dF[p] = fs_parameters[mu_i, p, 0] * dFp
-        for p in range(nd, ndensity_max):
-            dF[p] = 0.0
-        dE_dfcut_nearest = 0.0
-        if is_zbl:
-            if jmin >= 0:
-                bmin = mu_i * nel + nb_mu[jmin]
-                dcin = bond_dcut_in[bmin]
-                fcut, dfc = _poly_switch(dcin - dmin, dcin, dcin)
-                dfcut = -dfc
+        # ---------- embedding and energy cutoffs, per atom
+        for b in range(nb):
+            i = batch_atoms[b]
+            rho_core = rho_core_of[b]
+            evdwl = 0.0
+            for p in range(nd):
+                F, dFp = _embedding(embedding_kind[mu_i], rho[p, b], fs_parameters[mu_i, p, 1])
+                evdwl += fs_parameters[mu_i, p, 0] * F
+                dF[p, b] = fs_parameters[mu_i, p, 0] * dFp
+            if is_zbl:
+                jmin = jmin_of[b]
+                if jmin >= 0:
+                    bmin = mu_i * nel + nb_mu[b, jmin]
+                    dcin = bond_dcut_in[bmin]
+                    fcut, dfc = _poly_switch(dcin - dmin_of[b], dcin, dcin)
+                    dfcut = -dfc
+                else:
+                    fcut = 1.0
+                    dfcut = 0.0
+                e_site = evdwl * fcut + rho_core * (1.0 - fcut)
+                rho_core_of[b] = 1.0 - fcut                      # now dE/d(rho_core)
+                dmin_of[b] = (evdwl - rho_core) * dfcut          # now dE/d(nearest distance)
             else:
-                fcut = 1.0
-                dfcut = 0.0
-            e_site = evdwl * fcut + rho_core * (1.0 - fcut)
-            dE_drho_core = 1.0 - fcut
-            dE_dfcut_nearest = (evdwl - rho_core) * dfcut
-        else:
-            rc = rho_core_cut[mu_i]
-            drc = drho_core_cut[mu_i]
-            if rho_core >= rc:
-                fcut = 0.0
-                dfcut = 0.0
-            elif rho_core <= rc - drc:
-                fcut = 1.0
-                dfcut = 0.0
-            else:
-                fcut, dfcut = _poly_switch(rho_core, rc, drc)
-            e_site = evdwl * fcut + rho_core
-            dE_drho_core = evdwl * dfcut + 1.0
-        for p in range(nd):
-            dF[p] *= fcut
-        site_energy[i] = e_site + E0[mu_i]
+                rc = rho_core_cut[mu_i]
+                drc = drho_core_cut[mu_i]
+                if rho_core >= rc:
+                    fcut = 0.0
+                    dfcut = 0.0
+                elif rho_core <= rc - drc:
+                    fcut = 1.0
+                    dfcut = 0.0
+                else:
+                    fcut, dfcut = _poly_switch(rho_core, rc, drc)
+                e_site = evdwl * fcut + rho_core
+                rho_core_of[b] = evdwl * dfcut + 1.0             # now dE/d(rho_core)
+                dmin_of[b] = 0.0
+            for p in range(nd):
+                dF[p, b] *= fcut
+            site_energy[i] = e_site + E0[mu_i]
+        for b in range(nb, BATCH):
+            for p in range(nd):
+                dF[p, b] = 0.0
+        for p in range(ndensity_max):
+            for b in range(BATCH):
+                rho[p, b] = 0.0
         if stop_after < STAGE_BACKWARD:
             continue
 
-        # ---------- backward: dE/dA through the tree
-        W[:] = 0.0
-        # node adjoints: the node's own coefficients (added as it is reached)
-        # plus what its children passed up (they come later in the table)
-        node_adj[:n1 - n0] = 0.0
-        dF0 = dF[0]
-        dF1 = dF[1] if nd >= 2 else 0.0
-        pending = 0.0 + 0.0j       # adjoint passed up by the current run of siblings
-        cur = -1                   # their parent (siblings are consecutive in the table)
-        for q in range(n1 - 1, n0 - 1, -1):
-            par = node_parent[q]
-            if par != cur:
-                if cur >= 0:
-                    node_adj[cur - n0] += pending
-                pending = 0.0 + 0.0j
-                cur = par
-            if nd == 2:
-                s = dF0 * node_coef[q, 0] + dF1 * node_coef[q, 1]
-            else:
-                s = 0.0
-                for p in range(nd):
-                    s += dF[p] * node_coef[q, p]
-            g = node_adj[q - n0] + s
-            if g == 0.0:
-                continue
-            fa = node_factor[q]
-            if par < 0:
-                W[fa] += g
-            else:
-                W[fa] += g * node_val[par - n0]
-                pending += g * A[fa]
-        if cur >= 0:
-            node_adj[cur - n0] += pending
-        # fold dE/dA_{l,-m} onto m > 0: A_{l,-m} = (-1)^m conj(A_{l,m})
+        # ---------- backward: dE/dA through the tree, then the -m fold
+        W_re[:] = 0.0
+        W_im[:] = 0.0
+        tree_backward(n0, n1, nd, node_parent, node_factor, node_coef, A_re, A_im, v_re, v_im,
+                      dF, adj_re, adj_im, W_re, W_im)
+        # dE/dA_{l,-m} onto m > 0: A_{l,-m} = (-1)^m conj(A_{l,m})
         for mu in range(nel):
             for n in range(nradmax):
                 base = (mu * nradmax + n) * nlm
@@ -603,114 +735,21 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                     ctr = base + l * l + l
                     sign = -1.0
                     for m in range(1, l + 1):
-                        W[ctr + m] += sign * W[ctr - m].conjugate()
+                        for b in range(BATCH):
+                            W_re[ctr + m, b] += sign * W_re[ctr - m, b]
+                            W_im[ctr + m, b] -= sign * W_im[ctr - m, b]
                         sign = -sign
         if stop_after < STAGE_ALL:
             continue
 
-        # ---------- pair gradients g_ij = dE_i / dr_ij, all neighbours at once:
-        # radial part sum_h Re(PD_h Y_h) + rank-1 and core terms, and the tangential
-        # part (G - (u.G) u) / r with G = sum_h Re(P_h grad Y_h) of Y's polynomial
-        # extension, P_h = sum_n W_nh R_nl, PD_h = sum_n W_nh dR_nl
-        rad = acc[0]
-        gx_ = acc[1]
-        gy_ = acc[2]
-        gz_ = acc[3]
-        for jn in range(nn):
-            s = dE_drho_core * dS[col_core, jn]
-            for p in range(nd):
-                s += dF[p] * dS[p, jn]
-            rad[jn] = s
-            gx_[jn] = 0.0
-            gy_[jn] = 0.0
-            gz_[jn] = 0.0
-        if is_zbl and jmin >= 0:
-            rad[jmin] += dE_dfcut_nearest
-        for mu in range(nel):
-            s0 = segment[mu]
-            s1 = segment[mu + 1]
-            ns = s1 - s0
-            if ns == 0:
-                continue
-            rd = rad[s0:s1]
-            gx_s = gx_[s0:s1]
-            gy_s = gy_[s0:s1]
-            gz_s = gz_[s0:s1]
-            for l in range(lmax + 1):
-                for m in range(l + 1):
-                    h = l * (l + 1) // 2 + m
-                    for k in range(ns):
-                        p_re[k] = 0.0
-                        p_im[k] = 0.0
-                        pd_re[k] = 0.0
-                        pd_im[k] = 0.0
-                    for n in range(nradmax):
-                        wv = W[(mu * nradmax + n) * nlm + l * l + l + m]
-                        wr = wv.real
-                        wi = wv.imag
-                        if wr == 0.0 and wi == 0.0:
-                            continue
-                        q = col_rnl + n * (lmax + 1) + l
-                        Rq = S[q, s0:s1]
-                        dRq = dS[q, s0:s1]
-                        for k in range(ns):
-                            p_re[k] += wr * Rq[k]
-                            p_im[k] += wi * Rq[k]
-                            pd_re[k] += wr * dRq[k]
-                            pd_im[k] += wi * dRq[k]
-                    Qh = Q[h, s0:s1]
-                    dQh = dQ[h, s0:s1]
-                    cre = ph_re[m, s0:s1]
-                    cim = ph_im[m, s0:s1]
-                    if m > 0:
-                        mm = float(m)
-                        bre = ph_re[m - 1, s0:s1]
-                        bim = ph_im[m - 1, s0:s1]
-                        for k in range(ns):
-                            qh = Qh[k]
-                            cr = cre[k]
-                            ci = cim[k]
-                            rd[k] += qh * (pd_re[k] * cr - pd_im[k] * ci)
-                            gz_s[k] += dQh[k] * (p_re[k] * cr - p_im[k] * ci)
-                            mq = mm * qh
-                            br = bre[k]
-                            bi = bim[k]
-                            gx_s[k] += mq * (p_re[k] * br - p_im[k] * bi)
-                            gy_s[k] -= mq * (p_re[k] * bi + p_im[k] * br)
-                    else:
-                        for k in range(ns):
-                            rd[k] += Qh[k] * pd_re[k]
-                            gz_s[k] += dQh[k] * p_re[k]
-        for jn in range(nn):
-            r = nb_r[jn]
-            inv_r = 1.0 / r
-            u0 = ux[jn]
-            u1 = uy[jn]
-            u2 = uz[jn]
-            Gx = gx_[jn]
-            Gy = gy_[jn]
-            Gz = gz_[jn]
-            uG = u0 * Gx + u1 * Gy + u2 * Gz
-            rd = rad[jn]
-            gx = rd * u0 + (Gx - uG * u0) * inv_r
-            gy = rd * u1 + (Gy - uG * u1) * inv_r
-            gz = rd * u2 + (Gz - uG * u2) * inv_r
-            j = nb_index[jn]
-            forces[i, 0] += gx
-            forces[i, 1] += gy
-            forces[i, 2] += gz
-            forces[j, 0] -= gx
-            forces[j, 1] -= gy
-            forces[j, 2] -= gz
-            r3 = (r * u0, r * u1, r * u2)
-            g3 = (gx, gy, gz)
-            for a_ in range(3):
-                for b_ in range(3):
-                    virial[a_, b_] -= r3[a_] * g3[b_]
-            if want_site_virial:
-                for a_ in range(3):
-                    for b_ in range(3):
-                        wab = -0.5 * r3[a_] * g3[b_]
-                        site_virial[i, a_, b_] += wab
-                        site_virial[j, a_, b_] += wab
+        # ---------- pair gradients, forces and virial, per atom
+        for b in range(nb):
+            jmin = jmin_of[b]
+            if not is_zbl:
+                jmin = -1
+            _site_forces(batch_atoms[b], nn_of[b], nel, nradmax, lmax, ndensity_max, nd, dF,
+                         rho_core_of[b], jmin, dmin_of[b],
+                         nb_index[b], nb_r[b], nb_u[b], S[b], dS[b], Q[b], dQ[b], ph_re[b], ph_im[b],
+                         segment[b], W_re, W_im, b, acc[0], acc[1], acc[2], acc[3],
+                         acc[4], acc[5], acc[6], acc[7], forces, virial, site_virial, want_site_virial)
     return OK, -1, -1
