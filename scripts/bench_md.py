@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the MD engine: fcc Cu with Cu-PBE-core-rep.ace, NVE at 600 K.
+"""Benchmark the MD engine: fcc Cu with Cu-PBE-core-rep.ace (or Cu-I.yace), NVE at 600 K.
 
 For each system size and rank count prints microseconds per atom per step, the
 share of the time spent outside the force kernel (neighbour lists, ghost and
@@ -9,6 +9,7 @@ t(1 rank) / (N * t(N ranks)).  Each configuration runs in its own
 
     python scripts/bench_md.py                       # 4000 and 32000 atoms, 1 and 2 ranks
     python scripts/bench_md.py --cells 10 --ranks 1 2 4 --steps 30
+    python scripts/bench_md.py --potential Cu-I --cells 20       # the small potential
     python scripts/bench_md.py --compare [options]   # acemd vs pyace, phases: scripts/bench_compare.py
 """
 from __future__ import annotations
@@ -24,10 +25,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-POTENTIAL = ROOT / "tests" / "data" / "potentials" / "Cu-PBE-core-rep.ace"
+POTENTIALS = {"Cu-PBE": ROOT / "tests" / "data" / "potentials" / "Cu-PBE-core-rep.ace",
+              "Cu-I": ROOT / "tests" / "data" / "potentials" / "Cu-I.yace"}
 
 
-def worker(cells, steps, thermo_every):
+def worker(cells, steps, thermo_every, potential):
     import io
 
     from mpi4py import MPI
@@ -44,7 +46,7 @@ element = "Cu"
 a = 3.615
 repeat = [{cells}, {cells}, {cells}]
 [potential]
-file = "{POTENTIAL.as_posix()}"
+file = "{potential.as_posix()}"
 [velocities]
 temperature = 600.0
 [md]
@@ -93,14 +95,15 @@ def main(argv=None):
     ap.add_argument("--cells", type=int, nargs="+", default=[10, 20], help="fcc cells per edge (10: 4000 atoms)")
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--potential", choices=list(POTENTIALS), default="Cu-PBE")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.cells[0], args.steps, thermo_every=args.steps)
+        worker(args.cells[0], args.steps, thermo_every=args.steps, potential=POTENTIALS[args.potential])
         return 0
     mpiexec = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-    print(f"# bench_md: fcc Cu, Cu-PBE-core-rep.ace, NVE 600 K, dt 1 fs, skin 1 A, {args.steps} steps "
+    print(f"# bench_md: fcc Cu, {POTENTIALS[args.potential].name}, NVE 600 K, dt 1 fs, skin 1 A, {args.steps} steps "
           f"after a warm-up; machine: {os.cpu_count()} cores")
     print(f"{'atoms':>7} {'ranks':>5} {'us/atom/step':>13} {'outside kernel':>15} {'efficiency':>10} "
           f"{'wall s':>8} {'rebuilds':>8}")
@@ -108,7 +111,7 @@ def main(argv=None):
         base = None
         for nranks in args.ranks:
             cmd = [mpiexec, "-n", str(nranks), sys.executable, __file__, "--worker",
-                   "--cells", str(cells), "--steps", str(args.steps)]
+                   "--cells", str(cells), "--steps", str(args.steps), "--potential", args.potential]
             t0 = time.time()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)

@@ -292,6 +292,7 @@ class ExtrapolationGrade:
         self.model = potential.model
         self.elements = list(self.model.elements)
         self.ptables = build_projection_tables(self.model, potential.tables)
+        self.spline_tables = potential.tables.spline_tables()   # g_k, R_nl, core per bond
         self.active_set_path = None if active_set is None else Path(active_set)
         self.matrices = None
         self.kind = None
@@ -313,7 +314,7 @@ class ExtrapolationGrade:
             positions, species, n_local, np.ascontiguousarray(offsets, dtype=np.int64),
             np.ascontiguousarray(neighbors, dtype=np.int64),
             t.nradbase, t.nradmax, t.lmax, t.is_zbl, t.cutoff_max,
-            t.spline_tables, t.spline_nlut, t.spline_scale,
+            self.spline_tables, t.spline_nlut, t.spline_scale,
             t.bond_rcut, t.bond_cut_in, t.bond_dcut_in, t.ylm_a, t.ylm_b, t.nelements,
             *self.ptables.kernel_args(), proj)
         if status == TOO_CLOSE:

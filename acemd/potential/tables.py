@@ -34,9 +34,9 @@ class KernelTables:
     is_zbl: bool
     cutoff_max: float                # Å
     # radial splines, per bond b = mu_i * nelements + mu_j
-    spline_tables: np.ndarray        # (nbonds, nlut_max+1, nfunc, 4): g_k, R_nl, core
     force_tables: np.ndarray         # (nbonds, nlut_max+1, ndensity_max + nrl + 1, 4): rank-1 part
                                      # of each density as one function, R_nl, core (the force kernel's)
+    basis_tables: np.ndarray         # (nbonds, nlut_max+1, nradbase, 4): g_k (active-set projections)
     spline_nlut: np.ndarray          # (nbonds,) int64
     spline_scale: np.ndarray         # (nbonds,) 1/Å
     bond_rcut: np.ndarray            # (nbonds,) Å
@@ -66,6 +66,12 @@ class KernelTables:
     @property
     def n_a_full(self) -> int:
         return self.nelements * self.nradmax * (self.lmax + 1) ** 2
+
+    def spline_tables(self) -> np.ndarray:
+        """(nbonds, nlut_max+1, nradbase + nrl + 1, 4): g_k, R_nl and core, the layout of
+        ``kernel.atomic_base`` (built on request: only the active-set projections need it)."""
+        return np.ascontiguousarray(np.concatenate(
+            [self.basis_tables, self.force_tables[:, :, self.ndensity_max:, :]], axis=2))
 
     def kernel_args(self):
         """The table arguments of ``kernel.ace_forces`` in order."""
@@ -237,7 +243,8 @@ def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelT
     return KernelTables(
         nelements=nel, nradbase=nradbase, nradmax=nradmax, lmax=lmax, ndensity_max=ndmax,
         is_zbl=pot.inner_cutoff_type == "zbl", cutoff_max=pot.cutoff_max,
-        spline_tables=spline_tables, force_tables=force_tables, spline_nlut=spline_nlut, spline_scale=spline_scale,
+        force_tables=force_tables,
+        basis_tables=np.ascontiguousarray(spline_tables[:, :, :nradbase, :]), spline_nlut=spline_nlut, spline_scale=spline_scale,
         bond_rcut=np.array([bd.rcut for bd in bond_list]),
         bond_cut_in=np.array([bd.rcut_in for bd in bond_list]),
         bond_dcut_in=np.array([bd.dcut_in for bd in bond_list]),
