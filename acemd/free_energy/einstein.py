@@ -24,8 +24,52 @@ from __future__ import annotations
 
 import numpy as np
 from mpi4py import MPI
+from numba import njit
 
 from ..forcefield import ForceTerm, TermResult
+
+
+@njit(cache=True)
+def _spring_sums(positions, ids, species, site_fractional, inv_cell, cell, periodic, k_of, mass_of, u):
+    """Minimum-image displacements u (n, 3) Å of the local atoms from their sites, and the
+    local sums (sum m u (3), sum k u (3), sum k) that the centre-of-mass constraint needs."""
+    sums = np.zeros(7)
+    for a in range(positions.shape[0]):
+        s0 = positions[a, 0] * inv_cell[0, 0] + positions[a, 1] * inv_cell[1, 0] + positions[a, 2] * inv_cell[2, 0]
+        s1 = positions[a, 0] * inv_cell[0, 1] + positions[a, 1] * inv_cell[1, 1] + positions[a, 2] * inv_cell[2, 1]
+        s2 = positions[a, 0] * inv_cell[0, 2] + positions[a, 1] * inv_cell[1, 2] + positions[a, 2] * inv_cell[2, 2]
+        site = ids[a]
+        d = (s0 - site_fractional[site, 0], s1 - site_fractional[site, 1], s2 - site_fractional[site, 2])
+        d0 = d[0] - np.round(d[0]) if periodic[0] else d[0]
+        d1 = d[1] - np.round(d[1]) if periodic[1] else d[1]
+        d2 = d[2] - np.round(d[2]) if periodic[2] else d[2]
+        k = k_of[species[a]]
+        m = mass_of[species[a]]
+        for c in range(3):
+            uc = d0 * cell[0, c] + d1 * cell[1, c] + d2 * cell[2, c]
+            u[a, c] = uc
+            sums[c] += m * uc
+            sums[3 + c] += k * uc
+        sums[6] += k
+    return sums
+
+
+@njit(cache=True)
+def _spring_forces(u, species, k_of, mass_of, shift, ku_total, total_mass, site_energy, forces, virial):
+    """Energies, forces and virial of springs on w = u - shift, with the reaction that keeps
+    the centre of mass fixed (see the module docstring)."""
+    for a in range(u.shape[0]):
+        k = k_of[species[a]]
+        m = mass_of[species[a]] / total_mass
+        w0 = u[a, 0] - shift[0]
+        w1 = u[a, 1] - shift[1]
+        w2 = u[a, 2] - shift[2]
+        site_energy[a] = 0.5 * k * (w0 * w0 + w1 * w1 + w2 * w2)
+        w = (w0, w1, w2)
+        for c in range(3):
+            forces[a, c] = -k * w[c] + m * ku_total[c]
+            for d in range(3):
+                virial[c, d] -= k * w[c] * w[d]
 
 
 class EinsteinTerm(ForceTerm):
@@ -79,18 +123,20 @@ class EinsteinTerm(ForceTerm):
         if self.state is None:
             raise RuntimeError("EinsteinTerm is not bound to a State: build the Engine with it "
                                "(Engine calls ForceField.bind) or call term.bind(state, comm)")
-        sp = species[:n_local]
-        u = self.displacements(positions[:n_local], ids[:n_local])
-        k = self.k[sp]
-        m = self.state.masses_by_species[sp]
-        local = np.concatenate([(m[:, None] * u).sum(0), (k[:, None] * u).sum(0), [k.sum()]])
+        sp = np.ascontiguousarray(species[:n_local])
+        cell = np.ascontiguousarray(self.state.cell, dtype=float)
+        u = np.empty((n_local, 3))
+        local = _spring_sums(np.ascontiguousarray(positions[:n_local]), np.ascontiguousarray(ids[:n_local]),
+                             sp, self.site_fractional, np.linalg.inv(cell), cell,
+                             np.asarray(self.state.pbc, dtype=np.bool_), self.k,
+                             np.ascontiguousarray(self.state.masses_by_species, dtype=float), u)
         glob = np.empty(7)
         self.comm.Allreduce(local, glob, op=MPI.SUM)
         shift = glob[0:3] / self.total_mass                  # D, mass-weighted mean displacement
         ku_total = glob[3:6] - glob[6] * shift              # sum_j k_j (u_j - D)
-        w = u - shift
-        site = 0.5 * k * (w * w).sum(1)
+        site = np.empty(n_local)
         forces = np.zeros((len(positions), 3))
-        forces[:n_local] = -k[:, None] * w + (m / self.total_mass)[:, None] * ku_total
-        virial = -(k[:, None] * w).T @ w
+        virial = np.zeros((3, 3))
+        _spring_forces(u, sp, self.k, np.ascontiguousarray(self.state.masses_by_species, dtype=float),
+                       shift, ku_total, self.total_mass, site, forces, virial)
         return TermResult(site, forces, virial)
