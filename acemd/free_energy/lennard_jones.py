@@ -116,3 +116,15 @@ class LennardJonesTerm(ForceTerm):
                        np.ascontiguousarray(neighbors, dtype=np.int64),
                        self.epsilon, self.sigma, self.cutoff, self.shift, site, forces, virial)
         return TermResult(site, forces, virial)
+
+
+def injector(**term_args):
+    """A ``prepare(run, phase)`` callback for :class:`acemd.drivers.phase_diagram.PhaseDiagramRun`
+    (and anything with ``.simulation``): replaces the potential of every sub-run by
+    ``LennardJonesTerm(**term_args)``, the way the tests inject their harmonic phases."""
+    def prepare(run, phase):
+        sim = run.simulation
+        term = LennardJonesTerm(**term_args)
+        sim.term = term
+        sim.set_terms([term])
+    return prepare
