@@ -185,6 +185,16 @@ def direct_coexistence(folder, temperatures, repeat, steps, comm, a=5.48, gap=3.
     return out
 
 
+def _verdict(du, q6):
+    """The energy change and the final structure must agree (a crystal: averaged q6 above 0.25)."""
+    from acemd.free_energy.liquid import CRYSTAL_Q6BAR
+    if du < 0 and q6 > CRYSTAL_Q6BAR:
+        return "crystal grows (T < Tm)"
+    if du > 0 and q6 < CRYSTAL_Q6BAR:
+        return "crystal melts (T > Tm)"
+    return "undecided (energy and structure disagree, or both phases remain)"
+
+
 def _windows(rep):
     return ", ".join(f"{w['window_K'][0]:g}-{w['window_K'][1]:g} ({w['outcome']})" for w in rep["windows"])
 
@@ -272,7 +282,7 @@ def main(argv=None):
         for T, slope, u0, u1, q6 in direct_coexistence(out / "coexistence", args.coexistence, repeat, steps, comm):
             say(f"#   {T:7.2f} K (T* = {T / EPS_K:.4f}): U {u0:.5f} -> {u1:.5f} eV/atom ({(u1 - u0) * 1e3:+.2f} meV/atom; "
                 f"last 90 %: {slope:+.4f} meV/atom/ps), final averaged q6 {q6:.3f}: "
-                f"{'crystal grows (T < Tm)' if u1 < u0 else 'crystal melts (T > Tm)'}")
+                f"{_verdict(u1 - u0, q6)}")
     say(f"# {stamp()} done on {comm.Get_size()} rank(s)")
     return 0
 
