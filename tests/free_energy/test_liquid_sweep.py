@@ -8,10 +8,14 @@ reference p = 10: the potential-to-reference work vanishes) plus the sweep to Tf
 gives F(Tf); the direct liquid route at Tf with reference p = 5 (again the potential
 itself) gives it independently, through its own UF -> ideal-gas switch.  Cross-path, at
 fixed volume (the fluid is purely repulsive: NVT keeps it a fluid at any T).
+
+Restart: SIGUSR1 inside the liquid's sweep (and inside its UF -> ideal-gas switch), --restart,
+the same F(T) as the uninterrupted run.
 """
 import io
 
 import numpy as np
+import pytest
 from mpi4py import MPI
 
 from acemd.drivers.free_energy import FreeEnergyRun
@@ -36,13 +40,29 @@ progress_every = 1000000
 """
 
 
-def _run(tmp_path, body):
-    settings, text, path = _input(tmp_path, BODY + body + f"uf_sigma = {SIGMA}\n")
+def _run(tmp_path, body, stage=None, at_step=0, restart=None, base=BODY):
+    """The run with the UF fluid as the potential; SIGUSR1 once ``stage`` reaches ``at_step`` (if given)."""
+    import os
+    import signal
+
+    from acemd import signals
+    signals._received = 0
+    settings, text, path = _input(tmp_path, base + body + f"uf_sigma = {SIGMA}\n")
     stream = io.StringIO()
-    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream)
+    run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream, restart=restart)
     sim = run.simulation
     sim.term = UhlenbeckFordTerm(T0, p=P_UF, sigma=SIGMA)
     sim.set_terms([sim.term])
+    if stage is not None:
+        original, seen = run._observe, {"n": 0}
+
+        def observe(name):
+            original(name)
+            if name == stage:
+                seen["n"] += 1
+                if seen["n"] == at_step:
+                    os.kill(os.getpid(), signal.SIGUSR1)
+        run._observe = observe
     return run.run(), stream.getvalue()
 
 
@@ -64,3 +84,21 @@ def test_liquid_sweep_equals_the_direct_liquid_route(tmp_path):
     assert abs(swept["results"]["work"]) < 1e-9                 # the potential is the reference at T0
     assert abs(f_sweep - f_direct) < max(4 * combined, 1e-3)
     assert not any("crystallised" in w for w in swept["acemd"]["warnings"])
+
+
+@pytest.mark.parametrize("stage,at_step", [("sweep 1 2000 K -> 1000 K", 90), ("iteration 1 switch UF->ideal gas", 150)])
+def test_liquid_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, stage, at_step):
+    body = (f'mode = "temperature_sweep"\nphase = "liquid"\nsweep_ensemble = "nvt"\ntemperature = {T0}\n'
+            f"temperature_final = {TF}\nsweep_steps = 200\nsweep_points = 5\nuf_p = {P_UF}\nuf_switching_steps = 300\n")
+    short = BODY.replace("switching_steps = 1000", "switching_steps = 200").replace("equilibration_steps = 200",
+                                                                                   "equilibration_steps = 50")
+    straight, _ = _run(tmp_path / "straight", body, base=short)
+    stopped, _ = _run(tmp_path / "split", body, stage=stage, at_step=at_step, base=short)
+    assert stopped["stopped_by"] == "signal" and stopped["stage"] == stage
+    resumed, _ = _run(tmp_path / "split", body, restart=str(tmp_path / "split" / "free_energy.ckpt.h5"), base=short)
+    a, b = straight["temperature_sweep"], resumed["temperature_sweep"]
+    print(f"\nliquid sweep, SIGUSR1 in '{stage}': F({TF:g} K) straight {a['F'][-1]:.12f}, restarted "
+          f"{b['F'][-1]:.12f} eV/atom")
+    assert a["phase"] == b["phase"] == "liquid"
+    assert b["F"] == pytest.approx(a["F"], abs=1e-10)
+    assert b["hysteresis"] == pytest.approx(a["hysteresis"], abs=1e-10)

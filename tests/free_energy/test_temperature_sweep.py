@@ -8,6 +8,7 @@
   backward-only curves bracket it within the hysteresis, and the hysteresis falls as the
   sweep slows.
 * Bad input: temperature_final = temperature, negative temperature_final, none.
+* Restart: SIGUSR1 inside an NPT sweep and inside an NVT sweep, --restart, the same curve.
 """
 import io
 
@@ -165,6 +166,25 @@ def test_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, 
     print(f"\nSIGUSR1 in '{stage}': G(1000 K) straight {a['G'][-1]:.12f}, restarted "
           f"{b['G'][-1]:.12f} eV/atom")
     assert b["G"] == pytest.approx(a["G"], abs=1e-10)
+    assert b["hysteresis"] == pytest.approx(a["hysteresis"], abs=1e-10)
+
+
+@pytest.mark.parametrize("stage,at_step", [("sweep 1 1000 K -> 800 K", 70), ("sweep 2 800 K -> 1000 K", 40)])
+def test_nvt_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, stage, at_step):
+    """Cu-I.yace, 32 atoms, sweep_ensemble = "nvt" (F(T) at the volume of the start): SIGUSR1
+    inside a sweep, --restart, the same F(T) to 1e-10."""
+    from test_solid_route import RESTART_BODY, _run_with_signal
+    body = RESTART_BODY + ('mode = "temperature_sweep"\nsweep_ensemble = "nvt"\ntemperature_final = 1000.0\n'
+                           'sweep_steps = 120\nsweep_points = 5\n')
+    straight = _run_with_signal(tmp_path / "straight", None, 0, body=body)
+    stopped = _run_with_signal(tmp_path / "split", stage, at_step, body=body)
+    assert stopped["stopped_by"] == "signal" and stopped["stage"] == stage
+    resumed = _run_with_signal(tmp_path / "split", None, 0, restart=str(tmp_path / "split" / "free_energy.ckpt.h5"),
+                               body=body)
+    a, b = straight["temperature_sweep"], resumed["temperature_sweep"]
+    print(f"\nNVT sweep, SIGUSR1 in '{stage}': F(1000 K) straight {a['F'][-1]:.12f}, restarted {b['F'][-1]:.12f} eV/atom")
+    assert a["ensemble"] == b["ensemble"] == "nvt"
+    assert b["F"] == pytest.approx(a["F"], abs=1e-10)
     assert b["hysteresis"] == pytest.approx(a["hysteresis"], abs=1e-10)
 
 

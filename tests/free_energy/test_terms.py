@@ -1,5 +1,5 @@
 """Force terms of the free-energy routes: Einstein springs (fixed centre of mass), the
-Uhlenbeck-Ford liquid and lambda mixing.  Forces against central finite differences of
+Uhlenbeck-Ford liquid, the Lennard-Jones stand-in potential and lambda mixing.  Forces against central finite differences of
 the energy, the virial against the strain derivative W = -dU/d(strain), and the
 periodic/centre-of-mass properties the Frenkel-Ladd route relies on."""
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 
 from acemd.forcefield import ACETerm
 from acemd.free_energy import EinsteinTerm, LambdaMixing, UhlenbeckFordTerm, switching_derivative, switching_value
+from acemd.free_energy.lennard_jones import LennardJonesTerm, lj_pair_energy
 from acemd.free_energy.uhlenbeck_ford import uf_pair_energy
 from acemd.units import BOLTZMANN
 
@@ -24,6 +25,13 @@ def _uf(n):
     return [UhlenbeckFordTerm(temperature=1000.0, p=50.0, sigma=1.5)]
 
 
+LJ = {"epsilon": 0.0103, "sigma": 2.3, "cutoff_sigmas": 2.5}     # nearest neighbours at 1.1 sigma
+
+
+def _lj(n):
+    return [LennardJonesTerm(**LJ)]
+
+
 def _mix_ace_einstein(cell, sites, lam=0.37, kind="smooth"):
     def make(n):
         return [LambdaMixing(ACETerm(POTENTIALS / "Cu-I.yace"), EinsteinTerm([1.3], sites, cell),
@@ -38,6 +46,7 @@ def _systems():
     return {
         "einstein-binary": (_einstein(cell, sites, K_CU_NI), cell, pos, sp, names),
         "uf": (_uf, cu_cell, cu_pos, cu_sp, cu_names),
+        "lj": (_lj, cu_cell, cu_pos, cu_sp, cu_names),
         "mix-ace-einstein": (_mix_ace_einstein(cu_cell, sites), cu_cell, cu_pos, cu_sp, cu_names),
     }
 
@@ -135,6 +144,31 @@ def test_uf_pair_energy_and_sum_against_direct_double_loop():
     eps = 50 * BOLTZMANN * 1000.0
     assert uf_pair_energy(1.5, 50.0, 1.5, 1000.0) == pytest.approx(-eps * np.log(1 - np.exp(-1)), rel=1e-14)
     assert uf_pair_energy(term.cutoff, 50.0, 1.5, 1000.0) < 1e-10 * eps
+
+
+def test_lj_pair_energy_and_sum_against_direct_double_loop():
+    """Total LJTS energy equals 1/2 sum over all pairs and periodic images within the cutoff
+    (5.75 Å, more than half the 7.22 Å cell); phi is 0 at the cutoff (shifted), -epsilon at
+    the minimum 2^(1/6) sigma up to the shift, and 0 beyond."""
+    _, cell, pos, sp, names = SYSTEMS["lj"]
+    engine = make_engine(SELF, _lj, cell, pos, sp, names)
+    term = engine.forcefield.terms[0]
+    eps, sig, rc = LJ["epsilon"], LJ["sigma"], term.cutoff
+    assert rc == pytest.approx(2.5 * sig)
+    total = 0.0
+    shifts = np.array([[i, j, k] for i in range(-1, 2) for j in range(-1, 2) for k in range(-1, 2)]) @ cell
+    for i in range(len(pos)):
+        d = (pos[None, :, :] + shifts[:, None, :]) - pos[i]
+        r = np.sqrt((d ** 2).sum(-1)).ravel()
+        r = r[r > 1e-12]
+        total += 0.5 * lj_pair_energy(r, eps, sig, rc).sum()
+    assert engine.potential_energy == pytest.approx(total, rel=1e-12)
+    shift = 4 * eps * (2.5 ** -12 - 2.5 ** -6)
+    assert lj_pair_energy(2 ** (1 / 6) * sig, eps, sig, rc) == pytest.approx(-eps - shift, rel=1e-13)
+    assert lj_pair_energy(rc * (1 - 1e-12), eps, sig, rc) == pytest.approx(0.0, abs=1e-12 * eps)
+    assert lj_pair_energy(rc * 1.01, eps, sig, rc) == 0.0
+    with pytest.raises(ValueError, match="cutoff must exceed sigma"):
+        LennardJonesTerm(cutoff_sigmas=0.9)
 
 
 @pytest.mark.parametrize("kind", ["smooth", "linear"])
