@@ -23,6 +23,7 @@ import numpy as np
 
 from ..forcefield import ForceTerm, TermResult
 from ..units import BOLTZMANN, EV_PER_A3_TO_BAR
+from .pair_force import add_pair_force
 
 #: epsilon (eV), sigma (Å), mass (amu) of the argon-like model.
 ARGON = {"epsilon": 119.8 * BOLTZMANN, "sigma": 3.405, "mass": 39.948}
@@ -55,25 +56,7 @@ def lj_pair_kernel(positions, n_local, offsets, neighbors, epsilon, sigma, cutof
             site_energy[i] += 0.5 * (4.0 * epsilon * (s12 - s6) - shift)
             # dphi/dr / r = -(24 epsilon / r^2) (2 s12 - s6); F_i = (dphi/dr / r) d
             g = -24.0 * epsilon * (2.0 * s12 - s6) / r2
-            h = 0.5 * g                          # half: the pair is listed from both sides
-            f0 = h * d0
-            f1 = h * d1
-            f2 = h * d2
-            forces[i, 0] += f0
-            forces[i, 1] += f1
-            forces[i, 2] += f2
-            forces[j, 0] -= f0
-            forces[j, 1] -= f1
-            forces[j, 2] -= f2
-            virial[0, 0] -= d0 * f0
-            virial[0, 1] -= d0 * f1
-            virial[0, 2] -= d0 * f2
-            virial[1, 0] -= d1 * f0
-            virial[1, 1] -= d1 * f1
-            virial[1, 2] -= d1 * f2
-            virial[2, 0] -= d2 * f0
-            virial[2, 1] -= d2 * f1
-            virial[2, 2] -= d2 * f2
+            add_pair_force(i, j, 0.5 * g, d0, d1, d2, forces, virial)
 
 
 def lj_pair_energy(r, epsilon, sigma, cutoff):

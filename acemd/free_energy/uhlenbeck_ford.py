@@ -25,6 +25,7 @@ import numpy as np
 
 from ..forcefield import ForceTerm, TermResult
 from ..units import BOLTZMANN
+from .pair_force import add_pair_force
 
 
 @numba.njit(cache=True)
@@ -52,26 +53,7 @@ def uf_pair_kernel(positions, n_local, offsets, neighbors, epsilon, sigma, cutof
             site_energy[i] += -0.5 * epsilon * np.log(-np.expm1(-q))
             # dphi/dr / r = (2/sigma^2) dphi/dq = -(2/sigma^2) epsilon / (e^q - 1)
             g = -2.0 * inv_s2 * epsilon / np.expm1(q)
-            h = 0.5 * g                          # half: the pair is listed from both sides
-            f0 = h * d0
-            f1 = h * d1
-            f2 = h * d2
-            forces[i, 0] += f0
-            forces[i, 1] += f1
-            forces[i, 2] += f2
-            forces[j, 0] -= f0
-            forces[j, 1] -= f1
-            forces[j, 2] -= f2
-            # x_i (x) f_i + x_j (x) f_j = -d (x) f_i
-            virial[0, 0] -= d0 * f0
-            virial[0, 1] -= d0 * f1
-            virial[0, 2] -= d0 * f2
-            virial[1, 0] -= d1 * f0
-            virial[1, 1] -= d1 * f1
-            virial[1, 2] -= d1 * f2
-            virial[2, 0] -= d2 * f0
-            virial[2, 1] -= d2 * f1
-            virial[2, 2] -= d2 * f2
+            add_pair_force(i, j, 0.5 * g, d0, d1, d2, forces, virial)
 
 
 def uf_pair_energy(r, p, sigma, temperature):
