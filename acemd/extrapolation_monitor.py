@@ -4,7 +4,7 @@ The monitor owns the per-atom gamma of the engine's current frame (see
 :mod:`acemd.potential.extrapolation`).  It evaluates the B-basis projections of
 the owned atoms on the engine's extended positions, species and Verlet list;
 the list reaches cutoff + skin, and the projection kernel, like the force
-kernel (both use ``kernel.atomic_base``), skips every pair beyond its bond
+kernel (both use ``kernel._site_base``), skips every pair beyond its bond
 cutoff, so gamma equals the ASE calculator's.  The global maximum comes from a
 reduction in the parallel layer.  Frames whose maximum exceeds
 ``dump_threshold`` are appended to an extxyz file (pacemaker's ``pace_select``

@@ -11,7 +11,7 @@ rank-1 functions first, then the higher ranks, in pacemaker's sorted order
 (rank, mus, ns, ls, number and list of m-combinations; kept by
 :func:`acemd.potential.bbasis.read_bbasis_yaml` as ``CTildePotential.bbasis``).
 A B-function is sum_ms C(ms) Re prod_t A_{mu_t n_t l_t m_t} (half basis), with
-the A's built exactly as for the energy (``kernel.atomic_base``).
+the A's built exactly as for the energy (``kernel._site_base``).
 
 Two active-set kinds exist, told apart by the matrix size like pyace does:
 "linear" (size = number of B-functions n: b is the projection itself, also for
@@ -31,7 +31,7 @@ import zipfile
 import numpy as np
 from numba import njit
 
-from .kernel import OK, _embedding, atomic_base, max_row_length, neighbour_buffers
+from .kernel import OK, TOO_CLOSE, _embedding, _gather_neighbours, _site_base, max_row_length, site_buffers
 from .model import CTildePotential
 
 __all__ = ["ActiveSetError", "read_active_set", "projection_order", "ProjectionTables",
@@ -215,44 +215,56 @@ def build_projection_tables(model: CTildePotential, tables) -> ProjectionTables:
 
 @njit(cache=True, fastmath=True, error_model='numpy')
 def ace_projections(positions, species, n_local, offsets, neighbors,
-                    nradbase, nradmax, lmax, is_zbl, cutoff_max,
-                    spline_tables, spline_nlut, spline_scale,
-                    bond_rcut, bond_cut_in, bond_dcut_in, ylm_a, ylm_b, nel,
+                    nradbase, nradmax, lmax, ndensity_max, force_tables, basis_tables,
+                    spline_nlut, spline_scale, bond_rcut, ylm_a, ylm_b, nel,
                     r1_offsets, r1_func, r1_index, node_offsets, node_parent, node_factor,
                     leaf_offsets, leaf_func, leaf_coef,
                     proj):
     """Fill proj[i, :nfuncs(mu_i)] with the B-basis projections of the local atoms.
 
-    Returns (status, atom, neighbour) like ``kernel.ace_forces``.
+    The atomic base comes from the force kernel's own per-atom pass
+    (``kernel._gather_neighbours``, ``kernel._site_base``); the rank-1 functions
+    need every g_k, interpolated here from ``basis_tables``.  Returns (status,
+    atom, neighbour) like ``kernel.ace_forces``.
     """
     nlm = (lmax + 1) * (lmax + 1)
     nlm_half = (lmax + 1) * (lmax + 2) // 2
-    nrl = nradmax * (lmax + 1)
-    nfunc = spline_tables.shape[2]
+    nfunc = force_tables.shape[2]
     max_neigh = max_row_length(offsets, n_local)
     max_nodes = max_row_length(node_offsets, nel)
-    (nb_index, nb_mu, nb_r, nb_hat, nb_g, nb_dg, nb_R, nb_dR, nb_dcore, nb_Y,
-     nb_dY) = neighbour_buffers(max_neigh, nradbase, nrl, nlm_half)
-    A = np.zeros(nel * nradmax * nlm, np.complex128)
+    (nb_index, nb_mu, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im,
+     segment) = site_buffers(1, max_neigh, nfunc, nlm_half, lmax, nel)
+    A_re = np.zeros((nel * nradmax * nlm, 1))
+    A_im = np.zeros((nel * nradmax * nlm, 1))
     A1 = np.zeros(nel * nradbase)
+    rho1 = np.zeros(ndensity_max)
+    scratch = np.empty((4, max_neigh))
+    y_re = np.empty(max_neigh)
+    y_im = np.empty(max_neigh)
     node_val = np.empty(max_nodes, np.complex128)
-    Q = np.zeros((lmax + 1, lmax + 1))
-    dQ = np.zeros((lmax + 1, lmax + 1))
-    phase = np.zeros(lmax + 1, np.complex128)
-    spl = np.zeros(nfunc)
-    dspl = np.zeros(nfunc)
 
     for i in range(n_local):
         mu_i = species[i]
-        status, jbad, nn, rho_core, dmin, jmin = atomic_base(
-            i, positions, species, offsets, neighbors, nel,
-            nradbase, nradmax, lmax, is_zbl, cutoff_max,
-            spline_tables, spline_nlut, spline_scale,
-            bond_rcut, bond_cut_in, bond_dcut_in, ylm_a, ylm_b,
-            nb_index, nb_mu, nb_r, nb_hat, nb_g, nb_dg, nb_R, nb_dR, nb_dcore, nb_Y, nb_dY,
-            A, A1, Q, dQ, phase, spl, dspl)
-        if status != OK:
-            return status, i, jbad
+        nn, jbad = _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale,
+                                      bond_rcut, nb_index[0], nb_mu[0], nb_r[0], nb_u[0], scratch,
+                                      segment[0])
+        if jbad >= 0:
+            return TOO_CLOSE, i, jbad
+        _site_base(mu_i, nn, nel, nradmax, lmax, ndensity_max, force_tables, spline_nlut, spline_scale,
+                   ylm_a, ylm_b, nb_mu[0], nb_r[0], nb_u[0], S[0], dS[0], Q[0], dQ[0], ph_re[0],
+                   ph_im[0], segment[0], y_re, y_im, A_re, A_im, 0, rho1)
+        # rank-1 basis A1_{mu_j k} = sum_j g_k(r_ij)
+        A1[:] = 0.0
+        for jn in range(nn):
+            mu_j = nb_mu[0, jn]
+            bond = mu_i * nel + mu_j
+            xs = nb_r[0, jn] * spline_scale[bond]
+            nl = int(xs)
+            if nl < spline_nlut[bond]:
+                w = xs - nl
+                for k in range(nradbase):
+                    A1[mu_j * nradbase + k] += (basis_tables[bond, nl, k, 0] + w * (basis_tables[bond, nl, k, 1]
+                                                + w * (basis_tables[bond, nl, k, 2] + w * basis_tables[bond, nl, k, 3])))
         proj[i, :] = 0.0
         for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
             proj[i, r1_func[f]] += A1[r1_index[f]]
@@ -260,10 +272,11 @@ def ace_projections(positions, species, n_local, offsets, neighbors,
         n1 = node_offsets[mu_i + 1]
         for q in range(n0, n1):
             par = node_parent[q]
+            fa = node_factor[q]
             if par < 0:
-                v = A[node_factor[q]]
+                v = complex(A_re[fa, 0], A_im[fa, 0])
             else:
-                v = node_val[par - n0] * A[node_factor[q]]
+                v = node_val[par - n0] * complex(A_re[fa, 0], A_im[fa, 0])
             node_val[q - n0] = v
             vr = v.real
             for e in range(leaf_offsets[q], leaf_offsets[q + 1]):
@@ -292,7 +305,6 @@ class ExtrapolationGrade:
         self.model = potential.model
         self.elements = list(self.model.elements)
         self.ptables = build_projection_tables(self.model, potential.tables)
-        self.spline_tables = potential.tables.spline_tables()   # g_k, R_nl, core per bond
         self.active_set_path = None if active_set is None else Path(active_set)
         self.matrices = None
         self.kind = None
@@ -313,9 +325,8 @@ class ExtrapolationGrade:
         status, i, j = ace_projections(
             positions, species, n_local, np.ascontiguousarray(offsets, dtype=np.int64),
             np.ascontiguousarray(neighbors, dtype=np.int64),
-            t.nradbase, t.nradmax, t.lmax, t.is_zbl, t.cutoff_max,
-            self.spline_tables, t.spline_nlut, t.spline_scale,
-            t.bond_rcut, t.bond_cut_in, t.bond_dcut_in, t.ylm_a, t.ylm_b, t.nelements,
+            t.nradbase, t.nradmax, t.lmax, t.ndensity_max, t.force_tables, t.basis_tables,
+            t.spline_nlut, t.spline_scale, t.bond_rcut, t.ylm_a, t.ylm_b, t.nelements,
             *self.ptables.kernel_args(), proj)
         if status == TOO_CLOSE:
             d = np.linalg.norm(positions[j] - positions[i])

@@ -7,13 +7,16 @@ gives, for each local atom, indices into the extended set.  Forces are returned
 on all extended atoms; the caller adds ghost forces to their owners.
 
 Per atom i the kernel
-  1. (``atomic_base``, shared with the active-set projections) evaluates the splined radial functions and complex spherical harmonics of
-     every neighbour within the bond cutoff and accumulates the atomic base
-     A_{mu n l m} (and the rank-1 base A1_{mu k});
-  2. runs the product tree forward to get the densities rho_p, applies the
-     embedding, the core-repulsion energy cutoff (or the ZBL switch);
-  3. runs the tree backward to get dE_i/dA, folds the -m half onto m >= 0 and
-     sums per neighbour the pair gradient dE_i/dr_ij.
+  1. gathers the neighbours within their bond cutoff, sorted by element
+     (``_gather_neighbours``), and (``_site_base``, shared with the active-set
+     projections) interpolates the radial splines, computes the harmonics for all
+     neighbours at once and the atomic base A_{mu n l m}, with every per-neighbour
+     array laid out neighbour-last so the loops vectorise;
+  2. with three more atoms of its element, runs the product tree forward
+     (``tree_batch``) to the densities rho_p, then the embedding and the energy
+     cutoffs (core-repulsion cutoff or ZBL switch);
+  3. runs the tree backward to dE/dA, folds the -m half onto m >= 0, and
+     (``_site_forces``) accumulates the pair gradients dE_i/dr_ij, forces and virial.
 All work arrays are allocated once per call and reused for every atom.
 """
 from __future__ import annotations
@@ -37,20 +40,6 @@ def max_row_length(offsets, nrows):
         if c > longest:
             longest = c
     return longest
-
-
-@njit(cache=True)
-def neighbour_buffers(max_neigh, nradbase, nrl, nlm_half):
-    """Per-neighbour caches of one atom: index, species, r, unit vector, g_k, dg_k,
-    R_nl, dR_nl, d(core)/dr, Y_lm (m >= 0) and the x and z derivatives of the
-    polynomial extension of Y_lm (the y derivative is i times the x one); the
-    force pass projects their contraction on the sphere once per pair."""
-    return (np.empty(max_neigh, np.int64), np.empty(max_neigh, np.int64), np.empty(max_neigh),
-            np.empty((max_neigh, 3)), np.empty((max_neigh, nradbase)),
-            np.empty((max_neigh, nradbase)), np.empty((max_neigh, nrl)),
-            np.empty((max_neigh, nrl)), np.empty(max_neigh),
-            np.empty((max_neigh, nlm_half), np.complex128),
-            np.empty((max_neigh, nlm_half, 2), np.complex128))
 
 
 @njit(cache=True, fastmath=False)
@@ -97,154 +86,6 @@ def _embedding(kind, rho, m):
     F = sign * ((xoff + a) ** m - yoff)
     dF = yoff + m * (1.0 - xoff) * (xoff + a) ** (m - 1.0)
     return F, dF
-
-
-@njit(cache=True, fastmath=True, error_model='numpy')
-def atomic_base(i, positions, species, offsets, neighbors, nel,
-                nradbase, nradmax, lmax, is_zbl, cutoff_max,
-                spline_tables, spline_nlut, spline_scale,
-                bond_rcut, bond_cut_in, bond_dcut_in, ylm_a, ylm_b,
-                nb_index, nb_mu, nb_r, nb_hat, nb_g, nb_dg, nb_R, nb_dR, nb_dcore, nb_Y, nb_dY,
-                A, A1, Q, dQ, phase, spl, dspl):
-    """Atomic base of atom i: fills A (all m) and A1, and the per-neighbour caches.
-
-    Shared by the force kernel and the active-set projections
-    (``acemd.potential.extrapolation``).  For each neighbour within its bond
-    cutoff (nn of them, in list order) it stores the index, element, distance,
-    unit vector, radial functions g_k, R_nl and their derivatives, the core
-    repulsion derivative, and the harmonics Y_lm (m >= 0) with their gradients.
-    Returns (status, bad_neighbour, nn, rho_core, dmin, jmin): status TOO_CLOSE
-    (with the neighbour) when a pair is closer than one spline bin; dmin/jmin
-    locate the nearest neighbour relative to its ZBL switch (is_zbl only).
-    """
-    nlm = (lmax + 1) * (lmax + 1)
-    nrl = nradmax * (lmax + 1)
-    nfunc = spline_tables.shape[2]
-    col_rnl = nradbase
-    col_core = nradbase + nrl
-    sqrt3 = np.sqrt(3.0)
-    mu_i = species[i]
-    xi = positions[i, 0]
-    yi = positions[i, 1]
-    zi = positions[i, 2]
-    A[:] = 0.0
-    A1[:] = 0.0
-    rho_core = 0.0
-    dmin = cutoff_max
-    jmin = -1
-    nn = 0
-    # ---------- neighbours: radial splines, harmonics, atomic base
-    for jj in range(offsets[i], offsets[i + 1]):
-        j = neighbors[jj]
-        mu_j = species[j]
-        bond = mu_i * nel + mu_j
-        dx = positions[j, 0] - xi
-        dy = positions[j, 1] - yi
-        dz = positions[j, 2] - zi
-        r = np.sqrt(dx * dx + dy * dy + dz * dz)
-        if r >= bond_rcut[bond]:
-            continue
-        xs = r * spline_scale[bond]
-        nl = int(np.floor(xs))
-        if nl <= 0:
-            return TOO_CLOSE, j, 0, 0.0, 0.0, -1
-        if is_zbl:
-            d = r - (bond_cut_in[bond] - bond_dcut_in[bond])
-            if d < dmin:
-                dmin = d
-                jmin = nn
-        inv_r = 1.0 / r
-        ux = dx * inv_r
-        uy = dy * inv_r
-        uz = dz * inv_r
-        nb_index[nn] = j
-        nb_mu[nn] = mu_j
-        nb_r[nn] = r
-        nb_hat[nn, 0] = ux
-        nb_hat[nn, 1] = uy
-        nb_hat[nn, 2] = uz
-        # cubic Hermite interpolation of all radial functions
-        if nl < spline_nlut[bond]:
-            w = xs - nl
-            w2 = w * w
-            w3 = w2 * w
-            sc = spline_scale[bond]
-            for f in range(nfunc):
-                c0 = spline_tables[bond, nl, f, 0]
-                c1 = spline_tables[bond, nl, f, 1]
-                c2 = spline_tables[bond, nl, f, 2]
-                c3 = spline_tables[bond, nl, f, 3]
-                spl[f] = c0 + c1 * w + c2 * w2 + c3 * w3
-                dspl[f] = (c1 + 2.0 * c2 * w + 3.0 * c3 * w2) * sc
-        else:
-            spl[:] = 0.0
-            dspl[:] = 0.0
-        for k in range(nradbase):
-            nb_g[nn, k] = spl[k]
-            nb_dg[nn, k] = dspl[k]
-            A1[mu_j * nradbase + k] += spl[k]
-        for q in range(nrl):
-            nb_R[nn, q] = spl[col_rnl + q]
-            nb_dR[nn, q] = dspl[col_rnl + q]
-        rho_core += spl[col_core]
-        nb_dcore[nn] = dspl[col_core]
-        # complex harmonics Y_lm = Q_lm(z) (x + i y)^m, Y_00 = 1
-        Q[0, 0] = 1.0
-        dQ[0, 0] = 0.0
-        if lmax > 0:
-            Q[1, 0] = sqrt3 * uz
-            dQ[1, 0] = sqrt3
-            Q[1, 1] = -np.sqrt(1.5)
-            dQ[1, 1] = 0.0
-        for l in range(2, lmax + 1):
-            for m in range(0, l - 1):
-                a = ylm_a[l, m]
-                b = ylm_b[l, m]
-                Q[l, m] = a * (uz * Q[l - 1, m] - b * Q[l - 2, m])
-                dQ[l, m] = a * (Q[l - 1, m] + uz * dQ[l - 1, m] - b * dQ[l - 2, m])
-            t = np.sqrt(2.0 * l + 1.0) * Q[l - 1, l - 1]
-            Q[l, l - 1] = t * uz
-            dQ[l, l - 1] = t
-            Q[l, l] = -np.sqrt(1.0 + 0.5 / l) * Q[l - 1, l - 1]
-            dQ[l, l] = 0.0
-        phase[0] = 1.0
-        xy = complex(ux, uy)
-        for m in range(1, lmax + 1):
-            phase[m] = phase[m - 1] * xy
-        for l in range(lmax + 1):
-            for m in range(l + 1):
-                h = l * (l + 1) // 2 + m
-                Y = Q[l, m] * phase[m]
-                nb_Y[nn, h] = Y
-                # gradient of the polynomial extension: d/dx, (d/dy = i d/dx), d/dz;
-                # the force pass projects it on the sphere after contracting
-                if m > 0:
-                    nb_dY[nn, h, 0] = Q[l, m] * m * phase[m - 1]
-                else:
-                    nb_dY[nn, h, 0] = 0.0 + 0.0j
-                nb_dY[nn, h, 1] = dQ[l, m] * phase[m]
-        for n in range(nradmax):
-            base = (mu_j * nradmax + n) * nlm
-            for l in range(lmax + 1):
-                R = nb_R[nn, n * (lmax + 1) + l]
-                if R == 0.0:
-                    continue
-                ctr = base + l * l + l
-                h0 = l * (l + 1) // 2
-                for m in range(l + 1):
-                    A[ctr + m] += R * nb_Y[nn, h0 + m]
-        nn += 1
-    # negative m from the conjugation symmetry of the harmonics
-    for mu in range(nel):
-        for n in range(nradmax):
-            base = (mu * nradmax + n) * nlm
-            for l in range(1, lmax + 1):
-                ctr = base + l * l + l
-                sign = -1.0
-                for m in range(1, l + 1):
-                    A[ctr - m] = sign * A[ctr + m].conjugate()
-                    sign = -sign
-    return OK, -1, nn, rho_core, dmin, jmin
 
 
 # stages of ``ace_forces``: the profiling mode stops each atom after one of them

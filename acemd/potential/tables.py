@@ -36,7 +36,7 @@ class KernelTables:
     # radial splines, per bond b = mu_i * nelements + mu_j
     force_tables: np.ndarray         # (nbonds, nlut_max+1, ndensity_max + nrl + 1, 4): rank-1 part
                                      # of each density as one function, R_nl, core (the force kernel's)
-    basis_tables: np.ndarray         # (nbonds, nlut_max+1, nradbase, 4): g_k (active-set projections)
+    basis_tables: np.ndarray         # (nbonds, nlut_max+1, nradbase, 4): every g_k (the active-set projections)
     spline_nlut: np.ndarray          # (nbonds,) int64
     spline_scale: np.ndarray         # (nbonds,) 1/Å
     bond_rcut: np.ndarray            # (nbonds,) Å
@@ -66,12 +66,6 @@ class KernelTables:
     @property
     def n_a_full(self) -> int:
         return self.nelements * self.nradmax * (self.lmax + 1) ** 2
-
-    def spline_tables(self) -> np.ndarray:
-        """(nbonds, nlut_max+1, nradbase + nrl + 1, 4): g_k, R_nl and core, the layout of
-        ``kernel.atomic_base`` (built on request: only the active-set projections need it)."""
-        return np.ascontiguousarray(np.concatenate(
-            [self.basis_tables, self.force_tables[:, :, self.ndensity_max:, :]], axis=2))
 
     def kernel_args(self):
         """The table arguments of ``kernel.ace_forces`` in order."""

@@ -276,11 +276,11 @@ def test_degenerate_projections(tmp_path):
     with pytest.raises(TrainingSetError, match=r"element Cu: its 324 training atoms have only 1 distinct "
                                                r"environments .* singular"):
         build_active_set(POT / "Cu-I.yaml", [perfect])
-    barely = tmp_path / "barely.extxyz"                         # fcc rattled by 0.001 Å
+    barely = tmp_path / "barely.extxyz"        # fcc rattled by 1e-4 Å: round-off gamma ~10 (1e-3 Å sits at ~2, the threshold)
     rng = np.random.default_rng(0)
     cells = [bulk("Cu", "fcc", a=3.62, cubic=True).repeat(3) for _ in range(4)]
     for atoms in cells:
-        atoms.positions += rng.normal(scale=1e-3, size=atoms.positions.shape)
+        atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
     write(barely, cells)
     with pytest.raises(TrainingSetError, match=r"element Cu: its training projections are numerically "
                                                r"degenerate .* gamma up to"):
