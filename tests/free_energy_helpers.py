@@ -69,3 +69,22 @@ def forces_by_id(engine):
 
 
 SELF = MPI.COMM_SELF
+
+
+def signal_at_stage(run, stage, at_step):
+    """Make ``run`` (a FreeEnergyRun) send itself SIGUSR1 when its stage ``stage`` reaches
+    ``at_step`` observed steps: an interruption at a chosen point, for restart tests."""
+    import os
+    import signal
+
+    from acemd import signals
+    signals._received = 0          # each run as a fresh process: forget an earlier run's SIGUSR1
+    original, seen = run._observe, {"n": 0}
+
+    def observe(name):
+        original(name)
+        if name == stage:
+            seen["n"] += 1
+            if seen["n"] == at_step:
+                os.kill(os.getpid(), signal.SIGUSR1)
+    run._observe = observe

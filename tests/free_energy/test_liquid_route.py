@@ -29,7 +29,7 @@ from acemd.integrators import LangevinBAOAB
 from acemd.simulation import InputError
 
 from engine_helpers import POTENTIALS
-from free_energy_helpers import SELF, make_engine
+from free_energy_helpers import SELF, make_engine, signal_at_stage
 
 
 def test_uf_excess_free_energy_by_switching_at_low_density():
@@ -156,10 +156,8 @@ def test_averaged_q6_tells_crystal_from_random_packing():
 
 
 def _liquid_with_signal(tmp_path, stage, at_step, restart=None):
-    import os
     from acemd import signals
     signals._received = 0          # each run as a fresh process: forget an earlier run's SIGUSR1
-    import signal
     tmp_path.mkdir(parents=True, exist_ok=True)
     settings, text, path = _liquid_input(tmp_path, """
 temperature = 1000.0
@@ -176,15 +174,7 @@ switching_steps = 80
 """, repeat=2, a=3.62)
     run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
     if stage is not None:
-        original, seen = run._observe, {"n": 0}
-
-        def observe(name):
-            original(name)
-            if name == stage:
-                seen["n"] += 1
-                if seen["n"] == at_step:
-                    os.kill(os.getpid(), signal.SIGUSR1)
-        run._observe = observe
+        signal_at_stage(run, stage, at_step)
     return run.run()
 
 

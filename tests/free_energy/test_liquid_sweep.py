@@ -21,6 +21,7 @@ from mpi4py import MPI
 from acemd.drivers.free_energy import FreeEnergyRun
 from acemd.free_energy import UhlenbeckFordTerm
 
+from free_energy_helpers import signal_at_stage
 from test_solid_route import _input
 
 T0, TF, P_UF, SIGMA = 1000.0, 2000.0, 10.0, 1.0
@@ -42,9 +43,6 @@ progress_every = 1000000
 
 def _run(tmp_path, body, stage=None, at_step=0, restart=None, base=BODY):
     """The run with the UF fluid as the potential; SIGUSR1 once ``stage`` reaches ``at_step`` (if given)."""
-    import os
-    import signal
-
     from acemd import signals
     signals._received = 0
     settings, text, path = _input(tmp_path, base + body + f"uf_sigma = {SIGMA}\n")
@@ -54,15 +52,7 @@ def _run(tmp_path, body, stage=None, at_step=0, restart=None, base=BODY):
     sim.term = UhlenbeckFordTerm(T0, p=P_UF, sigma=SIGMA)
     sim.set_terms([sim.term])
     if stage is not None:
-        original, seen = run._observe, {"n": 0}
-
-        def observe(name):
-            original(name)
-            if name == stage:
-                seen["n"] += 1
-                if seen["n"] == at_step:
-                    os.kill(os.getpid(), signal.SIGUSR1)
-        run._observe = observe
+        signal_at_stage(run, stage, at_step)
     return run.run(), stream.getvalue()
 
 

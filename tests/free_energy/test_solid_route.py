@@ -23,6 +23,7 @@ from acemd.free_energy.reference import com_correction, einstein_free_energy
 from acemd.simulation import InputError
 
 from engine_helpers import POTENTIALS
+from free_energy_helpers import signal_at_stage
 
 
 def _input(tmp_path, body, repeat=3, a=3.61, potential="Cu-I.yace"):
@@ -230,22 +231,12 @@ progress_every = 1000000
 
 def _run_with_signal(tmp_path, stage, at_step, restart=None, body=RESTART_BODY):
     """The short ACE route; SIGUSR1 is sent once ``stage`` reaches ``at_step`` steps (if given)."""
-    import os
     from acemd import signals
     signals._received = 0          # each run as a fresh process: forget an earlier run's SIGUSR1
-    import signal
     settings, text, path = _input(tmp_path, body, repeat=2, a=3.66)
     run = FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
     if stage is not None:
-        original, seen = run._observe, {"n": 0}
-
-        def observe(name):
-            original(name)
-            if name == stage:
-                seen["n"] += 1
-                if seen["n"] == at_step:
-                    os.kill(os.getpid(), signal.SIGUSR1)
-        run._observe = observe
+        signal_at_stage(run, stage, at_step)
     return run.run()
 
 
