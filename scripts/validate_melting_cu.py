@@ -16,9 +16,10 @@ Run lengths (full run, timestep 2 fs): NPT blocks of 10000 steps (up to 5), spri
 liquid melts 10000 steps and quenches 10000.  Steps per window: solid 3 x 50000 + 3 x 50000 +
 ~30000 = ~330000; liquid (the Uhlenbeck-Ford route at the window's high end, then its NPT sweep
 down, phase = "liquid") 30000 + 3 x 100000 + 3 x 50000 = ~480000.  The script times 50 MD steps
-first and prints the expected wall time: about 810000 steps of 256 atoms per window and guess; the
---quick smoke measured 16.8 ms per step for 32 atoms on 1 rank of the shared 2-core machine
-(~0.5 ms per atom-step), i.e. ~30 h per window and guess on 1 rank, roughly half on 2 ranks.
+first and prints the expected wall time: about 810000 steps of 256 atoms per window and guess, of
+which ~300000 are cheap Uhlenbeck-Ford <-> ideal-gas steps (~2 ms each for 256 atoms) and ~510000
+evaluate Cu-PBE (~25 ms each on one core of this machine with the current kernel, measured in the
+liquid validation): ~3.7 h per window and guess on 1 rank, roughly half on 2 ranks.
 --quick runs are far too short
 to melt or converge: a smoke check of the machinery, never a melting point.
 """
