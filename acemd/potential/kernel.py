@@ -448,6 +448,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
     jmin_of = np.zeros(BATCH, np.int64)
     dmin_of = np.zeros(BATCH)
     rho_core_of = np.zeros(BATCH)
+    dE_drho_core_of = np.zeros(BATCH)      # after the embedding: dE/d(rho_core)
+    dE_dnearest_of = np.zeros(BATCH)       # ZBL only: dE/d(nearest-neighbour distance)
     A_re = np.zeros((nA, BATCH))
     A_im = np.zeros((nA, BATCH))
     W_re = np.zeros((nA, BATCH))   # dE/dA, folded to m >= 0
@@ -535,8 +537,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                     fcut = 1.0
                     dfcut = 0.0
                 e_site = evdwl * fcut + rho_core * (1.0 - fcut)
-                rho_core_of[b] = 1.0 - fcut                      # now dE/d(rho_core)
-                dmin_of[b] = (evdwl - rho_core) * dfcut          # now dE/d(nearest distance)
+                dE_drho_core_of[b] = 1.0 - fcut
+                dE_dnearest_of[b] = (evdwl - rho_core) * dfcut
             else:
                 rc = rho_core_cut[mu_i]
                 drc = drho_core_cut[mu_i]
@@ -549,8 +551,8 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
                 else:
                     fcut, dfcut = _poly_switch(rho_core, rc, drc)
                 e_site = evdwl * fcut + rho_core
-                rho_core_of[b] = evdwl * dfcut + 1.0             # now dE/d(rho_core)
-                dmin_of[b] = 0.0
+                dE_drho_core_of[b] = evdwl * dfcut + 1.0
+                dE_dnearest_of[b] = 0.0
             for p in range(nd):
                 dF[p, b] *= fcut
             site_energy[i] = e_site + E0[mu_i]
@@ -589,7 +591,7 @@ def ace_forces(positions, species, n_local, offsets, neighbors,
             if not is_zbl:
                 jmin = -1
             _site_forces(batch_atoms[b], nn_of[b], nel, nradmax, lmax, ndensity_max, nd, dF,
-                         rho_core_of[b], jmin, dmin_of[b],
+                         dE_drho_core_of[b], jmin, dE_dnearest_of[b],
                          nb_index[b], nb_r[b], nb_u[b], S[b], dS[b], Q[b], dQ[b], ph_re[b], ph_im[b],
                          segment[b], W_re, W_im, b, acc[0], acc[1], acc[2], acc[3],
                          acc[4], acc[5], acc[6], acc[7], forces, virial, site_virial, want_site_virial)

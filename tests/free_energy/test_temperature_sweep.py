@@ -152,6 +152,63 @@ def test_negative_temperature_is_a_config_error(tmp_path):
         _input(tmp_path, SWEEP.replace(f"temperature = {T0}", "temperature = -5.0"))
 
 
+@pytest.mark.parametrize("ensemble,stage,at_step", [("npt", "sweep 1 800 K -> 1000 K", 60),
+                                                    ("npt", "sweep 2 1000 K -> 800 K", 30),
+                                                    ("nvt", "sweep 1 1000 K -> 800 K", 70),
+                                                    ("nvt", "sweep 2 800 K -> 1000 K", 40)])
+def test_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, ensemble, stage, at_step):
+    """Cu-I.yace, 32 atoms, NPT sweep (G(T)) and NVT sweep (F(T) at the start's volume): SIGUSR1
+    inside a sweep, --restart, the same curve to 1e-10."""
+    from test_solid_route import RESTART_BODY, _run_with_signal
+    body = RESTART_BODY + (f'mode = "temperature_sweep"\nsweep_ensemble = "{ensemble}"\n'
+                           'temperature_final = 1000.0\nsweep_steps = 120\nsweep_points = 5\n')
+    straight = _run_with_signal(tmp_path / "straight", None, 0, body=body)
+    stopped = _run_with_signal(tmp_path / "split", stage, at_step, body=body)
+    assert stopped["stopped_by"] == "signal" and stopped["stage"] == stage
+    resumed = _run_with_signal(tmp_path / "split", None, 0, restart=str(tmp_path / "split" / "free_energy.ckpt.h5"),
+                               body=body)
+    a, b = straight["temperature_sweep"], resumed["temperature_sweep"]
+    key = "G" if ensemble == "npt" else "F"
+    print(f"\n{ensemble} sweep, SIGUSR1 in '{stage}': {key}(1000 K) straight {a[key][-1]:.12f}, "
+          f"restarted {b[key][-1]:.12f} eV/atom")
+    assert a["ensemble"] == b["ensemble"] == ensemble
+    assert b[key] == pytest.approx(a[key], abs=1e-10)
+    assert b["hysteresis"] == pytest.approx(a["hysteresis"], abs=1e-10)
+
+
+def test_hysteresis_falls_as_the_sweep_slows(tmp_path):
+    fast_report = _sweep_run(tmp_path / "fast", SWEEP.replace("sweep_steps = 3000", "sweep_steps = 150")
+                             .replace("damping = 0.05", "damping = 0.5"))[1]
+    slow_report = _sweep_run(tmp_path / "slow", SWEEP.replace("damping = 0.05", "damping = 0.5"))[1]
+    fast, slow = fast_report["temperature_sweep"], slow_report["temperature_sweep"]
+    hf, hs = abs(fast["hysteresis"][-1]), abs(slow["hysteresis"][-1])
+    print(f"\nhysteresis at {TF:g} K: 150-step sweep {hf:.2e}, 3000-step sweep {hs:.2e} eV/atom")
+    assert hs < hf
+    # above max_dissipation (5 meV/atom) the fast sweep is flagged, the slow one is not
+    assert hf > 0.005 > hs
+    assert any("sweep more slowly" in w for w in fast_report["acemd"]["warnings"])
+    assert not any("sweep more slowly" in w for w in slow_report["acemd"]["warnings"])
+
+
+@pytest.mark.parametrize("old, new, error, needle", [
+    (f"temperature_final = {TF}", f"temperature_final = {T0}", InputError, "equals temperature"),
+    (f"temperature_final = {TF}", "temperature_final = -100.0", ConfigError, "temperature_final"),
+    (f"temperature_final = {TF}", "", InputError, "needs temperature_final"),
+    ("sweep_points = 6", "sweep_points = 1", InputError, "sweep_points"),
+    ("sweep_steps = 3000", "sweep_steps = 5", InputError, "sweep_steps"),
+])
+def test_bad_sweep_input_is_a_clear_error(tmp_path, old, new, error, needle):
+    with pytest.raises(error, match=needle) as exc:
+        settings, text, path = _input(tmp_path, SWEEP.replace(old, new))
+        FreeEnergyRun(settings, text, path, comm=MPI.COMM_SELF, stream=io.StringIO())
+    assert "fe.toml" in str(exc.value)
+
+
+def test_negative_temperature_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="temperature"):
+        _input(tmp_path, SWEEP.replace(f"temperature = {T0}", "temperature = -5.0"))
+
+
 @pytest.mark.parametrize("stage,at_step", [("sweep 1 800 K -> 1000 K", 60), ("sweep 2 1000 K -> 800 K", 30)])
 def test_sweep_interrupted_and_restarted_equals_the_uninterrupted_one(tmp_path, stage, at_step):
     """Cu-I.yace, 32 atoms: SIGUSR1 inside a sweep, --restart, the same F(T) to 1e-10."""
