@@ -274,7 +274,11 @@ def test_interrupted_and_restarted_equals_uninterrupted(tmp_path, monkeypatch):
 
 def test_sigterm_to_the_command_line_exits_75_and_restart_completes(tmp_path):
     """A real SIGTERM to `python -m acemd.cli` mid-protocol: exit status 75, a checkpoint, and
-    --restart completes with exit status 0 and the same tensor as an uninterrupted run."""
+    --restart completes with exit status 0 and the same tensor as an uninterrupted run.
+
+    To round-off, not bit for bit: the uninterrupted run here may use a kernel numba compiled in
+    this process and the restart the cached copy, and the two can differ in the last bit of a few
+    forces (seen on a cold cache: 4e-13 relative in C)."""
     section = 'temperature = 300.0\nstrains = [0.01]\n' + SHORT.replace("npt_steps = 2000", "npt_steps = 400")
     whole = run_elastic(elastic_input(tmp_path / "a", FCC32, section, "el"))
     path = elastic_input(tmp_path / "b", FCC32, section, "el")
@@ -291,7 +295,7 @@ def test_sigterm_to_the_command_line_exits_75_and_restart_completes(tmp_path):
                         cwd=path.parent, timeout=600)
     assert rc.returncode == 0, rc.stderr
     restarted = json.loads((path.parent / "el.json").read_text())
-    np.testing.assert_array_equal(restarted["C_GPa"], whole["C_GPa"])
+    np.testing.assert_allclose(restarted["C_GPa"], whole["C_GPa"], rtol=1e-9, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- guards
