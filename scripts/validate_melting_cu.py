@@ -86,7 +86,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="validate_melting_cu", help="output folder")
     ap.add_argument("--repeat", type=int, default=4, help="fcc cells per edge (4: 256 atoms)")
-    ap.add_argument("--guesses", type=float, nargs=2, default=[1250.0, 1400.0])
+    ap.add_argument("--guesses", type=float, nargs="+", default=[1250.0, 1400.0],
+                    help="one run per guess (one guess per session fits the 3-h limit of a short allocation)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiply every run length by this (0.5: half-length switches and sweeps)")
     ap.add_argument("--window", type=float, default=100.0)
     ap.add_argument("--attempts", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="smoke check: 32 atoms, tiny runs (not a result)")
@@ -98,7 +101,10 @@ def main(argv=None):
     from acemd.drivers.free_energy import NoStableLiquidError
     comm = MPI.COMM_WORLD
     repeat = 2 if args.quick else args.repeat
-    run = QUICK if args.quick else FULL
+    run = dict(QUICK if args.quick else FULL)
+    for key in ("npt_steps", "spring_steps", "equilibration_steps", "switching_steps", "sweep_steps",
+                "melt_steps", "quench_steps"):
+        run[key] = max(1, int(round(run[key] * args.scale)))
     out = Path(args.out).resolve()
     results = []
     for guess in args.guesses:
@@ -124,10 +130,15 @@ def main(argv=None):
                 print(f"# {n} atoms, {dt * 1e3:.1f} ms per step on {comm.Get_size()} rank(s): about {steps} steps "
                       f"per window -> {steps * dt / 3600:.2f} h per window and guess (x windows tried x 2 guesses)",
                       flush=True)
+        t_start = time.perf_counter()
         try:
             rep = PhaseDiagramRun(settings, text, path, comm=comm).run()
             res = rep["result"]
             results.append((guess, res["temperature_K"], res["error_K"], rep["windows"]))
+            if comm.Get_rank() == 0:
+                print(f"# guess {guess:g} K: protocol wall time {(time.perf_counter() - t_start) / 3600:.2f} h on "
+                      f"{comm.Get_size()} rank(s), {len(rep['windows'])} window(s), run lengths x{args.scale:g}",
+                      flush=True)
         except (NoCrossingError, NoStableLiquidError) as exc:
             if comm.Get_rank() == 0:
                 print(f"# guess {guess:g} K: {exc}", flush=True)
