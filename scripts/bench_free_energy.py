@@ -2,6 +2,7 @@
 """Cost of Frenkel-Ladd switching against plain NVT, and wall time of the solid route.
 
     python scripts/bench_free_energy.py [--steps 200] [--repeat 5] [--route] [--ranks 1 2]
+    python scripts/bench_free_energy.py --melting [--guess 1250] [--scale 0.5] [--ranks 2]   # ~1 h
 
 * Step cost: Langevin NVT of fcc Cu (4 repeat^3 atoms, Cu-I.yace) with the ACE term
   alone, then with H(lambda) = (1 - f) U_ACE + f U_Einstein (both evaluated every step,
@@ -12,6 +13,10 @@
   barostat target lambda P, the NPT temperature ramp, the NPT pressure ramp), target < 10 %.
 * --route: runs the [free_energy] solid route (a short protocol, printed) under
   ``mpiexec -n R`` for each R of --ranks and prints its wall time.
+* --melting: the melting-point protocol of Cu with Cu-PBE-core-rep.ace (256 atoms per phase,
+  ``scripts/validate_melting_cu.py`` with one guess and its run lengths times --scale) under
+  ``mpiexec -n R`` for each R of --ranks; prints Tm and the protocol's wall time.  Skips the
+  step-cost part.
 Step costs are CPU times of this process (time.process_time: less sensitive to other
 processes than wall time); timings on a shared machine are still noisy: run it alone and repeat.
 """
@@ -151,8 +156,28 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--route", action="store_true")
-    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--ranks", type=int, nargs="+", default=None, help="default 1 2 (--route), 2 (--melting)")
+    ap.add_argument("--melting", action="store_true")
+    ap.add_argument("--guess", type=float, default=1250.0, help="--melting: guessed Tm (K)")
+    ap.add_argument("--scale", type=float, default=0.5, help="--melting: run lengths x this")
     args = ap.parse_args()
+    if args.melting:
+        for ranks in args.ranks or [2]:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                proc = subprocess.run(["mpiexec", "-n", str(ranks), sys.executable,
+                                       str(ROOT / "scripts" / "validate_melting_cu.py"), "--out", tmp,
+                                       "--guesses", f"{args.guess:g}", "--scale", f"{args.scale:g}"],
+                                      capture_output=True, text=True, env=dict(os.environ))
+                wall = time.perf_counter() - t0
+                found = [line for line in proc.stdout.splitlines() if "Tm =" in line or "wall time" in line]
+                status = "ok" if proc.returncode == 0 else f"failed ({proc.stderr[-300:]})"
+                print(f"melting protocol, Cu-PBE-core-rep.ace, 256 atoms per phase, guess {args.guess:g} K, "
+                      f"run lengths x{args.scale:g}, {ranks} rank(s): {wall / 3600:.2f} h wall  {status}")
+                for line in found:
+                    print(" ", line.lstrip("# "))
+        return
+    args.ranks = args.ranks or [1, 2]
     n, plain, costs = step_costs(args.repeat, args.steps)
     print(f"{n} atoms, Cu-I.yace, {args.steps} steps (noisy: shared machine)")
     print(f"  NVT Langevin step       {plain * 1e3:8.2f} ms  {plain / n * 1e6:7.2f} us/atom/step")

@@ -14,8 +14,9 @@ layout of docs/free-energy.md, "Output: the curve's layout") and applies
   window [temperature - window, temperature + window]; no crossing moves the window by its
   width towards the side where the crossing lies, up to ``attempts``; a phase that changed
   during its sub-run (the driver's melting / crystallisation warnings) rejects the attempt
-  and moves the window by half its width away from it.  No crossing in the end: the curves
-  are written, no temperature, exit status 1.
+  and moves the window by half its width away from it; a window already tried is not run
+  again (the outcomes contradict each other).  No crossing in the end: the curves are
+  written, no temperature, exit status 1.
 * coexistence_line: T*(pressure), then dT/dP = T dV/dH by RK4 to pressure_final, dV and dH
   (= dU + P dV; kinetic energies cancel) from NPT runs of both phases at each (T, P) stage.
 * phase_map: every phase's G over [temperature, temperature_final]; the stable phase vs T.
@@ -366,6 +367,15 @@ class PhaseDiagramRun:
         attempts = sec["attempts"]
         a, b = self.phases
         for attempt in range(1, attempts + 1):
+            earlier = next((h for h in self.history if h.get("pressure_bar") == float(pressure)
+                            and np.allclose(h.get("window_K", [np.nan] * 2), [lo, hi], rtol=0, atol=1e-6)),
+                           None)
+            if earlier is not None:      # the outcomes point both ways: running it again says nothing new
+                self._warn(f"the next window {lo:g} - {hi:g} K at {pressure:g} bar was tried already (outcome "
+                           f"'{earlier['outcome']}'): the windows' outcomes contradict each other (a phase that "
+                           "changed near the crossing, or curves too noisy to place it); not running it again. "
+                           "Give a guess between the windows tried, longer sweeps or more atoms")
+                break
             self._say(f"# attempt {attempt} of {attempts}: window {lo:g} - {hi:g} K at {pressure:g} bar")
             n_here = sum(len(self._sub_runs_for(p, lo, hi, pressure)) for p in self.phases)
             n = self.sub_count + n_here

@@ -202,6 +202,40 @@ def test_no_crossing_within_the_attempts_is_a_clear_error_with_the_curves(tmp_pa
     assert saved["windows"][0]["crossing"]["extrapolated"] > 600.0
 
 
+def test_a_window_already_tried_is_not_run_again(tmp_path, monkeypatch):
+    """Outcomes that point both ways (the crossing 'above' 500-700 K, but alpha changes phase in
+    600-800 and 700-900 K): the next window, 600-800 K, was tried; the search stops there with a
+    warning instead of repeating sub-runs, and says no crossing.  Sub-runs and crossings are
+    stand-ins here: the window logic is what is tested."""
+    from acemd.drivers import phase_diagram
+    from acemd.free_energy.phase_boundary import Crossing
+    run = _driver(tmp_path, BODY.replace("attempts = 3", "attempts = 8"))
+    ran = []
+
+    def phase_curve(phase, lo, hi, pressure, done, total):
+        ran.append((phase["name"], lo, hi))
+        if lo >= 600.0:
+            raise phase_diagram.PhaseChanged(phase["name"], f"{phase['name']} melted at {lo + 50:g} K")
+        return {"window": [lo, hi]}
+
+    def crossing(a, b):
+        return Crossing(a.name, b.name, "above", (a.t_min, a.t_max), stable_below=a.name, stable_above=b.name,
+                        extrapolated=a.t_max + 50.0)
+    monkeypatch.setattr(run, "_phase_curve", phase_curve)
+    monkeypatch.setattr(phase_diagram, "_curve", lambda name, c: type("C", (), {
+        "name": name, "t_min": c["window"][0], "t_max": c["window"][1]})())
+    monkeypatch.setattr(phase_diagram, "crossing", crossing)
+    result = run._bracket(0.0)
+    windows = [(h["window_K"], h["outcome"]) for h in run.history]
+    print("\n", windows, "\n", run.warnings[-1])
+    assert windows == [([400.0, 600.0], "above"), ([600.0, 800.0], "rejected"), ([500.0, 700.0], "above"),
+                       ([700.0, 900.0], "rejected")]
+    assert result["status"] == "no crossing"
+    assert "600 - 800 K at 0 bar was tried already (outcome 'rejected')" in run.warnings[-1]
+    assert [w for w in ran if w[0] == "alpha"] == [("alpha", 400.0, 600.0), ("alpha", 600.0, 800.0),
+                                                    ("alpha", 500.0, 700.0), ("alpha", 700.0, 900.0)]
+
+
 @pytest.mark.parametrize("old, new, error, needle", [
     ('phases = [{name = "alpha", route = "solid"}, {name = "beta", route = "solid"}]\n', "", InputError,
      "needs phases"),
