@@ -207,6 +207,8 @@ def main(argv=None):
     ap.add_argument("--guess-b", type=float, default=68.0, help="a second guess at 0 bar (K): Tm must not depend on it")
     ap.add_argument("--window", type=float, default=8.0, help="half-width of the windows (K)")
     ap.add_argument("--pressure2", type=float, default=1000.0, help="second pressure (bar)")
+    ap.add_argument("--pressure-steps", type=int, default=2, help="RK4 steps of the coexistence line to --pressure2")
+    ap.add_argument("--no-guess-b", action="store_true", help="skip the second-guess protocol at 0 bar (step 3)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 32 atoms, tiny runs (not a result)")
     ap.add_argument("--coexistence", type=float, nargs="*", default=[70.0, 72.0, 74.0, 76.0, 78.0],
                     help="temperatures (K) of the direct two-phase check at 0 bar (no free energies); none: skip")
@@ -231,7 +233,8 @@ def main(argv=None):
         (" -- QUICK SMOKE, not a result" if args.quick else ""))
     # 1. Tm at 0 bar and the coexistence line to pressure2
     line_rep = run_protocol(out / "line", input_text(out / "line", "coexistence_line", args.guess, args.window, 0.0,
-                                                     repeat, run, 4, pressure_final=args.pressure2), comm, stream)
+                                                     repeat, run, 4, pressure_final=args.pressure2,
+                                                     steps=args.pressure_steps), comm, stream)
     if line_rep is None:
         return 1
     res = line_rep["result"]
@@ -249,8 +252,16 @@ def main(argv=None):
             f"(T* = {t / EPS_K:.4f})")
     # 2. the direct Tm at pressure2
     guess2 = 5.0 * round(t_line / 5.0)
+    # the Uhlenbeck-Ford sigma follows the liquid's density so that x = rho (pi sigma^2)^(3/2) / 2 stays
+    # where it was at 0 bar (the line's first and last state points give the liquid's volume)
+    points = line["state_points"]
+    liquid = "liquid"
+    sigma2 = run["uf_sigma"] * (points[-1][liquid]["volume"] / points[0][liquid]["volume"]) ** (1.0 / 3.0)
+    say(f"#   direct run at {args.pressure2:g} bar: guess {guess2:g} K, UF sigma {sigma2:.3f} A (liquid volume "
+        f"{points[0][liquid]['volume']:.3f} -> {points[-1][liquid]['volume']:.3f} A^3/atom along the line)")
     direct = run_protocol(out / "direct", input_text(out / "direct", "melting_temperature", guess2,
-                                                     args.window * guess2 / args.guess, args.pressure2, repeat, run, 4),
+                                                     args.window * guess2 / args.guess, args.pressure2, repeat,
+                                                     dict(run, uf_sigma=round(sigma2, 4)), 4),
                           comm, stream)
     d = direct["result"] if direct else {"temperature_K": float("nan"), "error_K": float("nan"),
                                          "latent_heat_eV_atom": float("nan"), "delta_entropy_kB_atom": float("nan"),
@@ -266,14 +277,15 @@ def main(argv=None):
         f"at {args.pressure2:g} bar: difference {diff:+.2f} K = {diff / comb:+.2f} combined errors; Tm rises by "
         f"{100 * (d['temperature_K'] / res['temperature_K'] - 1):.1f} %")
     # 3. a second guess at 0 bar
-    other = run_protocol(out / "guess_b", input_text(out / "guess_b", "melting_temperature", args.guess_b, args.window,
-                                                     0.0, repeat, run, 4), comm, stream)
-    b = other["result"] if other else {"temperature_K": float("nan"), "error_K": float("nan")}
-    other = other or {"windows": []}
-    diff = b["temperature_K"] - res["temperature_K"]
-    comb = (b["error_K"] ** 2 + res["error_K"] ** 2) ** 0.5
-    say(f"# {stamp()} 0 bar, guess {args.guess_b:g} K: Tm = {b['temperature_K']:.2f} +- {b['error_K']:.2f} K; windows "
-        f"{_windows(other)}; vs guess {args.guess:g} K: {diff:+.2f} K = {diff / comb:+.2f} combined errors")
+    if not args.no_guess_b:
+        other = run_protocol(out / "guess_b", input_text(out / "guess_b", "melting_temperature", args.guess_b,
+                                                         args.window, 0.0, repeat, run, 4), comm, stream)
+        b = other["result"] if other else {"temperature_K": float("nan"), "error_K": float("nan")}
+        other = other or {"windows": []}
+        diff = b["temperature_K"] - res["temperature_K"]
+        comb = (b["error_K"] ** 2 + res["error_K"] ** 2) ** 0.5
+        say(f"# {stamp()} 0 bar, guess {args.guess_b:g} K: Tm = {b['temperature_K']:.2f} +- {b['error_K']:.2f} K; "
+            f"windows {_windows(other)}; vs guess {args.guess:g} K: {diff:+.2f} K = {diff / comb:+.2f} combined errors")
     # 4. direct coexistence at 0 bar (no free energies)
     if args.coexistence:
         steps = 2000 if args.quick else args.coexistence_steps
