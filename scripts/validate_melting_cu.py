@@ -39,7 +39,7 @@ QUICK = dict(timestep=0.002, npt_steps=200, npt_max_blocks=1, pressure_tolerance
              melt_steps=600, quench_steps=300, progress_every=100000)
 
 
-def input_text(folder, guess, repeat, run, window, attempts):
+def input_text(folder, guess, repeat, run, window, attempts, pressure=0.0):
     keys = "\n".join(f"{k} = {v}" for k, v in run.items())
     return f"""
 [structure]
@@ -58,7 +58,7 @@ window = {window}
 attempts = {attempts}
 phases = [{{name = "solid", route = "solid"}},
           {{name = "liquid", route = "liquid", lattice = "fcc", element = "Cu", a = 3.80, repeat = [{repeat}, {repeat}, {repeat}]}}]
-pressure = 0.0
+pressure = {pressure}
 report = "{(folder / 'melting.yaml').as_posix()}"
 data = "{(folder / 'melting.h5').as_posix()}"
 checkpoint = "{(folder / 'melting.ckpt.h5').as_posix()}"
@@ -91,6 +91,7 @@ def main(argv=None):
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply every run length by this (0.5: half-length switches and sweeps)")
     ap.add_argument("--window", type=float, default=100.0)
+    ap.add_argument("--pressure", type=float, default=0.0, help="bar (the Clausius-Clapeyron check runs 10000)")
     ap.add_argument("--attempts", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="smoke check: 32 atoms, tiny runs (not a result)")
     args = ap.parse_args(argv)
@@ -108,9 +109,9 @@ def main(argv=None):
     out = Path(args.out).resolve()
     results = []
     for guess in args.guesses:
-        folder = out / f"guess_{guess:g}K"
+        folder = out / (f"guess_{guess:g}K" + (f"_{args.pressure:g}bar" if args.pressure else ""))
         folder.mkdir(parents=True, exist_ok=True)
-        text = input_text(folder, guess, repeat, run, args.window, 1 if args.quick else args.attempts)
+        text = input_text(folder, guess, repeat, run, args.window, 1 if args.quick else args.attempts, args.pressure)
         path = folder / "melting.toml"
         if comm.Get_rank() == 0:
             path.write_text(text)
@@ -145,7 +146,7 @@ def main(argv=None):
             results.append((guess, None, None, None))
     if comm.Get_rank() != 0:
         return 0
-    print("#\n# Cu-PBE-core-rep.ace melting point (experiment 1358 K)" + (" -- QUICK SMOKE, not a result" if
+    print(f"#\n# Cu-PBE-core-rep.ace melting point at {args.pressure:g} bar (experiment at 0 bar: 1358 K)" + (" -- QUICK SMOKE, not a result" if
                                                                            args.quick else ""))
     for guess, tm, err, windows in results:
         if tm is None:
