@@ -234,6 +234,12 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
                       "[structure]); melting_temperature defaults to the solid and liquid of [structure]"),
     "pressure_steps": Key((int,), default=4, check=positive,
                           doc="coexistence_line: Runge-Kutta steps from pressure to pressure_final"),
+    "start_temperature": Key(NUM, check=positive, unit="K",
+                             doc="coexistence_line: a transition temperature at pressure already computed (an "
+                                 "earlier melting_temperature or transition_temperature run): the line starts "
+                                 "there and no window is swept (temperature and window are then unused)"),
+    "start_temperature_error": Key(NUM, default=0.0, check=non_negative, unit="K",
+                                   doc="coexistence_line: the error of start_temperature, carried along the line"),
     "report": Key((str,), default="free_energy.yaml", doc="report (YAML, calphy's keys, eV/atom)"),
     "data": Key((str,), default="free_energy.h5",
                 doc="per-step lambda, U_ACE, U_ref and dH/dlambda of every switch (HDF5)"),

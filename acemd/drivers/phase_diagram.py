@@ -19,6 +19,8 @@ layout of docs/free-energy.md, "Output: the curve's layout") and applies
   written, no temperature, exit status 1.
 * coexistence_line: T*(pressure), then dT/dP = T dV/dH by RK4 to pressure_final, dV and dH
   (= dU + P dV; kinetic energies cancel) from NPT runs of both phases at each (T, P) stage.
+  With start_temperature (a T* computed before) the line starts there without a window; the
+  phase of higher enthalpy at T* is the one stable above (dH = T* dS > 0 there).
 * phase_map: every phase's G over [temperature, temperature_final]; the stable phase vs T.
 
 Restart (``--restart <checkpoint>``): finished sub-runs (report present, settings.json equal)
@@ -46,7 +48,8 @@ from ..simulation import InputError
 from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
 from .free_energy import FreeEnergyRun, NoStableLiquidError, _plain
 
-PHASE_ONLY_KEYS = ("window", "attempts", "phases", "pressure_final", "pressure_steps")
+PHASE_ONLY_KEYS = ("window", "attempts", "phases", "pressure_final", "pressure_steps", "start_temperature",
+                   "start_temperature_error")
 RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
 
 
@@ -196,6 +199,9 @@ class PhaseDiagramRun:
         elif not T - w > 0:
             raise InputError(f"{path}: [free_energy] temperature - window = {T - w:g} K: the window "
                              f"[{T - w:g}, {T + w:g}] K must lie above 0 K; give a smaller window or a higher guess")
+        if sec.get("start_temperature") is not None and self.mode != "coexistence_line":
+            raise InputError(f"{path}: [free_energy] start_temperature applies to mode = \"coexistence_line\" "
+                             f"(the line's known starting point), not mode = \"{self.mode}\"; remove it")
         if self.mode == "coexistence_line":
             pf = sec.get("pressure_final")
             if pf is None or pf == sec["pressure"]:
@@ -339,6 +345,10 @@ class PhaseDiagramRun:
         try:
             if self.mode == "phase_map":
                 result = self._phase_map()
+            elif self.mode == "coexistence_line" and sec.get("start_temperature") is not None:
+                result = {"status": "given", "temperature_K": float(sec["start_temperature"]),
+                          "error_K": float(sec["start_temperature_error"])}
+                result["coexistence_line"] = self._coexistence(result)
             else:
                 result = self._bracket(sec["pressure"])
                 if self.mode == "coexistence_line" and result["status"] == "crossing":
@@ -357,7 +367,7 @@ class PhaseDiagramRun:
                                       f"computed so far are in {sec['report']} and {sec['data']}") from None
         report = self._write(result)
         self._print(report)
-        if result["status"] != "crossing" and self.mode != "phase_map":
+        if result["status"] not in ("crossing", "given") and self.mode != "phase_map":
             raise NoCrossingError(result["message"])
         return report
 
@@ -459,9 +469,12 @@ class PhaseDiagramRun:
 
     # ------------------------------------------------------------ Clausius-Clapeyron
     def _coexistence(self, result):
+        """RK4 along dT/dP = T dV/dH from the crossing (or the given start_temperature, whose
+        first state point then says which phase is stable above: the one of higher enthalpy)."""
         sec = self.section
         p = np.linspace(sec["pressure"], sec["pressure_final"], sec["pressure_steps"] + 1)
-        below, above = result["stable_below"], result["stable_above"]
+        names = [ph["name"] for ph in self.phases]
+        order = {"below": result.get("stable_below"), "above": result.get("stable_above")}
         points = []
 
         def state(T, P):
@@ -469,8 +482,14 @@ class PhaseDiagramRun:
                 if abs(q["T"] - T) < 1e-9 and abs(q["P"] - P) < 1e-9:
                     return q
             q = {"T": float(T), "P": float(P)}
-            for name in (below, above):
+            for name in names:
                 q[name] = self._state_point(name, T, P)
+            if order["above"] is None:
+                low, high = sorted(names, key=lambda n: q[n]["enthalpy"])
+                order.update(below=low, above=high)
+                self._say(f"# {high} has the higher enthalpy at {T:.2f} K, {P:g} bar: {low} is stable below "
+                          f"the line, {high} above")
+            below, above = order["below"], order["above"]
             q["dV"] = q[above]["volume"] - q[below]["volume"]
             q["dH"] = q[above]["enthalpy"] - q[below]["enthalpy"]
             points.append(q)
@@ -482,9 +501,14 @@ class PhaseDiagramRun:
                                   lambda T, P: state(T, P)["dH"], t0_error=0.0)
         # T* error carried along the line: dT(P)/dT0 = T(P)/T0 to first order when dV/dH varies slowly
         err = result["error_K"] * t / result["temperature_K"]
+        if result["status"] == "given":
+            first = points[0]
+            result.update(stable_below=order["below"], stable_above=order["above"],
+                          latent_heat_eV_atom=first["dH"], delta_volume_A3_atom=first["dV"],
+                          delta_entropy_kB_atom=first["dH"] / (result["temperature_K"] * BOLTZMANN))
         return {"pressure_bar": p.tolist(), "temperature_K": t.tolist(), "error_K": err.tolist(),
                 "state_points": _plain(points),
-                "latent_heat_from_curves_eV_atom": result["latent_heat_eV_atom"]}
+                "latent_heat_from_curves_eV_atom": result.get("latent_heat_eV_atom")}
 
     def _state_point(self, name, T, P):
         """Mean volume and enthalpy U + PV per atom of a phase from NPT (second half averaged)."""
@@ -608,6 +632,12 @@ class PhaseDiagramRun:
                 f"{res['latent_heat_fit_eV_atom']:.5f} +- {res['latent_heat_fit_error_eV_atom']:.5f}), entropy of "
                 f"transition {res['delta_entropy_kB_atom']:.4f} kB/atom"
                 + (f", dV {dv:+.4f} A^3/atom" if dv is not None else ""))
+        if status == "given":
+            say(f"# T* = {res['temperature_K']:.2f} +- {res['error_K']:.2f} K at {self.section['pressure']:g} bar "
+                f"(start_temperature, given); {res['stable_below']} below, {res['stable_above']} above; at T* "
+                f"from NPT: latent heat {res['latent_heat_eV_atom']:.5f} eV/atom, entropy of transition "
+                f"{res['delta_entropy_kB_atom']:.4f} kB/atom, dV {res['delta_volume_A3_atom']:+.4f} A^3/atom")
+        if status in ("crossing", "given"):
             line = res.get("coexistence_line")
             if line:
                 say("# coexistence line (Clausius-Clapeyron, RK4):   P (bar)      T (K)     +- (K)")

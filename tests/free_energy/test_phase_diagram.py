@@ -257,6 +257,9 @@ def test_a_window_already_tried_is_not_run_again(tmp_path, monkeypatch):
      "temperature_final applies to mode = \"phase_map\""),
     ("window = 100.0", "window = 100.0\npressure_final = 1e4", InputError,
      "pressure_final applies to mode = \"coexistence_line\""),
+    ("window = 100.0", "window = 100.0\nstart_temperature = 650.0", InputError,
+     "start_temperature applies to mode = \"coexistence_line\""),
+    ("window = 100.0", "window = 100.0\nstart_temperature = -650.0", ConfigError, "start_temperature"),
 ])
 def test_bad_phase_input_is_a_clear_error(tmp_path, old, new, error, needle):
     assert old in BODY
@@ -360,4 +363,41 @@ def test_phase_map_and_coexistence_line_of_two_harmonic_phases(tmp_path):
     assert np.allclose(line["temperature_K"], exact, rtol=1e-7)
     assert len(line["state_points"]) == 2 * 4                # four RK4 stages per step
     with h5py.File(tmp_path / "line" / "fe.h5") as f:
+        assert np.allclose(f["coexistence_line/temperature_K"][()], line["temperature_K"])
+
+
+def test_coexistence_line_from_a_given_start_temperature(tmp_path):
+    """start_temperature: no window is swept; the first state point says which phase is stable
+    above (here alpha, the higher enthalpy), and the line is T(P) = T0 exp(dV P / dH) with dV, dH of
+    alpha - beta; the start's error is carried as T(P)/T0 times it."""
+    from acemd.units import BOLTZMANN, EV_PER_A3_TO_BAR
+    dv, dh, t0, t0_err = 0.4, 0.05, 612.5, 3.0
+    run = _driver(tmp_path, BODY.replace('mode = "transition_temperature"', 'mode = "coexistence_line"')
+                  .replace("attempts = 3", f"attempts = 3\npressure = 1000.0\npressure_final = 11000.0\n"
+                                           f"pressure_steps = 2\nstart_temperature = {t0}\n"
+                                           f"start_temperature_error = {t0_err}"))
+    seen = []
+
+    def state_point(name, T, P):
+        seen.append((name, T, P))
+        return {"volume": 10.0 + (dv if name == "alpha" else 0.0), "enthalpy": -3.0 + (dh if name == "alpha" else 0.0)}
+    run._state_point = state_point
+    run._phase_curve = lambda *a, **k: pytest.fail("a window was swept although start_temperature was given")
+    report = run.run()
+    res = report["result"]
+    line = res["coexistence_line"]
+    exact = t0 * np.exp(dv * (np.array(line["pressure_bar"]) - 1000.0) / (dh * EV_PER_A3_TO_BAR))
+    print(f"\ngiven start: {list(zip(line['pressure_bar'], np.round(line['temperature_K'], 3)))}")
+    assert (res["status"], res["stable_below"], res["stable_above"]) == ("given", "beta", "alpha")
+    assert seen[:2] == [("alpha", t0, 1000.0), ("beta", t0, 1000.0)]
+    assert line["pressure_bar"] == [1000.0, 6000.0, 11000.0]
+    assert np.allclose(line["temperature_K"], exact, rtol=1e-7)
+    assert np.allclose(line["error_K"], t0_err * exact / t0)
+    assert res["latent_heat_eV_atom"] == pytest.approx(dh)
+    assert res["delta_volume_A3_atom"] == pytest.approx(dv)
+    assert res["delta_entropy_kB_atom"] == pytest.approx(dh / (t0 * BOLTZMANN))
+    assert report["windows"] == []
+    saved = yaml.safe_load((tmp_path / "fe.yaml").read_text())
+    assert saved["result"]["temperature_K"] == t0 and saved["result"]["status"] == "given"
+    with h5py.File(tmp_path / "fe.h5") as f:
         assert np.allclose(f["coexistence_line/temperature_K"][()], line["temperature_K"])
