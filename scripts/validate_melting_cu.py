@@ -39,7 +39,7 @@ QUICK = dict(timestep=0.002, npt_steps=200, npt_max_blocks=1, pressure_tolerance
              melt_steps=600, quench_steps=300, progress_every=100000)
 
 
-def input_text(folder, guess, repeat, run, window, attempts, pressure=0.0):
+def input_text(folder, guess, repeat, run, window, attempts, pressure=0.0, mode="melting_temperature", extra=""):
     keys = "\n".join(f"{k} = {v}" for k, v in run.items())
     return f"""
 [structure]
@@ -52,14 +52,14 @@ repeat = [{repeat}, {repeat}, {repeat}]
 file = "{POTENTIAL.as_posix()}"
 
 [free_energy]
-mode = "melting_temperature"
+mode = "{mode}"
 temperature = {guess}
 window = {window}
 attempts = {attempts}
 phases = [{{name = "solid", route = "solid"}},
           {{name = "liquid", route = "liquid", lattice = "fcc", element = "Cu", a = 3.80, repeat = [{repeat}, {repeat}, {repeat}]}}]
 pressure = {pressure}
-report = "{(folder / 'melting.yaml').as_posix()}"
+{extra}report = "{(folder / 'melting.yaml').as_posix()}"
 data = "{(folder / 'melting.h5').as_posix()}"
 checkpoint = "{(folder / 'melting.ckpt.h5').as_posix()}"
 {keys}
@@ -82,6 +82,35 @@ def step_cost(settings, text, path, comm):
     return (time.perf_counter() - t0) / 50
 
 
+def coexistence(args, out, repeat, run, comm):
+    """The Clausius-Clapeyron line from a melting point computed before (start_temperature)."""
+    from acemd.config import parse_config
+    from acemd.drivers.phase_diagram import PhaseDiagramRun
+    tm, err = args.line
+    folder = out / f"line_{args.pressure:g}-{args.pressure_final:g}bar"
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = (f"pressure_final = {args.pressure_final}\npressure_steps = {args.pressure_steps}\n"
+             f"start_temperature = {tm}\nstart_temperature_error = {err}\n")
+    text = input_text(folder, tm, repeat, run, args.window, 1, args.pressure, "coexistence_line", extra)
+    path = folder / "melting.toml"
+    if comm.Get_rank() == 0:
+        path.write_text(text)
+    comm.Barrier()
+    t_start = time.perf_counter()
+    rep = PhaseDiagramRun(parse_config(text, path), text, path, comm=comm).run()
+    if comm.Get_rank() == 0:
+        line = rep["result"]["coexistence_line"]
+        print(f"#\n# Cu-PBE-core-rep.ace coexistence line from Tm = {tm:g} +- {err:g} K at {args.pressure:g} bar "
+              f"({(time.perf_counter() - t_start) / 3600:.2f} h on {comm.Get_size()} rank(s), NPT state points of "
+              f"{run['npt_steps']} steps)")
+        for q in line["state_points"]:
+            print(f"#   state point {q['T']:8.2f} K {q['P']:8.1f} bar: dV = {q['dV']:+.4f} A^3/atom, "
+                  f"dH = {q['dH']:+.5f} eV/atom")
+        for p, t, e in zip(line["pressure_bar"], line["temperature_K"], line["error_K"]):
+            print(f"#   {p:8.1f} bar: Tm = {t:.2f} +- {e:.2f} K")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="validate_melting_cu", help="output folder")
@@ -92,6 +121,11 @@ def main(argv=None):
                     help="multiply every run length by this (0.5: half-length switches and sweeps)")
     ap.add_argument("--window", type=float, default=100.0)
     ap.add_argument("--pressure", type=float, default=0.0, help="bar (the Clausius-Clapeyron check runs 10000)")
+    ap.add_argument("--line", type=float, nargs=2, metavar=("TM_K", "ERROR_K"),
+                    help="instead of melting points: the coexistence line from this Tm at --pressure "
+                         "(start_temperature) to --pressure-final")
+    ap.add_argument("--pressure-final", type=float, default=10000.0, help="bar, the line's far end")
+    ap.add_argument("--pressure-steps", type=int, default=2, help="RK4 steps of the line")
     ap.add_argument("--attempts", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="smoke check: 32 atoms, tiny runs (not a result)")
     args = ap.parse_args(argv)
@@ -107,6 +141,8 @@ def main(argv=None):
                 "melt_steps", "quench_steps"):
         run[key] = max(1, int(round(run[key] * args.scale)))
     out = Path(args.out).resolve()
+    if args.line:
+        return coexistence(args, out, repeat, run, comm)
     results = []
     for guess in args.guesses:
         folder = out / (f"guess_{guess:g}K" + (f"_{args.pressure:g}bar" if args.pressure else ""))
