@@ -39,6 +39,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .. import __version__
+from ..blockstats import block_average
 from ..config import PHASE_MODES, SCHEMA, ConfigError, format_settings
 from ..free_energy.phase_boundary import Curve, coexistence_line, crossing, move_window, phase_map
 from ..io.atomic import replaced_atomically
@@ -497,16 +498,27 @@ class PhaseDiagramRun:
                       f"{q['dH']:+.5f} eV/atom, dT/dP = {T * q['dV'] / (q['dH'] * EV_PER_A3_TO_BAR) * 1e3:+.4f} "
                       "K/kbar")
             return q
-        t, err = coexistence_line(result["temperature_K"], p, lambda T, P: state(T, P)["dV"],
-                                  lambda T, P: state(T, P)["dH"], t0_error=0.0)
+        def slope_error(T, P):
+            """dT/dP's error (K/bar) from the state point's volume and enthalpy errors (the two phases'
+            errors independent; within a phase V and H errors are correlated, which this ignores)."""
+            q = state(T, P)
+            below, above = order["below"], order["above"]
+            sv = np.hypot(q[above]["volume_error"], q[below]["volume_error"])
+            sh = np.hypot(q[above]["enthalpy_error"], q[below]["enthalpy_error"])
+            k = T * q["dV"] / (q["dH"] * EV_PER_A3_TO_BAR)
+            return abs(k) * np.hypot(sv / q["dV"], sh / q["dH"])
+        t, noise = coexistence_line(result["temperature_K"], p, lambda T, P: state(T, P)["dV"],
+                                    lambda T, P: state(T, P)["dH"], t0_error=0.0, slope_error=slope_error)
         # T* error carried along the line: dT(P)/dT0 = T(P)/T0 to first order when dV/dH varies slowly
-        err = result["error_K"] * t / result["temperature_K"]
+        carried = result["error_K"] * t / result["temperature_K"]
+        err = np.hypot(carried, noise)
         if result["status"] == "given":
             first = points[0]
             result.update(stable_below=order["below"], stable_above=order["above"],
                           latent_heat_eV_atom=first["dH"], delta_volume_A3_atom=first["dV"],
                           delta_entropy_kB_atom=first["dH"] / (result["temperature_K"] * BOLTZMANN))
         return {"pressure_bar": p.tolist(), "temperature_K": t.tolist(), "error_K": err.tolist(),
+                "error_from_start_K": carried.tolist(), "error_from_state_points_K": noise.tolist(),
                 "state_points": _plain(points),
                 "latent_heat_from_curves_eV_atom": result.get("latent_heat_eV_atom")}
 
@@ -554,9 +566,13 @@ class PhaseDiagramRun:
                 vols.append(v / n)
                 enth.append((eng.potential_energy + P * v / EV_PER_A3_TO_BAR) / n)
             on_step(k)
+        vols, enth = np.asarray(vols), np.asarray(enth)
+        if len(vols) >= 10:          # standard errors from 5 block averages of the averaged half
+            errors = block_average(np.column_stack([vols, enth]), 5)["error"]
+        else:
+            errors = np.full(2, np.nan)
         return {"volume": float(np.mean(vols)), "enthalpy": float(np.mean(enth)),
-                "volume_error": float(np.std(vols) / np.sqrt(max(len(vols) / 10, 1))),
-                "enthalpy_error": float(np.std(enth) / np.sqrt(max(len(enth) / 10, 1)))}
+                "volume_error": float(errors[0]), "enthalpy_error": float(errors[1])}
 
     # ------------------------------------------------------------ report
     def _write(self, result):

@@ -284,17 +284,21 @@ def clapeyron_slope(t, p, delta_v, delta_h):
     return t * delta_v(t, p) / (delta_h(t, p) * EV_PER_A3_TO_BAR)
 
 
-def coexistence_line(t0, pressures, delta_v, delta_h, t0_error=0.0, substeps=1):
+def coexistence_line(t0, pressures, delta_v, delta_h, t0_error=0.0, substeps=1, slope_error=None):
     """T(P) (K) on ``pressures`` (bar; the first is the pressure of t0) by RK4 of dT/dP = T dV/dH.
 
     ``delta_v`` (Å^3/atom) and ``delta_h`` (eV/atom) are callables (T, P), constants or Tables,
     taken as (phase stable above) - (phase stable below).  Returns (T, error): the error is
-    t0_error carried along the line (the half difference of the lines from t0 +- t0_error).
+    t0_error carried along the line (the half difference of the lines from t0 +- t0_error)
+    combined in quadrature with, when ``slope_error(T, P)`` (K/bar) is given, the statistical
+    error of the slopes: each RK4 stage adds its weight h w / 6 (w = 1, 2, 2, 1) times its
+    slope's error, stages at the same (T, P) counted as one sample, to every later pressure
+    (their feedback through T is second order and left out).
     """
     p = np.asarray(pressures, float)
     dv, dh = _as_function(delta_v), _as_function(delta_h)
 
-    def line(start):
+    def line(start, weights=None):
         t = np.empty(len(p))
         t[0] = start
         for i in range(len(p) - 1):
@@ -302,18 +306,34 @@ def coexistence_line(t0, pressures, delta_v, delta_h, t0_error=0.0, substeps=1):
             ti, pi = t[i], p[i]
             for _ in range(substeps):
                 k1 = clapeyron_slope(ti, pi, dv, dh)
-                k2 = clapeyron_slope(ti + 0.5 * h * k1, pi + 0.5 * h, dv, dh)
-                k3 = clapeyron_slope(ti + 0.5 * h * k2, pi + 0.5 * h, dv, dh)
-                k4 = clapeyron_slope(ti + h * k3, pi + h, dv, dh)
+                t2 = ti + 0.5 * h * k1
+                k2 = clapeyron_slope(t2, pi + 0.5 * h, dv, dh)
+                t3 = ti + 0.5 * h * k2
+                k3 = clapeyron_slope(t3, pi + 0.5 * h, dv, dh)
+                t4 = ti + h * k3
+                k4 = clapeyron_slope(t4, pi + h, dv, dh)
+                if weights is not None:
+                    for w, tk, pk in ((1, ti, pi), (2, t2, pi + 0.5 * h), (2, t3, pi + 0.5 * h), (1, t4, pi + h)):
+                        key = (round(float(tk), 9), round(float(pk), 9))
+                        weights[i][key] = weights[i].get(key, 0.0) + h * w / 6.0
                 ti, pi = ti + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), pi + h
             t[i + 1] = ti
         return t
 
-    t = line(float(t0))
+    per_step = [dict() for _ in range(len(p) - 1)]
+    t = line(float(t0), per_step if slope_error is not None else None)
     if t0_error and np.isfinite(t0_error):
         err = 0.5 * np.abs(line(t0 + t0_error) - line(t0 - t0_error))
     else:
         err = np.zeros(len(p))
+    if slope_error is not None:
+        total = {}
+        noise = np.zeros(len(p))
+        for i, step in enumerate(per_step):
+            for key, weight in step.items():
+                total[key] = total.get(key, 0.0) + weight
+            noise[i + 1] = np.sqrt(sum((c * slope_error(*key)) ** 2 for key, c in total.items()))
+        err = np.hypot(err, noise)
     return t, err
 
 

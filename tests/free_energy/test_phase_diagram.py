@@ -354,7 +354,8 @@ def test_phase_map_and_coexistence_line_of_two_harmonic_phases(tmp_path):
                   .replace("temperature = 500.0", "temperature = 700.0")
                   .replace("attempts = 3", "attempts = 1\npressure_final = 20000.0\npressure_steps = 2"))
     run._state_point = lambda name, T, P: {"volume": 10.0 + (dv if name == "beta" else 0.0),
-                                           "enthalpy": -3.0 + (dh if name == "beta" else 0.0)}
+                                           "enthalpy": -3.0 + (dh if name == "beta" else 0.0),
+                                           "volume_error": 0.0, "enthalpy_error": 0.0}
     line = run.run()["result"]["coexistence_line"]
     t0 = line["temperature_K"][0]
     exact = t0 * np.exp(dv * np.array(line["pressure_bar"]) / (dh * EV_PER_A3_TO_BAR))
@@ -380,7 +381,8 @@ def test_coexistence_line_from_a_given_start_temperature(tmp_path):
 
     def state_point(name, T, P):
         seen.append((name, T, P))
-        return {"volume": 10.0 + (dv if name == "alpha" else 0.0), "enthalpy": -3.0 + (dh if name == "alpha" else 0.0)}
+        return {"volume": 10.0 + (dv if name == "alpha" else 0.0), "enthalpy": -3.0 + (dh if name == "alpha" else 0.0),
+                "volume_error": 0.0, "enthalpy_error": 0.0}
     run._state_point = state_point
     run._phase_curve = lambda *a, **k: pytest.fail("a window was swept although start_temperature was given")
     report = run.run()
