@@ -105,9 +105,11 @@ def coexistence(args, out, repeat, run, comm):
               f"{run['npt_steps']} steps)")
         for q in line["state_points"]:
             print(f"#   state point {q['T']:8.2f} K {q['P']:8.1f} bar: dV = {q['dV']:+.4f} A^3/atom, "
-                  f"dH = {q['dH']:+.5f} eV/atom")
-        for p, t, e in zip(line["pressure_bar"], line["temperature_K"], line["error_K"]):
-            print(f"#   {p:8.1f} bar: Tm = {t:.2f} +- {e:.2f} K")
+                  f"dH = {q['dH']:+.5f} eV/atom; volumes " + ", ".join(
+                      f"{name} {q[name]['volume']:.4f} +- {q[name]['volume_error']:.4f}" for name in ("solid", "liquid")))
+        for p, t, e, e0, es in zip(line["pressure_bar"], line["temperature_K"], line["error_K"],
+                                   line["error_from_start_K"], line["error_from_state_points_K"]):
+            print(f"#   {p:8.1f} bar: Tm = {t:.2f} +- {e:.2f} K (from Tm(0) {e0:.2f}, from the state points {es:.2f})")
     return 0
 
 

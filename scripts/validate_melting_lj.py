@@ -247,9 +247,11 @@ def main(argv=None):
         f"(fits: {res['latent_heat_fit_eV_atom'] / eps:.3f} +- {res['latent_heat_fit_error_eV_atom'] / eps:.3f} epsilon), "
         f"dS = {res['delta_entropy_kB_atom']:.3f} kB/atom, dV = {res['delta_volume_A3_atom']:+.3f} A^3/atom "
         f"(dV* = {res['delta_volume_A3_atom'] / 3.405 ** 3:+.4f}), stable below: {res['stable_below']}")
-    for p, t, e in zip(line["pressure_bar"], line["temperature_K"], line["error_K"]):
+    for p, t, e, e0, es in zip(line["pressure_bar"], line["temperature_K"], line["error_K"],
+                               line.get("error_from_start_K", line["error_K"]),
+                               line.get("error_from_state_points_K", [0.0] * len(line["error_K"]))):
         say(f"#   coexistence line: {p:8.1f} bar (P* = {p / P_UNIT_BAR:.3f}): T = {t:.2f} +- {e:.2f} K "
-            f"(T* = {t / EPS_K:.4f})")
+            f"(T* = {t / EPS_K:.4f}; error from Tm(0) {e0:.2f}, from the state points {es:.2f})")
     # 2. the direct Tm at pressure2
     guess2 = 5.0 * round(t_line / 5.0)
     # the Uhlenbeck-Ford sigma follows the liquid's density so that x = rho (pi sigma^2)^(3/2) / 2 stays
