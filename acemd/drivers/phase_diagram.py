@@ -120,7 +120,7 @@ class PhaseDiagramRun:
             saved = self.comm.bcast(on_root(comm, lambda: _read_state(restart)))
             if isinstance(saved, str):
                 raise InputError(f"--restart {restart}: {saved}")
-            if saved["signature"] != self.signature:
+            if not _same_settings(saved["signature"], self.signature):
                 raise InputError(f"--restart {restart}: the [free_energy] section or the phases differ from the "
                                  "run that wrote it; restart with the same settings (only report, data, "
                                  "checkpoint and progress_every may change)")
@@ -671,6 +671,26 @@ class PhaseDiagramRun:
         for w in self.warnings:
             say(f"# WARNING: {w}")
         say(f"# report: {self.section['report']}, data: {self.section['data']}, sub-runs: {self.folder}")
+
+
+def _same_settings(saved, current):
+    """Do two protocol signatures match?  Equal, or differing only by [free_energy] keys that one
+    side lacks and the other holds at their default (a checkpoint written before acemd added the
+    key restarts with a newer acemd)."""
+    if saved == current:
+        return True
+    a, b = json.loads(saved), json.loads(current)
+    fa, fb = a.pop("free_energy", {}), b.pop("free_energy", {})
+    if a != b:
+        return False
+    keys = SCHEMA["free_energy"]
+    for k in set(fa) | set(fb):
+        if k in fa and k in fb:
+            if fa[k] != fb[k]:
+                return False
+        elif k not in keys or fa.get(k, fb.get(k)) != _plain(keys[k].default):
+            return False
+    return True
 
 
 def _read_state(path):

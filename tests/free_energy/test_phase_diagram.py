@@ -17,6 +17,7 @@ so the transition temperature is known: the stiffer, lower phase a is stable bel
   end, liquid down from its high end with phase = "liquid") that pass the sweep checks.
 """
 import io
+import json
 import os
 import signal
 
@@ -403,3 +404,28 @@ def test_coexistence_line_from_a_given_start_temperature(tmp_path):
     assert saved["result"]["temperature_K"] == t0 and saved["result"]["status"] == "given"
     with h5py.File(tmp_path / "fe.h5") as f:
         assert np.allclose(f["coexistence_line/temperature_K"][()], line["temperature_K"])
+
+
+def test_restart_signature_tolerates_a_newer_default_key_and_refuses_a_changed_value(tmp_path):
+    """A checkpoint written before a [free_energy] key existed restarts when the key holds its default;
+    any changed value (or a new key away from its default) is refused."""
+    from acemd.drivers.phase_diagram import _same_settings
+    run = _driver(tmp_path)
+    current = run.signature
+    sig = json.loads(current)
+    older = dict(sig, free_energy={k: v for k, v in sig["free_energy"].items()
+                                   if k not in ("start_temperature", "start_temperature_error")})
+    assert "start_temperature_error" in sig["free_energy"]
+    assert _same_settings(json.dumps(older), current)
+    changed = dict(sig, free_energy=dict(sig["free_energy"], window=50.0))
+    assert not _same_settings(json.dumps(changed), current)
+    off_default = dict(sig, free_energy=dict(sig["free_energy"], start_temperature_error=2.0))
+    assert not _same_settings(json.dumps(older), json.dumps(off_default))
+    other_phases = dict(sig, phases=sig["phases"][:1])
+    assert not _same_settings(json.dumps(other_phases), current)
+    # the driver refuses a checkpoint whose settings differ
+    ckpt = tmp_path / "old.ckpt.h5"
+    with h5py.File(ckpt, "w") as f:
+        f.attrs["phase_protocol"] = json.dumps({"signature": json.dumps(changed), "history": [], "version": "0"})
+    with pytest.raises(InputError, match="differ from the run that wrote it"):
+        _driver(tmp_path, restart=str(ckpt))
