@@ -3,6 +3,7 @@
 2.5 sigma), Tm at 0 bar against the literature, and Clausius-Clapeyron against a direct Tm.
 
     taskset -c 0 python scripts/validate_melting_lj.py [--repeat 4] [--out DIR] [--pressure2 1000]
+    taskset -c 0 python scripts/validate_melting_lj.py --pressure2 10000 --pressure-steps 5 --no-guess-b --coexistence
     python scripts/validate_melting_lj.py --quick        # 32 atoms, tiny runs: a smoke check, no result
 
 The potential (acemd.free_energy.lennard_jones, injected into every sub-run in place of the
