@@ -2,7 +2,13 @@
 """Validation: the melting point of Cu with Cu-PBE-core-rep.ace (issue 13), from two guesses.
 
     mpiexec -n 2 python scripts/validate_melting_cu.py [--out DIR] [--repeat 4] [--guesses 1250 1400]
+    mpiexec -n 2 python scripts/validate_melting_cu.py --pressure 10000 --guesses 1335 --scale 0.35
+    mpiexec -n 2 python scripts/validate_melting_cu.py --line 1287.76 4.93 --pressure-final 10000
     python scripts/validate_melting_cu.py --quick          # smoke check: 32 atoms, tiny runs, minutes
+
+The second line is the direct melting point at 10 kbar, the third the Clausius-Clapeyron line
+from the 0-bar Tm to 10 kbar (``mode = "coexistence_line"`` with ``start_temperature``): the two
+must agree within errors (docs/phase-diagram.md).
 
 Runs ``[free_energy] mode = "melting_temperature"`` twice (guesses 150 K apart, window +-100 K,
 up to 4 windows each): solid fcc (a = 3.63) and liquid melted from fcc expanded to a = 3.80 (about
