@@ -131,6 +131,7 @@ class PhaseDiagramRun:
         self.sub_count = 0
         self.t_start = _time.perf_counter()
         self._npt = {}
+        self._line_progress = None      # the coexistence line's progress over all its state points
 
     @classmethod
     def check_input(cls, settings, input_path):
@@ -477,6 +478,11 @@ class PhaseDiagramRun:
         names = [ph["name"] for ph in self.phases]
         order = {"below": result.get("stable_below"), "above": result.get("stable_above")}
         points = []
+        from ..free_energy.solid import Progress
+        # one progress count over the whole line: 4 RK4 stages per step, each phase's NPT, the melt once
+        n_liquid = sum(ph["route"] == "liquid" for ph in self.phases)
+        self._line_progress = Progress(self._say, 4 * sec["pressure_steps"] * len(names) * sec["npt_steps"]
+                                       + n_liquid * sec["melt_steps"], sec["progress_every"])
 
         def state(T, P):
             for q in points:
@@ -530,7 +536,7 @@ class PhaseDiagramRun:
         sec = self.section
         phase = next(p for p in self.phases if p["name"] == name)
         sim = self._npt.get(name)
-        progress = Progress(self._say, sec["npt_steps"], sec["progress_every"])
+        progress = self._line_progress or Progress(self._say, sec["npt_steps"], sec["progress_every"])
         if sim is None:
             sub = copy.deepcopy(self.settings)
             sub["structure"] = copy.deepcopy(phase["structure"])
@@ -545,8 +551,7 @@ class PhaseDiagramRun:
                 lang = LangevinBAOAB(sec["timestep"], t_start, sec["damping"], seed=sec["seed"] + 8)
                 sim.engine.compute_forces(force_rebuild=True)
                 lang.setup(sim.engine)
-                on_step = Progress(self._say, sec["melt_steps"], sec["progress_every"]).stage(
-                    f"{name} melt {t_start:g} K", sec["melt_steps"])
+                on_step = progress.stage(f"{name} melt {t_start:g} K", sec["melt_steps"])
                 for k in range(1, sec["melt_steps"] + 1):
                     lang.step(sim.engine)
                     on_step(k)
