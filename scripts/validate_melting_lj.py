@@ -257,11 +257,10 @@ def main(argv=None):
     guess2 = 5.0 * round(t_line / 5.0)
     # the Uhlenbeck-Ford sigma follows the liquid's density so that x = rho (pi sigma^2)^(3/2) / 2 stays
     # where it was at 0 bar (the line's first and last state points give the liquid's volume)
-    points = line["state_points"]
-    liquid = "liquid"
-    sigma2 = run["uf_sigma"] * (points[-1][liquid]["volume"] / points[0][liquid]["volume"]) ** (1.0 / 3.0)
+    v_first, v_last = (q["liquid"]["volume"] for q in (line["state_points"][0], line["state_points"][-1]))
+    sigma2 = run["uf_sigma"] * (v_last / v_first) ** (1.0 / 3.0)
     say(f"#   direct run at {args.pressure2:g} bar: guess {guess2:g} K, UF sigma {sigma2:.3f} A (liquid volume "
-        f"{points[0][liquid]['volume']:.3f} -> {points[-1][liquid]['volume']:.3f} A^3/atom along the line)")
+        f"{v_first:.3f} -> {v_last:.3f} A^3/atom along the line)")
     direct = run_protocol(out / "direct", input_text(out / "direct", "melting_temperature", guess2,
                                                      args.window * guess2 / args.guess, args.pressure2, repeat,
                                                      dict(run, uf_sigma=round(sigma2, 4)), 4),

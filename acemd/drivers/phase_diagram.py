@@ -638,8 +638,9 @@ class PhaseDiagramRun:
         res = report["result"]
         say = self._say
         say("#")
-        say(f"# {self.mode}: windows tried")
-        say("#   attempt  window (K)            outcome     T* (K)        +- (K)")
+        if report["windows"]:        # none when the line starts from a given start_temperature
+            say(f"# {self.mode}: windows tried")
+            say("#   attempt  window (K)            outcome     T* (K)        +- (K)")
         for h in report["windows"]:
             x = h.get("crossing", {})
             w = h.get("window_K", [float("nan")] * 2)
