@@ -53,6 +53,10 @@ def _key(section, key):
     return f"[{section}.{key}]"
 
 
+# the checkpoints a driver writes and names in "continue with --restart ...": each may be --restart
+OWN_CHECKPOINTS = (_key("checkpoint", "file"), _key("free_energy", "checkpoint"))
+
+
 # --------------------------------------------------------------------------- output paths
 def output_files(settings) -> dict[str, str]:
     """{key name: path} of the files this run would write."""
@@ -124,8 +128,9 @@ def check_outputs(settings, input_path, restart=None):
                 raise PreflightError(f"{input_path}: {a} and {b} are the same file ({outs[a]}): one would "
                                      "overwrite the other; give them different names")
         for what, path in ins.items():
-            if what == "--restart" and a == _key("checkpoint", "file"):
-                continue                        # continuing into the same checkpoint is the normal case
+            if what == "--restart" and a in OWN_CHECKPOINTS:
+                continue                        # continuing into the same checkpoint is the normal case:
+                                                # it is read whole before the run and replaced atomically
             if _same(outs[a], path):
                 raise PreflightError(f"{input_path}: {a} = {outs[a]} is {what}: the run would overwrite "
                                      "it; give the output another name")
