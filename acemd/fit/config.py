@@ -1,0 +1,1016 @@
+"""pacemaker's ``input.yaml`` for ``acemd fit``: parsed, checked key by key, resolved into frozen settings.
+
+acemd fits the *linear* ACE model (part 1 of the fitting): the B-function coefficients by exact
+least squares.  The input is pacemaker's, so users keep their files: ``cutoff``, ``seed``,
+``metadata``, ``potential`` (the basis shape), ``data``, ``fit`` (``loss``, ``weighting``) and
+``backend``.  acemd adds its own keys where pacemaker has none (stresses, the Bayesian solver, the
+committee, the active set, the output files), documented in docs/fitting-input.md.
+
+Every error names the file and the key path (``fit.loss.kappa``) and says what is expected; an
+unknown key is an error with a close-match suggestion.  Keys only the nonlinear fit needs
+(``optimizer``, ``maxiter``, the ladder, a nonlinear embedding, ...) are an error saying so and how to
+run the linear fit instead.  A few of pacemaker's keys that change nothing here (``backend:
+evaluator``, ...) are accepted with a warning (``FitSettings.warnings``).
+
+Relative paths resolve against the input file's folder (pacemaker resolves them against the
+working directory).  Units: Å, eV.  ``FIT_SCHEMA`` is the source of the generated reference
+(``acemd --help-input fit``, docs/fit-input-reference.md).
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import NUM, ConfigError, Key
+from ..potential.model import INNER_CUTOFF_TYPES, RADIAL_BASES
+
+PART2 = "supported by the nonlinear fit (not yet in acemd)"
+LINEAR_EMBEDDING = {"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 1], "ndensity": 1}
+LINEAR_NPOT_ALIAS = "linear"          # acemd's name; pacemaker has none (FSSS with [1, 1], ndensity 1)
+EMBEDDING_NPOTS = ("FinnisSinclair", "FinnisSinclairShiftedScaled")
+NARY = {"UNARY": 1, "BINARY": 2, "TERNARY": 3, "QUATERNARY": 4, "QUINARY": 5}
+EMBEDDING_KEYWORDS = ("ALL", "UNARY")
+BOND_KEYWORDS = ("ALL", "UNARY", "BINARY")
+FUNCTION_KEYWORDS = ("ALL",) + tuple(NARY)
+FUNCTIONS_CAP_KEY = "number_of_functions_per_element"
+WEIGHTING_TYPES = ("EnergyBasedWeightingPolicy", "ExternalWeightingPolicy", "UniformWeightingPolicy")
+SOLVERS = ("ridge", "bayesian")
+STRESS_COMPONENTS = ("xx", "yy", "zz", "yz", "xz", "xy")
+_ELEMENT = re.compile(r"[A-Z][a-z]?")
+
+
+class FitInputError(ConfigError):
+    """The fit input (pacemaker's ``input.yaml``) is malformed, has an unknown key, a wrong value, or
+    asks for something only the nonlinear fit does.  A ``ConfigError``: the CLI reports it in one line."""
+
+
+# -- the settings ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataSettings:
+    """``data:``: the reference structures.  Paths are absolute (resolved against the input's folder,
+    then ``datapath`` as pacemaker does).  ``test_size``: 0 no split, < 1 a fraction, >= 1 a number of
+    structures.  ``reference_energy``: None (the data's ``energy_corrected``), per-element free-atom
+    energies in eV (optionally with ``shift``, eV/atom added to every structure), or "auto"."""
+
+    filenames: tuple[Path, ...]
+    test_filenames: tuple[Path, ...] = ()
+    test_size: float = 0.0
+    reference_energy: None | dict[str, float] | str = None
+    datapath: Path | None = None
+    aug_factor: float = 1e-4
+    ignore_weights: bool = False
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """``fit:``: the loss and the solver.  ``kappa`` in [0, 1] or "auto" (pacemaker's relative force
+    weight); ``L2_coeffs`` the ridge penalty on the coefficients; ``kappa_stress`` the weight of the
+    stress rows (0: no stresses); ``weighting`` the validated policy mapping (None: uniform)."""
+
+    kappa: float | str = 0.0
+    L2_coeffs: float = 0.0
+    kappa_stress: float = 0.0
+    stress_component_weights: tuple[float, ...] | None = None
+    weighting: dict | None = None
+    solver: str = "ridge"
+    committee: int = 0
+    active_set: bool = False
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """``backend:``: structures per assembly batch and between progress lines."""
+
+    batch_size: int = 100
+    display_step: int = 20
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """``output:`` (acemd's): where the fit writes; every path absolute."""
+
+    folder: Path
+    potential_file: Path
+    yace: bool = True
+    yace_file: Path | None = None
+    metrics_file: Path | None = None
+    errors_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Everything ``acemd fit`` needs, validated.  ``potential`` is the ``potential:`` mapping for
+    ``acemd.fit.basis.build_basis``: keys checked, the embedding made explicit (``npot: linear`` and
+    missing embedding keys become FinnisSinclairShiftedScaled, ``fs_parameters: [1, 1]``, ``ndensity:
+    1``), flow-sequence block keys written as ``"(Al, Ni)"``.  ``cutoff`` (Å) defaults to the largest
+    bond ``rcut``.  ``warnings`` lists the accepted-but-ignored keys; ``text`` is the input file."""
+
+    source: Path
+    folder: Path
+    cutoff: float | None
+    seed: int
+    metadata: dict[str, str]
+    potential: dict
+    data: DataSettings
+    fit: FitOptions
+    backend: BackendSettings
+    output: OutputSettings
+    warnings: tuple[str, ...] = ()
+    text: str = ""
+
+
+# -- the schema (checks and documentation) --------------------------------------------------------
+
+@dataclass(frozen=True)
+class FitSection:
+    """One mapping of the input: its keys (``Key``: types, default, check, doc), the keys refused
+    because only the nonlinear fit has them (key -> how to run the linear fit instead), and the keys
+    accepted and ignored with a warning (key -> why)."""
+
+    summary: str
+    keys: dict[str, Key]
+    refused: dict[str, str] = field(default_factory=dict)
+    ignored: dict[str, str] = field(default_factory=dict)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, NUM) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(v):
+    return None if v > 0 else "must be positive"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _unit_interval_or_auto(v):
+    if v == "auto":
+        return None
+    if not _is_number(v) or not 0 <= v <= 1:
+        return "must be a number in [0, 1] (0: energies only, 1: forces only) or auto"
+    return None
+
+
+def _zero_only(hint):
+    def check(v):
+        return None if v == 0 else f"a non-zero value: {hint}"
+    check.part2 = True
+    return check
+
+
+def _one_of(*choices):
+    def check(v):
+        if v in choices:
+            return None
+        close = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
+        return f"must be one of {', '.join(map(str, choices))}" + (f" (did you mean '{close[0]}'?)" if close else "")
+    check.choices = choices
+    return check
+
+
+def _numbers(n=None, minimum=None, what="numbers"):
+    def check(v):
+        if not isinstance(v, list) or not v or not all(_is_number(x) for x in v):
+            return f"must be a list of {what}"
+        if n is not None and len(v) != n:
+            return f"must list exactly {n} {what}, got {len(v)}"
+        if minimum is not None and any(x < minimum for x in v):
+            return f"every entry must be >= {minimum}"
+        return None
+    return check
+
+
+def _ints(minimum):
+    def check(v):
+        if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            return "must be a list of integers, one per body order, e.g. [8, 8, 4, 3, 2]"
+        if any(x < minimum for x in v):
+            return f"every entry must be >= {minimum}"
+        return None
+    return check
+
+
+def _stress_weights(v):
+    problem = _numbers(6, 0.0)(v)
+    if problem:
+        return problem + " (xx, yy, zz, yz, xz, xy)"
+    return None if any(x > 0 for x in v) else "at least one weight must be positive"
+
+
+def _test_size(v):
+    if v < 0:
+        return "must be >= 0 (0: no test set, < 1: a fraction, >= 1: a number of structures)"
+    if v >= 1 and float(v) != int(v):
+        return "a test set of >= 1 structures must be a whole number (or give a fraction < 1)"
+    return None
+
+
+_OPTIMIZER_HINT = "acemd solves the linear model exactly, without iterations: remove it"
+_CYCLES_HINT = "the linear least-squares solution is unique, so repeated runs add nothing: remove it"
+_STOP_HINT = "the linear fit has no iterations to stop: remove it"
+_LADDER_HINT = ("the linear fit uses the whole basis at once (cap its size with potential.functions."
+                "number_of_functions_per_element): remove it")
+_UPFIT_HINT = ("upfitting an existing potential is part of the nonlinear fit; to fit a new linear "
+               "potential give the basis shape (elements, embeddings, bonds, functions) instead")
+
+TOP_SECTION = "(top level)"
+
+FIT_SCHEMA: dict[str, FitSection] = {
+    TOP_SECTION: FitSection(
+        "The top level of input.yaml. Relative paths anywhere in the file are relative to the "
+        "input file's folder.",
+        {
+            "cutoff": Key(NUM, check=_positive, unit="Å", default_doc="the largest bond rcut",
+                          doc="neighbour-list cutoff; must be at least every bond's rcut (a shorter one "
+                              "would fit a different model than the one MD evaluates)"),
+            "seed": Key((int,), default=42, check=_non_negative,
+                        doc="random seed: the train/test split (data.test_size) and, unless they give "
+                            "their own, the weighting policy and the committee draws"),
+            "metadata": Key((dict,), type_doc="mapping", default_doc="—",
+                            doc="free key: value strings copied into the potential file's metadata"),
+            "potential": Key((dict,), required=True, type_doc="mapping",
+                             doc="the basis shape: elements, embeddings, bonds, functions (sections "
+                                 "potential, potential.embeddings, potential.bonds, potential.functions); "
+                                 "a file name (upfitting) is refused: part of the nonlinear fit"),
+            "data": Key((dict, str), required=True, type_doc="mapping or path",
+                        doc="the reference data (section data); a single file name is data.filename"),
+            "fit": Key((dict,), type_doc="mapping", default_doc="energies only, uniform weights",
+                       doc="loss, weighting and solver (sections fit, fit.loss, fit.weighting)"),
+            "backend": Key((dict,), type_doc="mapping", default_doc="—",
+                           doc="assembly batches and progress (section backend)"),
+            "output": Key((dict,), type_doc="mapping", default_doc="—",
+                          doc="acemd's: the files the fit writes (section output)"),
+        }),
+    "potential": FitSection(
+        "The basis shape, as pacemaker's potential section. Blocks in embeddings, bonds and functions "
+        "are named by a keyword (ALL, UNARY, BINARY, ...) or by elements, the more specific winning: "
+        "ALL < UNARY < BINARY < TERNARY < ... < an element combination.",
+        {
+            "elements": Key((list,), required=True, type_doc="list of element symbols",
+                            doc="every element of the potential, e.g. [Cu] or [Al, Ni]"),
+            "deltaSplineBins": Key(NUM, default=0.001, check=_positive, unit="Å",
+                                   doc="spline bin width of the radial functions in the written potential"),
+            "embeddings": Key((dict,), type_doc="mapping of blocks", default_doc="the linear embedding",
+                              doc="per element: ALL, UNARY or an element symbol -> section potential.embeddings"),
+            "bonds": Key((dict,), required=True, type_doc="mapping of blocks",
+                         doc="per element pair: ALL, UNARY, BINARY or a pair (CuCu, AlNi, (Al, Ni)) -> "
+                             "section potential.bonds"),
+            "functions": Key((dict,), required=True, type_doc="mapping of blocks",
+                             doc="per element combination: ALL, UNARY, BINARY, TERNARY, QUATERNARY, QUINARY "
+                                 "or a combination ((Al, Ni), Al) -> section potential.functions"),
+        },
+        refused={"filename": _UPFIT_HINT, "initial_potential": _UPFIT_HINT, "reset": _UPFIT_HINT,
+                 "overwrite_blocks_from_initial_bbasis": _UPFIT_HINT}),
+    "potential.embeddings": FitSection(
+        "The keys of one embedding block (inside ALL: {...}, UNARY: {...} or Cu: {...}). The linear fit "
+        "needs the linear embedding E_i = rho_i: npot FinnisSinclairShiftedScaled (or FinnisSinclair) "
+        "with fs_parameters [1, 1] and ndensity 1, or npot linear (acemd's short name for exactly that; "
+        "pacemaker has no name for it). Anything else is nonlinear: an error, part of the nonlinear fit.",
+        {
+            "npot": Key((str,), default="FinnisSinclairShiftedScaled",
+                        check=_one_of(*EMBEDDING_NPOTS, LINEAR_NPOT_ALIAS),
+                        doc="embedding function; linear = FinnisSinclairShiftedScaled, [1, 1], ndensity 1"),
+            "fs_parameters": Key((list,), default=[1, 1], type_doc="list of numbers",
+                                 check=_numbers(what="numbers"),
+                                 doc="[weight, exponent] per density; only [1, 1] is linear"),
+            "ndensity": Key((int,), default=1, check=_positive, doc="number of densities; only 1 is linear"),
+            "rho_core_cut": Key(NUM, default=100000.0, check=_non_negative, unit="eV",
+                                doc="energy cutoff on the core-repulsion density (pacemaker's default)"),
+            "drho_core_cut": Key(NUM, default=250.0, check=_non_negative, unit="eV",
+                                 doc="width of that cutoff"),
+        }),
+    "potential.bonds": FitSection(
+        "The keys of one bond block (inside ALL: {...}, UNARY, BINARY or a pair such as CuCu, AlNi or "
+        "(Al, Ni), which sets both orders). The radial functions are fixed in the linear fit (their "
+        "coefficients are pacemaker's initial delta_nk); only the B-function coefficients are fitted.",
+        {
+            "radbase": Key((str,), default="ChebExpCos", check=_one_of(*RADIAL_BASES),
+                           doc="radial basis"),
+            "radparameters": Key((list,), type_doc="list of numbers", check=_numbers(),
+                                 doc="parameters of the radial basis, e.g. [5.25] (lambda of ChebExpCos)"),
+            "rcut": Key(NUM, check=_positive, unit="Å", default_doc="— (required for every pair)",
+                        doc="outer cutoff"),
+            "dcut": Key(NUM, check=_non_negative, unit="Å", doc="width of the outer cutoff"),
+            "NameOfCutoffFunction": Key((str,), default="cos",
+                                        doc="outer cutoff function; cos is the only one the evaluators have "
+                                            "(another name: a warning)"),
+            "r_in": Key(NUM, check=_non_negative, unit="Å", doc="inner cutoff (core repulsion below it)"),
+            "delta_in": Key(NUM, check=_non_negative, unit="Å", doc="width of the inner cutoff"),
+            "inner_cutoff_type": Key((str,), default="distance", check=_one_of(*INNER_CUTOFF_TYPES),
+                                     doc="how the inner cutoff is applied"),
+            "core-repulsion": Key((list,), type_doc="[prefactor, lambda]", check=_numbers(2, 0.0),
+                                  doc="core repulsion prefactor*exp(-lambda*r^2)/r (eV·Å, 1/Å^2)"),
+            "nradbase": Key((int,), check=_positive, default_doc="from the functions",
+                            doc="number of radial basis functions (normally from nradmax_by_orders)"),
+            "nradmax": Key((int,), check=_positive, default_doc="from the functions",
+                           doc="number of radial functions (normally from nradmax_by_orders)"),
+            "lmax": Key((int,), check=_non_negative, default_doc="from the functions",
+                        doc="largest l (normally from lmax_by_orders)"),
+        }),
+    "potential.functions": FitSection(
+        "The keys of one functions block (inside ALL: {...}, UNARY, ..., QUINARY or an element "
+        "combination such as (Al, Ni)), and number_of_functions_per_element next to the blocks.",
+        {
+            "nradmax_by_orders": Key((list,), type_doc="list of int", check=_ints(1),
+                                     doc="largest radial index n per body order (the first: rank 1)"),
+            "lmax_by_orders": Key((list,), type_doc="list of int", check=_ints(0),
+                                  doc="largest l per body order, as long as nradmax_by_orders"),
+            FUNCTIONS_CAP_KEY: Key((int,), check=_positive, default_doc="all functions",
+                                   doc="next to the blocks: keep this many functions per element, chosen by "
+                                       "rank as pacemaker does"),
+        },
+        ignored={"coefs_init": "initial coefficients: the linear fit solves for them"}),
+    "data": FitSection(
+        "The reference data: pacemaker's pickled DataFrames (.pckl.gzip, .pkl.gzip) or any file ASE "
+        "reads with energies and forces. A file not found next to the input is looked for in "
+        "datapath (or $PACEMAKERDATAPATH), as pacemaker does.",
+        {
+            "filename": Key((str, list), required=True, type_doc="path or list of paths",
+                            doc="training data file(s)"),
+            "test_filename": Key((str, list), type_doc="path or list of paths",
+                                 doc="test data file(s); not together with test_size"),
+            "test_size": Key(NUM, default=0, check=_test_size,
+                             doc="test set drawn from the training data with seed: < 1 a fraction, >= 1 a "
+                                 "number of structures, 0 none"),
+            "reference_energy": Key((dict, str, int, float), type_doc="mapping, number or auto",
+                                    default_doc="the data's energy_corrected",
+                                    doc="free-atom energies subtracted from energy (eV): {Cu: -0.2, shift: 0} "
+                                        "(shift: eV/atom added), one number for every element, or auto "
+                                        "(least squares over the compositions, as pacemaker)"),
+            "datapath": Key((str,), type_doc="path", default_doc="$PACEMAKERDATAPATH",
+                            doc="folder searched for data files not found next to the input"),
+            "aug_factor": Key(NUM, default=1e-4, check=_non_negative,
+                              doc="weight factor of structures whose name starts with 'augmented'"),
+            "ignore_weights": Key((bool,), default=False,
+                                  doc="ignore the w_energy/w_forces columns of the data and apply fit.weighting"),
+        }),
+    "fit": FitSection(
+        "The loss, the weighting and the solver. solver, committee and active_set are acemd's (pacemaker "
+        "has no Bayesian solver).",
+        {
+            "loss": Key((dict,), type_doc="mapping", default_doc="kappa 0, L2_coeffs 0",
+                        doc="section fit.loss"),
+            "weighting": Key((dict,), type_doc="mapping", default_doc="uniform",
+                             doc="section fit.weighting"),
+            "solver": Key((str,), default="ridge", check=_one_of(*SOLVERS),
+                          doc="ridge: weighted least squares with the L2 penalty L2_coeffs; bayesian: "
+                              "Bayesian linear regression, noise and prior precisions from the evidence "
+                              "(L2_coeffs is not used), with a posterior covariance"),
+            "committee": Key((int,), default=0, check=_non_negative,
+                             doc="number of potentials drawn from the posterior (solver bayesian) for the "
+                                 "predicted uncertainty; 0 none"),
+            "active_set": Key((bool,), default=False,
+                              doc="also write the active set (.asi) for the extrapolation grade"),
+        },
+        refused={"optimizer": _OPTIMIZER_HINT, "maxiter": _OPTIMIZER_HINT, "options": _OPTIMIZER_HINT,
+                 "optimizer_options": _OPTIMIZER_HINT,
+                 "ladder_step": _LADDER_HINT, "ladder_type": _LADDER_HINT,
+                 "fit_cycles": _CYCLES_HINT, "noise_relative_sigma": _CYCLES_HINT,
+                 "noise_absolute_sigma": _CYCLES_HINT, "randomize_func_coeffs": _CYCLES_HINT,
+                 "trainable_parameters": "the linear fit trains every B-function coefficient and keeps the "
+                                         "radial functions fixed: remove it",
+                 "repulsion": "give the inner cutoff and core repulsion in potential.bonds (r_in, delta_in, "
+                              "core-repulsion, inner_cutoff_type): remove it",
+                 "min_relative_train_loss_per_iter": _STOP_HINT, "min_relative_test_loss_per_iter": _STOP_HINT,
+                 "early_stopping_patience": _STOP_HINT,
+                 "callbacks": "the linear fit has no iterations to call back from: remove it"}),
+    "fit.loss": FitSection(
+        "pacemaker's loss L = (1 - kappa) sum_s wE_s (dE_s/N_s)^2 + kappa sum_i wF_i |dF_i|^2 + L2_coeffs "
+        "sum c^2, the weights normalised to sum 1 each (dE_s/N_s in eV/atom, dF_i in eV/Å), plus acemd's "
+        "stress term kappa_stress sum_s wE_s sum_c w_c (V_s dsigma_sc / N_s)^2 (the virial per atom, eV/atom, "
+        "Voigt components c).",
+        {
+            "kappa": Key((int, float, str), default=0, type_doc="float or auto", check=_unit_interval_or_auto,
+                         doc="relative force weight: 0 energies only, 1 forces only; auto: "
+                             "sigma_E^2/(sigma_E^2 + sigma_F^2), sigma_E the standard deviation of the "
+                             "training energies per atom, sigma_F that of the force norms |F_i| (pacemaker's rule)"),
+            "L2_coeffs": Key(NUM, default=0, check=_non_negative,
+                             doc="L2 (ridge) penalty on the coefficients, relative to the normalised loss"),
+            "kappa_stress": Key(NUM, default=0, check=_non_negative,
+                                doc="acemd's: weight of the stress rows (virial per atom); 0 no stresses; "
+                                    "only structures with a stress and a periodic cell"),
+            "stress_component_weights": Key((list,), type_doc="list of 6 numbers", check=_stress_weights,
+                                            default_doc="[1, 1, 1, 1, 1, 1]",
+                                            doc="acemd's: weight w_c per Voigt component xx yy zz yz xz xy "
+                                                "(needs kappa_stress > 0)"),
+            "L1_coeffs": Key(NUM, default=0, check=_zero_only("the linear fit has an L2 penalty only: "
+                                                              "remove it or set 0 (use L2_coeffs)"),
+                             doc="only 0 (L1 is part of the nonlinear fit)"),
+            "w0_rad": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
+                                                           "model: remove it or set 0"),
+                          doc="only 0 (radial smoothness: nonlinear fit)"),
+            "w1_rad": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
+                                                           "model: remove it or set 0"),
+                          doc="only 0 (radial smoothness: nonlinear fit)"),
+            "w2_rad": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
+                                                           "model: remove it or set 0"),
+                          doc="only 0 (radial smoothness: nonlinear fit)"),
+            "w_orth": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
+                                                           "model: remove it or set 0"),
+                          doc="only 0 (orthogonality of radial functions: nonlinear fit)"),
+        },
+        ignored={"w1_coeffs": "pacemaker ignores it too", "w2_coeffs": "pacemaker ignores it too"}),
+    "fit.weighting": FitSection(
+        "pacemaker's weighting policies, by type. EnergyBasedWeightingPolicy: weights 1/(E - E_min + DE)^2 "
+        "per structure and 1/(|F|^2 + DF) per atom, structures above E_min + DEup (or with a force above DFup) "
+        "left out, nfit of them kept; ExternalWeightingPolicy: w_energy and w_forces from a pickled "
+        "DataFrame (filename) indexed like the data; UniformWeightingPolicy (or no weighting): equal weights. "
+        "Weights in the data's w_energy/w_forces columns win unless data.ignore_weights.",
+        {
+            "type": Key((str,), required=True, check=_one_of(*WEIGHTING_TYPES), doc="the policy"),
+            "nfit": Key((int,), check=_positive, default_doc="all structures",
+                        doc="EnergyBased: structures kept (the low-energy ones first)"),
+            "n_lower": Key((int,), check=_non_negative, doc="EnergyBased: structures kept below DElow (with n_upper, "
+                                                            "instead of nfit)"),
+            "n_upper": Key((int,), check=_non_negative, doc="EnergyBased: structures kept above DElow"),
+            "DElow": Key(NUM, default=1.0, check=_non_negative, unit="eV/atom",
+                         doc="EnergyBased: every structure below E_min + DElow is kept first"),
+            "DEup": Key(NUM, default=10.0, check=_positive, unit="eV/atom",
+                        doc="EnergyBased: structures at or above E_min + DEup are left out"),
+            "DFup": Key(NUM, check=_positive, unit="eV/Å", default_doc="no limit",
+                        doc="EnergyBased: structures with a force above DFup are left out"),
+            "DE": Key(NUM, default=1.0, unit="eV/atom", doc="EnergyBased: energy shift of the energy weights"),
+            "DF": Key(NUM, default=1.0, unit="eV²/Å²", doc="EnergyBased: shift of the force weights"),
+            "wlow": Key((int, float, str), type_doc="float or none", default_doc="none",
+                        doc="EnergyBased: total energy weight of the structures below DElow (0 < wlow < 1)"),
+            "energy": Key((str,), default="convex_hull", check=_one_of("convex_hull", "cohesive"),
+                          doc="EnergyBased: E_min per structure from the convex hull or the lowest energy"),
+            "reftype": Key((str,), default="all", check=_one_of("all", "bulk", "cluster"),
+                           doc="EnergyBased: use all structures, only periodic or only non-periodic ones"),
+            "seed": Key((int,), check=_non_negative, default_doc="the top-level seed",
+                        doc="EnergyBased: seed of the random selection"),
+            "cutoff": Key(NUM, check=_positive, unit="Å", doc="EnergyBased: accepted as pacemaker does"),
+            "filename": Key((str,), type_doc="path", doc="External: pickled DataFrame with w_energy, w_forces"),
+        }),
+    "backend": FitSection(
+        "How acemd assembles the normal equations. pacemaker's evaluator settings are accepted and "
+        "ignored with a warning: acemd always uses its own kernel.",
+        {
+            "batch_size": Key((int,), default=100, check=_positive,
+                              doc="structures assembled per batch (memory per rank grows with it)"),
+            "display_step": Key((int,), default=20, check=_positive,
+                                doc="structures between progress lines of the assembly"),
+        },
+        ignored={k: "acemd always uses its own evaluator" for k in
+                 ("evaluator", "batch_size_reduction", "batch_size_reduction_factor", "gpu_config",
+                  "parallel_mode", "n_workers", "imagetype")}),
+    "output": FitSection(
+        "acemd's: the files the fit writes (pacemaker writes them in the working directory). Paths are "
+        "relative to folder, which is relative to the input's folder.",
+        {
+            "folder": Key((str,), default=".", type_doc="path", doc="folder of the outputs (created if needed)"),
+            "potential_file": Key((str,), default="output_potential.yaml", type_doc="path",
+                                  doc="the fitted potential, pacemaker's B-basis .yaml"),
+            "yace": Key((bool,), default=True, doc="also write the .yace (LAMMPS) next to it, same name"),
+            "metrics_file": Key((str,), default="metrics.yaml", type_doc="path",
+                                doc="errors of train and test sets (YAML)"),
+            "errors_file": Key((str,), default="errors.csv", type_doc="path",
+                               doc="per-structure errors (CSV)"),
+        }),
+}
+
+# Sections whose blocks are validated with the keys of FIT_SCHEMA[section] (block names are checked apart).
+_EXTERNAL_KEYS = ("type", "filename")
+_UNIFORM_KEYS = ("type",)
+
+
+# -- YAML ---------------------------------------------------------------------------------------
+
+class _FitLoader(yaml.SafeLoader):
+    """Safe loader with YAML 1.2 floats (``1e-8`` is a number, as for pacemaker's ruamel), flow-
+    sequence keys as tuples, and an error for a key given twice."""
+
+
+_FitLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_FitLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _construct_mapping(loader, node):
+    loader.flatten_mapping(node)
+    out = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, list):
+            key = tuple(key)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, "a mapping cannot be a key",
+                                                    key_node.start_mark) from None
+        if key in out:
+            raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key '{key}' is given twice")
+        out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+_FitLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_yaml(path: Path) -> tuple[dict, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FitInputError(path, "", "input file not found") from None
+    except IsADirectoryError:
+        raise FitInputError(path, "", "is a folder, not an input file") from None
+    except UnicodeDecodeError as exc:
+        raise FitInputError(path, "", f"not a text (UTF-8) file: byte {exc.start}; give pacemaker's "
+                                      "input.yaml") from None
+    except OSError as exc:
+        raise FitInputError(path, "", f"cannot read the input file: {exc}") from None
+    try:
+        tree = yaml.load(text, Loader=_FitLoader)
+    except _DuplicateKey as exc:
+        raise FitInputError(path, "", f"invalid YAML: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FitInputError(path, "", f"invalid YAML{where}: {problem}") from None
+    if tree is None:
+        raise FitInputError(path, "", "the file is empty; give pacemaker's input.yaml (cutoff, potential, data, fit)")
+    if not isinstance(tree, dict):
+        raise FitInputError(path, "", "expected a YAML mapping (key: value lines) at the top level")
+    return tree, text
+
+
+# -- checking -----------------------------------------------------------------------------------
+
+def _suggest(name, options) -> str:
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(types) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
+             dict: "a mapping"}
+    if float in types:
+        types = tuple(t for t in types if t is not int)
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _type_ok(value, types) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, types)
+
+
+class _Checker:
+    """Walks the YAML tree: the file for error messages, the folder for paths, the warnings so far."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.folder = path.resolve().parent
+        self.warnings: list[str] = []
+        self.refused: list[tuple[str, str]] = []       # (key, problem): keys of the nonlinear fit
+
+    def error(self, key, problem) -> FitInputError:
+        return FitInputError(self.path, key, problem)
+
+    def part2(self, key, hint):
+        """Note a key only the nonlinear fit supports; ``raise_refused`` reports all of them at once."""
+        if key not in (k for k, _ in self.refused):
+            self.refused.append((key, f"{PART2}; {hint}"))
+
+    def raise_refused(self):
+        if self.refused:
+            (key, problem), rest = self.refused[0], self.refused[1:]
+            more = "".join(f"\n{self.path}: [{k}]: {p}" for k, p in rest)
+            raise FitInputError(self.path, key, problem + more)
+
+    def warn(self, key, text):
+        self.warnings.append(f"{self.path}: [{key}]: {text}")
+
+    def section(self, name: str, where: str, raw, *, allowed=None, misplaced="") -> dict:
+        """Check a mapping against FIT_SCHEMA[name]; defaults filled.  ``allowed`` narrows the keys,
+        ``misplaced`` explains why a key of the section outside ``allowed`` is wrong here."""
+        spec = FIT_SCHEMA[name]
+        if not isinstance(raw, dict):
+            raise self.error(where, f"must be a mapping (key: value lines, or {{key: value, ...}}), got {raw!r}")
+        keys = {k: v for k, v in spec.keys.items() if allowed is None or k in allowed}
+        out = {}
+        for key, value in raw.items():
+            dotted = f"{where}.{key}" if where else str(key)
+            if key in spec.refused:
+                self.part2(dotted, spec.refused[key])
+                continue
+            if key in spec.ignored:
+                self.warn(dotted, f"ignored: {spec.ignored[key]}")
+                continue
+            if key not in keys:
+                known = list(keys) + list(spec.refused) + list(spec.ignored)
+                hint = f" ({misplaced})" if misplaced and key in spec.keys else _suggest(key, known)
+                raise self.error(dotted, "unknown key" + hint + f"; allowed: {', '.join(keys)}")
+            out[key] = self.value(dotted, value, keys[key])
+        for key, k in keys.items():
+            if key not in out:
+                if k.required:
+                    raise self.error(f"{where}.{key}" if where else key, "required key is missing")
+                if k.default is not None:
+                    out[key] = list(k.default) if isinstance(k.default, list) else k.default
+        return out
+
+    def value(self, dotted, value, k: Key):
+        if value is None:
+            raise self.error(dotted, f"has no value; expected {_type_name(k.types)}")
+        if not _type_ok(value, k.types):
+            raise self.error(dotted, f"expected {_type_name(k.types)}"
+                                     f"{' (' + k.type_doc + ')' if k.type_doc else ''}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(dotted, f"must be a finite number, got {value!r}")
+        if k.check is not None:
+            problem = k.check(value)
+            if problem and getattr(k.check, "part2", False):
+                self.part2(dotted, f"{problem} (got {value!r})")
+            elif problem:
+                raise self.error(dotted, f"{problem} (got {value!r})")
+        return value
+
+    def path_of(self, text, folder=None) -> Path:
+        p = Path(os.path.expanduser(text))
+        return p if p.is_absolute() else (folder or self.folder) / p
+
+
+# -- potential ------------------------------------------------------------------------------------
+
+def _block_elements(key) -> list[str] | None:
+    """The element symbols of a block key ('AlNi', 'Al Ni', '(Al, Ni)', ('Al', 'Ni')), None if the key
+    is not made only of symbols and separators."""
+    if isinstance(key, tuple):
+        return [str(k) for k in key] if all(isinstance(k, str) and _ELEMENT.fullmatch(k) for k in key) else None
+    if not isinstance(key, str):
+        return None
+    symbols = _ELEMENT.findall(key)
+    rest = _ELEMENT.sub("", key)
+    if not symbols or re.sub(r"[\s(),'\"\[\]]", "", rest):
+        return None
+    return symbols
+
+
+def _block_name(key) -> str:
+    return f"({', '.join(key)})" if isinstance(key, tuple) else str(key)
+
+
+def _blocks(ck: _Checker, where: str, raw, keywords, elements, sizes, extra=()) -> dict:
+    """The block keys of embeddings/bonds/functions: keywords or element combinations of the given
+    sizes, made of the listed elements; flow-sequence keys become '(A, B)' strings."""
+    if not isinstance(raw, dict):
+        raise ck.error(where, f"must be a mapping of blocks ({', '.join(keywords)} or elements), got {raw!r}")
+    out = {}
+    for key, value in raw.items():
+        name = _block_name(key)
+        dotted = f"{where}.{name}"
+        if key in keywords or key in extra:
+            out[key] = value
+            continue
+        symbols = _block_elements(key)
+        if symbols is None:
+            raise ck.error(dotted, "unknown block" + _suggest(name, list(keywords) + list(extra))
+                           + f"; a block is one of {', '.join(keywords)} or a combination of the elements "
+                             f"{', '.join(elements)}")
+        unknown = [s for s in symbols if s not in elements]
+        if unknown:
+            raise ck.error(dotted, f"element {unknown[0]} is not in potential.elements ({', '.join(elements)})"
+                           + _suggest(name, keywords))
+        if len(symbols) not in sizes:
+            raise ck.error(dotted, f"a block here names {' or '.join(map(str, sizes))} element(s), got {len(symbols)}")
+        if name in out:
+            raise ck.error(dotted, "block given twice")
+        out[name] = value
+    return out
+
+
+def _embeddings(ck: _Checker, raw, elements) -> dict:
+    where = "potential.embeddings"
+    blocks = _blocks(ck, where, raw, EMBEDDING_KEYWORDS, elements, (1,))
+    checked = {name: ck.section("potential.embeddings", f"{where}.{name}", spec) for name, spec in blocks.items()}
+    # section() filled defaults; keep only what was given so the precedence below is pacemaker's
+    given = {name: {k: v for k, v in checked[name].items() if k in blocks[name]} for name in checked}
+    for name, spec in given.items():          # npot: linear -> the explicit linear embedding
+        if spec.get("npot") == LINEAR_NPOT_ALIAS:
+            for key in ("fs_parameters", "ndensity"):
+                if key in spec and spec[key] != LINEAR_EMBEDDING[key]:
+                    ck.part2(f"{where}.{name}.{key}", f"npot: linear means fs_parameters [1, 1] and "
+                                                            f"ndensity 1; remove {key}")
+            spec.update(LINEAR_EMBEDDING)
+            spec["fs_parameters"] = list(LINEAR_EMBEDDING["fs_parameters"])
+    normalized = {"ALL": {**LINEAR_EMBEDDING, "fs_parameters": [1, 1], **given.pop("ALL", {})}}
+    normalized.update(given)
+    hint = ("the linear fit needs npot: FinnisSinclairShiftedScaled with fs_parameters: [1, 1] and "
+            "ndensity: 1 (or npot: linear)")
+    for el in elements:                       # the embedding each element ends with: linear?
+        merged, origin = {}, {}
+        for name in ("ALL", "UNARY", el):
+            for k, v in normalized.get(name, {}).items():
+                merged[k], origin[k] = v, name
+        if merged["ndensity"] != 1:
+            ck.part2(f"{where}.{origin['ndensity']}.ndensity",
+                           f"ndensity {merged['ndensity']} is a nonlinear embedding; {hint}")
+        fs = merged["fs_parameters"]
+        if len(fs) != 2 or any(float(x) != 1.0 for x in fs):
+            ck.part2(f"{where}.{origin['fs_parameters']}.fs_parameters",
+                           f"fs_parameters {fs} is a nonlinear embedding; {hint}")
+    return normalized
+
+
+def _bonds(ck: _Checker, raw, elements) -> tuple[dict, float]:
+    """Checked bond blocks, and the largest rcut over the element pairs (each pair must have one)."""
+    where = "potential.bonds"
+    blocks = _blocks(ck, where, raw, BOND_KEYWORDS, elements, (1, 2))
+    out = {}
+    for name, spec in blocks.items():
+        checked = ck.section("potential.bonds", f"{where}.{name}", spec)
+        out[name] = {k: v for k, v in checked.items() if k in spec}
+        cutoff_fn = out[name].get("NameOfCutoffFunction", "cos")
+        if cutoff_fn != "cos":
+            ck.warn(f"{where}.{name}.NameOfCutoffFunction",
+                    f"'{cutoff_fn}' is not a cutoff function of the evaluators; cos is used (as pacemaker does)")
+        if "r_in" in out[name] and "delta_in" in out[name] and out[name]["delta_in"] > out[name]["r_in"]:
+            raise ck.error(f"{where}.{name}.delta_in", f"must not exceed r_in = {out[name]['r_in']} "
+                                                       f"(got {out[name]['delta_in']})")
+    rcut = {}
+    for a in elements:
+        for b in elements:
+            pair_keys = ["ALL"] + (["UNARY"] if a == b else ["BINARY"])
+            pair_keys += [n for n in out if n not in BOND_KEYWORDS and _pair(n) in ((a, b), (b, a))]
+            values = [out[n]["rcut"] for n in pair_keys if n in out and "rcut" in out[n]]
+            if not values:
+                raise ck.error(where, f"no rcut for the pair ({a}, {b}): give it in ALL or in a block of that pair")
+            rcut[(a, b)] = values[-1]
+    return out, max(rcut.values())
+
+
+def _pair(name) -> tuple[str, str]:
+    symbols = _block_elements(name)
+    return (symbols[0], symbols[0]) if len(symbols) == 1 else tuple(symbols)
+
+
+def _functions(ck: _Checker, raw, elements) -> dict:
+    where = "potential.functions"
+    blocks = _blocks(ck, where, raw, FUNCTION_KEYWORDS, elements, range(1, 100), extra=(FUNCTIONS_CAP_KEY,))
+    spec = FIT_SCHEMA["potential.functions"]
+    out = {}
+    for name, block in blocks.items():
+        if name == FUNCTIONS_CAP_KEY:
+            out[name] = ck.value(f"{where}.{name}", block, spec.keys[FUNCTIONS_CAP_KEY])
+            continue
+        checked = ck.section("potential.functions", f"{where}.{name}", block,
+                             allowed=("nradmax_by_orders", "lmax_by_orders"),
+                             misplaced=f"it goes next to the blocks, {where}.{FUNCTIONS_CAP_KEY}, not inside one")
+        nrad, lmax = checked.get("nradmax_by_orders"), checked.get("lmax_by_orders")
+        if nrad is not None and lmax is not None and len(nrad) != len(lmax):
+            raise ck.error(f"{where}.{name}", f"nradmax_by_orders ({len(nrad)} orders) and lmax_by_orders "
+                                              f"({len(lmax)} orders) must be equally long")
+        out[name] = checked
+    if not any(k != FUNCTIONS_CAP_KEY for k in out):
+        raise ck.error(where, "no functions block: give e.g. ALL: {nradmax_by_orders: [8, 8, 4], "
+                              "lmax_by_orders: [0, 4, 3]}")
+    return out
+
+
+def _potential(ck: _Checker, raw) -> tuple[dict, float]:
+    if isinstance(raw, str):
+        ck.part2("potential", f"a potential file ({raw}) means upfitting it; {_UPFIT_HINT}")
+        ck.raise_refused()
+    pot = ck.section("potential", "potential", raw)
+    elements = pot["elements"]
+    if not elements or not all(isinstance(e, str) for e in elements):
+        raise ck.error("potential.elements", f"must be a list of element symbols, e.g. [Cu], got {elements!r}")
+    from ase.data import chemical_symbols
+    for e in elements:
+        if e not in chemical_symbols[1:]:
+            raise ck.error("potential.elements", f"'{e}' is not an element symbol"
+                           + _suggest(e, chemical_symbols[1:]))
+    if len(set(elements)) != len(elements):
+        raise ck.error("potential.elements", f"an element is listed twice: {elements}")
+    pot["embeddings"] = _embeddings(ck, raw.get("embeddings", {}), elements)
+    pot["bonds"], rcut_max = _bonds(ck, pot["bonds"], elements)
+    pot["functions"] = _functions(ck, pot["functions"], elements)
+    return pot, rcut_max
+
+
+# -- data, fit, backend, output -------------------------------------------------------------------
+
+def _file_list(ck: _Checker, key, value, datapath) -> tuple[Path, ...]:
+    names = [value] if isinstance(value, str) else value
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ck.error(key, f"must be a file name or a list of file names, got {value!r}")
+    out = []
+    for name in names:
+        here = ck.path_of(name)
+        if not here.exists() and datapath is not None and not Path(name).is_absolute():
+            there = datapath / name
+            here = there if there.exists() else here
+        if not here.exists():
+            where = f" or in datapath {datapath}" if datapath is not None else ""
+            raise ck.error(key, f"file not found: {name} (looked in {ck.folder}{where}; relative paths are "
+                                f"relative to the input file's folder)")
+        if here.is_dir():
+            raise ck.error(key, f"is a folder, not a data file: {here}")
+        out.append(here.resolve())
+    return tuple(out)
+
+
+def _data(ck: _Checker, raw, elements) -> DataSettings:
+    if isinstance(raw, str):
+        raw = {"filename": raw}
+    d = ck.section("data", "data", raw)
+    datapath = d.get("datapath") or os.environ.get("PACEMAKERDATAPATH") or None
+    datapath = ck.path_of(datapath) if datapath else None
+    if "test_filename" in d and d.get("test_size", 0):
+        raise ck.error("data.test_size", "give either test_filename (a test file) or test_size (a part of the "
+                                         "training data), not both")
+    ref = d.get("reference_energy")
+    if isinstance(ref, str):
+        if ref != "auto":
+            raise ck.error("data.reference_energy",
+                           f"'{ref}' is not available in acemd (pacemaker's tables of free-atom energies are not "
+                           "shipped): give the energies per element, e.g. {Cu: -0.23}, a number, or auto")
+    elif isinstance(ref, dict):
+        out = {}
+        for el, value in ref.items():
+            if el != "shift" and el not in elements:
+                raise ck.error(f"data.reference_energy.{el}", f"is not in potential.elements ({', '.join(elements)})"
+                               + _suggest(el, list(elements) + ["shift"]))
+            if not _is_number(value):
+                raise ck.error(f"data.reference_energy.{el}", f"expected a number (eV), got {value!r}")
+            out[str(el)] = float(value)
+        ref = out
+    elif ref is not None:
+        if not _is_number(ref):
+            raise ck.error("data.reference_energy", f"expected a number (eV), got {ref!r}")
+        ref = {el: float(ref) for el in elements}
+    return DataSettings(
+        filenames=_file_list(ck, "data.filename", d["filename"], datapath),
+        test_filenames=_file_list(ck, "data.test_filename", d["test_filename"], datapath)
+        if "test_filename" in d else (),
+        test_size=d["test_size"], reference_energy=ref, datapath=datapath,
+        aug_factor=float(d["aug_factor"]), ignore_weights=d["ignore_weights"])
+
+
+def _weighting(ck: _Checker, raw, seed: int) -> dict | None:
+    where = "fit.weighting"
+    if not isinstance(raw, dict):
+        raise ck.error(where, f"must be a mapping with a type, e.g. {{type: EnergyBasedWeightingPolicy}}, got {raw!r}")
+    kind = raw.get("type")
+    if kind is None:
+        raise ck.error(f"{where}.type", "required key is missing; one of " + ", ".join(WEIGHTING_TYPES))
+    ck.value(f"{where}.type", kind, FIT_SCHEMA[where].keys["type"])
+    if kind == "UniformWeightingPolicy":
+        ck.section(where, where, raw, allowed=_UNIFORM_KEYS, misplaced="not a key of UniformWeightingPolicy")
+        return None
+    if kind == "ExternalWeightingPolicy":
+        w = ck.section(where, where, raw, allowed=_EXTERNAL_KEYS,
+                       misplaced="a key of EnergyBasedWeightingPolicy, not of ExternalWeightingPolicy")
+        if "filename" not in w:
+            raise ck.error(f"{where}.filename", "required with ExternalWeightingPolicy: the pickled DataFrame "
+                                                "with w_energy and w_forces")
+        p = ck.path_of(w["filename"])
+        if not p.is_file():
+            raise ck.error(f"{where}.filename", f"file not found: {w['filename']} (relative to {ck.folder})")
+        w["filename"] = str(p.resolve())
+        return w
+    energy_keys = [k for k in FIT_SCHEMA[where].keys if k != "filename"]
+    w = ck.section(where, where, raw, allowed=energy_keys,
+                   misplaced="a key of ExternalWeightingPolicy, not of EnergyBasedWeightingPolicy")
+    w.setdefault("seed", seed)
+    if "nfit" in raw and ("n_lower" in raw or "n_upper" in raw):
+        raise ck.error(f"{where}.nfit", "give either nfit or n_lower and n_upper, not both")
+    if ("n_lower" in raw) != ("n_upper" in raw):
+        raise ck.error(f"{where}.{'n_upper' if 'n_lower' in raw else 'n_lower'}",
+                       "n_lower and n_upper go together")
+    if w["DElow"] >= w["DEup"]:
+        raise ck.error(f"{where}.DElow", f"must be below DEup = {w['DEup']} (got {w['DElow']})")
+    wlow = raw.get("wlow")
+    if isinstance(wlow, str):
+        if wlow.lower() != "none":
+            raise ck.error(f"{where}.wlow", f"expected a number in (0, 1] or none, got {wlow!r}")
+        w.pop("wlow")
+    elif wlow is not None and not 0 < wlow <= 1:
+        raise ck.error(f"{where}.wlow", f"must be in (0, 1] (got {wlow!r})")
+    return w
+
+
+def _fit(ck: _Checker, raw, seed: int) -> FitOptions:
+    f = ck.section("fit", "fit", raw if raw is not None else {})
+    loss = ck.section("fit.loss", "fit.loss", f.get("loss", {}))
+    if "stress_component_weights" in loss and loss["kappa_stress"] == 0:
+        raise ck.error("fit.loss.stress_component_weights", "has no effect without stresses: set kappa_stress > 0 "
+                                                            "(the weight of the stress rows) or remove it")
+    if f["committee"] > 0 and f["solver"] != "bayesian":
+        raise ck.error("fit.committee", "a committee is drawn from the posterior of the Bayesian solver: set "
+                                        "fit.solver: bayesian (or committee: 0)")
+    if f["solver"] == "bayesian" and loss["L2_coeffs"] != 0:
+        ck.warn("fit.loss.L2_coeffs", "not used by solver bayesian (the prior precision comes from the evidence)")
+    weights = loss.get("stress_component_weights")
+    if weights is None and loss["kappa_stress"] > 0:
+        weights = [1.0] * 6
+    return FitOptions(
+        kappa=loss["kappa"] if loss["kappa"] == "auto" else float(loss["kappa"]),
+        L2_coeffs=float(loss["L2_coeffs"]), kappa_stress=float(loss["kappa_stress"]),
+        stress_component_weights=tuple(float(w) for w in weights) if weights is not None else None,
+        weighting=_weighting(ck, f["weighting"], seed) if "weighting" in f else None,
+        solver=f["solver"], committee=f["committee"], active_set=f["active_set"])
+
+
+def _output(ck: _Checker, raw) -> OutputSettings:
+    o = ck.section("output", "output", raw if raw is not None else {})
+    folder = ck.path_of(o["folder"]).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ck.error("output.folder", f"is a file, not a folder: {folder}")
+    pot = ck.path_of(o["potential_file"], folder)
+    if pot.suffix not in (".yaml", ".yml"):
+        raise ck.error("output.potential_file", f"must end in .yaml (pacemaker's B-basis format; the .yace is "
+                                                f"written next to it), got {o['potential_file']!r}")
+    files = {"potential_file": pot, "metrics_file": ck.path_of(o["metrics_file"], folder),
+             "errors_file": ck.path_of(o["errors_file"], folder)}
+    if o["yace"]:
+        files["yace_file"] = pot.with_suffix(".yace")
+    seen = {}
+    for key, p in files.items():
+        if p.resolve() in seen:
+            raise ck.error(f"output.{key}", f"is the same file as {seen[p.resolve()]}: {p}")
+        seen[p.resolve()] = key
+    return OutputSettings(folder=folder, potential_file=pot, yace=o["yace"], yace_file=files.get("yace_file"),
+                          metrics_file=files["metrics_file"], errors_file=files["errors_file"])
+
+
+def _backend(ck: _Checker, raw) -> BackendSettings:
+    b = ck.section("backend", "backend", raw if raw is not None else {})
+    return BackendSettings(batch_size=b["batch_size"], display_step=b["display_step"])
+
+
+def _metadata(ck: _Checker, raw) -> dict[str, str]:
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, (dict, list)) or value is None:
+            raise ck.error(f"metadata.{key}", f"expected a string (metadata are key: value strings), got {value!r}")
+        out[str(key)] = str(value)
+    return out
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+def parse_fit_input(tree: dict, path, text: str = "") -> FitSettings:
+    """Check a parsed input.yaml (``tree``) read from ``path``; return the settings or raise FitInputError."""
+    path = Path(path)
+    ck = _Checker(path)
+    top = ck.section(TOP_SECTION, "", tree)
+    potential, rcut_max = _potential(ck, top["potential"])
+    cutoff = float(top["cutoff"]) if "cutoff" in top else rcut_max
+    if cutoff < rcut_max:
+        raise ck.error("cutoff", f"{cutoff} Å is shorter than the largest bond rcut {rcut_max} Å: the fit would see "
+                                 "fewer neighbours than the potential has; set cutoff >= rcut or remove it")
+    fit = _fit(ck, top.get("fit"), top["seed"])
+    backend = _backend(ck, top.get("backend"))
+    ck.raise_refused()        # every key of the nonlinear fit in one message, before the file checks
+    return FitSettings(
+        source=path.resolve(), folder=ck.folder, cutoff=cutoff, seed=top["seed"],
+        metadata=_metadata(ck, top.get("metadata", {})), potential=potential,
+        data=_data(ck, top["data"], potential["elements"]), fit=fit,
+        backend=backend, output=_output(ck, top.get("output")),
+        warnings=tuple(ck.warnings), text=text)
+
+
+def read_fit_input(path) -> FitSettings:
+    """Read and check pacemaker's input.yaml at ``path``; nothing is written.  Raises FitInputError
+    (a ConfigError) naming the file and the key for any problem."""
+    path = Path(path)
+    tree, text = _load_yaml(path)
+    return parse_fit_input(tree, path, text)
+
+
+def _plain(value):
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name not in ("text", "warnings")}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def format_fit_settings(settings: FitSettings) -> str:
+    """The resolved settings as YAML (``acemd fit --check``): defaults filled, paths absolute."""
+    return yaml.safe_dump(_plain(settings), sort_keys=False, default_flow_style=None, width=100)
