@@ -1,5 +1,5 @@
 """Command line: ``acemd input.toml [--restart CKPT] [--check]``, ``acemd convert``, ``acemd activeset``,
-``acemd --help-input [SECTION]``, ``acemd --version``.
+``acemd fit input.yaml [--check]``, ``acemd --help-input [SECTION | fit]``, ``acemd --version``.
 
 Under ``mpiexec -n N`` (or ``srun``) every rank runs this.  Input errors are
 detected identically on every rank, printed once, and every rank exits with
@@ -102,7 +102,8 @@ def _parser():
         description="Molecular dynamics with ACE (PACE) potentials. Units: metal (Å, eV, ps, amu, K, bar).",
         epilog="Other commands: 'acemd convert IN OUT' converts a potential (.yaml/.ace/.yace) to .yace; "
                "'acemd activeset POTENTIAL.yaml TRAINING... -o OUT.asi' builds an active set "
-               "(extrapolation grade).")
+               "(extrapolation grade); 'acemd fit input.yaml [--check]' fits a linear ACE potential "
+               "(pacemaker's input.yaml).")
     p.add_argument("input", nargs="?", help="TOML input file")
     p.add_argument("--help-input", nargs="?", const="", metavar="SECTION",
                    help="print the input keys (type, default, unit, meaning) of every section, or of one")
@@ -161,6 +162,60 @@ def _activeset(argv):
     return 0
 
 
+def _fit(argv, debug):
+    """``acemd fit input.yaml [--check]``: a linear ACE fit from pacemaker's input.yaml (``acemd.fit``).
+    Every rank reads and checks the input; an input error is printed once and every rank exits 1."""
+    p = argparse.ArgumentParser(
+        prog="acemd fit",
+        description="Fit a linear ACE potential to reference data, from pacemaker's input.yaml "
+                    "('acemd --help-input fit' lists its keys).")
+    p.add_argument("input", help="pacemaker's input.yaml")
+    p.add_argument("--check", action="store_true",
+                   help="validate the input (and the data and basis), print the resolved settings, write nothing")
+    p.add_argument("--debug", action="store_true", help="show the traceback of every error (also ACEMD_DEBUG=1)")
+    args = p.parse_args(argv)
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    errcomm = comm.Dup() if comm.Get_size() > 1 else None
+    try:
+        from .fit.config import format_fit_settings, read_fit_input
+        settings = read_fit_input(args.input)
+        if rank == 0:
+            for warning in settings.warnings:
+                print(f"acemd: warning: {warning}", file=sys.stderr)
+        if args.check and rank == 0:
+            print(f"# acemd {__version__}: {args.input} is valid (linear ACE fit); resolved settings:")
+            print(format_fit_settings(settings), end="", flush=True)
+        try:
+            from .fit.run import run_fit
+        except ModuleNotFoundError as exc:
+            if exc.name != "acemd.fit.run":
+                raise
+            if args.check:
+                if rank == 0:
+                    print("# the data and the basis were not checked: this acemd has no fitting pipeline yet")
+                return 0
+            raise FileNotFoundError("acemd fit: this acemd has no fitting pipeline (acemd.fit.run) yet") from None
+        return run_fit(settings, check_only=args.check)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - an error on one rank must not leave the others hanging
+        known = isinstance(exc, _known_errors() + _local_errors() + (ValueError,))
+        message = exc if known else _unexpected(exc)
+        if _every_rank_failed(errcomm):
+            if rank == 0 or debug:
+                _report(message, debug and known)
+                if debug and not known:
+                    traceback.print_exception(exc)
+            sys.stderr.flush()
+            return EXIT_INPUT_ERROR
+        _report(message, debug and known, f"acemd: error (rank {rank})")
+        sys.stderr.flush()
+        comm.Abort(EXIT_INPUT_ERROR)
+        return EXIT_INPUT_ERROR
+
+
 def main(argv=None):
     as_command = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -176,6 +231,8 @@ def main(argv=None):
                 _report(_unexpected(exc), debug)
                 return EXIT_INPUT_ERROR
         return _on_first_rank(convert)
+    if argv and argv[0] == "fit":
+        return _fit(argv[1:], debug)
     if argv and argv[0] == "activeset":
         from .potential.extrapolation import ActiveSetError
         try:
