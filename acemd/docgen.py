@@ -1,7 +1,8 @@
 """The input reference, generated from ``acemd.config.SCHEMA`` so that it cannot drift from the code.
 
-``python -m acemd.docgen`` prints docs/input-reference.md, ``--write`` writes it, ``--check`` exits 1
-when the file differs from the schema.  ``acemd --help-input [SECTION]`` prints the same tables as
+``python -m acemd.docgen`` prints docs/input-reference.md, ``--write`` writes it (and
+docs/fit-input-reference.md, from ``acemd.fit.config.FIT_SCHEMA``), ``--check`` exits 1 when a file
+differs from its schema.  ``acemd --help-input [SECTION]`` prints the same tables as
 plain text.  Every section of SCHEMA is documented from its keys (type, default, unit, meaning,
 allowed values); ``config.SECTION_DOCS`` adds what a section is for and, for sections with free
 keys such as ``[masses]``, how such a key is written.
@@ -18,7 +19,9 @@ from pathlib import Path
 from .config import PATH_KEYS, SCHEMA, SECTION_DOCS, Key
 
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "docs" / "input-reference.md"
+FIT_REFERENCE_PATH = REFERENCE_PATH.with_name("fit-input-reference.md")
 REGENERATE = "python -m acemd.docgen --write"
+FIT_HELP_NAME = "fit"          # acemd --help-input fit: the keys of acemd fit's input.yaml
 
 _TYPE_NAMES = {int: "int", float: "float", str: "string", bool: "bool", list: "list"}
 
@@ -135,6 +138,69 @@ def reference_markdown() -> str:
     return "\n".join(head + body).rstrip("\n") + "\n"
 
 
+# -- acemd fit's input.yaml (acemd.fit.config.FIT_SCHEMA) ---------------------------------------
+
+def _fit_rows(section):
+    """(key, type, default, unit, meaning) of a FitSection: its keys, then the refused and ignored ones."""
+    from .fit.config import PART2
+    rows = [(key, type_text("", key, spec), default_text(spec), spec.unit, meaning_text(spec))
+            for key, spec in section.keys.items()]
+    rows += [(key, "—", "—", "", f"refused: {PART2}; {hint}") for key, hint in section.refused.items()]
+    rows += [(key, "—", "—", "", f"accepted and ignored (a warning): {why}") for key, why in section.ignored.items()]
+    return rows
+
+
+def _fit_anchor(name: str) -> str:
+    return re.sub(r"[^\w-]", "", name.replace(" ", "-").lower())
+
+
+def fit_reference_markdown() -> str:
+    """The whole docs/fit-input-reference.md."""
+    from .fit.config import FIT_SCHEMA
+    lines = [
+        "# Fit input reference (`acemd fit input.yaml`)",
+        "",
+        f"<!-- Generated from acemd.fit.config.FIT_SCHEMA by `{REGENERATE}`; do not edit by hand. -->",
+        "",
+        "The keys of pacemaker's `input.yaml` as `acemd fit` reads it (the linear ACE fit), mapping by "
+        "mapping, generated from the schema the input is checked against (`acemd --help-input fit` prints "
+        "the same tables). Units: Å, eV. Relative paths are relative to the input file's folder. "
+        "\"— (required)\" marks a key that must be given; \"—\" means no default. An unknown key, a wrong "
+        "type or value stops `acemd fit` before any work, naming the file and the key path. Keys marked "
+        "*refused* are pacemaker's keys of the nonlinear fit (an error saying so); keys marked *ignored* "
+        "are accepted with a warning. Explained with examples in [fitting-input.md](fitting-input.md).",
+        "",
+        "Mappings: " + ", ".join(f"[`{n}`](#{_fit_anchor(n)})" for n in FIT_SCHEMA) + ".",
+        "",
+    ]
+    for name, section in FIT_SCHEMA.items():
+        lines += [f"## {name}", "", section.summary, "",
+                  "| key | type | default | unit | meaning |", "|---|---|---|---|---|"]
+        for key, typ, default, unit, meaning in _fit_rows(section):
+            lines.append(f"| `{_cell(key)}` | {_cell(typ)} | {_cell(default)} | {_cell(unit)} | {_cell(meaning)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def fit_help_text(width: int = 100) -> str:
+    """``acemd --help-input fit``: every key of acemd fit's input.yaml, mapping by mapping."""
+    from .fit.config import FIT_SCHEMA
+    out = []
+    for name, section in FIT_SCHEMA.items():
+        out.append(f"{name}:")
+        out += _wrap(section.summary, width, "  ")
+        for key, typ, default, unit, meaning in _fit_rows(section):
+            head = f"  {key}  ({typ}" + (f", {_plain(unit)}" if unit else "")
+            if default.startswith("— (") and default.endswith(")"):
+                head += f"; {_plain(default[3:-1])})"
+            else:
+                head += f"; default {_plain(default)})" if default != "—" else ")"
+            out.append(head)
+            out += _wrap(meaning, width, "      ")
+        out.append("")
+    return "\n".join(out)
+
+
 # -- plain text (acemd --help-input) ------------------------------------------------------------
 
 def _plain(text: str) -> str:
@@ -174,11 +240,14 @@ def help_input(section: str | None = None) -> str:
     if not section:
         return "\n".join(section_text(s) for s in SCHEMA)
     name = section.strip().strip("[]").strip()
+    if name == FIT_HELP_NAME:
+        return fit_help_text()
     if name not in SCHEMA:
-        close = difflib.get_close_matches(name, list(SCHEMA), n=1)
+        close = difflib.get_close_matches(name, list(SCHEMA) + [FIT_HELP_NAME], n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UnknownSectionError(f"--help-input: unknown section '{section}'{hint}; "
-                                  f"sections: {', '.join(SCHEMA)}")
+                                  f"sections: {', '.join(SCHEMA)}; '{FIT_HELP_NAME}' lists the keys of "
+                                  "acemd fit's input.yaml")
     return section_text(name)
 
 
@@ -197,6 +266,19 @@ def check_reference(path: Path = REFERENCE_PATH) -> str | None:
     return f"{path} differs from acemd.config.SCHEMA; regenerate it with `{REGENERATE}`\n{diff}"
 
 
+def check_fit_reference(path: Path = FIT_REFERENCE_PATH) -> str | None:
+    """None when ``path`` equals the generated fit reference, else what is wrong and how to fix it."""
+    expected = fit_reference_markdown()
+    if not path.exists():
+        return f"{path} is missing; generate it with `{REGENERATE}`"
+    actual = path.read_text(encoding="utf-8")
+    if actual == expected:
+        return None
+    diff = "".join(list(difflib.unified_diff(actual.splitlines(True), expected.splitlines(True),
+                                             str(path), "generated from acemd.fit.config.FIT_SCHEMA"))[:40])
+    return f"{path} differs from acemd.fit.config.FIT_SCHEMA; regenerate it with `{REGENERATE}`\n{diff}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m acemd.docgen",
                                 description="Print (or write, or check) docs/input-reference.md, "
@@ -208,14 +290,15 @@ def main(argv=None) -> int:
     if args.write:
         REFERENCE_PATH.parent.mkdir(parents=True, exist_ok=True)
         REFERENCE_PATH.write_text(reference_markdown(), encoding="utf-8")
-        print(f"wrote {REFERENCE_PATH}")
+        FIT_REFERENCE_PATH.write_text(fit_reference_markdown(), encoding="utf-8")
+        print(f"wrote {REFERENCE_PATH} and {FIT_REFERENCE_PATH}")
         return 0
     if args.check:
-        problem = check_reference()
-        if problem:
-            print(problem, file=sys.stderr)
+        problems = [p for p in (check_reference(), check_fit_reference()) if p]
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
             return 1
-        print(f"{REFERENCE_PATH} is up to date")
+        print(f"{REFERENCE_PATH} and {FIT_REFERENCE_PATH} are up to date")
         return 0
     sys.stdout.write(reference_markdown())
     return 0

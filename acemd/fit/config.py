@@ -442,7 +442,7 @@ FIT_SCHEMA: dict[str, FitSection] = {
             "DE": Key(NUM, default=1.0, unit="eV/atom", doc="EnergyBased: energy shift of the energy weights"),
             "DF": Key(NUM, default=1.0, unit="eV²/Å²", doc="EnergyBased: shift of the force weights"),
             "wlow": Key((int, float, str), type_doc="float or none", default_doc="none",
-                        doc="EnergyBased: total energy weight of the structures below DElow (0 < wlow < 1)"),
+                        doc="EnergyBased: total energy weight of the structures below DElow (in [0, 1])"),
             "energy": Key((str,), default="convex_hull", check=_one_of("convex_hull", "cohesive"),
                           doc="EnergyBased: E_min per structure from the convex hull or the lowest energy"),
             "reftype": Key((str,), default="all", check=_one_of("all", "bulk", "cluster"),
@@ -903,10 +903,10 @@ def _weighting(ck: _Checker, raw, seed: int) -> dict | None:
     wlow = raw.get("wlow")
     if isinstance(wlow, str):
         if wlow.lower() != "none":
-            raise ck.error(f"{where}.wlow", f"expected a number in (0, 1] or none, got {wlow!r}")
+            raise ck.error(f"{where}.wlow", f"expected a number in [0, 1] or none, got {wlow!r}")
         w.pop("wlow")
-    elif wlow is not None and not 0 < wlow <= 1:
-        raise ck.error(f"{where}.wlow", f"must be in (0, 1] (got {wlow!r})")
+    elif wlow is not None and not 0 <= wlow <= 1:
+        raise ck.error(f"{where}.wlow", f"must be in [0, 1] (got {wlow!r})")
     return w
 
 
