@@ -31,7 +31,7 @@ from .model import (EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_BASES, BFunction, Bon
                     CTildePotential, Embedding, PotentialFileError)
 from .yace import _Fields, load_yaml_tree
 
-__all__ = ["read_bbasis_yaml"]
+__all__ = ["read_bbasis_yaml", "bbasis_tree_to_potential"]
 
 _RADIAL_KEYS = ("lmaxi", "nradmaxi", "nradbaseij", "radbase", "radparameters", "radcoefficients")
 
@@ -276,7 +276,16 @@ def read_bbasis_yaml(path) -> CTildePotential:
     malformed files or features acemd cannot evaluate.
     """
     path = Path(path)
-    tree = load_yaml_tree(path)
+    return bbasis_tree_to_potential(load_yaml_tree(path), path)
+
+
+def bbasis_tree_to_potential(tree: dict, path="<B-basis>") -> CTildePotential:
+    """Convert a parsed B-basis tree (the ``.yaml`` as nested dicts/lists) to a potential.
+
+    ``path`` only names the source in error messages and ``potential.source``;
+    this lets a basis built in memory (``acemd.fit``) become a potential without
+    a file, by exactly the conversion a file goes through.
+    """
     if "species" not in tree:
         hint = (" (this looks like a C-tilde .yace file: read it with read_yace)"
                 if "functions" in tree and "elements" in tree else "")
