@@ -87,6 +87,25 @@ class ACEPotential:
         self.cutoff = float(self.model.cutoff_max)
         self.file_sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
 
+    @classmethod
+    def from_model(cls, model: CTildePotential, source=None) -> "ACEPotential":
+        """An ACEPotential on an in-memory model (a fitted one, or a file's model changed).
+
+        ``source`` names it in messages (default: the model's source); the hash is
+        that of the ``.yace`` text the model would be written as.
+        """
+        from .tables import build_tables
+        from .yace_writer import format_yace
+        model.validate()
+        self = cls.__new__(cls)
+        self.path = Path(source if source is not None else (model.source or "<in-memory potential>"))
+        self.model = model
+        self.tables = build_tables(model)
+        self.elements = list(model.elements)
+        self.cutoff = float(model.cutoff_max)
+        self.file_sha256 = hashlib.sha256(format_yace(model).encode()).hexdigest()
+        return self
+
     def species_of(self, symbols) -> np.ndarray:
         """Map chemical symbols to the potential's element indices (int64)."""
         index = {el: i for i, el in enumerate(self.elements)}
