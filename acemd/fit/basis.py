@@ -43,6 +43,7 @@ import numpy as np
 
 from ..potential.coupling import half_basis_cg
 from ..potential.model import EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_BASES, CTildePotential
+from .bbasis_writer import format_bbasis_yaml
 from .couplings import independent_couplings, runs_of
 
 __all__ = ["BasisSpecError", "FunctionSpec", "EmbeddingSpec", "BondSpec", "BlockSpec", "BasisSpec",
@@ -302,12 +303,6 @@ class BasisSpec:
                 raise BasisSpecError(f"{self.source}: E0 needs one value per element ({len(self.elements)})")
             pot.E0 = E0.copy()
         return pot
-
-
-def format_bbasis_yaml(spec: BasisSpec, coeffs, metadata=None) -> str:
-    """The potential as pacemaker's B-basis ``.yaml`` text (see :mod:`acemd.fit.bbasis_writer`)."""
-    from .bbasis_writer import format_tree
-    return format_tree(spec.to_tree(coeffs, metadata))
 
 
 # ============================================================================ building

@@ -12,7 +12,7 @@ import math
 
 import yaml
 
-__all__ = ["format_tree", "format_number"]
+__all__ = ["format_bbasis_yaml", "format_tree", "format_number"]
 
 
 def format_number(value) -> str:
@@ -73,3 +73,13 @@ def format_tree(tree: dict) -> str:
         for item in block.get("nbody", []):
             lines.append(_function_line(item))
     return "\n".join(lines) + "\n"
+
+
+def format_bbasis_yaml(spec, coeffs, metadata=None) -> str:
+    """pacemaker's B-basis ``.yaml`` of ``spec`` (an ``acemd.fit.basis.BasisSpec``) with ``coeffs``.
+
+    ``coeffs``: per element (list in ``spec.elements`` order, or dict) an array
+    (nfuncs, ndensity) in the spec's function order; ``metadata``: str -> str.
+    ``read_bbasis_yaml`` of the text gives ``spec.to_potential(coeffs)``.
+    """
+    return format_tree(spec.to_tree(coeffs, metadata))
