@@ -238,7 +238,7 @@ FIT_SCHEMA: dict[str, FitSection] = {
                             "their own, the weighting policy and the committee draws"),
             "metadata": Key((dict,), type_doc="mapping", default_doc="—",
                             doc="free key: value strings copied into the potential file's metadata"),
-            "potential": Key((dict,), required=True, type_doc="mapping",
+            "potential": Key((dict, str), required=True, type_doc="mapping",
                              doc="the basis shape: elements, embeddings, bonds, functions (sections "
                                  "potential, potential.embeddings, potential.bonds, potential.functions); "
                                  "a file name (upfitting) is refused: part of the nonlinear fit"),
@@ -584,6 +584,11 @@ class _Checker:
         self.refused: list[tuple[str, str]] = []       # (key, problem): keys of the nonlinear fit
 
     def error(self, key, problem) -> FitInputError:
+        """The error to raise; keys of the nonlinear fit noted so far come first in the same message."""
+        if self.refused:
+            (first, text), rest = self.refused[0], self.refused[1:] + [(key, problem)]
+            more = "".join(f"\n{self.path}: [{k}]: {p}" for k, p in rest)
+            return FitInputError(self.path, first, text + more)
         return FitInputError(self.path, key, problem)
 
     def part2(self, key, hint):
@@ -593,9 +598,8 @@ class _Checker:
 
     def raise_refused(self):
         if self.refused:
-            (key, problem), rest = self.refused[0], self.refused[1:]
-            more = "".join(f"\n{self.path}: [{k}]: {p}" for k, p in rest)
-            raise FitInputError(self.path, key, problem + more)
+            key, problem = self.refused.pop()
+            raise self.error(key, problem)
 
     def warn(self, key, text):
         self.warnings.append(f"{self.path}: [{key}]: {text}")
@@ -633,8 +637,8 @@ class _Checker:
         if value is None:
             raise self.error(dotted, f"has no value; expected {_type_name(k.types)}")
         if not _type_ok(value, k.types):
-            raise self.error(dotted, f"expected {_type_name(k.types)}"
-                                     f"{' (' + k.type_doc + ')' if k.type_doc else ''}, got {value!r}")
+            shape = f" ({k.type_doc})" if k.type_doc and k.type_doc.split()[0] not in ("mapping", "path") else ""
+            raise self.error(dotted, f"expected {_type_name(k.types)}{shape}, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.error(dotted, f"must be a finite number, got {value!r}")
         if k.check is not None:
@@ -688,9 +692,12 @@ def _blocks(ck: _Checker, where: str, raw, keywords, elements, sizes, extra=()) 
                            + f"; a block is one of {', '.join(keywords)} or a combination of the elements "
                              f"{', '.join(elements)}")
         unknown = [s for s in symbols if s not in elements]
+        if unknown and _suggest(name, keywords):        # a misspelt keyword (BINARI, UNARYY)
+            raise ck.error(dotted, "unknown block" + _suggest(name, keywords)
+                           + f"; a block is one of {', '.join(keywords)} or a combination of the elements "
+                             f"{', '.join(elements)}")
         if unknown:
-            raise ck.error(dotted, f"element {unknown[0]} is not in potential.elements ({', '.join(elements)})"
-                           + _suggest(name, keywords))
+            raise ck.error(dotted, f"element {unknown[0]} is not in potential.elements ({', '.join(elements)})")
         if len(symbols) not in sizes:
             raise ck.error(dotted, f"a block here names {' or '.join(map(str, sizes))} element(s), got {len(symbols)}")
         if name in out:
