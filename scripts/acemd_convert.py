@@ -7,8 +7,8 @@
 import argparse
 import sys
 
-from acemd.analysis.cli import HelpFormatter, add_frame_options, run
-from acemd.analysis.convert import convert
+from acemd.analysis.cli import HelpFormatter, add_frame_options, check_output, run
+from acemd.analysis.convert import check_format, convert
 from acemd.analysis.trajectory import Trajectory, parse_frames
 
 
@@ -20,6 +20,8 @@ def main(argv=None):
     p.add_argument("output", help="output file: .extxyz, .xyz or .traj")
     add_frame_options(p)
     args = p.parse_args(argv)
+    check_format(args.output)
+    check_output(args.output, "output")
     with Trajectory(args.input) as traj:
         frames = parse_frames(args.frames, traj.n_frames, args.every)
         n = convert(traj, frames, args.output)

@@ -7,7 +7,7 @@ its `max_gamma` observable, or the MaxGamma column of a thermo log.
 import sys
 
 from acemd.analysis import gamma
-from acemd.analysis.cli import output_prefix, parser, run
+from acemd.analysis.cli import int_at_least, output_prefix, parser, run
 from acemd.analysis.errors import AnalysisInputError
 from acemd.analysis.table import write_table
 from acemd.analysis.trajectory import Trajectory, is_hdf5, parse_frames
@@ -18,21 +18,28 @@ def main(argv=None):
                "above each threshold.", "H5MD trajectory (gamma field or max_gamma) or thermo log (MaxGamma)")
     p.add_argument("--source", choices=("auto", "atoms", "max"), default="auto",
                    help="trajectory: per-atom gamma ('atoms') or the per-frame maximum ('max')")
-    p.add_argument("--bins", type=int, default=50, help="number of bins")
+    p.add_argument("--bins", type=int_at_least(1, "the number of bins"), default=50, help="number of bins")
     p.add_argument("--linear", action="store_true", help="linear bins (default logarithmic)")
     p.add_argument("--thresholds", default="1,5,25", help="comma list of gamma thresholds to report")
     p.add_argument("--frames", default=None, help="trajectory frames (start:stop[:step] or a list)")
     args = p.parse_args(argv)
     try:
         thresholds = [float(x) for x in args.thresholds.split(",") if x.strip()]
+        if not all(t >= 0 and t < float("inf") for t in thresholds):
+            raise ValueError
     except ValueError:
-        raise AnalysisInputError(f"--thresholds {args.thresholds!r}: expected numbers separated by commas") from None
-    frames = None
-    if args.frames is not None and is_hdf5(args.input):
-        with Trajectory(args.input) as traj:
-            frames = parse_frames(args.frames, traj.n_frames)
-    h = gamma.gamma_histogram(args.input, frames, args.bins, not args.linear, thresholds, args.source)
+        p.error(f"--thresholds {args.thresholds!r}: expected finite numbers >= 0 separated by commas")
     prefix = output_prefix(args, "_gamma")
+    frames = None
+    if is_hdf5(args.input):
+        if args.frames is not None:
+            with Trajectory(args.input) as traj:
+                frames = parse_frames(args.frames, traj.n_frames)
+    elif args.frames is not None or args.source != "auto":
+        option = "--frames" if args.frames is not None else f"--source {args.source}"
+        raise AnalysisInputError(f"{option}: applies to an H5MD trajectory; {args.input} is read as a thermo "
+                                 "log (every MaxGamma row): leave the option out")
+    h = gamma.gamma_histogram(args.input, frames, args.bins, not args.linear, thresholds, args.source)
     comments = [f"source: {args.input}: {h.what}, {h.n_values} values, max gamma {h.maximum:.6g}",
                 "gamma is dimensionless; count: values in [gamma_lo, gamma_hi)"]
     comments += [f"above {t:g}: {100 * f:.6g} %" for t, f in h.above.items()]

@@ -9,8 +9,7 @@ import sys
 import numpy as np
 
 from acemd.analysis import msd
-from acemd.analysis.cli import add_frame_options, output_prefix, parser, run
-from acemd.analysis.errors import AnalysisInputError
+from acemd.analysis.cli import add_frame_options, int_at_least, output_prefix, parser, run
 from acemd.analysis.table import write_table
 from acemd.analysis.trajectory import Trajectory, parse_frames
 
@@ -19,27 +18,31 @@ def main(argv=None):
     p = parser("acemd_msd", "MSD(t) per species and the diffusion coefficient D from MSD = 6 D t + c, "
                "with a standard error from blocks of time origins.",
                "H5MD trajectory with the 'image' field")
-    p.add_argument("--max-lag", type=int, default=None, metavar="FRAMES",
+    p.add_argument("--max-lag", type=int_at_least(1, "the largest lag in frames"), default=None, metavar="FRAMES",
                    help="largest lag in selected frames (default: half the selection)")
-    p.add_argument("--origin-every", type=int, default=None, metavar="FRAMES",
+    p.add_argument("--origin-every", type=int_at_least(1, "the frames between time origins"), default=None,
+                   metavar="FRAMES",
                    help="frames between time origins (default: max-lag/50, at least 1)")
     p.add_argument("--fit-range", default=None, metavar="T0,T1",
                    help="lag-time window (ps) of the linear fit (default: 20-80 %% of the largest lag)")
-    p.add_argument("--blocks", type=int, default=5, help="blocks of time origins for the error of D")
+    p.add_argument("--blocks", type=int_at_least(2, "the number of blocks of the error of D"), default=5,
+                   help="blocks of time origins for the error of D")
     add_frame_options(p)
     args = p.parse_args(argv)
     fit_range = None
-    if args.fit_range:
+    if args.fit_range is not None:
         try:
             fit_range = tuple(float(x) for x in args.fit_range.split(","))
-            assert len(fit_range) == 2 and fit_range[0] < fit_range[1]
-        except (ValueError, AssertionError):
-            raise AnalysisInputError(f"--fit-range {args.fit_range!r}: expected T0,T1 in ps with T0 < T1") from None
+            if not (len(fit_range) == 2 and 0.0 <= fit_range[0] < fit_range[1] < float("inf")):
+                raise ValueError
+        except ValueError:
+            p.error(f"--fit-range {args.fit_range!r}: expected T0,T1 in ps with 0 <= T0 < T1")
+    prefix = output_prefix(args, "_msd")
     with Trajectory(args.input) as traj:
         frames = parse_frames(args.frames, traj.n_frames, args.every)
         res = msd.compute_msd(traj, frames, args.max_lag, args.origin_every, args.blocks)
+    msd.check_fit_window(res, fit_range)
     fits, window = msd.diffusion(res, fit_range)
-    prefix = output_prefix(args, "_msd")
     cols = [("lag_time", "ps", res.lag_time)] + [(f"msd_{k}", "Angstrom^2", v) for k, v in res.msd.items()]
     cols.append(("n_origins", None, res.counts.astype(np.int64)))
     comments = [f"source: {args.input}, {len(frames)} frames, unwrapped with the image field",

@@ -7,7 +7,8 @@ acemd H5MD trajectory, computed with freud, streamed frame by frame.
 import sys
 
 from acemd.analysis import rdf
-from acemd.analysis.cli import add_frame_options, add_threads_option, output_prefix, parser, run
+from acemd.analysis.cli import (add_frame_options, add_threads_option, float_above, int_at_least, output_prefix,
+                                parser, run)
 from acemd.analysis.neighbors import set_threads
 from acemd.analysis.table import write_table
 from acemd.analysis.trajectory import Trajectory, parse_frames
@@ -16,22 +17,26 @@ from acemd.analysis.trajectory import Trajectory, parse_frames
 def main(argv=None):
     p = parser("acemd_rdf", "RDF g(r), total and partial, with running coordination numbers n(r) "
                "and the neighbour shells (freud).", "H5MD trajectory ([trajectory].file)")
-    p.add_argument("--r-max", type=float, default=None,
+    p.add_argument("--r-max", type=float_above(0.0, "the largest distance in Å"), default=None,
                    help=f"largest distance (Å); default min({rdf.DEFAULT_R_MAX:g}, half the smallest cell width); "
                         "the cost grows as r_max^3")
-    p.add_argument("--r-min", type=float, default=0.0, help="smallest distance (Å)")
-    p.add_argument("--bins", type=int, default=200, help="number of bins")
-    p.add_argument("--shells", type=int, default=4, help="neighbour shells to report")
+    p.add_argument("--r-min", type=float_above(0.0, "the smallest distance in Å", inclusive=True), default=0.0,
+                   help="smallest distance (Å)")
+    p.add_argument("--bins", type=int_at_least(1, "the number of bins"), default=200, help="number of bins")
+    p.add_argument("--shells", type=int_at_least(0, "the number of shells"), default=4,
+                   help="neighbour shells to report")
     add_frame_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
+    if args.r_max is not None and args.r_min >= args.r_max:
+        p.error(f"--r-min {args.r_min:g} Å must be below --r-max {args.r_max:g} Å")
+    prefix = output_prefix(args, "_rdf")
     set_threads(args.threads)
     with Trajectory(args.input) as traj:
         frames = parse_frames(args.frames, traj.n_frames, args.every)
         res = rdf.compute_rdf(traj, frames, args.r_max, args.bins, args.r_min)
         t0, t1 = traj.times()[frames[[0, -1]]]
     shells = rdf.coordination_shells(res.r, res.g["total"], res.n["total"], res.r_edges, args.shells)
-    prefix = output_prefix(args, "_rdf")
     cols = [("r", "Angstrom", res.r)]
     cols += [(f"g_{k}", None, v) for k, v in res.g.items()]
     cols += [(f"n_{k}", None, v) for k, v in res.n.items()]

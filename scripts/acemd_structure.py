@@ -19,11 +19,11 @@ def main(argv=None):
     add_frame_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
+    prefix = output_prefix(args, "_structure")
     set_threads(args.threads)
     with Trajectory(args.input) as traj:
         frames = parse_frames(args.frames, traj.n_frames, args.every)
         res = structure.compute_structure(traj, frames)
-    prefix = output_prefix(args, "_structure")
     cols = [("step", None, res.step), ("time", "ps", res.time)]
     cols += [(t, "%", 100.0 * res.fractions[t]) for t in structure.TYPES]
     table = write_table(prefix.with_suffix(".csv"), cols,

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from acemd.analysis import thermo
-from acemd.analysis.cli import output_prefix, parser, run
+from acemd.analysis.cli import int_at_least, output_prefix, parser, run
 from acemd.analysis.table import write_table
 
 
@@ -21,10 +21,14 @@ def main(argv=None):
     p.add_argument("--detect-column", default="PotEng", help="column the automatic detection looks at")
     p.add_argument("--columns", default=None,
                    help=f"comma list of columns (default: those of {','.join(thermo.DEFAULT_COLUMNS)} present)")
-    p.add_argument("--blocks", type=int, default=5, help="number of blocks of the standard error")
+    p.add_argument("--blocks", type=int_at_least(2, "the number of blocks of the standard error"), default=5,
+                   help="number of blocks of the standard error")
     args = p.parse_args(argv)
+    cols = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if args.columns is not None and not cols:
+        p.error(f"--columns {args.columns!r}: give column names separated by commas, e.g. Temp,Press")
+    prefix = output_prefix(args, "_thermo")
     data, units = thermo.load_series(args.input)
-    cols = args.columns.split(",") if args.columns else None
     if cols:
         missing = [c for c in cols if c not in data]
         if missing:
@@ -32,7 +36,6 @@ def main(argv=None):
                                             f"(have {', '.join(data)})")
     t_eq, how, stats, cols = thermo.summarize(data, units, cols, args.equilibration, args.detect_column,
                                               args.blocks)
-    prefix = output_prefix(args, "_thermo")
     table = write_table(prefix.with_suffix(".csv"), [
         ("column", None, np.array([s.name for s in stats])), ("unit", None, np.array([s.unit for s in stats])),
         ("mean", None, np.array([s.mean for s in stats])), ("std", None, np.array([s.std for s in stats])),

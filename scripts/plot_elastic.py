@@ -13,31 +13,35 @@ from pathlib import Path
 
 import numpy as np
 
+from acemd.analysis.cli import check_output, run
+from acemd.analysis.errors import AnalysisInputError
+from acemd.analysis.filekind import require
+from acemd.analysis.plotting import pyplot, save
+
 NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
 
 
 def load(path):
     import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in ("component", "strain", "stress", "C", "reference_stress") if k not in f]
-            if missing:
-                raise ValueError(f"{path}: not an acemd [elastic] data file (missing {', '.join(missing)})")
-            data = {k: f[k][()] for k in ("component", "strain", "stress", "C", "reference_stress")}
-            data["C_error"] = f["C_error"][()] if "C_error" in f else np.zeros((6, 6))
-            # temperature > 0: stress errors (error bars) and the fitted intercept per strain column
-            data["stress_error"] = f["stress_error"][()] if "stress_error" in f else None
-            data["intercept"] = f["intercept"][()] if "intercept" in f else None
-            data["temperature"] = float(f.attrs.get("temperature_K", 0.0))
-            return data
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read as HDF5 ({exc})") from None
+    require(path, "elastic", "an acemd [elastic] data file ([elastic].data, e.g. elastic.h5)")
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("component", "strain", "stress", "C", "reference_stress") if k not in f]
+        if missing:
+            method = f.attrs.get("method", "")
+            why = (" (method = \"fluctuation\": no strained cells; its tensor is in the report)"
+                   if method == "fluctuation" else "")
+            raise AnalysisInputError(f"{path}: no stress-strain data to plot, missing {', '.join(missing)}{why}")
+        data = {k: f[k][()] for k in ("component", "strain", "stress", "C", "reference_stress")}
+        data["C_error"] = f["C_error"][()] if "C_error" in f else np.zeros((6, 6))
+        # temperature > 0: stress errors (error bars) and the fitted intercept per strain column
+        data["stress_error"] = f["stress_error"][()] if "stress_error" in f else None
+        data["intercept"] = f["intercept"][()] if "intercept" in f else None
+        data["temperature"] = float(f.attrs.get("temperature_K", 0.0))
+        return data
 
 
 def plot(data, output):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), sharex=True)
     for j, ax in enumerate(axes.ravel()):
         sel = data["component"] == j
@@ -65,21 +69,18 @@ def plot(data, output):
         ax.set_ylabel("stress (GPa, tensile > 0)")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(output, dpi=110)
+    save(fig, output, dpi=110)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="plot_elastic", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="the [elastic] data file (elastic.h5)")
     p.add_argument("-o", "--output", default=None, help="PNG to write (default: <data>_stress_strain.png)")
     args = p.parse_args(argv)
     output = args.output or str(Path(args.data).with_suffix("")) + "_stress_strain.png"
-    try:
-        data = load(args.data)
-    except ValueError as exc:
-        print(f"plot_elastic: error: {exc}", file=sys.stderr)
-        return 1
+    check_output(output, plot=True)
+    data = load(args.data)
     plot(data, output)
     print(f"wrote {output}" + (f" (error bars: standard errors at {data['temperature']:g} K)"
                                if data["stress_error"] is not None else ""))
@@ -87,4 +88,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -17,13 +17,21 @@ nearly straight over a wide range; --minus-linear subtracts the straight line th
 the end points so the curvature and the error band show.  Prints the table.
 """
 import argparse
+import sys
 
 import h5py
 import numpy as np
 
+from acemd.analysis.cli import check_output, run
+from acemd.analysis.errors import AnalysisInputError
+from acemd.analysis.filekind import require
+from acemd.analysis.plotting import pyplot, save
+
+NEEDED = "a [free_energy] data file ([free_energy].data, e.g. free_energy.h5)"
+
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="plot_free_energy", description=__doc__.splitlines()[0])
     ap.add_argument("data", help="HDF5 written by [free_energy] (data key)")
     ap.add_argument("-o", "--output", help="image file (default dhdl.png, with --curve curve.png)")
     ap.add_argument("--per-atom", action="store_true", help="divide by the number of atoms")
@@ -31,17 +39,25 @@ def main(argv=None):
     ap.add_argument("--minus-linear", action="store_true",
                     help="--curve: subtract the straight line through the end points")
     args = ap.parse_args(argv)
+    if args.minus_linear and not args.curve:
+        ap.error("--minus-linear applies to --curve only; add --curve")
+    if args.per_atom and args.curve:
+        ap.error("--per-atom applies to the dH/dlambda plot; the --curve values are already per atom")
+    args.output = args.output or ("curve.png" if args.curve else "dhdl.png")
+    check_output(args.output, plot=True)
+    require(args.data, "free_energy", NEEDED)
     if args.curve:
-        args.output = args.output or "curve.png"
         return plot_curve(args)
-    args.output = args.output or "dhdl.png"
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
     with h5py.File(args.data, "r") as f:
+        iterations = sorted(k for k in f if k.startswith("iteration_"))
+        if not iterations:
+            sweep = [m for m in ("temperature_sweep", "pressure_sweep") if m in f]
+            hint = f"; it holds a {sweep[0]}: plot it with --curve" if sweep else ""
+            raise AnalysisInputError(f"{args.data}: no switching iteration (no iteration_NNN group){hint}")
         n = int(f.attrs.get("n_atoms", 1)) if args.per_atom else 1
-        for name in sorted(k for k in f if k.startswith("iteration_")):
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name in iterations:
             for direction in f[name]:          # forward, backward (and gas_forward, gas_backward: liquid)
                 style = "--" if direction.endswith("backward") else "-"
                 g = f[name][direction]
@@ -53,19 +69,18 @@ def main(argv=None):
     ax.set_ylabel(r"$dH/d\lambda$ (eV" + ("/atom)" if n > 1 else ")"))
     ax.axhline(0.0, color="k", lw=0.5)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=150)
+    save(fig, args.output, dpi=150)
     print(f"wrote {args.output}")
 
 
 def plot_curve(args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     with h5py.File(args.data, "r") as f:
         mode = next((m for m in ("temperature_sweep", "pressure_sweep") if m in f), None)
         if mode is None:
-            raise SystemExit(f"{args.data}: no temperature_sweep or pressure_sweep group (not a sweep's data file)")
+            raise AnalysisInputError(f"{args.data}: --curve needs the data file of mode = \"temperature_sweep\" or "
+                                     "\"pressure_sweep\" (no such group here); leave out --curve for dH/dlambda")
+        if "curve" not in f[mode]:
+            raise AnalysisInputError(f"{args.data}: /{mode} has no curve (a run stopped before its report?)")
         c = {k: v[()] for k, v in f[f"{mode}/curve"].items()}
         attrs = dict(f[f"{mode}/curve"].attrs)
         units = attrs.get("units", "")
@@ -78,6 +93,7 @@ def plot_curve(args):
     base = np.zeros_like(x)
     if args.minus_linear:
         base = y[0] + (y[-1] - y[0]) * (x - x[0]) / (x[-1] - x[0])
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.fill_between(x, y - base - 2 * err, y - base + 2 * err, alpha=0.3, label=r"$\pm 2\sigma$")
     ax.plot(x, y - base, "o-", ms=3, label=name)
@@ -88,8 +104,7 @@ def plot_curve(args):
     ax2.plot(x, c["hysteresis"] * 1000, "k-", lw=0.8)
     ax2.set_ylabel("hysteresis (meV/atom)")
     ax2.set_xlabel(xlabel)
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=150)
+    save(fig, args.output, dpi=150)
     print(f"# {mode}: {units}")
     print("#  x            G            +-         hysteresis   V")
     for row in zip(x, y, err, c["hysteresis"], c["V"]):
@@ -98,4 +113,4 @@ def plot_curve(args):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

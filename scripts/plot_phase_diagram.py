@@ -11,9 +11,18 @@ curve's standard error.  Crossings (T* +- error) are vertical lines with a shade
 Needs matplotlib (the ``plot`` extra).  Prints the plotted crossings.
 """
 import argparse
+import sys
 
 import numpy as np
 import yaml
+
+from acemd.analysis.cli import check_output, run
+from acemd.analysis.errors import AnalysisInputError
+from acemd.analysis.filekind import require
+from acemd.analysis.plotting import pyplot, save
+
+NEEDED = ("the YAML report of a [free_energy] phase protocol (mode = melting_temperature, "
+          "transition_temperature, coexistence_line or phase_map; [free_energy].report)")
 
 
 def _crossings(result):
@@ -23,28 +32,30 @@ def _crossings(result):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="plot_phase_diagram", description=__doc__.splitlines()[0])
     ap.add_argument("report", help="YAML report of a phase mode ([free_energy].report)")
     ap.add_argument("-o", "--output", default="phases.png", help="image file (default phases.png)")
     ap.add_argument("--reference", help="phase whose G is subtracted (default: the first)")
     ap.add_argument("--all", action="store_true", help="also every earlier window's curves (from the data file)")
     args = ap.parse_args(argv)
-    with open(args.report) as fh:
+    check_output(args.output, plot=True)
+    require(args.report, "phase_report", NEEDED)
+    with open(args.report, encoding="utf-8") as fh:
         rep = yaml.safe_load(fh)
     curves = rep["curves"]
     if not curves:
-        raise SystemExit(f"{args.report}: no curves in the report")
+        raise AnalysisInputError(f"{args.report}: no curves in the report (the protocol stopped before its "
+                                 "first sweep?)")
     ref_name = args.reference or next(iter(curves))
     if ref_name not in curves:
-        raise SystemExit(f"--reference {ref_name}: not a phase of the report ({', '.join(curves)})")
+        raise AnalysisInputError(f"--reference {ref_name}: not a phase of {args.report} "
+                                 f"(phases: {', '.join(curves)})")
     ref = curves[ref_name]
     rt, rg = np.asarray(ref["temperature_K"], float), np.asarray(ref["G"], float)
     order = np.argsort(rt)
     rt, rg = rt[order], rg[order]
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, c in curves.items():
         t, g, e = (np.asarray(c[k], float) for k in ("temperature_K", "G", "G_error"))
@@ -57,7 +68,10 @@ def main(argv=None):
         import h5py
         from pathlib import Path
         data = Path(rep.get("acemd", {}).get("data_file", Path(args.report).with_suffix(".h5")))
-        if data.exists():
+        if not data.exists():
+            print(f"warning: --all: the data file {data} named in the report does not exist; drawing the "
+                  "report's curves only", file=sys.stderr)
+        else:
             with h5py.File(data, "r") as f:
                 for key in f.get("curves", {}):
                     g = f["curves"][key]
@@ -75,10 +89,9 @@ def main(argv=None):
     ax.set_ylabel(f"G - G({ref_name}) (meV/atom)")
     ax.set_title(f"{rep['mode']} at {rep['pressure_bar']:g} bar", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=150)
+    save(fig, args.output, dpi=150)
     print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

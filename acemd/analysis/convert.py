@@ -105,11 +105,20 @@ def write_ase_traj(traj, frames, path) -> int:
     return n
 
 
-def convert(traj, frames, path) -> int:
-    """Write ``path`` by its extension: ``.xyz``/``.extxyz`` or ``.traj``."""
+def check_format(path) -> str:
+    """The writer's name for ``path``'s extension, or an error naming the ones there are."""
     suffix = Path(path).suffix.lower()
     if suffix in (".xyz", ".extxyz"):
-        return write_extxyz(traj, frames, path)
+        return "extxyz"
     if suffix == ".traj":
-        return write_ase_traj(traj, frames, path)
+        return "traj"
     raise AnalysisInputError(f"{path}: unknown output format '{suffix}'; use .extxyz, .xyz or .traj")
+
+
+def convert(traj, frames, path) -> int:
+    """Write ``path`` by its extension: ``.xyz``/``.extxyz`` or ``.traj``; atomically (a failure
+    or a kill leaves the previous file, never part of a new one)."""
+    from ..io.atomic import replaced_atomically
+    writer = {"extxyz": write_extxyz, "traj": write_ase_traj}[check_format(path)]
+    with replaced_atomically(path) as tmp:
+        return writer(traj, frames, tmp)

@@ -29,10 +29,11 @@ class MSDResult:
     block_counts: np.ndarray      # (n_blocks, n_lags)
 
 
-def _uniform_dt(times, path):
+def _uniform_dt(times, path, what="the MSD"):
     dts = np.diff(times)
     if len(dts) == 0:
-        raise AnalysisInputError(f"{path}: the MSD needs at least 2 frames")
+        raise AnalysisInputError(f"{path}: {what} needs at least 2 frames, {len(times)} selected; select more "
+                                 "with --frames/--every or write frames more often ([trajectory].every)")
     dt = float(np.median(dts))
     if dt <= 0 or np.any(np.abs(dts - dt) > 1e-6 * max(dt, 1e-12) + 1e-9):
         raise AnalysisInputError(f"{path}: the selected frames are not evenly spaced in time "
@@ -53,7 +54,11 @@ def compute_msd(traj, frames, max_lag: int | None = None, origin_every: int | No
     if not 1 <= max_lag < nf:
         raise AnalysisInputError(f"--max-lag {max_lag}: must be between 1 and {nf - 1} frames")
     origin_every = max(1, int(np.ceil(max_lag / 50))) if origin_every is None else int(origin_every)
-    n_blocks = max(1, min(int(n_blocks), nf))
+    if origin_every < 1:
+        raise AnalysisInputError(f"--origin-every {origin_every}: must be at least 1 frame")
+    if n_blocks < 1:
+        raise AnalysisInputError(f"--blocks {n_blocks}: must be at least 1")
+    n_blocks = min(int(n_blocks), nf)
     species = traj.species()
     kinds = sorted(set(species.tolist()))
     names = [traj.species_names[k] if k < len(traj.species_names) else f"X{k}" for k in kinds]
@@ -99,10 +104,29 @@ def fit_diffusion(t, msd, t_min: float, t_max: float):
     return float(slope / 6.0), float(icpt)
 
 
+def fit_window(res: MSDResult, fit_range=None):
+    """``(t0, t1)`` in ps: ``fit_range``, or 20-80 % of the largest lag."""
+    t = res.lag_time
+    return tuple(fit_range) if fit_range is not None else (0.2 * t[-1], 0.8 * t[-1])
+
+
+def check_fit_window(res: MSDResult, fit_range=None):
+    """Raise a clear error when the fit window holds fewer than 2 lag times (D would be NaN)."""
+    t = res.lag_time
+    t_min, t_max = fit_window(res, fit_range)
+    inside = int(((t >= t_min) & (t <= t_max)).sum())
+    if inside < 2:
+        what = f"--fit-range {t_min:g},{t_max:g} ps" if fit_range is not None else \
+            f"the default fit window ({t_min:g}..{t_max:g} ps)"
+        raise AnalysisInputError(f"{what} holds {inside} lag time(s) of the MSD (0..{t[-1]:g} ps, every "
+                                 f"{t[1] - t[0] if len(t) > 1 else 0:g} ps); the fit needs at least 2: choose a "
+                                 "window inside the lags, a larger --max-lag, or more frames")
+
+
 def diffusion(res: MSDResult, fit_range=None):
     """``{name: (D, D_err, intercept)}`` in Å²/ps, fitted on ``fit_range`` (ps; default 20-80 % of max lag)."""
     t = res.lag_time
-    t_min, t_max = fit_range if fit_range is not None else (0.2 * t[-1], 0.8 * t[-1])
+    t_min, t_max = fit_window(res, fit_range)
     out = {}
     for name, m in res.msd.items():
         d, c = fit_diffusion(t, m, t_min, t_max)

@@ -81,12 +81,17 @@ def compute_rdf(traj, frames, r_max: float | None = None, bins: int = 200, r_min
     traj.require(["position", "species"], "the RDF")
     if not traj.pbc.all():
         raise AnalysisInputError(f"{traj.path}: the RDF needs a cell periodic along x, y and z")
+    if bins < 1:
+        raise AnalysisInputError(f"--bins {bins}: the RDF needs at least 1 bin")
     limit = min(max_rdf_radius(traj.cell(int(i))) for i in (frames[0], frames[-1]))
     if r_max is None:
         r_max = min(DEFAULT_R_MAX, 0.999 * limit)
     elif r_max > limit:
         raise AnalysisInputError(f"--r-max {r_max} Å exceeds half the cell width ({limit:.4g} Å) "
                                  f"of {traj.path}")
+    if not 0.0 <= r_min < r_max:
+        raise AnalysisInputError(f"--r-min {r_min} Å: must be at least 0 and below r_max = {r_max:.4g} Å "
+                                 f"(for {traj.path}: half the cell width or {DEFAULT_R_MAX:g} Å unless --r-max)")
     acc = RDFAccumulator(traj.species(), traj.species_names, r_max, bins, r_min)
     for fr in traj.frames(["position"], frames):
         acc.add(fr.cell, fr["position"])

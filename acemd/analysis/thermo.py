@@ -75,9 +75,11 @@ def load_series(path):
     except UnicodeDecodeError:
         raise AnalysisInputError(f"{path}: not a text file, so not an acemd thermo log") from None
     except ValueError as exc:
-        raise AnalysisInputError(f"{exc} (not an acemd thermo log?)") from None
+        from .trajectory import _what_else
+        raise AnalysisInputError(f"{exc} (not an acemd thermo log?){_what_else(path)}") from None
     if "Time" not in data:
-        raise AnalysisInputError(f"{path}: thermo log has no Time column")
+        raise AnalysisInputError(f"{path}: thermo log has no Time column (the log of a [minimize] or 0 K "
+                                 "[elastic] run counts relaxation steps: no time series to average)")
     return data, units
 
 
@@ -142,6 +144,8 @@ def equilibration_time(data, equilibration: str | float | None = "auto", detect_
         value = float(equilibration)
     except ValueError:
         raise AnalysisInputError(f"--equilibration {equilibration!r}: a time in ps or 'auto'") from None
+    if not np.isfinite(value):
+        raise AnalysisInputError(f"--equilibration {equilibration!r}: a finite time in ps or 'auto'")
     if value > t[-1]:
         raise AnalysisInputError(f"--equilibration {value} ps is after the last sample ({t[-1]} ps)")
     return value, "given"
@@ -152,8 +156,15 @@ def summarize(data, units, columns=None, equilibration="auto", detect_column="Po
     columns = [c for c in (columns or DEFAULT_COLUMNS) if c in data]
     if not columns:
         raise AnalysisInputError(f"none of the requested columns is present (have {', '.join(data)})")
+    if n_blocks < 2:
+        raise AnalysisInputError(f"--blocks {n_blocks}: the block standard error needs at least 2 blocks")
     t_eq, how = equilibration_time(data, equilibration, detect_column)
     keep = np.asarray(data["Time"], float) >= t_eq
+    n_kept = int(keep.sum())
+    if n_kept < n_blocks:
+        raise AnalysisInputError(f"--blocks {n_blocks}: only {n_kept} samples after the equilibration time "
+                                 f"{t_eq:g} ps; use at most {max(n_kept, 2)} blocks, an earlier "
+                                 "--equilibration, or a longer run")
     stats = [column_stats(c, units.get(c, ""), np.asarray(data[c], float)[keep], n_blocks) for c in columns]
     return t_eq, how, stats, columns
 

@@ -81,12 +81,12 @@ class Trajectory:
             self.file = h5py.File(self.path, "r", locking=False)
         except OSError:
             raise AnalysisInputError(f"{self.path}: not an HDF5 file, so not an acemd H5MD "
-                                     "trajectory ([trajectory].file of a run)") from None
+                                     f"trajectory ([trajectory].file of a run){_what_else(self.path)}") from None
         f = self.file
         if "h5md" not in f or f"{PARTICLES}/box/edges/step" not in f:
             self.close()
             raise AnalysisInputError(f"{self.path}: not an acemd H5MD trajectory (no /h5md group or "
-                                     f"no /{PARTICLES}/box/edges)")
+                                     f"no /{PARTICLES}/box/edges){_what_else(self.path)}")
         self.particles = f[PARTICLES]
         edges = self.particles["box/edges"]
         self._steps = edges["step"]
@@ -218,6 +218,16 @@ class Trajectory:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _what_else(path) -> str:
+    """``"; this is ... (read it with ...)"`` when the file is another acemd output, else ``""``."""
+    from .filekind import FOREIGN, describe, kind
+    try:
+        got = kind(path)
+    except AnalysisInputError:
+        return ""
+    return "" if got in FOREIGN else f"; this is {describe(got)}"
 
 
 def is_hdf5(path) -> bool:

@@ -16,7 +16,7 @@ Velocities are read in blocks of atoms over all frames (about 100 MB of spectrum
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class VDOSResult:
     kinetic_temperature: float  # K from C(0) and 3N - 3 degrees of freedom
     n_atoms: int
     n_frames: int
+    warnings: list = field(default_factory=list)     # about resolution and aliasing
 
 
 def integral(res: "VDOSResult") -> float:
@@ -58,10 +59,14 @@ def compute_vdos(traj, frames, max_lag: int | None = None, temperature: float | 
     traj.require(["velocity", "species"], "the VACF/VDOS")
     frames = np.asarray(frames)
     nf = len(frames)
-    dt = _uniform_dt(traj.times()[frames], traj.path)
+    dt = _uniform_dt(traj.times()[frames], traj.path, "the VACF/VDOS")
     max_lag = nf // 2 if max_lag is None else int(max_lag)
     if not 1 <= max_lag < nf:
-        raise AnalysisInputError(f"--max-lag {max_lag}: must be between 1 and {nf - 1} frames")
+        raise AnalysisInputError(f"--max-lag {max_lag}: must be between 1 and {nf - 1} frames "
+                                 f"({nf} frames selected from {traj.path})")
+    if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
+        raise AnalysisInputError(f"--temperature {temperature}: must be a temperature above 0 K "
+                                 "(or leave it out for the kinetic temperature of the frames)")
     masses = traj.masses_by_species()[traj.species()]
     n = traj.n_atoms
     nfft = 1 << int(np.ceil(np.log2(2 * nf)))
@@ -75,16 +80,43 @@ def compute_vdos(traj, frames, max_lag: int | None = None, temperature: float | 
     vacf = corr / (nf - np.arange(max_lag + 1)) * MVV_TO_EV          # eV
     dof = 3 * n - 3
     t_kin = float(vacf[0] / (dof * BOLTZMANN))
+    if not t_kin > 0:
+        raise AnalysisInputError(f"{traj.path}: the velocities of the selected frames are all zero (a "
+                                 "minimisation or a 0 K run?): no vibrations to analyse")
     temp = t_kin if temperature is None else float(temperature)
-    if not temp > 0:
-        raise AnalysisInputError(f"{traj.path}: temperature {temp} K: the velocities are all zero")
     lags = np.arange(max_lag + 1)
     window = 0.5 * (1.0 + np.cos(np.pi * lags / (max_lag + 1)))
     freq = np.arange(max_lag + 1) / (2.0 * max_lag * dt)
     weights = vacf * window
     weights[1:] *= 2.0
     g = (2.0 * dt / (BOLTZMANN * temp)) * (np.cos(2.0 * np.pi * np.outer(freq, lags) * dt) @ weights)
-    return VDOSResult(lags * dt, vacf, freq, g, temp, t_kin, n, nf)
+    res = VDOSResult(lags * dt, vacf, freq, g, temp, t_kin, n, nf)
+    res.warnings = resolution_warnings(res, dt)
+    return res
+
+
+#: fewer frequency points than this make a VDOS too coarse to show phonon peaks
+MIN_FREQUENCIES = 20
+#: g(nu) at the Nyquist frequency above this fraction of its maximum: frames too far apart (aliasing)
+ALIASING_FRACTION = 0.05
+
+
+def resolution_warnings(res: VDOSResult, dt: float) -> list[str]:
+    """Warnings about a spectrum too coarse to read (few frames) or cut off at the Nyquist frequency."""
+    out = []
+    n_freq = len(res.frequency)
+    if n_freq < MIN_FREQUENCIES:
+        out.append(f"the VDOS has only {n_freq} frequencies (from {res.n_frames} frames, max lag "
+                   f"{n_freq - 1}), 0..{res.frequency[-1]:.4g} THz in steps of {res.frequency[1]:.4g} THz: "
+                   f"too coarse for phonon peaks; use at least {2 * MIN_FREQUENCIES} frames (a longer run, "
+                   "or the velocity written more often)")
+    peak = float(np.max(np.abs(res.vdos)))
+    if n_freq >= 3 and peak > 0 and abs(res.vdos[-1]) > ALIASING_FRACTION * peak:
+        out.append(f"g(nu) at the Nyquist frequency 1/(2 dt) = {res.frequency[-1]:.4g} THz is "
+                   f"{100 * abs(res.vdos[-1]) / peak:.0f} % of its peak: the frames ({dt:g} ps apart) are too "
+                   "far apart for the fastest vibrations, which fold back (aliasing); write the velocity "
+                   "more often")
+    return out
 
 
 def plot(res: VDOSResult, path, title=""):
