@@ -31,6 +31,7 @@ import bz2
 import dataclasses
 import gzip
 import lzma
+import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -507,19 +508,24 @@ def validate_structures(structures: Sequence[Structure], elements=None, *,
 
 
 def load_structures(paths, elements=None, *, energy_key=None, forces_key=None, stress_key=None,
-                    allow_energy_only=False, min_distance=MIN_DISTANCE) -> list[Structure]:
+                    allow_energy_only=False, min_distance=MIN_DISTANCE,
+                    datapath=None) -> list[Structure]:
     """Read and validate reference structures from one path or a list of paths.
 
     Pickles (``.pckl``/``.pkl``, optionally ``.gzip``/``.gz``/``.bz2``/``.xz``) are
     pacemaker DataFrames; any other file goes through ``ase.io.read(path, index=":")``.
     ``energy_key`` names the energy column (pickles) or result/info key (ASE files) to
     use as the target instead of the default (see the module docstring);
-    ``forces_key``/``stress_key`` do the same for ASE files.  Every bad entry of every
-    file is reported in one DatasetError (:func:`validate_structures`).
+    ``forces_key``/``stress_key`` do the same for ASE files.  A path that is not a file
+    is looked up in ``datapath`` (pacemaker's ``data.datapath``; default: the
+    ``PACEMAKERDATAPATH`` environment variable), as pacemaker does.  Every bad entry of
+    every file is reported in one DatasetError (:func:`validate_structures`).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    paths = [Path(p) for p in paths]
+    if datapath is None:
+        datapath = os.environ.get("PACEMAKERDATAPATH")
+    paths = [_find(Path(p), datapath) for p in paths]
     if not paths:
         raise DatasetError("no dataset file given; name at least one file")
     problems: dict[str, list[str]] = {}   # entry -> issues, in file and row order
@@ -527,7 +533,7 @@ def load_structures(paths, elements=None, *, energy_key=None, forces_key=None, s
     for path in paths:
         if not path.is_file():
             raise DatasetError(f"{path}: no such file; check the path (relative paths are taken "
-                               "from the input file's folder)")
+                               "from the input file's folder, then from data.datapath)")
         if _is_pickle(path):
             df = read_pickled_dataframe(path)
             got = _structures_from_dataframe(df, path, energy_key, problems)
@@ -541,6 +547,12 @@ def load_structures(paths, elements=None, *, energy_key=None, forces_key=None, s
             _note(problems, s.source, msg)
     _raise_collected(problems)
     return structures
+
+
+def _find(path: Path, datapath) -> Path:
+    if path.is_file() or not datapath:
+        return path
+    return Path(datapath) / path
 
 
 # ---------------------------------------------------------------------------
@@ -615,8 +627,8 @@ def apply_reference_energies(structures, e_ref: dict | None) -> list[Structure]:
     return out
 
 
-def reference_energies(structures, elements, setting) -> tuple[list[Structure], dict | None]:
-    """Apply pacemaker's ``data.reference_energy`` and return (new structures, E_ref used).
+def reference_energies(structures, elements, setting) -> tuple[dict | None, list[Structure]]:
+    """Apply pacemaker's ``data.reference_energy``: returns (E_ref used, new structures).
 
     ``setting``: None (targets as read; but, as pacemaker does, ``auto`` when a target
     lies outside -20..250 eV/atom, with a warning), a number (the same E_ref for every
@@ -638,7 +650,7 @@ def reference_energies(structures, elements, setting) -> tuple[list[Structure], 
                           stacklevel=2)
             setting = "auto"
         else:
-            return list(structures), None
+            return None, list(structures)
     if isinstance(setting, str):
         if setting.strip().lower() != "auto":
             raise DatasetError(f"data.reference_energy = {setting!r}: give 'auto', a number, or "
@@ -668,7 +680,7 @@ def reference_energies(structures, elements, setting) -> tuple[list[Structure], 
         raise DatasetError("data.reference_energy is set but the data has only 'energy_corrected' "
                            "(no uncorrected 'energy'); remove reference_energy to fit the "
                            "corrected energies as they are")
-    return apply_reference_energies(structures, e_ref), e_ref
+    return e_ref, apply_reference_energies(structures, e_ref)
 
 
 # ---------------------------------------------------------------------------

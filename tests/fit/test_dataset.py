@@ -200,8 +200,11 @@ def test_not_a_dataframe_and_missing_columns(tmp_path):
     _small_frame().drop(columns=["energy_corrected"]).to_pickle(path)
     with pytest.raises(DatasetError, match="nocol.pkl.*neither 'energy' nor 'energy_corrected'"):
         load_structures(path, ["Cu"])
-    with pytest.raises(DatasetError, match="no such file"):
+    with pytest.raises(DatasetError, match="absent.pckl.gzip: no such file"):
         load_structures(tmp_path / "absent.pckl.gzip", ["Cu"])
+    # pacemaker's data.datapath: a name that is not a file is looked up there
+    _small_frame().to_pickle(tmp_path / "found.pkl")
+    assert len(load_structures("found.pkl", ["Cu"], datapath=tmp_path)) == 3
 
 
 # ---------------------------------------------------------------------------
@@ -437,7 +440,7 @@ def _synthetic(binding=None, seed=1):
 
 def test_auto_recovers_the_reference_energies_exactly():
     structures = _synthetic()
-    new, e_ref = reference_energies(structures, ["Al", "Cu", "Ni"], "auto")
+    e_ref, new = reference_energies(structures, ["Al", "Cu", "Ni"], "auto")
     assert e_ref == pytest.approx(E_REF, abs=1e-12)
     assert [s.energy for s in new] == pytest.approx([0.0] * len(new), abs=1e-12)
     assert [s.raw_energy for s in new] == [s.raw_energy for s in structures]
@@ -446,7 +449,7 @@ def test_auto_recovers_the_reference_energies_exactly():
 def test_auto_with_binding_energies_matches_least_squares_plus_dilute_shift():
     binding = np.array([0.0, -0.2, -0.3, -0.5, -0.45, -0.35, -0.6, -0.55, -0.25])
     structures = _synthetic(binding)
-    new, e_ref = reference_energies(structures, ["Al", "Cu", "Ni"], "auto")
+    e_ref, new = reference_energies(structures, ["Al", "Cu", "Ni"], "auto")
     elements = ["Al", "Cu", "Ni"]
     counts = np.array([[s.atoms.get_chemical_symbols().count(e) for e in elements]
                        for s in structures], dtype=float)
@@ -464,11 +467,11 @@ def test_auto_with_binding_energies_matches_least_squares_plus_dilute_shift():
 
 def test_mapping_number_shift_and_test_set():
     structures = _synthetic()
-    new, e_ref = reference_energies(structures, ["Al", "Cu", "Ni"],
+    e_ref, new = reference_energies(structures, ["Al", "Cu", "Ni"],
                                     {"Al": -0.3, "Ni": -1.7, "Cu": -0.9, "shift": 0.25})
     assert e_ref == pytest.approx({"Al": -0.55, "Ni": -1.95, "Cu": -1.15})
     assert [s.energy / s.natoms for s in new] == pytest.approx([0.25] * len(new))
-    new, e_ref = reference_energies(structures, ["Al", "Cu", "Ni"], 0)
+    e_ref, new = reference_energies(structures, ["Al", "Cu", "Ni"], 0)
     assert [s.energy for s in new] == [s.raw_energy for s in structures]
     again = apply_reference_energies(structures, {"Al": -0.3, "Ni": -1.7, "Cu": -0.9})
     assert [s.energy for s in again] == pytest.approx([0.0] * len(again), abs=1e-12)
@@ -482,12 +485,12 @@ def test_mapping_number_shift_and_test_set():
 
 def test_none_keeps_targets_unless_extreme():
     structures = _synthetic()     # targets = 99 eV + ... : per atom within -20..250
-    new, e_ref = reference_energies(structures, ["Al", "Cu", "Ni"], None)
+    e_ref, new = reference_energies(structures, ["Al", "Cu", "Ni"], None)
     assert e_ref is None and [s.energy for s in new] == [s.energy for s in structures]
     extreme = [Structure(atoms=s.atoms, energy=s.raw_energy - 500.0 * s.natoms, forces=s.forces,
                          raw_energy=s.raw_energy - 500.0 * s.natoms) for s in structures]
     with pytest.warns(UserWarning, match="Using reference_energy: auto"):
-        new, e_ref = reference_energies(extreme, ["Al", "Cu", "Ni"], None)
+        e_ref, new = reference_energies(extreme, ["Al", "Cu", "Ni"], None)
     assert e_ref == pytest.approx({e: v - 500.0 for e, v in E_REF.items()}, abs=1e-9)
 
 
@@ -498,7 +501,7 @@ def test_pickle_with_both_columns_and_a_reference_energy(tmp_path):
     df.to_pickle(path)
     structures = load_structures(path, ["Cu"])
     assert [s.energy for s in structures] == pytest.approx([-3.7, -3.6, -3.5])
-    new, _ = reference_energies(structures, ["Cu"], {"Cu": -1.0})
+    _, new = reference_energies(structures, ["Cu"], {"Cu": -1.0})
     assert [s.energy for s in new] == pytest.approx([-9.0, -10.0, -11.0])
     only_corrected = load_structures(DATA / "Cu_df1_A1_A2_A3_EV_elast_phon.pckl.gzip", ["Cu"])
     with pytest.raises(DatasetError, match="only 'energy_corrected'"):
@@ -510,7 +513,7 @@ def test_auto_on_pacemaker_example_matches_pacemaker():
 
     ref = json.loads((DATA / "pacemaker_weights_exmpl_df.json").read_text())["auto_reference"]
     structures = load_structures(DATA / "exmpl_df.pckl.gzip", ["Al", "Ni"])
-    new, e_ref = reference_energies(structures, ["Al", "Ni"], "auto")
+    e_ref, new = reference_energies(structures, ["Al", "Ni"], "auto")
     deviation = np.abs(np.array([s.energy for s in new]) - ref["energy_corrected"]).max()
     print(f"auto reference vs pacemaker: max |dE_corrected| = {deviation:.2e} eV")
     assert deviation < 1e-9
