@@ -58,6 +58,10 @@ class DatasetError(ValueError):
     """A reference-data file or entry cannot be used; the message says which and what to do."""
 
 
+class _ForeignClassError(pickle.UnpicklingError):
+    """A pyace/tensorpotential class that has no pandas stand-in."""
+
+
 @dataclass
 class Structure:
     """One reference structure with its fit targets.
@@ -102,7 +106,7 @@ def _pandas_stand_in(module: str, name: str):
         return pd.DataFrame
     if "Series" in name:
         return pd.Series
-    raise pickle.UnpicklingError(
+    raise _ForeignClassError(
         f"the pickle references {module}.{name}, a class of {module.split('.')[0]} that acemd "
         "cannot replace by a pandas class; re-save the data as a plain pandas DataFrame "
         "(df = pd.DataFrame(df); df.to_pickle(...)) where that package is installed")
@@ -172,19 +176,18 @@ def read_pickled_dataframe(path) -> Any:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 obj = unpickler(fh).load()
             break
-        except pickle.UnpicklingError as exc:
-            if "cannot replace" in str(exc):
-                raise DatasetError(f"{path}: {exc}") from exc
-            errors.append(exc)
-        except (OSError, EOFError) as exc:
-            raise DatasetError(f"{path}: cannot read the pickle ({exc}); is the file complete "
-                               "and a pandas pickle?") from exc
-        except (AttributeError, ImportError, TypeError, ValueError) as exc:
+        except _ForeignClassError as exc:
+            raise DatasetError(f"{path}: {exc}") from exc
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read the file ({exc}); is it complete?") from exc
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError,
+                ValueError) as exc:
             errors.append(exc)
     else:
-        raise DatasetError(f"{path}: cannot unpickle the data ({errors[-1]!r}); the pickle needs "
-                           "a module or class this Python does not have: re-save it as a plain "
-                           "pandas DataFrame with a current pandas") from errors[-1]
+        raise DatasetError(f"{path}: cannot unpickle the data ({errors[-1]!r}): the file is "
+                           "damaged, not a pickle, or needs a module or class this Python does "
+                           "not have; re-save it as a plain pandas DataFrame with a current "
+                           "pandas") from errors[-1]
     if not isinstance(obj, pd.DataFrame):
         raise DatasetError(f"{path}: the pickle holds a {type(obj).__name__}, not a pandas "
                            "DataFrame with the columns ase_atoms, energy/energy_corrected, forces")
@@ -348,11 +351,28 @@ def _structures_from_ase(path: Path, energy_key, forces_key, stress_key, problem
             continue
         forces = _lookup(atoms, forces_key or "forces", True)
         stress = _lookup(atoms, stress_key or "stress", False)
+        if stress is None and stress_key is None and atoms.info.get("virial") is not None:
+            stress = _stress_from_virial(atoms, atoms.info["virial"], where, problems)
         clean = atoms.copy()
         clean.calc = None
         out.append(_make_structure(clean, energy, energy, forces, stress, None, None, None,
                                    f"{stem}:{i}", where, problems))
     return out
+
+
+def _stress_from_virial(atoms, virial, where, problems):
+    """ASE stress = -virial / volume (extxyz ``virial``: 3x3 or 9 numbers, eV)."""
+    arr = _as_float_array(virial, where, "virial", problems)
+    if arr is None:
+        return None
+    if arr.size == 9:
+        arr = arr.reshape(3, 3)
+    volume = abs(float(np.linalg.det(atoms.cell.array)))
+    if arr.shape != (3, 3) or not volume > 0:
+        _note(problems, where, f"virial of shape {arr.shape} for a cell of volume {volume:g} Å³; "
+                               "give 3x3 (eV) for a periodic cell")
+        return None
+    return -arr / volume
 
 
 # ---------------------------------------------------------------------------

@@ -267,6 +267,28 @@ def test_extxyz_custom_keys(tmp_path):
     np.testing.assert_allclose(s.forces, atoms.arrays["REF_forces"])
 
 
+def test_extxyz_virial_becomes_stress(tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    virial = np.array([[0.5, 0.1, 0.0], [0.1, -0.2, 0.05], [0.0, 0.05, 0.3]])   # eV
+    atoms.info["virial"] = virial
+    atoms.info["energy"] = -14.0
+    atoms.arrays["forces"] = np.zeros((4, 3))
+    path = tmp_path / "gap.xyz"
+    atoms.write(path, format="extxyz")
+    (s,) = load_structures(path, ["Cu"])
+    expected = -virial / 3.6 ** 3            # ASE: stress = -virial / volume
+    np.testing.assert_allclose(s.stress, expected[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]],
+                               atol=1e-8)
+
+
+def test_damaged_pickle(tmp_path):
+    path = tmp_path / "cut.pckl.gzip"
+    _small_frame().to_pickle(path, compression=None)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DatasetError, match="cut.pckl.gzip: cannot unpickle the data.*damaged"):
+        load_structures(path, ["Cu"])
+
+
 def _vasprun_xml(atoms, free_energy, e0, forces, stress_kbar):
     """A minimal vasprun.xml: the tags ASE's reader uses; stress in kB, VASP's sign."""
     def varray(name, rows):
