@@ -543,7 +543,6 @@ def test_usage_errors_exit_2(capsys):
     assert "usage: acemd fit" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_every_rank_exits_under_mpiexec(tmp_path):
     """2 ranks: a bad input ends with one message and status 1 on both; --check prints the settings once."""
     from test_mpi_suites import _env, mpiexec
@@ -592,3 +591,41 @@ def test_fit_reference_is_up_to_date_and_reads_back():
         body = md.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
         rows = re.findall(r"^\| `([^`]+)` \|", body, flags=re.M)
         assert rows == [*sec.keys, *sec.refused, *sec.ignored], name
+
+
+# -- with the pipeline's modules (basis, data): what the settings hand on --------------------------
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "fit"
+
+
+def test_potential_section_handed_on_builds_pacemakers_basis(tmp_path):
+    """The validated potential mapping (embedding made explicit, keys as given) gives build_basis the
+    number of B-functions pacemaker builds, for every case of the shared reference (linearised)."""
+    basis = pytest.importorskip("acemd.fit.basis")
+    import json
+    cases = json.loads((DATA / "pacemaker_basis_counts.json").read_text())["cases"]
+    (tmp_path / "d.pkl").write_bytes(b"x")
+    for name, case in cases.items():
+        pot = copy.deepcopy(case["potential"])
+        for block in pot.get("embeddings", {}).values():
+            block.update(fs_parameters=[1, 1], ndensity=1)
+        s = read_fit_input(write(tmp_path, {"potential": pot, "data": "d.pkl"}))
+        spec = basis.build_basis(s.potential, source=str(s.source))
+        print(f"{name}: {sum(spec.nfuncs)} functions, pacemaker {case['total']}")
+        assert sum(spec.nfuncs) == case["total"], name
+
+
+def test_check_of_the_example_input_with_the_pipeline_writes_nothing(tmp_path, capsys):
+    """inputs/fit_cu_linear.yaml on the 50-structure Cu-II sample: --check reads the data and builds the
+    notebook's 822-function basis, and leaves the folders as they were."""
+    pytest.importorskip("acemd.fit.run")
+    text = (Path(__file__).resolve().parents[2] / "inputs" / "fit_cu_linear.yaml").read_text()
+    text = re.sub(r"filename: \S+", f"filename: {(DATA / 'Cu_df2_sample50.pkl.gzip').as_posix()}", text)
+    path = tmp_path / "fit_cu_linear.yaml"
+    path.write_text(text)
+    before, data_before = _listing(tmp_path), _listing(DATA)
+    assert main(["fit", str(path), "--check"]) == 0
+    out = capsys.readouterr().out
+    print(out[-600:])
+    assert "is valid" in out and "822 functions" in out
+    assert _listing(tmp_path) == before and _listing(DATA) == data_before
