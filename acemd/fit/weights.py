@@ -17,6 +17,9 @@ The loss of a fit sums ``w_E,s (E_s - E_s^ref)^2`` over structures and
    (default 1e-4), the median of the other structures' weights when they had none;
 4. normalisation: the energy weights sum to one, and so do all force weights together.
 
+pacemaker weighs training and test structures together and normalises each set on its own:
+:func:`compute_weights_train_test` does that.
+
 A structure the policy leaves out (energy window, ``nfit``, ``reftype``, ``DFup``) gets
 weight 0 for its energy and forces; ``weights > 0`` says which ones were selected.
 Energy-only structures (no forces) get zero force weights.
@@ -31,8 +34,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["WeightingError", "compute_weights", "normalize_weights", "energy_based_weights",
-           "convex_hull_distance", "stress_weights", "ENERGY_BASED_DEFAULTS", "POLICY_TYPES"]
+__all__ = ["WeightingError", "compute_weights", "compute_weights_train_test", "normalize_weights",
+           "energy_based_weights", "convex_hull_distance", "stress_weights",
+           "ENERGY_BASED_DEFAULTS", "POLICY_TYPES"]
 
 POLICY_TYPES = ("UniformWeightingPolicy", "EnergyBasedWeightingPolicy", "ExternalWeightingPolicy")
 
@@ -346,17 +350,8 @@ def _policy_type(policy):
     return kind, spec
 
 
-def compute_weights(structures: Sequence, policy: dict | None = None, *, ignore_weights=False,
-                    aug_factor=1e-4) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Normalised (energy weights (n,), force weights [(N_s,)]) as pacemaker sets them.
-
-    ``policy`` is the parsed ``fit.weighting`` mapping (None: uniform);
-    ``ignore_weights`` and ``aug_factor`` are ``data.ignore_weights`` and
-    ``data.aug_factor``.  The steps are listed in the module docstring.
-    """
-    structures = list(structures)
-    if not structures:
-        raise WeightingError("no structures to weight")
+def _policy_weights(structures, policy, ignore_weights):
+    """Steps 1-2 of the module docstring plus w_factor, before normalisation."""
     kind, spec = _policy_type(policy)
     columns = None if ignore_weights else _from_columns(structures)
     if columns is not None:
@@ -373,8 +368,48 @@ def compute_weights(structures: Sequence, policy: dict | None = None, *, ignore_
         if s.weight_factor is not None:
             w_e[k] *= s.weight_factor
             w_f[k] *= s.weight_factor
+    return w_e, w_f
+
+
+def compute_weights(structures: Sequence, policy: dict | None = None, *, ignore_weights=False,
+                    aug_factor=1e-4) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Normalised (energy weights (n,), force weights [(N_s,)]) as pacemaker sets them.
+
+    ``policy`` is the parsed ``fit.weighting`` mapping (None: uniform);
+    ``ignore_weights`` and ``aug_factor`` are ``data.ignore_weights`` and
+    ``data.aug_factor``.  The steps are listed in the module docstring.
+    """
+    structures = list(structures)
+    if not structures:
+        raise WeightingError("no structures to weight")
+    w_e, w_f = _policy_weights(structures, policy, ignore_weights)
     _augmented(structures, w_e, w_f, aug_factor)
     return normalize_weights(w_e, w_f)
+
+
+def compute_weights_train_test(train: Sequence, test: Sequence, policy: dict | None = None, *,
+                               ignore_weights=False, aug_factor=1e-4):
+    """((w_E, w_F) of train, (w_E, w_F) of test), weighted together as pacemaker does.
+
+    pacemaker applies the policy to the training and test structures together (train
+    first: positions for ExternalWeightingPolicy count in that order, and an
+    EnergyBased selection and its energies see both), then adjusts augmented
+    structures and normalises each part on its own.  A test part that the policy
+    leaves out entirely gets zero weights.
+    """
+    train, test = list(train), list(test)
+    if not train:
+        raise WeightingError("no training structures to weight")
+    w_e, w_f = _policy_weights(train + test, policy, ignore_weights)
+    out = []
+    for lo, hi in ((0, len(train)), (len(train), len(train) + len(test))):
+        part_e, part_f = w_e[lo:hi].copy(), [w.copy() for w in w_f[lo:hi]]
+        _augmented((train + test)[lo:hi], part_e, part_f, aug_factor)
+        if hi > lo and (lo == 0 or part_e.sum() > 0):
+            out.append(normalize_weights(part_e, part_f))
+        else:
+            out.append((np.zeros(hi - lo), [np.zeros_like(w) for w in part_f]))
+    return out[0], out[1]
 
 
 def _augmented(structures, w_e, w_f, aug_factor):

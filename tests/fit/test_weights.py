@@ -8,8 +8,8 @@ import pytest
 from ase import Atoms
 
 from acemd.fit.dataset import Structure, load_structures
-from acemd.fit.weights import (WeightingError, compute_weights, convex_hull_distance,
-                               normalize_weights, stress_weights)
+from acemd.fit.weights import (WeightingError, compute_weights, compute_weights_train_test,
+                               convex_hull_distance, normalize_weights, stress_weights)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fit"
 ENERGY_BASED = "EnergyBasedWeightingPolicy"
@@ -226,6 +226,29 @@ def test_external_weighting_policy(tmp_path):
 def test_bad_policies(policy, pattern):
     with pytest.raises(WeightingError, match=pattern):
         compute_weights(_hand_case(), policy)
+
+
+def test_train_and_test_weighted_together_normalised_apart():
+    """pacemaker: the policy sees train + test; each part is normalised on its own."""
+    train = _hand_case()[1:]                      # e = 0.1, 0.5, 2.0 above the test's minimum
+    test = [_hand_case()[0], _structure("Cu", -2.0)]   # e = 0 and 1.0
+    policy = {"type": ENERGY_BASED, "energy": "cohesive", "DElow": 0.3, "DEup": 1.5, "DE": 0.1}
+    (tr_e, tr_f), (te_e, te_f) = compute_weights_train_test(train, test, policy)
+    raw_train = np.array([1 / 0.2 ** 2, 1 / 0.6 ** 2, 0.0])   # e measured from the test's -3.0
+    np.testing.assert_allclose(tr_e, raw_train / raw_train.sum(), rtol=1e-13)
+    raw_test = np.array([1 / 0.1 ** 2, 1 / 1.1 ** 2])
+    np.testing.assert_allclose(te_e, raw_test / raw_test.sum(), rtol=1e-13)
+    assert sum(w.sum() for w in tr_f) == pytest.approx(1.0)
+    assert sum(w.sum() for w in te_f) == pytest.approx(1.0)
+    alone, _ = compute_weights(train, policy)          # train alone: e from its own minimum
+    assert not np.allclose(alone, tr_e)
+    (u_e, _), (v_e, v_f) = compute_weights_train_test(train, test, None)
+    np.testing.assert_allclose(u_e, 1 / 3)
+    np.testing.assert_allclose(v_e, 1 / 2)
+    clusters = [_structure("Cu", -3.0, pbc=False), _structure("Cu2", -2.8, pbc=False)]
+    (b_e, _), (z_e, _) = compute_weights_train_test(train, clusters, {**policy, "reftype": "bulk"})
+    np.testing.assert_array_equal(z_e, [0.0, 0.0])    # the test part left out entirely
+    np.testing.assert_allclose(b_e, alone, rtol=1e-13)
 
 
 def test_stress_weights_and_normalisation():
