@@ -231,6 +231,25 @@ def _acemd_compare():
     return all_same
 
 
+def _timings():
+    """Build times with an empty coupling cache (the first build of a session)."""
+    from acemd.fit.basis import build_basis
+    from acemd.fit.couplings import independent_couplings, lint_options
+    from acemd.potential import coupling
+    ref = json.loads(REFERENCE.read_text())
+    for name in ("notebook_Cu_linear", "Cu-II", "HEA"):
+        for cached in (independent_couplings, lint_options, coupling._generalized_arrays,
+                       coupling._cg_table, coupling.clebsch_gordan, coupling._cg_exact):
+            cached.cache_clear()
+        t0 = time.perf_counter()
+        spec = build_basis(ref["cases"][name]["potential"], source=name)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        build_basis(ref["cases"][name]["potential"], source=name)
+        warm = time.perf_counter() - t0
+        print(f"build time {name:20s} {spec.total:6d} functions: {cold:.2f} s (empty cache), {warm:.2f} s (cached)")
+
+
 def _random_structures(elements, rng):
     """A few small periodic cells with random displacements (fcc-like, mixed species)."""
     import numpy as np
@@ -308,6 +327,7 @@ def main(argv=None):
         _pyace_eval(args.pyace_eval)
         return 0
     ok = _acemd_compare()
+    _timings()
     if args.pyace:
         _writer_check(args.pyace)
     else:
