@@ -195,10 +195,16 @@ def read_pickled_dataframe(path) -> Any:
 
 
 def _is_missing(value) -> bool:
+    """None, NaN or pandas' NA: a cell pandas fills in for a column another file had."""
     if value is None:
         return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
+    if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
+        import pandas as pd
+
+        try:
+            return bool(pd.isna(value))
+        except (TypeError, ValueError):
+            return False
     return False
 
 
