@@ -317,6 +317,8 @@ def _run(argv, debug=False):
         from .drivers import driver_class
         from .preflight import setup_notice
         notice = setup_notice(comm)           # a line if numba compiles / a big set-up takes long
+        import time
+        started = time.time() - 1.0         # file times may be coarse: a checkpoint after this is this run's
         run = driver_class(settings)(settings, text, args.input, comm=comm, restart=args.restart)
         summary = run.run()
         if summary.get("stopped_by") == "extrapolation":
@@ -331,7 +333,9 @@ def _run(argv, debug=False):
             return EXIT_GUARD
         if summary.get("stopped_by") and summary.get("steps", -1) < getattr(run, "nsteps", 0):
             if rank == 0:
-                print(f"acemd: {summary['message']} (exit status {EXIT_STOPPED}: incomplete)", file=sys.stderr)
+                from .preflight import restart_command
+                print(f"acemd: {summary['message']} (exit status {EXIT_STOPPED}: incomplete; "
+                      f"{restart_command(settings, args.input, started, args.restart)})", file=sys.stderr)
             comm.Barrier()
             return EXIT_STOPPED
         return 0

@@ -57,6 +57,23 @@ def _key(section, key):
 OWN_CHECKPOINTS = (_key("checkpoint", "file"), _key("free_energy", "checkpoint"))
 
 
+def own_checkpoint(settings) -> str:
+    """The checkpoint this run writes and continues from (the [free_energy] protocols keep their own)."""
+    return settings["free_energy"]["checkpoint"] if settings.get("free_energy") else settings["checkpoint"]["file"]
+
+
+def restart_command(settings, input_path, since=None, restart=None) -> str:
+    """How to continue a stopped run, naming only a checkpoint of this run: written after ``since``
+    (a time.time()), or the ``restart`` file itself still (a stop before the next checkpoint)."""
+    ckpt = own_checkpoint(settings)
+    p = Path(ckpt)
+    fresh = p.is_file() and (since is None or p.stat().st_mtime >= since
+                             or (restart is not None and _same(p, restart)))
+    if not fresh:
+        return f"no checkpoint was written yet ({ckpt}): start again with: acemd {input_path}"
+    return f"to continue: acemd {input_path} --restart {ckpt}"
+
+
 # --------------------------------------------------------------------------- output paths
 def output_files(settings) -> dict[str, str]:
     """{key name: path} of the files this run would write."""
@@ -187,6 +204,40 @@ class OutputLock:
             os.close(fd)
 
 
+# --------------------------------------------------------------------------- driver settings vs structure
+FULLY_PERIODIC_CELL_MODES = ("iso", "triclinic")     # cell relaxations that strain all three axes
+
+
+def _structure(settings, input_path):
+    from .io.structure import load_structure
+    spec = dict(settings["structure"])
+    if "rattle_seed" in spec:
+        spec["seed"] = spec.pop("rattle_seed")
+    return load_structure(spec, Path(input_path).resolve().parent)
+
+
+def check_driver_settings(settings, input_path, comm_size, restart_data=None):
+    """Checks a driver would otherwise make only after opening its outputs (``--check`` runs them too):
+    the processor grid against the ranks, a cell relaxation against the periodicity."""
+    grid = settings["parallel"].get("grid")
+    if grid is not None and int(np.prod(grid)) != comm_size:
+        raise PreflightError(f"{input_path}: [parallel.grid] {list(grid)} has {int(np.prod(grid))} subdomains but "
+                             f"the run has {comm_size} MPI rank(s); start it on {int(np.prod(grid))} ranks or "
+                             "remove [parallel.grid]")
+    driver = _driver(settings)
+    mode = settings[driver].get("cell") if driver in ("minimize", "elastic") else None
+    if mode not in FULLY_PERIODIC_CELL_MODES:
+        return
+    if restart_data is not None:
+        pbc, source = np.asarray(restart_data["pbc"], bool), "the --restart checkpoint"
+    else:
+        pbc, source = np.asarray(_structure(settings, input_path).pbc, bool), "[structure]"
+    if not pbc.all():
+        raise PreflightError(f"{input_path}: [{driver}.cell] = \"{mode}\" relaxes all three cell axes, but "
+                             f"{source} is periodic along {pbc.tolist()} only; use cell = \"aniso\" (relaxes "
+                             "the periodic lengths) or \"fixed\" (nothing was written)")
+
+
 # --------------------------------------------------------------------------- restart vs input
 def check_restart(settings, input_path, restart):
     """Read the checkpoint and compare it with the input; raise PreflightError naming what differs."""
@@ -223,7 +274,10 @@ def check_restart(settings, input_path, restart):
                                  f"checkpoint and {lengths_in[d]:.4g} Å in [structure] of {input_path} (more "
                                  f"than {CELL_LENGTH_TOLERANCE:.0%} apart): it is the checkpoint of another "
                                  "system; restart with this input's own checkpoint")
-    if not settings.get("md"):          # other drivers start their protocol from the checkpoint's atoms
+    note = foreign_restart_note(settings, restart, data, Path(input_path).read_text())
+    if note:
+        print(f"# {note}", flush=True)
+    if not settings.get("md") or note:  # other drivers (and a new MD run) start from the checkpoint's atoms
         return data
     step, steps = data["step"], settings["md"]["steps"]
     if step >= steps:
@@ -232,6 +286,47 @@ def check_restart(settings, input_path, restart):
                              f"for [md.steps] = {steps} (the total, counted from step 0): the run is {state}; "
                              "raise [md.steps] to run longer")
     return data
+
+
+def continues_own_checkpoint_only(settings) -> bool:
+    """Protocols whose --restart continues a stage (free energy, elastic at T > 0): no other start."""
+    return bool(settings.get("free_energy")) or bool(settings.get("elastic")
+                                                     and settings["elastic"]["temperature"] > 0.0)
+
+
+def foreign_restart_note(settings, restart, data, input_text="") -> str | None:
+    """What a run takes from a checkpoint another driver wrote (None: its own checkpoint, continued).
+
+    [md], [minimize] and 0 K [elastic] start anew from its atoms and cell; the protocols that continue
+    a stage refuse it (PreflightError): appending to another run's outputs is never done."""
+    from .io.checkpoint import writer_of
+    driver = _driver(settings)
+    writer = writer_of(data["state"])
+    if writer == driver:
+        return None
+    what = f"--restart {restart}: a [{writer}] checkpoint" if writer else \
+        f"--restart {restart}: a checkpoint of unknown origin (no driver state)"
+    if continues_own_checkpoint_only(settings):
+        raise PreflightError(f"{what} (step {data['step']}), but [{driver}] continues only its own "
+                             f"checkpoint (a protocol stage); start without --restart, or restart with the "
+                             f"checkpoint this input wrote")
+    if driver == "md":
+        vel = ("velocities drawn from [velocities]" if input_has_section(input_text, "velocities")
+               else "its velocities" if np.any(data["velocities"]) else
+               "its velocities, all zero: the run starts at 0 K (give [velocities] to draw them)")
+        return (f"{what} (step {data['step']}): [md] takes its atoms, cell and {vel}, and starts a new run "
+                "at step 0 (log and trajectory written anew, not appended)")
+    return (f"{what} (step {data['step']}): [{driver}] takes its atoms and cell (velocities and step "
+            "unused)")
+
+
+def input_has_section(input_text, section) -> bool:
+    """True when the input text names ``section`` (the checked settings hold every section, with defaults)."""
+    import tomllib
+    try:
+        return section in tomllib.loads(input_text)
+    except tomllib.TOMLDecodeError:
+        return False
 
 
 def _formula(names, species) -> str:
@@ -365,8 +460,10 @@ def preflight(settings, input_path, comm, restart=None, check_only=False, stream
         from .potential import load_potential
         cutoff = float(load_potential(settings["potential"]["file"]).cutoff_max)
         check_memory(settings, input_path, comm.Get_size(), ranks_on_node, cutoff, stream=stream)
+        data = None
         if restart and not _phase_protocol(settings):   # its --restart names a protocol file, no atoms
-            check_restart(settings, input_path, restart)
+            data = check_restart(settings, input_path, restart)
+        check_driver_settings(settings, input_path, comm.Get_size(), data)
         for w in warnings_for(settings):
             print(f"acemd: warning: {w}", file=sys.stderr, flush=True)
         if not check_only:

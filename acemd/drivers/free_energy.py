@@ -193,10 +193,11 @@ class FreeEnergyRun:
             return self._run()
         except SignalStop as stop:
             done = self.protocol["completed"]
-            message = (f"stopped by {signal.Signals(stop.signum).name} in stage '{stop.stage}'; the checkpoint "
-                       f"{self.section['checkpoint']} holds the protocol up to the end of "
-                       f"{repr(done[-1]) if done else 'nothing (no stage was finished)'}; continue with "
-                       f"--restart {self.section['checkpoint']}")
+            ckpt = self.section["checkpoint"]
+            message = (f"stopped by {signal.Signals(stop.signum).name} in stage '{stop.stage}'; "
+                       + (f"the checkpoint {ckpt} holds the protocol up to the end of {done[-1]!r}; continue "
+                          f"with --restart {ckpt}" if done else
+                          "no stage was finished, so no checkpoint was written: start again without --restart"))
             self._say(f"# {message}")
             return {"stopped_by": "signal", "message": message, "stage": stop.stage}
         except GuardStop as stop:
@@ -228,6 +229,10 @@ class FreeEnergyRun:
         guards = dict(self.settings.get("guards") or {})
         if not self._ace_stage(stage) and not self._solid_stage(stage):
             guards["min_distance"] = 0.0
+        if kind == "switch":            # the Hamiltonian itself changes: no energy reference to keep
+            guards["max_energy_change"] = float("inf")
+        if kind == "switch" or not self._ace_stage(stage):   # absolute limits are on ACE's energy
+            guards["min_energy_per_atom"] = guards["max_energy_per_atom"] = None
         settings = {"md": {"ensemble": {"nvt": "nvt-langevin", "npt": "npt-crescale"}.get(kind, "switching")},
                     "thermostat": {"temperature": float(temperature)}, "guards": guards,
                     "velocities": self.settings.get("velocities") or {"temperature": 0.0}}

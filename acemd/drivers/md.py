@@ -49,10 +49,15 @@ class MDRun:
         self.state = simulation.state
         self.engine = simulation.engine
         self.restart_note = ""
-        self._restart_data = ({"state": simulation.restart_state} if simulation.restarting else None)
+        from ..io.checkpoint import writer_of
+        writer = writer_of(simulation.restart_state) if simulation.restarting else "md"
+        continuing = simulation.restarting and writer == "md"
+        if writer != "md":          # another driver's checkpoint: its atoms start a new run (preflight said so)
+            self._start_from_foreign_checkpoint(writer)
+        self._restart_data = ({"state": simulation.restart_state} if continuing else None)
         self.integrator = build_integrator(settings)
-        self.monitor = self._extrapolation_monitor(restart if simulation.restarting else None)
-        if simulation.restarting:
+        self.monitor = self._extrapolation_monitor(restart if continuing else None)
+        if continuing:
             saved = simulation.restart_state.get("integrator", {})
             if not saved:
                 self.restart_note = "checkpoint without integrator state (e.g. from [minimize])"
@@ -66,6 +71,21 @@ class MDRun:
                 # over, the new ensemble's own variables start fresh
                 self.restart_note = (f"checkpoint ensemble '{saved.get('name')}' -> "
                                      f"'{self.integrator.name}': thermostat/barostat variables start fresh")
+
+    def _start_from_foreign_checkpoint(self, writer):
+        """Step 0 with the checkpoint's atoms and cell; velocities from [velocities] when the input has
+        that section, else the checkpoint's (zero after [minimize]); outputs are written anew."""
+        from ..preflight import input_has_section
+        from ..simulation import initial_velocities
+        st, v = self.state, self.settings["velocities"]
+        step = st.step
+        st.step, st.time = 0, 0.0
+        drawn = input_has_section(self.input_text, "velocities")
+        if drawn:
+            st.velocities = initial_velocities(self.comm, st, v["temperature"], v["seed"], v["zero_momentum"])
+        self.restart_note = (f"from the atoms and cell of the [{writer}] checkpoint "
+                             f"{self.simulation.restart} (its step {step}); velocities "
+                             + ("drawn from [velocities]" if drawn else "from the checkpoint"))
 
     # ------------------------------------------------------------ output
     def _metadata(self):
@@ -168,6 +188,9 @@ class MDRun:
                     break
             if stopped_by not in (None, "guard", "extrapolation") and st.step % thermo_every:
                 log.row(st.step, self._thermo_row(self._thermo_values()[1]))   # the signal's stop step
+            if stopped_by == "guard" and st.step % thermo_every:   # the last good state, which the checkpoint holds
+                eng.compute_forces(force_rebuild=True)
+                log.row(st.step, self._thermo_row(self._thermo_values()[1]))
             self.write_checkpoint()
         finally:
             stop.uninstall()
@@ -178,10 +201,10 @@ class MDRun:
         if stopped_by == "extrapolation":
             message = self.monitor.stop_message(s["checkpoint"]["file"])
         elif stopped_by == "guard":
-            message = guards.message
+            message = f"{guards.message} (checkpoint: {s['checkpoint']['file']})"
         elif stopped_by:
             message = (f"stopped by {stopped_by} at step {st.step}: checkpoint written to "
-                       f"{s['checkpoint']['file']}; continue with --restart")
+                       f"{s['checkpoint']['file']}; continue with --restart {s['checkpoint']['file']}")
         log.close(extra=[message] if message else [])
         return {"steps": st.step, "wall_s": wall, "stopped_by": stopped_by, "message": message,
                 "max_gamma": None if self.monitor is None else self.monitor.max_gamma,

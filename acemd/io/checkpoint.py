@@ -399,6 +399,10 @@ def read_checkpoint(path) -> dict:
             _check_values(path, out)
             out["step"] = int(f.attrs["step"])
             out["time"] = out["time_ps"] = float(f.attrs["time_ps"])
+            if out["step"] < 0 or not np.isfinite(out["time"]):
+                raise CheckpointError(f"{path}: damaged checkpoint: step {out['step']}, time "
+                                      f"{out['time']} ps (a step count is never negative, a time never "
+                                      "NaN/inf; was it edited by hand?); restart from an unedited checkpoint")
             out["acemd_version"] = _str_of(f.attrs.get("acemd_version", "unknown"))
             out["format_version"] = version
             meta = {}
@@ -476,4 +480,21 @@ def _first_non_finite(value, where):
         bad = _first_non_finite(v, f"{where}.{k}")
         if bad:
             return bad
+    return None
+
+
+# --------------------------------------------------------------------------- which driver wrote it
+DRIVER_STATE_KEYS = (("free_energy", "free_energy"), ("elastic_t", "elastic"), ("elastic_0k", "elastic"),
+                     ("driver", None), ("integrator", "md"))
+
+
+def writer_of(state) -> str | None:
+    """The driver section ("md", "minimize", "elastic", "free_energy") whose run wrote a checkpoint,
+    from the protocol state each driver stores; None for a checkpoint without one."""
+    for key, driver in DRIVER_STATE_KEYS:
+        if isinstance(state, Mapping) and key in state:
+            if driver is None:              # {"driver": {"name": "minimize", ...}}
+                named = state[key].get("name") if isinstance(state[key], Mapping) else None
+                return str(named) if named else None
+            return driver
     return None
