@@ -511,3 +511,142 @@ def test_debug_shows_the_traceback(tmp_path, how):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "md.timestep" in proc.stderr
+
+
+# ============================================================================= R1: restarts, checkpoints,
+# preflight (issue 27): own checkpoints continue in place, other drivers' checkpoints are a start (or
+# refused), hand-edited checkpoints refused, --check runs the run's checks before anything is written
+def _minimize_checkpoint(tmp, name="min.h5"):
+    """A real [minimize] checkpoint (zero velocities, step 0) of the 32-atom cell, written in-process."""
+    import io
+
+    from mpi4py import MPI
+
+    from acemd.config import parse_config
+    from acemd.drivers.minimize import MinimizeRun
+    text = base_input(velocities={"temperature": None, "seed": None}, md={"steps": None, "timestep": None},
+                      trajectory={"every": None}, checkpoint={"file": name}, thermo={"file": "min.log"},
+                      minimize={"fmax": 0.05, "structure_file": "min.extxyz"})
+    text = text.replace("[velocities]\n", "").replace("[md]\n", "").replace("[trajectory]\n", "")
+    write(tmp, text, "min.toml")
+    MinimizeRun(parse_config(text, tmp / "min.toml"), text, tmp / "min.toml", comm=MPI.COMM_SELF,
+                stream=io.StringIO()).run()
+    for junk in ("min.log", "min.extxyz", "min.toml"):
+        (tmp / junk).unlink()
+    return name
+
+
+def _case_ckpt_step_minus_5(t):
+    ck = checkpoint(t)
+    edit_checkpoint(t, ck, lambda f: f.attrs.__setitem__("step", np.int64(-5)))
+    return [write(t, base_input(md={"steps": 20})), "--restart", ck]
+
+
+def _case_ckpt_time_nan(t):
+    ck = checkpoint(t)
+    edit_checkpoint(t, ck, lambda f: f.attrs.__setitem__("time_ps", np.float64("nan")))
+    return [write(t, base_input(md={"steps": 20})), "--restart", ck]
+
+
+def _slab():
+    """A 16-atom Cu(100) slab, periodic along x and y only."""
+    from ase.build import fcc100
+    slab = fcc100("Cu", size=(2, 2, 4), a=3.61, vacuum=6.0)
+    slab.pbc = [True, True, False]
+    slab.info.pop("adsorbate_info", None)
+    return slab
+
+
+def _slab_input(t, section, check):
+    import ase.io
+    ase.io.write(t / "s.extxyz", _slab())
+    text = file_input(t, **{section: {"cell": "iso"}}).replace("[md]\nsteps = 10\ntimestep = 0.001\n", "")
+    text = text.replace("[velocities]\ntemperature = 300.0\nseed = 7\n", "")
+    text = text.replace("[trajectory]\nevery = 5\n", "")
+    (t / "acemd.log").write_text("the log of an earlier run: must survive a refused run\n")
+    return [write(t, text)] + (["--check"] if check else [])
+
+
+def _case_free_energy_from_md_checkpoint(t):
+    ck = checkpoint(t)
+    text = base_input(free_energy={"mode": "solid", "temperature": 300.0})
+    text = text.replace("[md]\nsteps = 10\ntimestep = 0.001\n", "").replace("[velocities]\ntemperature = 300.0\nseed = 7\n", "")
+    return [write(t, text), "--restart", ck]
+
+
+def _case_elastic_t_from_minimize_checkpoint(t):
+    ck = _minimize_checkpoint(t)
+    text = base_input(elastic={"temperature": 300.0})
+    text = text.replace("[md]\nsteps = 10\ntimestep = 0.001\n", "").replace("[velocities]\ntemperature = 300.0\nseed = 7\n", "")
+    return [write(t, text), "--restart", ck]
+
+
+def _case_grid_vs_ranks_check(t):
+    return [write(t, base_input(parallel={"grid": [1, 1, 3]})), "--check"]
+
+
+R1_CASES = [
+    ("restart-step-minus-5", _case_ckpt_step_minus_5, 1, ["ck.h5", "step -5", "edited", "unedited checkpoint"], 2),
+    ("restart-time-nan", _case_ckpt_time_nan, 1, ["ck.h5", "time nan ps", "unedited checkpoint"], 2),
+    ("minimize-iso-slab-check", lambda t: _slab_input(t, "minimize", True), 1,
+     ["[minimize.cell] = \"iso\"", "[True, True, False]", "\"aniso\""], 2),
+    ("minimize-iso-slab-run", lambda t: _slab_input(t, "minimize", False), 1,
+     ["[minimize.cell] = \"iso\"", "[True, True, False]", "\"aniso\"", "nothing was written"], 2),
+    ("elastic-iso-slab-run", lambda t: _slab_input(t, "elastic", False), 1,
+     ["[elastic.cell] = \"iso\"", "[True, True, False]", "\"aniso\""], 2),
+    ("free-energy-from-md-checkpoint", _case_free_energy_from_md_checkpoint, 1,
+     ["--restart ck.h5: a [md] checkpoint (step 10)", "[free_energy] continues only its own", "without --restart"], 2),
+    ("elastic-300K-from-minimize-checkpoint", _case_elastic_t_from_minimize_checkpoint, 1,
+     ["--restart min.h5: a [minimize] checkpoint", "[elastic] continues only its own"], 2),
+    ("grid-vs-ranks-check", _case_grid_vs_ranks_check, 1, ["[parallel.grid] [1, 1, 3]", "3 subdomains", "2 MPI"], 2),
+]
+
+
+@pytest.mark.parametrize("case", R1_CASES, ids=[c[0] for c in R1_CASES])
+def test_bad_restart_or_preflight(case, tmp_path):
+    test_bad_input(case, tmp_path)
+
+
+def _rows(log):
+    return [l.split() for l in Path(log).read_text().splitlines() if l.strip() and not l.startswith("#")]
+
+
+def test_md_from_a_minimize_checkpoint_is_a_new_run_with_its_velocities(tmp_path):
+    """[md] --restart of a [minimize] checkpoint: says what it takes, draws [velocities] (the minimiser
+    left them zero), starts at step 0 with a step-0 frame, and writes its log and trajectory anew
+    instead of appending to the files an earlier run left there."""
+    ck = _minimize_checkpoint(tmp_path)
+    write(tmp_path, base_input(md={"steps": 10}, velocities={"temperature": 500.0}))
+    rc, out, err = acemd(["in.toml"], tmp_path)        # an earlier, unrelated run's outputs
+    assert rc == 0, err
+    rc, out, err = acemd(["in.toml", "--restart", ck], tmp_path)
+    print(out[:600])
+    assert rc == 0, err
+    assert f"--restart {ck}: a [minimize] checkpoint (step 0): [md] takes its atoms, cell and velocities " \
+           "drawn from [velocities], and starts a new run at step 0" in out
+    rows = _rows(tmp_path / "acemd.log")
+    assert [int(r[0]) for r in rows] == [0, 5, 10], "the log was appended to, not written anew"
+    assert float(rows[0][2]) == pytest.approx(500.0, rel=1e-6)      # Temp at step 0: drawn, not 0 K
+    import h5py
+    with h5py.File(tmp_path / "trajectory.h5", "r") as f:
+        assert list(f["particles/all/position/step"][()]) == [0, 5, 10]
+    from acemd.io.checkpoint import read_checkpoint
+    relaxed = read_checkpoint(tmp_path / ck)
+    with h5py.File(tmp_path / "trajectory.h5", "r") as f:          # started from the relaxed atoms
+        np.testing.assert_allclose(f["particles/all/position/value"][0], relaxed["positions"], atol=1e-9)
+
+
+def test_md_guard_stop_names_the_checkpoint_and_counts_its_steps(tmp_path):
+    """A guard stop: the message names the checkpoint (which exists and holds the last good step),
+    and the summary counts the steps up to that state, not 0 (thermo every 1000 printed only step 0)."""
+    import re
+    write(tmp_path, base_input(velocities={"temperature": 3e4}, md={"steps": 200}, thermo={"every": 1000},
+                               trajectory={"every": 0}))
+    rc, out, err = acemd(["in.toml"], tmp_path)
+    print(err)
+    assert rc == 4, err
+    good = int(re.search(r"last good state, step (\d+)", err).group(1))
+    ckpt = re.search(r"\(checkpoint: (\S+)\)", err).group(1)
+    from acemd.io.checkpoint import read_checkpoint
+    assert read_checkpoint(tmp_path / ckpt)["step"] == good > 0
+    assert f"# summary: {good} steps in" in out
