@@ -1,7 +1,7 @@
 """The input reference, generated from ``acemd.config.SCHEMA`` so that it cannot drift from the code.
 
 ``python -m acemd.docgen`` prints docs/input-reference.md, ``--write`` writes it (and
-docs/fit-input-reference.md, from ``acemd.fit.config.FIT_SCHEMA``), ``--check`` exits 1 when a file
+docs/fit-input-reference.md, from ``acemd.fit.input_schema.FIT_SCHEMA``), ``--check`` exits 1 when a file
 differs from its schema.  ``acemd --help-input [SECTION]`` prints the same tables as
 plain text.  Every section of SCHEMA is documented from its keys (type, default, unit, meaning,
 allowed values); ``config.SECTION_DOCS`` adds what a section is for and, for sections with free
@@ -138,11 +138,11 @@ def reference_markdown() -> str:
     return "\n".join(head + body).rstrip("\n") + "\n"
 
 
-# -- acemd fit's input.yaml (acemd.fit.config.FIT_SCHEMA) ---------------------------------------
+# -- acemd fit's input.yaml (acemd.fit.input_schema.FIT_SCHEMA) ---------------------------------------
 
 def _fit_rows(section):
     """(key, type, default, unit, meaning) of a FitSection: its keys, then the refused and ignored ones."""
-    from .fit.config import PART2
+    from .fit.input_schema import PART2
     rows = [(key, type_text("", key, spec), default_text(spec), spec.unit, meaning_text(spec))
             for key, spec in section.keys.items()]
     rows += [(key, "—", "—", "", f"refused: {PART2}; {hint}") for key, hint in section.refused.items()]
@@ -156,11 +156,11 @@ def _fit_anchor(name: str) -> str:
 
 def fit_reference_markdown() -> str:
     """The whole docs/fit-input-reference.md."""
-    from .fit.config import FIT_SCHEMA
+    from .fit.input_schema import FIT_SCHEMA
     lines = [
         "# Fit input reference (`acemd fit input.yaml`)",
         "",
-        f"<!-- Generated from acemd.fit.config.FIT_SCHEMA by `{REGENERATE}`; do not edit by hand. -->",
+        f"<!-- Generated from acemd.fit.input_schema.FIT_SCHEMA by `{REGENERATE}`; do not edit by hand. -->",
         "",
         "The keys of pacemaker's `input.yaml` as `acemd fit` reads it (the linear ACE fit), mapping by "
         "mapping, generated from the schema the input is checked against (`acemd --help-input fit` prints "
@@ -184,7 +184,7 @@ def fit_reference_markdown() -> str:
 
 def fit_help_text(width: int = 100) -> str:
     """``acemd --help-input fit``: every key of acemd fit's input.yaml, mapping by mapping."""
-    from .fit.config import FIT_SCHEMA
+    from .fit.input_schema import FIT_SCHEMA
     out = []
     for name, section in FIT_SCHEMA.items():
         out.append(f"{name}:")
@@ -275,8 +275,8 @@ def check_fit_reference(path: Path = FIT_REFERENCE_PATH) -> str | None:
     if actual == expected:
         return None
     diff = "".join(list(difflib.unified_diff(actual.splitlines(True), expected.splitlines(True),
-                                             str(path), "generated from acemd.fit.config.FIT_SCHEMA"))[:40])
-    return f"{path} differs from acemd.fit.config.FIT_SCHEMA; regenerate it with `{REGENERATE}`\n{diff}"
+                                             str(path), "generated from acemd.fit.input_schema.FIT_SCHEMA"))[:40])
+    return f"{path} differs from acemd.fit.input_schema.FIT_SCHEMA; regenerate it with `{REGENERATE}`\n{diff}"
 
 
 def main(argv=None) -> int:
