@@ -266,7 +266,6 @@ def _structures_from_dataframe(df, path: Path, energy_key, problems) -> list[Str
     else:
         raise DatasetError(f"{path}: neither 'energy' nor 'energy_corrected' column "
                            f"(columns: {sorted(map(str, cols))}); add the total energies in eV")
-    has_forces = "forces" in cols
     stem = _stem(path)
     out = []
     columns = list(df.columns)
@@ -280,17 +279,11 @@ def _structures_from_dataframe(df, path: Path, energy_key, problems) -> list[Str
             continue
         atoms = atoms.copy()
         atoms.calc = None
-        energy = rec[target_col]
-        raw = rec.get("energy") if "energy" in cols else None
-        forces = rec["forces"] if has_forces else None
-        stress = rec.get("stress") if "stress" in cols else None
-        name = rec.get("name") if "name" in cols else None
-        w_e = rec.get("w_energy") if "w_energy" in cols else None
-        w_f = rec.get("w_forces") if "w_forces" in cols else None
-        w_x = rec.get("w_factor") if "w_factor" in cols else None
-        out.append(_make_structure(atoms, energy, raw, forces, stress, w_e, w_f, w_x,
-                                   name if isinstance(name, str) and name else f"{stem}:{label}",
-                                   where, problems))
+        name = rec.get("name")
+        out.append(_make_structure(
+            atoms, rec[target_col], rec.get("energy"), rec.get("forces"), rec.get("stress"),
+            rec.get("w_energy"), rec.get("w_forces"), rec.get("w_factor"),
+            name if isinstance(name, str) and name else f"{stem}:{label}", where, problems))
     return out
 
 
@@ -305,8 +298,6 @@ def _make_structure(atoms, energy, raw, forces, stress, w_e, w_f, w_x, name, whe
             return None
 
     e = scalar(energy, "energy")
-    if e is None and not _is_missing(energy):
-        e = float("nan")
     f = None if _is_missing(forces) else _as_float_array(forces, where, "forces", problems)
     s = None if _is_missing(stress) else _voigt(stress, where, problems)
     wf = None if _is_missing(w_f) else _as_float_array(w_f, where, "w_forces", problems)
@@ -408,6 +399,14 @@ def _cell_problem(atoms) -> str | None:
     return None
 
 
+def _cell_heights(cell) -> np.ndarray:
+    """Distances between opposite faces (Å); the vector lengths for a flat cell."""
+    volume = abs(float(np.linalg.det(cell)))
+    if volume == 0.0:
+        return np.linalg.norm(cell, axis=1)
+    return volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+
+
 def _close_contact(atoms, min_distance) -> str | None:
     """A message for the closest pair under ``min_distance`` (images included), or None."""
     from scipy.spatial import cKDTree
@@ -428,12 +427,9 @@ def _close_contact(atoms, min_distance) -> str | None:
     i, j = int(owner[a]), int(owner[b])
     rel = shift[b] - shift[a]
     msg = (f"atoms {i} and {j} are {d[k]:.3f} Å apart (minimum {min_distance} Å); "
-           f"{len(pairs)} pair(s) too close")
+           f"{len(pairs)} close contact(s)")
     if rel.any():
-        cell = atoms.cell.array
-        heights = abs(np.linalg.det(cell)) / np.maximum(
-            np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1), 1e-300) \
-            if abs(np.linalg.det(cell)) > 0 else np.linalg.norm(cell, axis=1)
+        heights = _cell_heights(atoms.cell.array)
         extent = np.ptp(atoms.positions, axis=0)
         msg += (f", through the periodic image shifted by {rel.tolist()} cells (cell heights "
                 f"{np.round(heights, 3).tolist()} Å, atoms span {np.round(extent, 3).tolist()} Å "
