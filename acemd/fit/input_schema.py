@@ -288,8 +288,8 @@ FIT_SCHEMA: dict[str, FitSection] = {
     "fit.loss": FitSection(
         "pacemaker's loss L = (1 - kappa) sum_s wE_s (dE_s/N_s)^2 + kappa sum_i wF_i |dF_i|^2 + L2_coeffs "
         "sum c^2, the weights normalised to sum 1 each (dE_s/N_s in eV/atom, dF_i in eV/Å), plus acemd's "
-        "stress term kappa_stress sum_s wE_s sum_c w_c (V_s dsigma_sc / N_s)^2 (the virial per atom, eV/atom, "
-        "Voigt components c).",
+        "stress term kappa_stress sum_s wS_s sum_c w_c (V_s dsigma_sc / N_s)^2 (the virial per atom, eV/atom, "
+        "Voigt components c; wS the energy weights of the structures with a stress, renormalised to sum 1).",
         {
             "kappa": Key((int, float, str), default=0, type_doc="float or auto", check=_unit_interval_or_auto,
                          doc="relative force weight: 0 energies only, 1 forces only; auto: "
