@@ -476,6 +476,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_drift": Key(NUM, default=0.1, check=positive, unit="eV/atom",
                          doc="stop when the conserved quantity changed by more than this since the start "
                              "(NVE/NVT)"),
+        "max_energy_change": Key(NUM, default=10.0, check=positive, unit="eV/atom",
+                                 doc="stop when the potential energy per atom moves more than this from its "
+                                     "value at the start of the run or stage (a floor and a ceiling)"),
+        "min_energy_per_atom": Key(NUM, unit="eV/atom", default_doc="none",
+                                   doc="stop when the potential energy per atom falls below this"),
+        "max_energy_per_atom": Key(NUM, unit="eV/atom", default_doc="none",
+                                   doc="stop when the potential energy per atom rises above this"),
+        "min_volume_per_atom": Key(NUM, default=1.0, check=non_negative, unit="Å^3",
+                                   doc="stop when the cell volume per atom falls below this (a collapsing cell)"),
+        "max_volume_per_atom": Key(NUM, check=positive, unit="Å^3",
+                                   default_doc="10 x the volume per atom at the start of the run or stage",
+                                   doc="stop when the cell volume per atom rises above this (an exploding cell)"),
+        "max_volume_change": Key(NUM, default=0.1, check=positive,
+                                 doc="stop when the cell volume changes by more than this fraction per step "
+                                     "(a minimiser step; over `every` MD steps, their average)"),
         "max_memory_gib": Key(NUM, check=positive, unit="GiB", default_doc="the node's available memory",
                               doc="memory limit per rank for the estimate made before set-up"),
     },
@@ -484,7 +499,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
 # float keys where inf is a meaningful value (switches a limit off); NaN is refused everywhere
 INFINITE_OK = {("extrapolation", "dump_threshold"), ("extrapolation", "stop_threshold"),
                ("guards", "max_force"), ("guards", "max_temperature_factor"), ("guards", "max_drift"),
-               ("guards", "max_memory_gib")}
+               ("guards", "max_memory_gib"), ("guards", "max_energy_change"),
+               ("guards", "max_volume_per_atom"), ("guards", "max_volume_change")}
 
 PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),

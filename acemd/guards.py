@@ -13,7 +13,15 @@ checks, with one collective call, that
 * in NVE/NVT the conserved quantity stays within ``max_drift`` eV/atom of its
   value at the start,
 * no atom has left the box through a non-periodic face (the engine refuses such an atom at its
-  next neighbour-list rebuild; the guard turns that into a stop at the last good state too).
+  next neighbour-list rebuild; the guard turns that into a stop at the last good state too),
+* the potential energy per atom stays within ``max_energy_change`` of its value when the
+  guards started (and within ``min_energy_per_atom`` .. ``max_energy_per_atom`` if given),
+* the cell volume per atom stays within ``min_volume_per_atom`` .. ``max_volume_per_atom``
+  (default: ``MAX_VOLUME_FACTOR`` x the start's) and changes by at most ``max_volume_change``
+  (a fraction) between two checks.
+
+The same class guards a minimiser (no integrator: :meth:`Guards.check` after each step; no
+temperature or drift), so every driver stage runs under the same ``[guards]``.
 
 A state that passes is remembered (per-rank copies, cheap next to a force
 evaluation).  When a check fails, or the integrator raises an overflow
@@ -34,6 +42,9 @@ from .parallel.halo import AtomLeftBoxError, LostAtomsError
 from .units import BOLTZMANN, MVV_TO_EV
 
 REFERENCE_TEMPERATURE_FLOOR_K = 300.0
+MAX_VOLUME_FACTOR = 10.0     # default largest volume: this x the volume per atom when the guards start
+MD_ADVICE = ("Check the structure, the potential and the units ([md.timestep] is in ps), reduce the "
+             "timestep, or relax the limit in [guards]")
 DRIFT_ENSEMBLES = ("nve", "nvt-langevin", "nvt-nose-hoover", "nvt-csvr")
 
 
@@ -60,24 +71,35 @@ class GuardError(ValueError):
 class Guards:
     """The guards of one run: ``reason = guards.step(integrator, engine)`` replaces ``integrator.step``."""
 
-    def __init__(self, settings, comm, engine, integrator):
+    def __init__(self, settings, comm, engine, integrator=None, advice=MD_ADVICE, what="step"):
+        """``integrator`` None: a minimiser (no temperature, drift or integrator state); ``advice``
+        ends a stop message; ``what`` names the counter in it ("step", "minimiser step")."""
         g = settings.get("guards") or {}
-        if "enabled" not in g:                    # settings built without parse_config: the defaults
-            from .config import SCHEMA
-            g = {k: spec.default for k, spec in SCHEMA["guards"].items()} | dict(g)
+        from .config import SCHEMA
+        g = {k: spec.default for k, spec in SCHEMA["guards"].items()} | dict(g)   # keys a caller left out
         self.enabled = bool(g["enabled"])
         self.every = int(g["every"])
         self.max_force = float(g["max_force"])
         self.min_distance = float(g["min_distance"])
         self.temperature_factor = float(g["max_temperature_factor"])
         self.max_drift = float(g["max_drift"])
+        self.max_energy_change = float(g["max_energy_change"])
+        self.energy_floor = -np.inf if g["min_energy_per_atom"] is None else float(g["min_energy_per_atom"])
+        self.energy_ceiling = np.inf if g["max_energy_per_atom"] is None else float(g["max_energy_per_atom"])
+        self.min_volume = float(g["min_volume_per_atom"])
+        self.max_volume = None if g["max_volume_per_atom"] is None else float(g["max_volume_per_atom"])
+        self.max_volume_change = float(g["max_volume_change"])
+        self.advice, self.what = advice, what
         self.comm = comm
-        self.ensemble = settings["md"]["ensemble"]
-        self.check_drift = self.ensemble in DRIFT_ENSEMBLES
+        self.ensemble = settings["md"]["ensemble"] if integrator is not None else "minimize"
+        self.check_drift = integrator is not None and self.ensemble in DRIFT_ENSEMBLES
+        self.check_temperature = integrator is not None
         self.reference_temperature = max(float(settings.get("thermostat", {}).get("temperature", 0.0)),
-                                         float(settings["velocities"]["temperature"]),
+                                         float((settings.get("velocities") or {}).get("temperature", 0.0)),
                                          REFERENCE_TEMPERATURE_FLOOR_K)
         self.conserved0 = None
+        self.energy0 = None                  # eV/atom when the guards started
+        self.volume_good = None              # Å^3 of the last state that passed
         self.message = ""
         self.seconds = 0.0                   # time spent in checks and snapshots
         self.checks = 0
@@ -90,7 +112,11 @@ class Guards:
                                  "check the structure (positions in Å, the cell) or relax the limit in [guards]")
             self.reference_temperature = max(self.reference_temperature, values["temperature"])
             self.conserved0 = values["conserved"]
-            self._remember(engine.state, integrator)
+            self.energy0 = values["energy_per_atom"]
+            if self.max_volume is None:
+                self.max_volume = MAX_VOLUME_FACTOR * values["volume_per_atom"]
+            self.volume_good = values["volume_per_atom"]
+            self._remember(engine.state, integrator, engine.state.step if self.check_temperature else 0)
 
     # ------------------------------------------------------------ the hook
     def step(self, integrator, engine) -> str | None:
@@ -109,13 +135,23 @@ class Guards:
                               f"{self._state_line(engine)}")
         if st.step % self.every:
             return None
+        return self.check(engine, integrator, st.step)
+
+    def check(self, engine, integrator=None, step=None) -> str | None:
+        """The checks now (collective): a pass is remembered as the last good state; a failure puts
+        that state back and returns the stop message (None: all is well)."""
+        if not self.enabled:
+            return None
         t0 = time.perf_counter()
         values = self._measure(engine, integrator)
+        step = engine.state.step if step is None else step
+        values["step"] = step
         cause = self._cause(values, engine)
         if cause:
             self.seconds += time.perf_counter() - t0
-            return self._stop(engine, integrator, st.step, cause)
-        self._remember(st, integrator)
+            return self._stop(engine, integrator, step, cause)
+        self.volume_good = values["volume_per_atom"]
+        self._remember(engine.state, integrator, step)
         self.checks += 1
         self.seconds += time.perf_counter() - t0
         return None
@@ -138,7 +174,7 @@ class Guards:
             lengths = np.linalg.norm(st.cell, axis=1)
             beyond = np.maximum(-frac, frac - 1.0) * lengths        # Å beyond a face, < 0 inside
             outside = float(np.max(beyond[:, open_axes]))
-        ke2 = float(np.einsum("i,ij,ij->", st.masses, v, v)) * MVV_TO_EV
+        ke2 = float(np.einsum("i,ij,ij->", st.masses, v, v)) * MVV_TO_EV if self.check_temperature else 0.0
         local = np.array([nonfinite, fmax2, -rmin, outside, ke2])
         every = np.empty((self.comm.Get_size(), 5))
         self.comm.Allgather(local, every)
@@ -147,20 +183,65 @@ class Guards:
         conserved = None
         if self.check_drift:
             conserved = engine.potential_energy + ke + integrator.conserved_extra(engine)
+        n = st.n_atoms_total
         return {"nonfinite": every[:, 0].max() > 0, "max_force": float(np.sqrt(every[:, 1].max())),
                 "min_distance": float(-every[:, 2].max()), "outside": float(every[:, 3].max()),
-                "temperature": temperature, "conserved": conserved}
+                "temperature": temperature, "conserved": conserved,
+                "energy_per_atom": float(engine.potential_energy) / n,
+                "volume_per_atom": float(abs(np.linalg.det(st.cell))) / n}
 
     def _cause(self, values, engine) -> str | None:
-        n = engine.state.n_atoms_total
-        if values["nonfinite"]:
-            return "positions, velocities or forces are NaN or inf"
+        if values["nonfinite"] or not np.isfinite(values["energy_per_atom"]):
+            return "positions, velocities, forces or the energy are NaN or inf"
         if values["max_force"] > self.max_force:
             return (f"an atom feels a force of {values['max_force']:.4g} eV/Å, above "
                     f"[guards.max_force] = {self.max_force:g} eV/Å")
         if values["min_distance"] < self.min_distance:
             return (f"two atoms are {values['min_distance']:.4g} Å apart, closer than "
                     f"[guards.min_distance] = {self.min_distance:g} Å")
+        e = values["energy_per_atom"]
+        if e < self.energy_floor:
+            return (f"the potential energy is {e:.6g} eV/atom, below [guards.min_energy_per_atom] = "
+                    f"{self.energy_floor:g} eV/atom")
+        if e > self.energy_ceiling:
+            return (f"the potential energy is {e:.6g} eV/atom, above [guards.max_energy_per_atom] = "
+                    f"{self.energy_ceiling:g} eV/atom")
+        if self.energy0 is not None and abs(e - self.energy0) > self.max_energy_change:
+            return (f"the potential energy is {e:.6g} eV/atom, {e - self.energy0:+.4g} eV/atom from its "
+                    f"{self.energy0:.6g} eV/atom at the start, more than [guards.max_energy_change] = "
+                    f"{self.max_energy_change:g} eV/atom (is the potential physical for this structure?)")
+        if values["outside"] > 0.0:
+            return (f"an atom is {values['outside']:.4g} Å outside a non-periodic face of the box (atoms "
+                    "leave an open box: give the structure more vacuum, or make that axis periodic)")
+        cause = self._volume_cause(values)
+        if cause and str(self.ensemble).startswith("npt"):
+            cause += ("; under NPT: the structure cannot balance the target pressure, or the barostat is too "
+                      "fast for the timestep")
+        if cause:
+            return cause
+        if not self.check_temperature:
+            return None
+        return self._thermal_cause(values, engine)
+
+    def _volume_cause(self, values) -> str | None:
+        vol = values["volume_per_atom"]
+        if vol < self.min_volume:
+            return (f"the cell volume is {vol:.4g} Å^3/atom, below [guards.min_volume_per_atom] = "
+                    f"{self.min_volume:g} Å^3/atom (a collapsing cell)")
+        if self.max_volume is not None and vol > self.max_volume:
+            return (f"the cell volume is {vol:.4g} Å^3/atom, above [guards.max_volume_per_atom] = "
+                    f"{self.max_volume:.4g} Å^3/atom (an exploding cell; the default is {MAX_VOLUME_FACTOR:g} "
+                    "x the start's)")
+        steps = max(int(values["step"]) - int(self.last_good_step or 0), 1) if self._snapshot else 1
+        if self.volume_good is not None and (abs(np.log(vol / self.volume_good)) / steps
+                                             > np.log1p(self.max_volume_change)):      # compounded per step
+            return (f"the cell volume changed from {self.volume_good:.4g} to {vol:.4g} Å^3/atom in {steps} "
+                    f"{self.what}(s), more than [guards.max_volume_change] = {self.max_volume_change:g} (a "
+                    "fraction) per step")
+        return None
+
+    def _thermal_cause(self, values, engine) -> str | None:
+        n = engine.state.n_atoms_total
         limit = self.temperature_factor * self.reference_temperature
         if values["temperature"] > limit:
             return (f"the temperature is {values['temperature']:.4g} K, above [guards.max_temperature_factor]"
@@ -170,9 +251,6 @@ class Guards:
             if not np.isfinite(drift) or drift > self.max_drift:
                 return (f"the conserved quantity drifted by {drift:.4g} eV/atom since the start, more than "
                         f"[guards.max_drift] = {self.max_drift:g} eV/atom ({self.ensemble})")
-        if values["outside"] > 0.0:
-            return (f"an atom is {values['outside']:.4g} Å outside a non-periodic face of the box (atoms "
-                    "leave an open box: give the structure more vacuum, or make that axis periodic)")
         return None
 
     def _state_line(self, engine) -> str:
@@ -183,10 +261,15 @@ class Guards:
                 f"({st.volume / st.n_atoms_total:.4g} Å^3/atom)")
 
     # ------------------------------------------------------------ last good state
-    def _remember(self, st, integrator):
-        self._snapshot = {"arrays": {k: np.array(v, copy=True) for k, v in st.per_atom_arrays().items()},
+    def _remember(self, st, integrator, label):
+        self._snapshot = {"label": label, "arrays": {k: np.array(v, copy=True) for k, v in st.per_atom_arrays().items()},
                           "cell": st.cell.copy(), "step": st.step, "time": st.time,
-                          "integrator": copy.deepcopy(integrator.state_dict())}
+                          "integrator": None if integrator is None else copy.deepcopy(integrator.state_dict())}
+
+    @property
+    def last_good_step(self):
+        """The step of the remembered state (None before the first check)."""
+        return None if self._snapshot is None else self._snapshot["label"]
 
     def _stop(self, engine, integrator, step, cause) -> str:
         st = engine.state
@@ -194,8 +277,11 @@ class Guards:
         st.set_per_atom_arrays(snap["arrays"])
         st.cell = snap["cell"]
         st.step, st.time = snap["step"], snap["time"]
-        integrator.load_state_dict(snap["integrator"])
-        self.message = (f"blow-up guard: stopped at step {step}: {cause}. The checkpoint holds the last good "
-                        f"state, step {snap['step']}. Check the structure, the potential and the units "
-                        "([md.timestep] is in ps), reduce the timestep, or relax the limit in [guards]")
+        if integrator is not None:
+            integrator.load_state_dict(snap["integrator"])
+        else:                                # a minimiser goes on using the engine: cell and lists anew
+            engine.set_cell(snap["cell"])
+            engine.invalidate()
+        self.message = (f"blow-up guard: stopped at {self.what} {step}: {cause}. The checkpoint holds the last "
+                        f"good state, {self.what} {snap['label']}. {self.advice}")
         return self.message

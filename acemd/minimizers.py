@@ -13,6 +13,11 @@ Per-atom vectors of the methods (FIRE velocities, L-BFGS history) live in
 ``State.extra_per_atom`` and travel with the atoms when they migrate between
 ranks; the cell part is the same on every rank.  Dot products are global sums,
 so any rank count gives the same path to round-off.
+
+The run's ``[guards]`` (:class:`acemd.guards.Guards`, without temperature and drift) check the
+starting configuration and every step: a start that fails raises
+:class:`~acemd.guards.GuardError`; a step that fails puts the last good state back and ends the
+minimisation with reason ``"guard"`` (never "converged").
 """
 from __future__ import annotations
 
@@ -22,7 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
+from .guards import Guards
 from .units import EV_PER_A3_TO_BAR
+
+GUARD_ADVICE = ("Check the structure (a slab needs a non-periodic axis with vacuum), the target pressure "
+                "and whether the potential is physical for this structure (docs/potentials.md), or relax the "
+                "limit in [guards]")
 
 CELL_MODES = ("fixed", "iso", "aniso", "triclinic")
 METHODS = ("fire", "lbfgs")
@@ -91,7 +101,7 @@ class CellDOF:
 @dataclass
 class MinimizeResult:
     converged: bool
-    reason: str             # 'fmax and stress', 'max_steps', 'stuck', 'line search'
+    reason: str             # 'converged', 'max_steps', 'stuck', 'line search', 'signal', 'guard'
     steps: int
     force_calls: int
     energy: float           # eV
@@ -100,6 +110,7 @@ class MinimizeResult:
     stress_deviation: float  # bar
     pressure: float         # bar, virial only
     volume: float           # Å^3
+    message: str = ""       # the guard's stop message (reason 'guard')
 
 
 class Minimizer:
@@ -107,7 +118,8 @@ class Minimizer:
 
     ``log(step, values)`` is called every ``log_every`` steps and at the end
     with Energy, Enthalpy, Fmax, Press, dStress, Volume; ``stop()`` returning
-    true ends the run early (signals).
+    true ends the run early (signals).  ``guards`` is a settings dict with a ``[guards]``
+    section (default: the simulation's settings); ``{"guards": {"enabled": False}}`` turns them off.
     """
 
     # FIRE 2.0 (Guénolé et al., Comput. Mater. Sci. 175, 109584 (2020)), unit masses
@@ -126,7 +138,7 @@ class Minimizer:
 
     def __init__(self, simulation, method="fire", cell="fixed", pressure=0.0, fmax=1e-3,
                  stress_tol=1.0, max_steps=10000, max_displacement=0.1, log=None, log_every=10,
-                 stop=None):
+                 stop=None, guards=None):
         if method not in METHODS:
             raise ValueError(f"minimiser {method!r}; expected one of {', '.join(METHODS)}")
         self.sim = simulation
@@ -143,6 +155,8 @@ class Minimizer:
         self.stop = stop or (lambda: False)
         self.force_calls = 0
         self.steps = 0
+        self.guard_settings = guards if guards is not None else getattr(simulation, "settings", {}) or {}
+        self.guards = None
 
     # ------------------------------------------------------------ vectors
     def _dot(self, a, b, a_cell, b_cell) -> float:
@@ -172,7 +186,11 @@ class Minimizer:
         return self.fmax <= self.fmax_tol and self.stress_dev <= self.stress_tol
 
     def _finished(self) -> str | None:
-        """Why the minimisation ends now (converged, max_steps, signal), or None to go on."""
+        """Why the minimisation ends now (guard, converged, max_steps, signal), or None to go on."""
+        if self.guards is not None and self.steps > 0:
+            if self.guards.check(self.sim.engine, None, self.steps):
+                self._evaluate()              # the last good state's forces, energy and stress
+                return "guard"
         if self._converged():
             return "converged"
         if self.steps >= self.max_steps:
@@ -205,17 +223,22 @@ class Minimizer:
     def run(self) -> MinimizeResult:
         """Minimise until converged, stuck or ``max_steps``."""
         self._evaluate()
+        # the starting state: GuardError (on every rank) if it already fails
+        self.guards = Guards(self.guard_settings, self.comm, self.sim.engine, None, advice=GUARD_ADVICE,
+                             what="minimiser step")
         self._log(force=True)
         run = self._fire if self.method == "fire" else self._lbfgs
         reason = run()
         st = self.sim.state
         st.extra_per_atom.clear()
-        if self.steps % self.log_every:
+        if reason == "guard":
+            self.steps = self.guards.last_good_step
+        if self.steps % self.log_every or reason == "guard":
             self._log(force=True)
         return MinimizeResult(converged=reason == "converged", reason=reason, steps=self.steps,
                               force_calls=self.force_calls, energy=self.energy, enthalpy=self.enthalpy,
                               fmax=self.fmax, stress_deviation=self.stress_dev, pressure=self.pressure,
-                              volume=st.volume)
+                              volume=st.volume, message=self.guards.message if reason == "guard" else "")
 
     def _fire(self) -> str:
         st = self.sim.state
@@ -243,7 +266,8 @@ class Minimizer:
                 if self.steps >= self.N_DELAY:          # FIRE 2.0 initial delay
                     dt = max(dt * self.F_DEC, self.DT_MIN)
                     alpha = self.ALPHA_START
-                self._move(-0.5 * dt * v, -0.5 * dt * v_cell)
+                back = self._capped(0.5 * dt * v, 0.5 * dt * v_cell)     # never more than a forward step
+                self._move(-back * 0.5 * dt * v, -back * 0.5 * dt * v_cell)
                 v = st.extra_per_atom["fire_v"] = np.zeros_like(st.positions)
                 v_cell = np.zeros(self.cell.n)
             # semi-implicit Euler with velocity mixing

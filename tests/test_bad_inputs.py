@@ -420,8 +420,8 @@ CASES = [
     ("initial-temperature-1e9", _nan_or_inf("velocities", "temperature", 1e9), 4,
      ["blow-up guard: stopped at step 10", "[guards.", "last good state, step 0"], 3),
     ("npt-at-minus-1e7-bar", _case_npt_minus_1e7_bar, 4,
-     ["blow-up guard: stopped at step", "BarostatRunawayError", "cannot balance the target pressure",
-      "temperature", "volume"], 2),
+     ["blow-up guard: stopped at step", "[guards.max_volume_per_atom]", "cannot balance the target pressure",
+      "volume"], 2),
 ]
 
 

@@ -7,10 +7,17 @@ deform cell and atoms, relax the atoms in the fixed strained cell
 (``relax_ions``; otherwise the clamped-ion response), record the stress.  C is
 the least-squares slope of stress against strain, column by column; the same
 slopes from each magnitude alone give the spread reported as its error.
+
+Every minimiser step runs under the ``[guards]`` (a trip: the last good state into the
+checkpoint, exit status 4) and honours SIGTERM/SIGUSR1: during the reference relaxation the
+checkpoint holds the configuration reached; during the strains it holds the reference and the
+stresses recorded so far (the strained cell in progress is redone), and ``--restart`` continues
+to the tensor the uninterrupted run gives (to round-off).
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time as _time
 
@@ -23,12 +30,26 @@ from ..elasticity import (VOIGT_NAMES, born_stability, central_difference_column
                           vrh_moduli)
 from ..io.atomic import replaced_atomically
 from ..parallel.collective import on_root
-from ..simulation import Simulation
+from ..guards import GuardError, Guards
+from ..minimizers import GUARD_ADVICE
+from ..signals import StopRequested
+from ..simulation import InputError, Simulation
 from ..units import EV_PER_A3_TO_GPA, UNITS_LINE
 from .minimize import MINIMIZE_COLUMNS, NotConvergedError, describe, minimizer_from_settings
+from .stage_guards import GuardStop
 from ..io.thermo import format_hms
 
+STATE_KEY = "elastic_0k"          # the checkpoint's state group of a 0 K run in progress
+SIGNATURE_KEYS = ("strains", "relax", "relax_ions", "method", "cell", "pressure", "fmax", "stress_tol",
+                  "max_steps", "max_displacement")
 
+
+class _Stopped(Exception):
+    """A stop signal ended a stage; the checkpoint is written."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
 
 
 class ElasticRun:
@@ -59,8 +80,11 @@ class ElasticRun:
         sim = self.simulation
         return stress_to_voigt(-sim.engine.virial / sim.state.volume * EV_PER_A3_TO_GPA)
 
-    def relax(self):
-        """Relax cell and atoms to ``pressure`` (the 0 K reference; at T > 0 the start of NPT)."""
+    def relax(self, stop=None):
+        """Relax cell and atoms to ``pressure`` (the 0 K reference; at T > 0 the start of NPT).
+
+        A guard trip raises :class:`GuardStop` (the state is the last good one); with ``stop`` a
+        signal returns the unconverged result (reason ``"signal"``)."""
         sim, sec = self.simulation, dict(self.section)
         if sec["method"] not in ("fire", "lbfgs"):
             sec["method"] = "fire"          # at temperature > 0 `method` names the route
@@ -68,8 +92,12 @@ class ElasticRun:
         from ..io.thermo import ThermoLog
         log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
                         stream=self.stream, total_steps=sec["max_steps"], preamble=[])
-        result = minimizer_from_settings(sim, sec, log=log.row).run()
+        result = minimizer_from_settings(sim, sec, log=log.row, stop=stop).run()
         log.close(extra=[describe(result)])
+        if result.reason == "guard":
+            raise GuardStop("reference relaxation", result.message)
+        if result.reason == "signal":
+            return result
         if not result.converged:
             raise NotConvergedError(f"[elastic] reference relaxation: {describe(result)}; raise "
                                     "max_steps or loosen fmax/stress_tol")
@@ -78,21 +106,112 @@ class ElasticRun:
     def run(self) -> dict:
         if self.finite_t is not None:
             return self.finite_t.run()
+        sim = self.simulation
+        stop = StopRequested()
+        stop.install()
+        try:
+            return self._run_static(stop)
+        except _Stopped as exc:
+            name = signal.Signals(exc.signum).name
+            ckpt = self.settings["checkpoint"]["file"]
+            message = (f"[elastic] stopped by {name} ({self._stage}): checkpoint written to {ckpt}; "
+                       f"continue with --restart {ckpt}")
+            self._say(f"# {message}")
+            return {"stopped_by": name, "message": message}
+        except GuardStop as exc:            # the minimiser put the last good state back
+            sim.state.velocities[:] = 0.0
+            sim.write_checkpoint(state={STATE_KEY: {"signature": self._signature(), "guard_stop": exc.stage}},
+                                 step=0, time_ps=0.0)
+            message = (f"[elastic] {exc.stage}: {exc.message}; the checkpoint "
+                       f"{self.settings['checkpoint']['file']} holds that state (for inspection: a --restart "
+                       "from it is refused); no report was written")
+            self._say(f"# {message}")
+            return {"stopped_by": "guard", "message": message}
+        finally:
+            stop.uninstall()
+
+    def _signature(self) -> str:
+        return json.dumps({k: self.section[k] for k in SIGNATURE_KEYS}, sort_keys=True, default=str)
+
+    def _saved(self):
+        """This protocol's state from the --restart checkpoint (None: start from its atoms)."""
+        sim = self.simulation
+        saved = (sim.restart_state or {}).get(STATE_KEY) if sim.restarting else None
+        if saved is None:
+            return None
+        if saved.get("signature") != self._signature():
+            raise InputError(f"--restart {sim.restart}: [elastic] {', '.join(SIGNATURE_KEYS)} differ from the run "
+                             "that wrote the checkpoint; restart with the same settings")
+        if saved.get("guard_stop"):
+            raise InputError(f"--restart {sim.restart}: this checkpoint holds the last good state before a "
+                             f"blow-up guard stop in the {saved['guard_stop']} (for inspection); remove the cause "
+                             "and start without --restart")
+        return saved
+
+    def _checkpoint(self, stage, records=(), relax_info=None, force_calls=0):
+        """Checkpoint the present configuration with the protocol's progress (collective)."""
+        progress = {"signature": self._signature(), "stage": stage, "force_calls": int(force_calls),
+                    "n_records": len(records)}
+        if relax_info is not None:
+            progress["relax"] = dict(relax_info)
+        if records:
+            progress["component"] = np.array([r["component"] for r in records], dtype=np.int64)
+            progress["strain"] = np.array([r["strain"] for r in records], dtype=float)
+            progress["stress"] = np.array([r["stress"] for r in records], dtype=float)
+            progress["energy"] = np.array([r["energy"] for r in records], dtype=float)
+            progress["steps"] = np.array([r["steps"] for r in records], dtype=np.int64)
+        self.simulation.state.velocities[:] = 0.0
+        self.simulation.write_checkpoint(state={STATE_KEY: progress}, step=0, time_ps=0.0)
+
+    def _signalled(self, stop) -> int:
+        return int(self.simulation.comm.allreduce(stop.signum, op=MPI.MAX))
+
+    def _check_guards(self, label):
+        """The [guards] on the present configuration (a clamped-ion strain): GuardStop if it fails."""
+        try:
+            Guards(self.settings, self.simulation.comm, self.simulation.engine, None, advice=GUARD_ADVICE)
+        except GuardError as exc:
+            raise GuardStop(label, f"blow-up guard: {exc}") from None
+
+    def _run_static(self, stop) -> dict:
         sim, sec = self.simulation, self.section
         t_start = _time.perf_counter()
         force_t0 = sum(sim.engine.timers.values())
+        saved = self._saved()
         for line in sim.preamble():
             self._say(f"# {line}")
         self._say(f"# elastic: strains {sec['strains']}, relax {sec['relax']}, relax_ions "
                   f"{sec['relax_ions']}, minimiser {sec['method']}")
         force_calls = 0
-        relax_result = None
-        if sec["relax"]:
-            relax_result = self.relax()
-            force_calls += relax_result.force_calls
+        relax_info = None
+        records = []
+        self._stage = "reference relaxation"
+        if saved is not None and saved.get("stage") == "strains":
+            force_calls = int(saved["force_calls"])
+            relax_info = saved.get("relax")
+            n = int(saved["n_records"])
+            records = [{"component": int(saved["component"][i]), "strain": float(saved["strain"][i]),
+                        "stress": np.asarray(saved["stress"][i], dtype=float),
+                        "energy": float(saved["energy"][i]), "steps": int(saved["steps"][i])}
+                       for i in range(n)]
+            self._say(f"# restart: the reference of the checkpoint, {n} strained cells done")
+            sim.compute(force_rebuild=True)
+            force_calls += 1
+        elif sec["relax"]:
+            if saved is not None:
+                self._say("# restart: the reference relaxation continues from the checkpoint")
+                force_calls = int(saved.get("force_calls", 0))
+            result = self.relax(stop=lambda: self._signalled(stop))
+            force_calls += result.force_calls
+            if result.reason == "signal":
+                self._checkpoint("relax", force_calls=force_calls)
+                raise _Stopped(self._signalled(stop))
+            relax_info = {"steps": int(result.steps), "fmax_eV_A": float(result.fmax),
+                          "stress_deviation_bar": float(result.stress_deviation)}
         else:
             sim.compute(force_rebuild=True)
             force_calls += 1
+            Guards(self.settings, sim.comm, sim.engine, None)       # GuardError: an input error
         reference = sim.snapshot()
         reference_cell = sim.state.cell.copy()
         reference_energy = sim.engine.potential_energy
@@ -102,14 +221,31 @@ class ElasticRun:
         plan = [(j, sign * e) for j in range(6) for e in strains for sign in (1.0, -1.0)]
         self._say(f"# stage 2: {len(plan)} strained cells"
                   + (", atoms relaxed in each" if sec["relax_ions"] else ", clamped ions"))
-        records = []
         t_loop = _time.perf_counter()
-        for k, (j, e) in enumerate(plan):
+        first = len(records)
+
+        def stopped():
+            sim.restore(reference)
+            self._checkpoint("strains", records, relax_info, force_calls)
+            return _Stopped(self._signalled(stop))
+
+        for k in range(first, len(plan)):
+            j, e = plan[k]
+            self._stage = f"strain {k + 1}/{len(plan)} e_{VOIGT_NAMES[j]} = {e:+g}"
+            if self._signalled(stop):
+                raise stopped()
             sim.restore(reference)
             sim.deform(np.eye(3) + voigt_strain_tensor(j, e))
             steps = 0
             if sec["relax_ions"]:
-                res = minimizer_from_settings(sim, sec, cell="fixed").run()
+                try:
+                    res = minimizer_from_settings(sim, sec, cell="fixed", stop=lambda: self._signalled(stop)).run()
+                except GuardError as exc:
+                    raise GuardStop(self._stage, f"blow-up guard: {exc}") from None
+                if res.reason == "guard":
+                    raise GuardStop(self._stage, res.message)
+                if res.reason == "signal":
+                    raise stopped()
                 force_calls += res.force_calls
                 steps = res.steps
                 if not res.converged:
@@ -118,20 +254,21 @@ class ElasticRun:
             else:
                 sim.compute()
                 force_calls += 1
+                self._check_guards(self._stage)
             stress = self._stress_gpa()
             records.append({"component": j, "strain": e, "stress": stress,
                             "energy": sim.engine.potential_energy, "steps": steps})
-            done = k + 1
+            done = k + 1 - first
             elapsed = _time.perf_counter() - t_loop
-            eta = elapsed / done * (len(plan) - done)
-            self._say(f"strain {done:3d}/{len(plan)}  e_{VOIGT_NAMES[j]} = {e:+.5f}  "
+            eta = elapsed / done * (len(plan) - k - 1)
+            self._say(f"strain {k + 1:3d}/{len(plan)}  e_{VOIGT_NAMES[j]} = {e:+.5f}  "
                       f"s = [{' '.join(f'{x:9.4f}' for x in stress)}] GPa  relax steps {steps:4d}  "
                       f"elapsed {format_hms(elapsed)}  ETA {format_hms(eta)}")
         sim.restore(reference)
         wall = _time.perf_counter() - t_start
         force_time = sum(sim.engine.timers.values()) - force_t0
         report = self._report(records, strains, stress0, reference_cell, reference_energy, n_atoms,
-                              relax_result, force_calls, wall, force_time)
+                              relax_info, force_calls, wall, force_time)
         self._write(report, records)
         self._print(report)
         return report
@@ -170,9 +307,7 @@ class ElasticRun:
             "moduli_GPa": vrh_moduli(c_sym),
             "born_stable": stable, "eigenvalues_GPa": eig.tolist(),
             "crystal_class": kind, "independent_constants_GPa": independent_constants(c_sym, kind),
-            "reference_relaxation": None if relax_result is None else {
-                "steps": relax_result.steps, "fmax_eV_A": relax_result.fmax,
-                "stress_deviation_bar": relax_result.stress_deviation},
+            "reference_relaxation": None if relax_result is None else dict(relax_result),
             "force_calls": force_calls, "wall_s": wall, "force_s": force_time,
         }
 

@@ -402,7 +402,17 @@ class FiniteTemperatureElastic:
                  f"{self.end_step}")
         if not sim.restarting:
             if sec["relax"]:                 # NPT starts from the 0 K structure at this pressure
-                self.run_.relax()
+                from .stage_guards import GuardStop
+                try:
+                    self.run_.relax()
+                except GuardStop as exc:     # the [guards] stopped the 0 K relaxation: its last good state
+                    st.velocities[:] = 0.0
+                    sim.write_checkpoint(state={}, step=0, time_ps=0.0)
+                    message = (f"[elastic] {exc.stage}: {exc.message}; checkpoint "
+                               f"{self.settings['checkpoint']['file']} (atoms only)")
+                    self.say(f"# {message}")
+                    return {"stopped_by": "guard", "steps": 0, "message": message,
+                            "wall_s": _time.perf_counter() - t0}
                 st.step, st.time = self.acc["start_step"], self.acc["start_step"] * self.dt
             v = self.settings["velocities"]
             if v["temperature"] <= 0.0:      # start the NPT stage at the target temperature

@@ -2,7 +2,9 @@
 
 Stages on one :class:`~acemd.simulation.Simulation`: minimise, then write the
 relaxed structure (extxyz) and a checkpoint that ``[md]`` can ``--restart``
-from (zero velocities, step 0).
+from (zero velocities, step 0).  A blow-up guard stop (``[guards]``) writes only the
+checkpoint, of the last good state, and no structure (exit status 4); a stop signal writes
+both and exits 75 (``--restart`` continues the minimisation from there).
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def describe(result) -> str:
             "max_steps": "WARNING: stopped at max_steps without converging",
             "stuck": "WARNING: stopped: no downhill progress (FIRE uphill limit)",
             "line search": "WARNING: stopped: the line search no longer lowers the energy (round-off)",
-            "signal": "stopped by a signal"}[result.reason]
+            "signal": "stopped by a signal",
+            "guard": "STOPPED by a blow-up guard (not converged)"}[result.reason]
     return (f"{what}; {result.steps} steps, {result.force_calls} force calls, E = {result.energy:.8f} eV, "
             f"fmax = {result.fmax:.3g} eV/A, stress deviation = {result.stress_deviation:.3g} bar, "
             f"V = {result.volume:.4f} A^3")
@@ -78,14 +81,25 @@ class MinimizeRun:
             stop.uninstall()
         message = describe(result)
         st = sim.state
+        ckpt = self.settings["checkpoint"]["file"]
+        if result.reason == "guard":           # the last good state, for inspection or a restart
+            st.velocities[:] = 0.0
+            sim.write_checkpoint(state={"driver": {"name": "minimize", "converged": 0, "guard": 1}},
+                                 step=0, time_ps=0.0)
+            stop_message = (f"[minimize] {result.message}; checkpoint: {ckpt}; no relaxed structure was "
+                            f"written ({sec['structure_file']} is left as it was)")
+            log.close(extra=[message, stop_message])
+            return {"result": result, "message": stop_message, "stopped_by": "guard"}
         sim.write_structure(sec["structure_file"],
                             info={"energy_eV": result.energy, "converged": result.converged})
         # a fresh start for [md]: zero velocities, step 0
         st.velocities[:] = 0.0
         sim.write_checkpoint(state={"driver": {"name": "minimize", "converged": int(result.converged)}},
                              step=0, time_ps=0.0)
-        log.close(extra=[message, f"relaxed structure: {sec['structure_file']}; checkpoint: "
-                                  f"{self.settings['checkpoint']['file']}"])
+        log.close(extra=[message, f"relaxed structure: {sec['structure_file']}; checkpoint: {ckpt}"])
+        if result.reason == "signal":
+            message = (f"[minimize] stopped by a signal after {result.steps} minimiser steps: checkpoint "
+                       f"written to {ckpt}; continue with --restart {ckpt}")
         if not result.converged and result.reason != "signal":
             raise NotConvergedError(f"[minimize] {message}; raise max_steps or loosen fmax/stress_tol "
                                     f"(the last structure was written to {sec['structure_file']})")

@@ -1,0 +1,201 @@
+"""The [guards] and stop signals in the minimiser and the 0 K [elastic] driver.
+
+Guards: each limit (energy change, absolute energy floor, volume per atom range, volume change per
+step) stops a minimisation that crosses it, the state put back is the last one inside the limit
+(recomputed independently with the ASE calculator from the checkpoint), the result is never
+"converged" and no relaxed structure is written.  Signals: a 0 K elastic run stopped during the
+reference relaxation or between strained cells writes a checkpoint, and --restart gives the
+tensor of the uninterrupted run.
+"""
+import json
+import signal
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from acemd.config import parse_config
+from acemd.drivers import elastic as elastic_driver
+from acemd.drivers.elastic import ElasticRun
+from acemd.drivers.minimize import MinimizeRun
+from acemd.guards import GuardError
+from acemd.io.checkpoint import read_checkpoint
+from acemd.potential.calculator import ACECalculator
+
+from engine_helpers import POTENTIALS
+
+CU = POTENTIALS / "Cu-I.yace"
+FCC = 'lattice = "fcc"\nelement = "Cu"\na = 3.6\nrepeat = [2, 2, 2]\nrattle = 0.02\nrattle_seed = 3'
+
+
+def _input(folder, section, structure=FCC, guards="", driver="minimize"):
+    text = f"""
+[potential]
+file = "{CU.as_posix()}"
+[structure]
+{structure}
+[{driver}]
+{section}
+[guards]
+{guards}
+[thermo]
+file = "run.log"
+[checkpoint]
+file = "ck.h5"
+"""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "in.toml"
+    path.write_text(text)
+    return path
+
+
+def _build(cls, path, restart=None):
+    import io
+    text = path.read_text()
+    return cls(parse_config(text, path), text, path, comm=MPI.COMM_SELF, restart=restart, stream=io.StringIO())
+
+
+def _energy_volume_per_atom(ckpt_path):
+    """Energy and volume per atom of a checkpoint's configuration, by the ASE calculator (independent)."""
+    from ase import Atoms
+    ck = read_checkpoint(ckpt_path)
+    atoms = Atoms([ck["species_names"][s] for s in ck["species"]], positions=ck["positions"],
+                  cell=ck["cell"], pbc=ck["pbc"])
+    atoms.calc = ACECalculator(str(CU))
+    return atoms.get_potential_energy() / len(atoms), atoms.get_volume() / len(atoms)
+
+
+# (minimize section, guards, the key the message names, test of the last good state (e, v per atom))
+CASES = {
+    "pressure-1e9-bar-energy-change": ('cell = "iso"\npressure = 1e9', "", "[guards.max_energy_change]",
+                                       lambda e, v, e0, v0: abs(e - e0) <= 10.0),
+    "energy-floor": ('cell = "iso"', "min_energy_per_atom = -3.695",      # from -3.6888 to -3.6991
+                     "[guards.min_energy_per_atom]", lambda e, v, e0, v0: e >= -3.695),
+    "energy-ceiling": ('cell = "iso"\npressure = 1e6', "max_energy_per_atom = -3.3",
+                       "[guards.max_energy_per_atom]", lambda e, v, e0, v0: e <= -3.3),
+    "volume-floor": ('cell = "iso"\npressure = 5e5', "min_volume_per_atom = 10.0",
+                     "[guards.min_volume_per_atom]", lambda e, v, e0, v0: v >= 10.0),
+    "volume-ceiling": ('cell = "iso"\npressure = -3e5\nmax_displacement = 0.5', "max_volume_per_atom = 12.5",
+                       "[guards.max_volume_per_atom]", lambda e, v, e0, v0: v <= 12.5),
+    "volume-change-per-step": ('cell = "aniso"\npressure = 2e5', "max_volume_change = 0.001",
+                               "[guards.max_volume_change]", lambda e, v, e0, v0: True),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_minimiser_guard_stops_at_the_last_good_state(tmp_path, name):
+    section, guards, key, good = CASES[name]
+    (tmp_path / "relaxed.extxyz").write_text("before\n")
+    path = _input(tmp_path, section + '\nstructure_file = "relaxed.extxyz"', guards=guards)
+    summary = _build(MinimizeRun, path).run()
+    e_start, v_start = -3.68879, 373.248 / 32         # the rattled fcc Cu-I start, a = 3.6
+    e, v = _energy_volume_per_atom(tmp_path / "ck.h5")
+    print(f"{name}: {summary['message'][:200]}...\n  last good state: {e:.5f} eV/atom, {v:.4f} A^3/atom")
+    assert summary["stopped_by"] == "guard"
+    assert key in summary["message"] and "last good state" in summary["message"]
+    assert "converged" not in summary["message"].replace("not converged", "")
+    assert not summary["result"].converged and summary["result"].reason == "guard"
+    assert (tmp_path / "relaxed.extxyz").read_text() == "before\n"       # no structure written
+    assert good(e, v, e_start, v_start)
+    # the result's energy is that of the state put back
+    assert summary["result"].energy / 32 == pytest.approx(e, abs=1e-8)
+
+
+def test_minimiser_refuses_two_atoms_0_05_A_apart(tmp_path):
+    """[md] refuses the file at step 0; so does [minimize] (an input error, before any output)."""
+    import ase.io
+    from ase import Atoms
+    ase.io.write(tmp_path / "s.extxyz", Atoms("Cu2", positions=[[5, 5, 5], [5.05, 5, 5]], cell=[10] * 3, pbc=True))
+    path = _input(tmp_path, "", structure='file = "s.extxyz"')
+    with pytest.raises(GuardError, match=r"0.05 Å apart.*\[guards.min_distance\]"):
+        _build(MinimizeRun, path).run()
+    assert not (tmp_path / "ck.h5").exists()
+
+
+def test_guards_off_lets_the_minimiser_collapse(tmp_path):
+    """The same 1e9-bar input with [guards] enabled = false runs past the limit (the guard is what stops it)."""
+    path = _input(tmp_path, 'cell = "iso"\npressure = 1e9\nmax_steps = 300', guards="enabled = false")
+    from acemd.drivers.minimize import NotConvergedError
+    run = _build(MinimizeRun, path)
+    try:
+        run.run()
+    except NotConvergedError:
+        pass
+    e, v = _energy_volume_per_atom(tmp_path / "ck.h5")
+    print(f"guards off: {e:.4g} eV/atom, {v:.4g} A^3/atom after 300 steps")
+    assert e < -3.7 - 10.0
+
+
+# --------------------------------------------------------------------------- 0 K elastic: signals
+ELASTIC = 'strains = [0.005, 0.01]\nfmax = 1e-6\nreport = "el.json"\ndata = "el.h5"'
+
+
+def _stop_after(n_checks):
+    """A StopRequested whose signal is SIGTERM from its n-th look on (the driver looks every
+    minimiser step and before every strained cell)."""
+    class StopAfter(elastic_driver.StopRequested):
+        looks = 0
+
+        @property
+        def signum(self):
+            StopAfter.looks += 1
+            return signal.SIGTERM if StopAfter.looks >= n_checks else 0
+
+        @signum.setter
+        def signum(self, value):
+            pass
+    return StopAfter
+
+
+@pytest.mark.parametrize("stops", [[5], [80, 10]], ids=["in-relaxation", "in-strains-twice"])
+def test_0K_elastic_stopped_and_restarted_equals_uninterrupted(tmp_path, monkeypatch, stops):
+    whole = _build(ElasticRun, _input(tmp_path / "a", ELASTIC, driver="elastic")).run()
+    folder = tmp_path / "b"
+    path = _input(folder, ELASTIC, driver="elastic")
+    restart = None
+    for n in stops:
+        monkeypatch.setattr(elastic_driver, "StopRequested", _stop_after(n))
+        summary = _build(ElasticRun, path, restart=restart).run()
+        print(summary["message"])
+        assert summary["stopped_by"] == "SIGTERM"
+        assert "--restart" in summary["message"] and str(folder / "ck.h5") in summary["message"]
+        assert not (folder / "el.json").exists()
+        saved = read_checkpoint(folder / "ck.h5")["state"]["elastic_0k"]
+        print(f"  checkpoint: stage {saved['stage']}, {saved['n_records']} strained cells")
+        assert saved["stage"] == ("relax" if stops == [5] else "strains")
+        restart = str(folder / "ck.h5")
+        monkeypatch.undo()
+    final = _build(ElasticRun, path, restart=restart).run()
+    report = json.loads((folder / "el.json").read_text())
+    diff = np.abs(np.array(report["C_GPa"]) - np.array(whole["C_GPa"])).max()
+    print(f"max |C(restarted) - C(uninterrupted)| = {diff:.3g} GPa")
+    if stops == [5]:        # the relaxation continues from a partly relaxed state: same minimum, to fmax
+        assert diff < 1e-3
+    else:                   # the reference is the checkpoint's: round-off only
+        assert diff < 1e-8
+    assert final["n_atoms"] == 32
+
+
+def test_0K_elastic_refuses_a_checkpoint_of_other_settings(tmp_path, monkeypatch):
+    path = _input(tmp_path, ELASTIC, driver="elastic")
+    monkeypatch.setattr(elastic_driver, "StopRequested", _stop_after(80))
+    _build(ElasticRun, path).run()
+    monkeypatch.undo()
+    path.write_text(path.read_text().replace("strains = [0.005, 0.01]", "strains = [0.01]"))
+    from acemd.simulation import InputError
+    with pytest.raises(InputError, match=r"ck.h5.*\[elastic\].*strains.*differ"):
+        _build(ElasticRun, path, restart=str(tmp_path / "ck.h5")).run()
+
+
+def test_0K_elastic_guard_stop(tmp_path):
+    """A reference relaxation that crosses a guard: stopped_by guard, no report, a checkpoint that a
+    --restart refuses."""
+    path = _input(tmp_path, ELASTIC + '\npressure = 1e9\ncell = "iso"', driver="elastic")
+    summary = _build(ElasticRun, path).run()
+    print(summary["message"])
+    assert summary["stopped_by"] == "guard" and "[guards.max_energy_change]" in summary["message"]
+    assert "reference relaxation" in summary["message"]
+    assert not (tmp_path / "el.json").exists()
+    from acemd.simulation import InputError
+    with pytest.raises(InputError, match="blow-up guard stop"):
+        _build(ElasticRun, path, restart=str(tmp_path / "ck.h5")).run()
