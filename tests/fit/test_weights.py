@@ -1,4 +1,4 @@
-"""acemd.fit.weights: pacemaker's weighting policies, worked by hand and against pacemaker's numbers."""
+"""acemd.fit.weights: pacemaker's weighting policies, by hand and against pacemaker's numbers."""
 import json
 from pathlib import Path
 
@@ -72,7 +72,8 @@ def test_energy_based_dfup_and_reftype():
     policy = {"type": ENERGY_BASED, "energy": "cohesive", "DEup": 10.0, "DFup": 2.0}
     w_e, _ = compute_weights(structures, policy)
     assert list(w_e > 0) == [True, False, True, False]   # |F|max 3 and 5 eV/Å > DFup
-    mixed = structures[:2] + [_structure("Cu", -2.95, pbc=False), _structure("Cu2", -2.7, pbc=False)]
+    mixed = structures[:2] + [_structure("Cu", -2.95, pbc=False),
+                              _structure("Cu2", -2.7, pbc=False)]
     w_bulk, _ = compute_weights(mixed, {"type": ENERGY_BASED, "energy": "cohesive",
                                         "reftype": "bulk"})
     w_clus, _ = compute_weights(mixed, {"type": ENERGY_BASED, "energy": "cohesive",
