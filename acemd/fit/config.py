@@ -274,6 +274,8 @@ class _Checker:
         return out
 
     def value(self, dotted, value, k: Key):
+        if value is None and dict in k.types and not k.required:
+            return {}                   # `backend:` with every key commented out
         if value is None:
             raise self.error(dotted, f"has no value; expected {_type_name(k.types)}")
         if not _type_ok(value, k.types):

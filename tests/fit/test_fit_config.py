@@ -359,6 +359,15 @@ def test_malformed_file(tmp_path, text, fragment):
     assert fragment in error_of(path)
 
 
+def test_empty_optional_mappings_are_empty(tmp_path):
+    """`fit:`, `backend:`, `output:` with every key commented out: the defaults; `data:` empty: an error."""
+    path = write(tmp_path, linear_tree(tmp_path, fit=None, backend=None, output=None, metadata=None))
+    s = read_fit_input(path)
+    assert (s.fit.kappa, s.fit.L2_coeffs, s.backend.batch_size, s.metadata) == (0.0, 0.0, 100, {})
+    assert s.output.potential_file == tmp_path.resolve() / "output_potential.yaml"
+    assert "[data]: has no value" in error_of(write(tmp_path, linear_tree(tmp_path, data=None)))
+
+
 def test_missing_input_file(tmp_path):
     assert "input file not found" in error_of(tmp_path / "absent.yaml")
 
