@@ -238,7 +238,8 @@ def section_text(section: str, width: int = 100) -> str:
 def help_input(section: str | None = None) -> str:
     """Plain-text tables of every section, or of one; an unknown section raises with a suggestion."""
     if not section:
-        return "\n".join(section_text(s) for s in SCHEMA)
+        return ("\n".join(section_text(s) for s in SCHEMA)
+                + f"\n(the keys of acemd fit's input.yaml: acemd --help-input {FIT_HELP_NAME})\n")
     name = section.strip().strip("[]").strip()
     if name == FIT_HELP_NAME:
         return fit_help_text()

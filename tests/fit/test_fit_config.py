@@ -399,6 +399,7 @@ fit: {loss: {kappa: 5E-1, L2_coeffs: 1e-8, kappa_stress: 2.5e+1, L1_coeffs: 0, w
     assert s.potential["functions"]["number_of_functions_per_element"] == 20
     assert s.cutoff == 6.0 and s.data.filenames == ((tmp_path / "d.pkl").resolve(),)
     assert s.warnings == (f"{path}: [fit.loss.w1_coeffs]: ignored: pacemaker ignores it too",)
+    assert yaml.safe_load("x: 1e-8") == {"x": "1e-8"}         # PyYAML's own loader is left as it was
 
 
 def test_cutoff_defaults_to_the_largest_rcut_of_any_pair(tmp_path):
@@ -583,6 +584,11 @@ def test_help_input_fit_lists_every_key(capsys):
                 for key in [*sec.keys, *sec.refused, *sec.ignored]}
     assert listed == expected
     assert "kappa  (float or auto; default 0)" in out and "optimizer  (—)" in out
+
+
+def test_help_input_of_every_section_points_to_fit(capsys):
+    assert main(["--help-input"]) == 0
+    assert "acemd --help-input fit" in capsys.readouterr().out
 
 
 def test_help_input_unknown_section_mentions_fit(capsys):
