@@ -396,9 +396,6 @@ def _functions_ext(potential, elements, source):
                          f"lmax_by_orders {len(lm)}: give one value per order in both")
         if min(nr) < 0 or min(lm) < 0:
             raise _error(source, "functions", f"block '{name}': negative nradmax/lmax in {list(nr)}, {list(lm)}")
-        if lm[0] != 0:
-            raise _error(source, "functions", f"block '{name}': lmax_by_orders[0] = {lm[0]}: the first "
-                         "order (pair functions) has l = 0")
     cap = functions.get(FUNCTIONS_CAP_KEY)
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
         raise _error(source, f"functions.{FUNCTIONS_CAP_KEY}", f"expected a positive integer, got {cap!r}")
@@ -601,6 +598,10 @@ def build_basis(potential: dict, *, source="input.yaml") -> BasisSpec:
             or not all(isinstance(e, str) and _ELEMENT.fullmatch(e) for e in elements)):
         raise _error(source, "elements", f"expected a list of element symbols such as [Cu] or [Al, Ni], "
                      f"got {elements!r}")
+    from ase.data import chemical_symbols
+    unknown = [e for e in elements if e not in chemical_symbols]
+    if unknown:
+        raise _error(source, "elements", f"'{unknown[0]}' is not a chemical element symbol")
     if len(set(elements)) != len(elements):
         raise _error(source, "elements", f"{list(elements)} names an element twice")
     elements = sorted(elements)
