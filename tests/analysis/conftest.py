@@ -7,6 +7,9 @@
   1000 steps of 2 fs, frames every 10 steps.
 - ``gamma``: Cu-I.yaml + Cu-I.asi with [extrapolation], 20 steps, frames with the per-atom gamma
   (and no image or velocity: the bad-input tests use it).
+- ``driver_files``: the data files of a 0 K ``[elastic]`` run (4 atoms) and of a ``[free_energy]``
+  solid run (32 atoms, 2 short switching iterations), and the free-energy report: files of the
+  wrong kind for the scripts that read the others (about 6 s).
 """
 import os
 from types import SimpleNamespace
@@ -77,3 +80,22 @@ def gamma_run(tmp_path_factory):
     out = _outputs(folder, "gam")
     out.n_atoms, out.n_frames = 108, 5
     return out
+
+
+@pytest.fixture(scope="session")
+def driver_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("drivers")
+    cu = (POTENTIALS / "Cu-I.yace").as_posix()
+    lattice = '[structure]\nlattice = "fcc"\nelement = "Cu"\na = 3.61\n'
+    (folder / "el.toml").write_text(f'[potential]\nfile = "{cu}"\n{lattice}repeat = [1, 1, 1]\n'
+                                    '[elastic]\nreport = "el.json"\ndata = "el.h5"\n[thermo]\nfile = "el.log"\n')
+    (folder / "fe.toml").write_text(f'[potential]\nfile = "{cu}"\n{lattice}repeat = [2, 2, 2]\n'
+                                    '[free_energy]\nreport = "fe.yaml"\ndata = "fe.h5"\ntemperature = 500.0\n'
+                                    'npt = false\ntimestep = 0.002\nspring_steps = 100\nn_iterations = 2\n'
+                                    'equilibration_steps = 20\nswitching_steps = 50\n'
+                                    '[checkpoint]\nfile = "fe.ckpt.h5"\n')
+    _run([folder / "el.toml"], folder)
+    _run([folder / "fe.toml"], folder)
+    return SimpleNamespace(folder=folder, elastic=folder / "el.h5", elastic_report=folder / "el.json",
+                           free_energy=folder / "fe.h5", free_energy_report=folder / "fe.yaml",
+                           free_energy_input=folder / "fe.toml")
