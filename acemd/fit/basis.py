@@ -625,6 +625,10 @@ def build_basis(potential: dict, *, source="input.yaml") -> BasisSpec:
 
     if cap is not None:
         per_block = int(cap) * len(elements) // len(blocks)
+        if per_block == 0:
+            raise _error(source, f"functions.{FUNCTIONS_CAP_KEY}", f"{cap} per element leaves no function in "
+                         f"the {len(blocks)} blocks (pacemaker keeps N * nelements // nblocks per block): "
+                         f"give at least {-(-len(blocks) // len(elements))}")
         for b in blocks:
             kept = sorted(b.functions, key=_power_order)[:per_block]
             b.functions = sorted(kept, key=_body_order)

@@ -171,6 +171,8 @@ def test_cap_keeps_power_order_per_block():
     (lambda p: p["functions"].update({"AlAl": {"nradmax_by_orders": [2], "lmax_by_orders": [0]}}),
      "an element is named twice"),
     (lambda p: p["functions"].update(number_of_functions_per_element=0), "expected a positive integer"),
+    (lambda p: p["functions"].update(number_of_functions_per_element=3), "leaves no function in the 12 blocks"),
+    (lambda p: p.update(elements=["Al", "Cu", "Xx"]), "'Xx' is not a chemical element symbol"),
 ])
 def test_bad_input_names_key(change, where):
     pot = _ternary()
