@@ -112,6 +112,7 @@ class LinearSolution:
     unused_columns: np.ndarray          # indices of columns without any data (coefficient 0)
     weighted_residual_sq: float         # (b - Ac)ᵀ W (b - Ac)
     nrows: int
+    dropped_directions: int = 0         # ridge: eigen-directions below round-off, left out (minimum norm)
     # Bayesian only
     alpha: float | None = None          # prior precision on the scaled coefficients
     beta: float | None = None           # noise precision of the weighted rows
@@ -181,11 +182,11 @@ def solve_ridge(ne: NormalEquations, l2: float) -> LinearSolution:
     cs = evecs @ (inv * (evecs.T @ hs))
     c = cs / scale
     c[unused] = 0.0
-    cond = top / float(evals[good].min()) if good.any() else np.inf
-    if not good.all():
-        cond = np.inf
+    positive = evals[evals > 0]
+    cond = top / float(positive.min()) if len(positive) else np.inf
     return LinearSolution(coefficients=c, method="ridge", condition_number=cond, unused_columns=unused,
-                          weighted_residual_sq=_residual_sq(ne, g, c), nrows=ne.nrows)
+                          weighted_residual_sq=_residual_sq(ne, g, c), nrows=ne.nrows,
+                          dropped_directions=int((~good).sum()))
 
 
 def solve_bayesian(ne: NormalEquations, max_iterations: int = 500, tolerance: float = 1e-10

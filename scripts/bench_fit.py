@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Benchmark of `acemd fit` (linear ACE) on pacemaker's Cu-II data: assembly time per atom·function,
+solve time and peak memory on 1 and 2 ranks, the 2-rank efficiency, and the same figures for ace-jax.
+
+    python scripts/bench_fit.py --data Cu_df2_1k.pkl.gzip [--ranks 1 2] [--acejax-python PY]
+
+The data file is pacemaker's example (python-ace repository, examples/Cu-II/Cu_df2_1k.pkl.gzip:
+1000 Cu structures, 11309 atoms).  The basis is that of pacemaker's linear-fit notebook (SBessel,
+rcut 6 Å, nradmax_by_orders [8, 8, 4, 3, 2], lmax_by_orders [0, 4, 3, 2, 1]: 822 functions), the
+split 950/50 from the seed.  Each rank count runs in its own `mpiexec -n R` process pinned to R cores;
+ace-jax runs through scripts/compare_acejax_fit.py with the python of a venv that has ace-jax
+(``--acejax-python``; skipped when not given).  Targets (issue 23): the whole fit <= 60 s on one core,
+2-rank efficiency >= 85 %, memory independent of the number of structures (compare --limit runs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+INPUT = """\
+cutoff: 6.0
+seed: 42
+potential:
+  deltaSplineBins: 0.001
+  elements: [Cu]
+  embeddings:
+    ALL: {{npot: FinnisSinclairShiftedScaled, fs_parameters: [1, 1], ndensity: 1}}
+  bonds:
+    ALL: {{radbase: SBessel, radparameters: [5.25], rcut: 6.0, dcut: 0.01}}
+  functions:
+    ALL: {{nradmax_by_orders: [8, 8, 4, 3, 2], lmax_by_orders: [0, 4, 3, 2, 1]}}
+data:
+  filename: {data}
+  test_size: 0.05
+fit:
+  loss: {{kappa: {kappa}, L2_coeffs: {l2}}}
+  solver: {solver}
+"""
+
+
+def worker(args) -> int:
+    """One fit under the current MPI job; rank 0 prints one JSON line of figures."""
+    from mpi4py import MPI
+
+    from acemd.fit.config import read_fit_input
+    from acemd.fit.run import evaluate, fit, report, write_outputs
+    comm = MPI.COMM_WORLD
+    settings = read_fit_input(args.input)
+    t0 = time.perf_counter()
+    result = fit(settings, comm=comm)
+    t_fit = time.perf_counter() - t0
+    figures = None
+    if comm.Get_rank() == 0:
+        paths = write_outputs(result, lambda line: None)
+    else:
+        paths = None
+    paths = comm.bcast(paths, root=0)
+    records = evaluate(result, paths["potential"])
+    if comm.Get_rank() == 0:
+        metrics = report(result, records, paths, lambda line: None)
+        natoms = sum(s.natoms for s in result.train)
+        figures = {
+            "ranks": comm.Get_size(), "functions": int(result.design.ncols),
+            "train_structures": len(result.train), "train_atoms": natoms,
+            "assembly_s": result.t_assembly, "solve_s": result.t_solve, "fit_s": t_fit,
+            "us_per_atom_function": 1e6 * result.t_assembly * comm.Get_size() / (natoms * result.design.ncols),
+            "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "train": metrics["errors"]["train"]["all"], "test": metrics["errors"].get("test", {}).get("all"),
+        }
+    peak = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, root=0)
+    if figures is not None:
+        figures["peak_rss_MB_per_rank"] = peak
+        print("BENCH " + json.dumps(figures), flush=True)
+    return 0
+
+
+def _row(f):
+    te = f["test"] or {}
+    e = te.get("energy_meV_per_atom") or {}
+    fc = te.get("force_component_meV_per_A") or {}
+    return (f"{f['ranks']:5d} {f['functions']:6d} {f['train_atoms']:7d} {f['assembly_s']:10.2f} "
+            f"{f['us_per_atom_function']:10.3f} {f['solve_s']:8.2f} {f['fit_s']:8.2f} "
+            f"{max(f['peak_rss_MB_per_rank']):9.0f} {e.get('rmse', float('nan')):9.2f} "
+            f"{fc.get('rmse', float('nan')):9.2f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="Cu_df2_1k.pkl.gzip (pacemaker's examples/Cu-II)")
+    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--solver", choices=["ridge", "bayesian"], default="ridge")
+    ap.add_argument("--kappa", default="0.92", help="force share of the loss (default: the notebook's "
+                    "unweighted rows, 10880 force atoms vs 950 energies)")
+    ap.add_argument("--l2", type=float, default=1e-10)
+    ap.add_argument("--acejax-python", default=None, help="python of a venv with ace-jax")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    if args.data is None or not args.data.is_file():
+        ap.error(f"--data {args.data}: give pacemaker's Cu_df2_1k.pkl.gzip (git -C <python-ace checkout> "
+                 "show HEAD:examples/Cu-II/Cu_df2_1k.pkl.gzip > Cu_df2_1k.pkl.gzip)")
+    if any(r < 1 for r in args.ranks):
+        ap.error("--ranks: rank counts must be >= 1")
+    mpiexec = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                            os.environ.get("PATH", "")]))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        inp = Path(tmp) / "input.yaml"
+        inp.write_text(INPUT.format(data=args.data.resolve(), kappa=args.kappa, l2=args.l2,
+                                    solver=args.solver))
+        for r in args.ranks:
+            cmd = [mpiexec, "-n", str(r), "taskset", "-c", ",".join(str(k) for k in range(r)),
+                   sys.executable, str(Path(__file__).resolve()), "--worker", "--input", str(inp)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH ")]
+            if proc.returncode != 0 or not line:
+                print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+                sys.exit(f"bench_fit.py: the {r}-rank fit failed (exit {proc.returncode})")
+            results.append(json.loads(line[0][6:]))
+    print("# acemd fit, Cu-II linear ACE (times in s, memory in MB, errors on the test set)")
+    print("# ranks funcs   atoms assembly_s us/(at*fn)  solve_s    fit_s   peak_MB  E_rmse_meV  F_rmse_meV/A")
+    for f in results:
+        print(_row(f))
+    one = next((f for f in results if f["ranks"] == 1), None)
+    for f in results:
+        if one and f["ranks"] > 1:
+            eff = one["assembly_s"] / (f["ranks"] * f["assembly_s"])
+            print(f"# assembly parallel efficiency on {f['ranks']} ranks: {100 * eff:.1f} %")
+    if args.acejax_python:
+        cmd = [args.acejax_python, str(HERE / "compare_acejax_fit.py"), "--json-only", "--data", str(args.data)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [x for x in proc.stdout.splitlines() if x.strip().startswith("{")]
+        if proc.returncode != 0 or not lines:
+            print(f"# ace-jax run failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        else:
+            print("# ace-jax: " + lines[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
