@@ -8,7 +8,9 @@ shortest round-trip repr, so reading the file back gives the same doubles.
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import yaml
 
@@ -29,10 +31,15 @@ def format_number(value) -> str:
     return repr(v)
 
 
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\- ]*")
+
+
 def _scalar(value) -> str:
+    """A string plain when YAML reads it back unchanged, else double-quoted on one line (JSON escapes)."""
     if isinstance(value, str):
-        text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 9).strip()
-        return text[:-4].rstrip() if text.endswith("\n...") or text.endswith(" ...") else text
+        if _PLAIN.fullmatch(value) and value == value.strip() and yaml.safe_load(value) == value:
+            return value
+        return json.dumps(value)
     return format_number(value)
 
 

@@ -197,11 +197,11 @@ def test_round_trip_yaml_equals_to_potential(tmp_path):
         "BINARY": {"radbase": "SBessel", "radparameters": [2.0], "rcut": 4.5}}))
     coeffs = _random_coeffs(spec)
     path = tmp_path / "p.yaml"
-    path.write_text(format_bbasis_yaml(spec, coeffs, metadata={"user": "me: test", "note": "x"}))
+    path.write_text(format_bbasis_yaml(spec, coeffs, metadata={"user": "me: test", "note": "two\nlines, 'quoted' #"}))
     read = read_bbasis_yaml(path)
     direct = spec.to_potential(coeffs, E0={"Cu": -1.5})
     assert read.elements == direct.elements == spec.elements
-    assert list(direct.E0) == [0.0, -1.5, 0.0] and read.metadata == {"user": "me: test", "note": "x"}
+    assert list(direct.E0) == [0.0, -1.5, 0.0] and read.metadata == {"user": "me: test", "note": "two\nlines, 'quoted' #"}
     for mu, el in enumerate(spec.elements):
         assert len(read.bbasis[mu]) == len(direct.bbasis[mu]) == spec.nfuncs[mu]
         order = spec.bbasis_order[mu]
