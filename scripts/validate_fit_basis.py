@@ -2,14 +2,19 @@
 
 Two pythons run this script:
 
-* **pacemaker's** (a Python 3.9 venv with ``python-ace==0.2.8``, e.g.
-  ``/work/venv39/bin/python scripts/validate_fit_basis.py --reference``) builds
-  the basis of every case below with ``pyace``'s ``create_multispecies_basis_config``
-  and writes ``tests/data/fit/pacemaker_basis_counts.json``: per block the number
-  of functions, the count per rank, the radial shape and a SHA-256 of the list of
-  (elements, ns, ls, LS) in pacemaker's order.  Only integers and hashes are
-  stored, never the function lists (they derive from pacemaker's coupling table,
-  which is under a non-GPL licence).  ``--pyace-eval DIR`` (also pacemaker's
+* **pacemaker's** (a Python 3.9 venv: ``python3.9 -m venv /work/venv39 &&
+  /work/venv39/bin/pip install python-ace==0.2.8 "ruamel.yaml<0.18" pyyaml``;
+  then ``/work/venv39/bin/python scripts/validate_fit_basis.py --reference``)
+  builds the basis of every case below as pacemaker's fit does
+  (``construct_bbasisconfiguration``, then ``GeneralACEFit``'s extension step when
+  ``number_of_functions_per_element`` is set) and writes
+  ``tests/data/fit/pacemaker_basis_counts.json``: each case's ``potential``
+  section and, per block, the number of functions, the count per rank, the
+  radial shape and a SHA-256 of the list of (elements, ns, ls, LS) in
+  pacemaker's order (plus a short hash per (elements, ns) group).  Only integers
+  and hashes are stored, never the function lists (they derive from
+  pacemaker's coupling table, which is under a non-GPL licence).  The example
+  inputs are read from pacemaker's examples in ``/tmp/pace/examples``.  ``--pyace-eval DIR`` (also pacemaker's
   python) evaluates the potentials that acemd wrote into DIR with pyace's
   calculator, for the writer check below.
 * **acemd's** (``python scripts/validate_fit_basis.py``) builds the same bases
