@@ -258,13 +258,26 @@ class Simulation:
         return atoms
 
     def write_structure(self, path, info=None):
-        """Write the configuration as extended XYZ (rank 0, replaced atomically; collective)."""
+        """Write the configuration as extended XYZ (rank 0, replaced atomically; collective).
+
+        The potential energy (eV), forces (eV/Å) and, for a periodic cell, the stress (eV/Å³,
+        ASE sign: -virial/V, positive = tensile) are stored as ASE reads them back:
+        ``ase.io.read(path).get_potential_energy()``, ``get_forces()``, ``get_stress()``.
+        """
+        from ase.calculators.singlepoint import SinglePointCalculator
         from ase.io import write
 
         from .io.atomic import replaced_atomically
         atoms = self.gather_atoms()
+        energy, virial = self.engine.potential_energy, np.array(self.engine.virial)
 
         def write_root():
+            results = {"energy": energy, "forces": atoms.arrays.pop("forces")}
+            if atoms.pbc.all():
+                w = 0.5 * (virial + virial.T) / atoms.get_volume()
+                results["stress"] = -np.array([w[0, 0], w[1, 1], w[2, 2], w[1, 2], w[0, 2], w[0, 1]])
+            atoms.calc = SinglePointCalculator(atoms, **results)
+            atoms.info["units"] = "energy eV, forces eV/Angstrom, stress eV/Angstrom^3 (tensile > 0)"
             atoms.info.update(info or {})
             with replaced_atomically(path) as tmp:
                 write(tmp, atoms, format="extxyz", parallel=False)

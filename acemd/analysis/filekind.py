@@ -36,9 +36,9 @@ PHASE_MODES = ("melting_temperature", "transition_temperature", "coexistence_lin
 
 
 def _hdf5_kind(path: Path) -> str:
-    import h5py
+    from .trajectory import _open_read_only
     try:
-        f = h5py.File(path, "r", locking=False)
+        f = _open_read_only(path)
     except OSError:
         return "binary"
     with f:

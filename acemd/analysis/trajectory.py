@@ -78,7 +78,7 @@ class Trajectory:
         if not self.path.exists():
             raise AnalysisInputError(f"{self.path}: file not found")
         try:
-            self.file = h5py.File(self.path, "r", locking=False)
+            self.file = _open_read_only(self.path)
         except OSError:
             raise AnalysisInputError(f"{self.path}: not an HDF5 file, so not an acemd H5MD "
                                      f"trajectory ([trajectory].file of a run){_what_else(self.path)}") from None
@@ -218,6 +218,17 @@ class Trajectory:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _open_read_only(path):
+    """Open without HDF5 file locking (a running simulation's file), or, when this process has the
+    file open already with other access flags (an MDAnalysis reader), as it was opened."""
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError:
+        if not h5py.is_hdf5(str(path)):
+            raise
+        return h5py.File(path, "r")
 
 
 def _what_else(path) -> str:
