@@ -127,39 +127,45 @@ def block_record(name, rows, shape, groups=True):
 
 # --------------------------------------------------------------------------- pacemaker side
 
-def _pyace_reference():
-    import warnings
-    warnings.filterwarnings("ignore")
-    import pyace
+def _pyace_build(potential):
+    """pacemaker's basis for a potential section, as pyace.generalfit.GeneralACEFit builds it."""
     from pyace.basis import ACEBBasisSet
     from pyace.basisextension import construct_bbasisconfiguration
     from pyace.generalfit import clean_bbasisconfig
     from pyace.multispecies_basisextension import extend_multispecies_basis
+    conf = construct_bbasisconfiguration(json.loads(json.dumps(potential)))
+    cap = potential.get("functions", {}).get("number_of_functions_per_element")
+    if cap is not None:
+        num_block = len(conf.funcspecs_blocks)
+        ladder_step = cap * ACEBBasisSet(conf).nelements // num_block
+        initial = conf.copy()
+        clean_bbasisconfig(initial)
+        conf = extend_multispecies_basis(initial, conf, "power_order", ladder_step)
+    return conf
 
-    def build(potential):
-        # what pyace.generalfit.GeneralACEFit does with a potential section
-        conf = construct_bbasisconfiguration(potential)
-        cap = potential.get("functions", {}).get("number_of_functions_per_element")
-        if cap is not None:
-            num_block = len(conf.funcspecs_blocks)
-            ladder_step = cap * ACEBBasisSet(conf).nelements // num_block
-            initial = conf.copy()
-            clean_bbasisconfig(initial)
-            conf = extend_multispecies_basis(initial, conf, "power_order", ladder_step)
-        return conf
+
+def _pyace_blocks(conf, groups=True):
+    blocks = []
+    for b in conf.funcspecs_blocks:
+        rows = [(list(f.elements), list(f.ns), list(f.ls), list(f.LS)) for f in b.funcspecs]
+        shape = (b.nradmaxi, b.lmaxi, b.nradbaseij) if len(b.elements_vec) <= 2 else None
+        blocks.append(block_record(b.block_name, rows, shape, groups=groups))
+    return blocks
+
+
+def _pyace_reference():
+    import warnings
+    warnings.filterwarnings("ignore")
+    import pyace
     out = {"generator": f"python-ace {getattr(pyace, '__version__', '0.2.8')} "
                         "construct_bbasisconfiguration + generalfit cap (scripts/validate_fit_basis.py --reference)",
            "cases": {}}
     for name, potential in cases().items():
         t0 = time.perf_counter()
-        conf = build(json.loads(json.dumps(potential)))
+        conf = _pyace_build(potential)
         elapsed = time.perf_counter() - t0
-        blocks = []
-        for b in conf.funcspecs_blocks:
-            rows = [(list(f.elements), list(f.ns), list(f.ls), list(f.LS)) for f in b.funcspecs]
-            shape = (b.nradmaxi, b.lmaxi, b.nradbaseij) if len(b.elements_vec) <= 2 else None
-            # per-group hashes only for the smaller cases (HEA's would make the file large)
-            blocks.append(block_record(b.block_name, rows, shape, groups=conf.total_number_of_functions < 10000))
+        # per-group hashes only for the smaller cases (HEA's would make the file large)
+        blocks = _pyace_blocks(conf, groups=conf.total_number_of_functions < 10000)
         out["cases"][name] = {"potential": potential, "blocks": blocks,
                               "total": sum(b["nfuncs"] for b in blocks)}
         print(f"{name:28s} {out['cases'][name]['total']:6d} functions, "
@@ -167,6 +173,19 @@ def _pyace_reference():
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
     REFERENCE.write_text(json.dumps(out, indent=1, sort_keys=False) + "\n")
     print("wrote", REFERENCE)
+
+
+def _pyace_cases(path):
+    """(pacemaker's python) block records of every potential in the JSON file path -> path + '.pyace'."""
+    import warnings
+    warnings.filterwarnings("ignore")
+    out = {}
+    for name, potential in json.loads(Path(path).read_text()).items():
+        try:
+            out[name] = _pyace_blocks(_pyace_build(potential), groups=False)
+        except Exception as exc:          # pacemaker refuses the input: recorded, not fatal
+            out[name] = f"error: {exc!r}"[:300]
+    Path(str(path) + ".pyace").write_text(json.dumps(out))
 
 
 def _pyace_eval(folder):
@@ -234,6 +253,83 @@ def _acemd_compare():
             elapsed = 0.0
     print("all counts and hashes equal pacemaker's:", "yes" if all_same else "NO")
     return all_same
+
+
+def _fuzz_cases(n, seed):
+    """n random potential sections: 1-3 of four elements, random keyword/explicit blocks, bonds, caps."""
+    import random
+    rng = random.Random(seed)
+
+    def functions():
+        r = rng.randint(1, 4)
+        nr = [rng.randint(1, 6)] + [rng.randint(0, 3) for _ in range(r - 1)]
+        lm = [0] + [rng.randint(0, 3 if k < 2 else 2) for k in range(r - 1)]
+        if r == 4:
+            nr[3], lm[3] = min(nr[3], 2), min(lm[3], 1)
+        return {"nradmax_by_orders": nr, "lmax_by_orders": lm}
+
+    out = {}
+    for i in range(n):
+        els = rng.sample(["Al", "Cu", "Ni", "Fe"], rng.randint(1, 3))
+        funcs = {"ALL": functions()}
+        for kw, size in (("UNARY", 1), ("BINARY", 2), ("TERNARY", 3)):
+            if len(els) >= size and rng.random() < 0.5:
+                funcs[kw] = functions()
+        if len(els) > 1 and rng.random() < 0.6:
+            a, b = rng.sample(els, 2)
+            funcs[a + b] = functions()
+        if rng.random() < 0.5:
+            el = rng.choice(els)
+            if rng.random() < 0.5:
+                funcs[el] = functions()
+            else:        # only lmax_by_orders: merged with ALL's nradmax_by_orders
+                funcs[el] = {"lmax_by_orders": [0] + [rng.randint(0, 2) for _ in funcs["ALL"]["lmax_by_orders"][1:]]}
+        bonds = {"ALL": {"radbase": "ChebExpCos", "radparameters": [5.25], "rcut": 5.0, "dcut": 0.01}}
+        if len(els) > 1 and rng.random() < 0.5:
+            a, b = rng.sample(els, 2)
+            bonds[a + b] = {"rcut": 4.0, "radbase": "SBessel"}
+        if rng.random() < 0.3:
+            bonds["UNARY"] = {"nradbase": 8}
+        pot = {"elements": els, "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled",
+                                                       "fs_parameters": [1, 1], "ndensity": 1}},
+               "bonds": bonds, "functions": funcs}
+        if rng.random() < 0.4:
+            funcs["number_of_functions_per_element"] = rng.choice([5, 20, 60, 200])
+        out[f"fuzz{i}"] = pot
+    return out
+
+
+def _fuzz(n, pyace_python, seed=5):
+    """Random potential sections built by acemd and by pyace: how many give identical blocks."""
+    import tempfile
+
+    from acemd.fit.basis import BasisSpecError, build_basis
+    potentials = _fuzz_cases(n, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cases.json"
+        path.write_text(json.dumps(potentials))
+        subprocess.run([pyace_python, str(Path(__file__).resolve()), "--pyace-cases", str(path)],
+                       check=True, stderr=subprocess.DEVNULL)
+        theirs = json.loads(Path(str(path) + ".pyace").read_text())
+    same = refused = 0
+    for name, pot in potentials.items():
+        try:
+            spec = build_basis(pot, source=name)
+        except BasisSpecError as exc:
+            refused += 1
+            print(f"fuzz {name}: acemd refuses: {exc}" + (f" (pacemaker: {theirs[name][:60]})"
+                                                         if isinstance(theirs[name], str) else
+                                                         " (pacemaker builds it)"))
+            continue
+        mine = [block_record(b.name, [(f.elements, f.ns, f.ls, f.LS) for f in b.functions],
+                             (b.bond.nradmax, b.bond.lmax, b.bond.nradbase) if b.bond else None, groups=False)
+                for b in spec.blocks]
+        if mine == theirs[name]:
+            same += 1
+        else:
+            print(f"fuzz {name}: DIFFERS from pacemaker: {json.dumps(pot['functions'])}")
+    print(f"fuzz: {n} random potential sections (seed {seed}): {same} identical to pacemaker "
+          f"(blocks, counts, shapes, hashes), {refused} refused by acemd, {n - same - refused} differ")
 
 
 def _timings():
@@ -321,6 +417,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", action="store_true", help="(pacemaker's python) regenerate the JSON")
     p.add_argument("--pyace-eval", metavar="DIR", help="(pacemaker's python) evaluate DIR/*.yaml")
+    p.add_argument("--pyace-cases", metavar="JSON", help="(pacemaker's python) block records of the "
+                   "potential sections in JSON -> JSON.pyace")
+    p.add_argument("--fuzz", type=int, default=0, metavar="N",
+                   help="also compare N random potential sections with pyace (needs --pyace)")
     default_py = "/work/venv39/bin/python" if os.path.exists("/work/venv39/bin/python") else None
     p.add_argument("--pyace", default=default_py, metavar="PYTHON",
                    help="pacemaker's python for the writer check (default: %(default)s)")
@@ -331,10 +431,15 @@ def main(argv=None):
     if args.pyace_eval:
         _pyace_eval(args.pyace_eval)
         return 0
+    if args.pyace_cases:
+        _pyace_cases(args.pyace_cases)
+        return 0
     ok = _acemd_compare()
     _timings()
     if args.pyace:
         _writer_check(args.pyace)
+        if args.fuzz:
+            _fuzz(args.fuzz, args.pyace)
     else:
         print("writer check skipped: no pacemaker python (--pyace)")
     return 0 if ok else 1
