@@ -70,7 +70,7 @@ class DesignTables:
     contrib_start: np.ndarray    # (nleaves,) first of the leaf's rank contributions
     contrib_entry: np.ndarray    # W entry receiving dB/dA of one factor of the leaf
     contrib_re: np.ndarray       # coefficient of the partial product's real part
-    contrib_im: np.ndarray       # ... and of its imaginary part (sign flips fold -m onto m)
+    contrib_im: np.ndarray       # ... and of its imaginary part (sign flips fold -m onto m; 0 for m = 0)
 
     def kernel_args(self):
         return (self.col_offsets, self.n_a_channels, self.n_channels, self.max_rank,
@@ -158,9 +158,9 @@ def build_design_tables(model, tables) -> DesignTables:
                         s = -1.0 if m % 2 else 1.0
                         contrib_re.append(c * s)
                         contrib_im.append(-c * s)
-                    else:
+                    else:           # m = 0: A and dA are real, Im W is never used
                         contrib_re.append(c)
-                        contrib_im.append(c)
+                        contrib_im.append(c if m > 0 else 0.0)
             leaf_offsets.append(len(leaf_col))
         prod_offsets.append(len(fac_offsets) - 1)
     i64 = np.int64
@@ -477,6 +477,10 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
         # ---------- rows: per function, sum over its W entries, then scatter to owners
         wgt = emb_weight[mu_i]
         scale = wgt * s_i
+        if scale != 1.0:
+            for e in range(e0, e1):
+                W_re[e] *= scale
+                W_im[e] *= scale
         for c in range(c0, c1):
             energy_rows[c] += scale * B[c]
             for k in range(ncol):
@@ -486,12 +490,13 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                 wr = W_re[e]
                 wi = W_im[e]
                 Dr = D_re[ch]
-                Di = D_im[ch]
-                for k in range(ncol):
-                    acc[k] += wr * Dr[k] - wi * Di[k]
-            if scale != 1.0:
-                for k in range(ncol):
-                    acc[k] *= scale
+                if wi == 0.0:          # m = 0 and rank-1 channels are real
+                    for k in range(ncol):
+                        acc[k] += wr * Dr[k]
+                else:
+                    Di = D_im[ch]
+                    for k in range(ncol):
+                        acc[k] += wr * Dr[k] - wi * Di[k]
             if has_sw:
                 bs = wgt * B[c]
                 for k in range(ncol):
