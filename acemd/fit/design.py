@@ -152,6 +152,8 @@ class DesignRows:
         """
         pot = self.potential
         n = len(atoms)
+        if n == 0:
+            raise DesignError("a structure without atoms has no design rows; remove it from the data")
         symbols = atoms.get_chemical_symbols()
         species, ext, owner, offsets, neighbors = periodic_system(
             pot, atoms.positions, atoms.cell.array, atoms.pbc, symbols)

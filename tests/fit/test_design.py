@@ -244,3 +244,45 @@ def test_errors(tmp_path):
     atoms.positions[1] = atoms.positions[0] + [1e-4, 0, 0]
     with pytest.raises(CloseContactError, match="atoms 0 and 1"):
         dr.rows(atoms)
+
+
+def test_embedding_weight_and_finnis_sinclair_exponent_one(tmp_path):
+    """F(rho) = w rho: rows scale with w; FinnisSinclair with exponent 1 is linear too."""
+    pot, dr, c = scaled_potential("Cu-I", tmp_path)
+    atoms = next(a for a in _structures("Cu-I") if a.info["name"] == "bulk_hot")
+    base = dr.rows(atoms)
+    tree = yaml.safe_load(Path(pot.model.source).read_text())
+    for npot, w in (("FinnisSinclairShiftedScaled", 2.5), ("FinnisSinclair", 1.0)):
+        tree["species"][0].update(npoti=npot, parameters=[w, 1.0])
+        other = write_tree(tree, tmp_path / f"{npot}.yaml")
+        rows = DesignRows(other).rows(atoms)
+        atoms.calc = ACECalculator(other)
+        e, f, s = rows.predict(c)
+        dev_rows = np.abs(rows.forces - w * base.forces).max() / np.abs(base.forces).max()
+        dE = abs(e - atoms.get_potential_energy()) / len(atoms)
+        dF = np.abs(f - atoms.get_forces()).max()
+        print(f"{npot} [{w}, 1]: rows vs {w} x rows of [1, 1] {dev_rows:.2e} (relative), "
+              f"|dE| {dE:.2e} eV/atom, |dF| {dF:.2e} eV/Å against the evaluator")
+        assert dev_rows < 1e-13 and dE < 1e-10 and dF < 1e-9
+
+
+def test_from_model_evaluates_like_the_file(tmp_path):
+    """ACEPotential.from_model on the file's own model gives the file's numbers."""
+    path = POT / "ternary_AlCuZn.yaml"
+    from_file = ACEPotential(path)
+    in_memory = ACEPotential.from_model(from_file.model, source="ternary in memory")
+    assert str(in_memory.path) == "ternary in memory" and len(in_memory.file_sha256) == 64
+    atoms = next(a for a in _structures("ternary_AlCuZn") if a.info["name"] == "random_alloy")
+    atoms.calc = ACECalculator(from_file)
+    e_file, f_file = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = ACECalculator(in_memory)
+    e_mem, f_mem = atoms.get_potential_energy(), atoms.get_forces()
+    print(f"from_model vs file: |dE| {abs(e_mem - e_file):.1e} eV, |dF| {np.abs(f_mem - f_file).max():.1e} eV/Å")
+    assert e_mem == e_file and np.array_equal(f_mem, f_file)
+
+
+def test_empty_structure_is_an_error(tmp_path):
+    from ase import Atoms
+    dr = DesignRows(write_tree(linear_tree("Cu-I"), tmp_path / "p.yaml"))
+    with pytest.raises(DesignError, match="without atoms"):
+        dr.rows(Atoms(cell=[5, 5, 5], pbc=True))
