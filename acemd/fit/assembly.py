@@ -91,7 +91,7 @@ def assemble(design, structures, indices, energy_weights, force_weights, stress_
     atoms_done = 0
     for done, k in enumerate(indices, start=1):
         s = structures[k]
-        rows = design.rows(s.atoms)
+        rows = design.rows(s.atoms, copy=False)
         a, b, w = loss_rows(rows, s, energy_weights[k], force_weights[k], stress_weights[k], loss)
         ne.add(a, b, w)
         atoms_done += s.natoms
