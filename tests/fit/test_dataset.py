@@ -22,16 +22,14 @@ EV_PER_A3_IN_GPA = 1.602176634e-19 / 1e-30 / 1e9   # CODATA e; 1 eV/Å³ = 160.2
 
 
 # ---------------------------------------------------------------------------
-# pacemaker's example pickles
+# acemd's EMT datasets in pacemaker's layout (scripts/make_fit_testdata.py)
 # ---------------------------------------------------------------------------
 
+CU, ALLOYS, MOLECULES = "Cu_emt.pckl.gzip", "CuNiAl_emt.pckl.gzip", "C2H6O_emt_pandas1.pckl.gzip"
 EXAMPLES = [  # file, elements, structures, atoms, target column, has 'energy'
-    ("exmpl_df.pckl.gzip", ["Al", "Ni"], 174, 449, "energy_corrected", True),
-    ("Cu_df1_A1_A2_A3_EV_elast_phon.pckl.gzip", ["Cu"], 105, 368, "energy_corrected", False),
-    ("HEA_randII_example.pckl.gzip", ["Co", "Cr", "Fe", "Mn", "Ni"], 20, 3600,
-     "energy_corrected", True),
-    ("Cu_df2_sample50.pkl.gzip", ["Cu"], 50, None, "energy_corrected", False),
-    ("ethanol_sample50.pckl.gzip", ["C", "H", "O"], 50, 450, "energy_corrected", True),
+    (ALLOYS, ["Al", "Cu", "Ni"], 55, 194, "energy_corrected", True),
+    (CU, ["Cu"], 42, 330, "energy_corrected", False),
+    (MOLECULES, ["C", "H", "O"], 24, 216, "energy_corrected", True),
 ]
 
 
@@ -42,17 +40,28 @@ def test_example_pickles_load_without_pyace(fname, elements, n_struct, n_atoms, 
     path = DATA / fname
     structures = load_structures(path, elements)
     df = read_pickled_dataframe(path)
+    assert type(df) is pd.DataFrame
     assert len(structures) == n_struct == len(df)
-    if n_atoms is not None:
-        assert sum(s.natoms for s in structures) == n_atoms
+    assert sum(s.natoms for s in structures) == n_atoms == sum(map(len, df["ase_atoms"]))
     for s, (label, row) in zip(structures, df.iterrows()):
         assert s.source == f"{path} row {label!r}"
         assert s.energy == float(row[target])
         assert s.raw_energy == (float(row["energy"]) if has_raw else None)
         np.testing.assert_array_equal(s.forces, np.asarray(row["forces"], dtype=float))
         assert s.forces.shape == (s.natoms, 3)
-        assert s.atoms.calc is None and s.stress is None
+        assert s.atoms.calc is None
+        if "stress" in df.columns and row["stress"] is not None:
+            np.testing.assert_array_equal(s.stress, row["stress"])
+            assert s.atoms.pbc.all()
+        else:
+            assert s.stress is None
+        if "w_energy" in df.columns:
+            assert s.energy_weight == row["w_energy"] > 0
+            np.testing.assert_array_equal(s.force_weights, row["w_forces"])
+        else:
+            assert s.energy_weight is None and s.force_weights is None
         np.testing.assert_array_equal(s.atoms.positions, row["ase_atoms"].positions)
+        np.testing.assert_array_equal(s.atoms.cell.array, row["ase_atoms"].cell.array)
         if "name" in df.columns:
             assert s.name == row["name"]
         else:
@@ -60,12 +69,92 @@ def test_example_pickles_load_without_pyace(fname, elements, n_struct, n_atoms, 
     assert {sym for s in structures for sym in s.atoms.get_chemical_symbols()} == set(elements)
 
 
-def test_hea_energy_corrected_is_the_target_and_energy_the_raw():
-    """HEA has both columns: E - E_corrected is a constant per atom (a shift pacemaker applied)."""
-    structures = load_structures(DATA / "HEA_randII_example.pckl.gzip",
-                                 ["Co", "Cr", "Fe", "Mn", "Ni"])
-    per_atom = [(s.raw_energy - s.energy) / s.natoms for s in structures]
-    assert np.ptp(per_atom) < 1e-9 and abs(per_atom[0]) > 100.0
+def _emt_free_atoms(elements):
+    from ase.calculators.emt import EMT
+
+    out = {}
+    for el in elements:
+        atom = Atoms(el)
+        atom.calc = EMT()
+        out[el] = atom.get_potential_energy()
+    return out
+
+
+@pytest.mark.parametrize("fname,elements", [(f, e) for f, e, *_ in EXAMPLES])
+def test_example_labels_are_emts(fname, elements):
+    """What the README says: EMT energies, forces and stresses; energy_corrected = E - sum of
+    EMT's free-atom energies; a stress exactly for the structures periodic in 3D."""
+    from ase.calculators.emt import EMT
+
+    e_free = _emt_free_atoms(elements)
+    worst = 0.0
+    for s in load_structures(DATA / fname, elements):
+        atoms = s.atoms.copy()
+        atoms.calc = EMT()
+        energy = atoms.get_potential_energy()
+        shift = sum(e_free[x] for x in atoms.get_chemical_symbols())
+        if s.raw_energy is not None:
+            assert s.raw_energy == pytest.approx(energy, abs=1e-9)
+        assert s.energy + shift == pytest.approx(energy, abs=1e-9)
+        np.testing.assert_allclose(s.forces, atoms.get_forces(), atol=1e-9)
+        if s.stress is not None:
+            np.testing.assert_allclose(s.stress, atoms.get_stress(), atol=1e-11)
+        elif fname != MOLECULES:
+            assert not atoms.pbc.all()
+        worst = max(worst, np.abs(s.forces).max())
+    print(f"{fname}: EMT labels reproduced; largest force component {worst:.2f} eV/Å")
+
+
+def test_pyace_frame_class_path_and_metadata():
+    """Cu_emt references pacemaker's DataFrameWithMetadata: pandas alone cannot read it."""
+    path = DATA / CU
+    raw = gzip.open(path).read()
+    assert b"pyace.preparedata" in raw and b"DataFrameWithMetadata" in raw
+    with pytest.raises(Exception):
+        pd.read_pickle(path)
+    df = read_pickled_dataframe(path)
+    assert df.metadata["calculator"] == "ase EMT"
+    assert df["name"].value_counts()["fcc_rattled"] == 8     # names are groups, not unique
+
+
+def test_pandas_1_int64index_labels():
+    path = DATA / MOLECULES
+    assert b"pandas.core.indexes.numeric" in gzip.open(path).read()
+    structures = load_structures(path, ["C", "H", "O"])
+    assert [s.source.split()[-1] for s in structures] == [str(1000 + 20 * k) for k in range(24)]
+    assert all(not s.atoms.pbc.any() and not s.atoms.cell.array.any() for s in structures)
+
+
+def test_extxyz_holds_the_alloy_pickle():
+    """The same structures through ase.io (extxyz, 8 decimals) and through the pickle reader."""
+    from_xyz = load_structures(DATA / "CuNiAl_emt.extxyz", ["Al", "Cu", "Ni"])
+    from_pickle = load_structures(DATA / ALLOYS, ["Al", "Cu", "Ni"])
+    assert len(from_xyz) == len(from_pickle) == 55
+    dev = 0.0
+    for x, p in zip(from_xyz, from_pickle):
+        assert x.atoms.get_chemical_symbols() == p.atoms.get_chemical_symbols()
+        np.testing.assert_array_equal(x.atoms.pbc, p.atoms.pbc)
+        np.testing.assert_allclose(x.atoms.positions, p.atoms.positions, atol=1e-7)
+        np.testing.assert_allclose(x.atoms.cell.array, p.atoms.cell.array, atol=1e-7)
+        assert x.energy == pytest.approx(p.raw_energy, abs=1e-7) and x.raw_energy == x.energy
+        np.testing.assert_allclose(x.forces, p.forces, atol=1e-7)
+        assert (x.stress is None) == (p.stress is None)
+        if x.stress is not None:
+            np.testing.assert_allclose(x.stress, p.stress, atol=1e-8)
+        dev = max(dev, np.abs(x.forces - p.forces).max())
+    print(f"extxyz vs pickle: max |dF| = {dev:.1e} eV/Å")
+
+
+def test_alloy_energy_corrected_is_the_target_and_energy_the_raw():
+    """Both columns: E - E_corrected is the sum of the atoms' free-atom energies."""
+    structures = load_structures(DATA / ALLOYS, ["Al", "Cu", "Ni"])
+    elements = ["Al", "Cu", "Ni"]
+    counts = np.array([[s.atoms.get_chemical_symbols().count(e) for e in elements]
+                       for s in structures], dtype=float)
+    diff = np.array([s.raw_energy - s.energy for s in structures])
+    e_free = _emt_free_atoms(elements)
+    np.testing.assert_allclose(diff, counts @ [e_free[e] for e in elements], atol=1e-9)
+    assert np.ptp(diff / counts.sum(axis=1)) > 0.5          # not one constant per atom
 
 
 def _fake_module(name, **attrs):
@@ -525,22 +614,25 @@ def test_pickle_with_both_columns_and_a_reference_energy(tmp_path):
     assert [s.energy for s in structures] == pytest.approx([-3.7, -3.6, -3.5])
     _, new = reference_energies(structures, ["Cu"], {"Cu": -1.0})
     assert [s.energy for s in new] == pytest.approx([-9.0, -10.0, -11.0])
-    only_corrected = load_structures(DATA / "Cu_df1_A1_A2_A3_EV_elast_phon.pckl.gzip", ["Cu"])
+    only_corrected = load_structures(DATA / CU, ["Cu"])
     with pytest.raises(DatasetError, match="only 'energy_corrected'"):
         reference_energies(only_corrected, ["Cu"], "auto")
 
 
-def test_auto_on_pacemaker_example_matches_pacemaker():
+def test_auto_on_the_alloy_set_matches_pacemaker():
+    """pacemaker's own code run on CuNiAl_emt (pacemaker_weights_CuNiAl_emt.json)."""
     import json
 
-    ref = json.loads((DATA / "pacemaker_weights_exmpl_df.json").read_text())["auto_reference"]
-    structures = load_structures(DATA / "exmpl_df.pckl.gzip", ["Al", "Ni"])
-    e_ref, new = reference_energies(structures, ["Al", "Ni"], "auto")
+    ref = json.loads((DATA / "pacemaker_weights_CuNiAl_emt.json").read_text())["auto_reference"]
+    structures = load_structures(DATA / ALLOYS, ["Al", "Cu", "Ni"])
+    e_ref, new = reference_energies(structures, ["Al", "Cu", "Ni"], "auto")
     deviation = np.abs(np.array([s.energy for s in new]) - ref["energy_corrected"]).max()
     print(f"auto reference vs pacemaker: max |dE_corrected| = {deviation:.2e} eV")
     assert deviation < 1e-9
     esa = ref["esa"]
-    assert e_ref == pytest.approx({e: esa[e] - esa["shift"] for e in ("Al", "Ni")}, abs=1e-9)
+    assert e_ref == pytest.approx({e: esa[e] - esa["shift"] for e in ("Al", "Cu", "Ni")}, abs=1e-9)
+    isolated = [k for k, s in enumerate(new) if s.name == "isolated_atom"]
+    assert new[isolated[0]].energy == pytest.approx(0.0, abs=1e-9)   # the most dilute one
 
 
 # ---------------------------------------------------------------------------
@@ -549,9 +641,9 @@ def test_auto_on_pacemaker_example_matches_pacemaker():
 
 
 def test_split_is_reproducible_disjoint_and_sized():
-    structures = load_structures(DATA / "Cu_df1_A1_A2_A3_EV_elast_phon.pckl.gzip", ["Cu"])
+    structures = load_structures(DATA / CU, ["Cu"])
     train, test = split_train_test(structures, 0.1, seed=7)
-    assert len(test) == 10 and len(train) == 95
+    assert len(test) == 4 and len(train) == 38
     ids = lambda part: [id(s) for s in part]   # noqa: E731
     assert not set(ids(train)) & set(ids(test))
     assert sorted(ids(train) + ids(test)) == sorted(ids(structures))
@@ -563,12 +655,14 @@ def test_split_is_reproducible_disjoint_and_sized():
     assert ids(test3) != ids(test)
     _, test4 = split_train_test(structures, 30, seed=7)
     assert len(test4) == 30
-    for bad in (105, 200, 0, -0.1, 0.001, 2.5, "x"):
+    for bad in (42, 200, 0, -0.1, 0.001, 2.5, "x"):
         with pytest.raises(DatasetError, match="test_size"):
             split_train_test(structures, bad, seed=1)
 
 
-def test_loading_does_not_warn():
+@pytest.mark.parametrize("fname,elements", [(f, e) for f, e, *_ in EXAMPLES] +
+                         [("CuNiAl_emt.extxyz", ["Al", "Cu", "Ni"])])
+def test_loading_does_not_warn(fname, elements):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load_structures(DATA / "HEA_randII_example.pckl.gzip", ["Co", "Cr", "Fe", "Mn", "Ni"])
+        load_structures(DATA / fname, elements)

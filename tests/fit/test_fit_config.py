@@ -631,11 +631,11 @@ def test_potential_section_handed_on_builds_pacemakers_basis(tmp_path):
 
 
 def test_check_of_the_example_input_with_the_pipeline_writes_nothing(tmp_path, capsys):
-    """inputs/fit_cu_linear.yaml on the 50-structure Cu-II sample: --check reads the data and builds the
+    """inputs/fit_cu_linear.yaml on acemd's Cu EMT test set: --check reads the data and builds the
     notebook's 822-function basis, and leaves the folders as they were."""
     pytest.importorskip("acemd.fit.run")
     text = (Path(__file__).resolve().parents[2] / "inputs" / "fit_cu_linear.yaml").read_text()
-    text = re.sub(r"filename: \S+", f"filename: {(DATA / 'Cu_df2_sample50.pkl.gzip').as_posix()}", text)
+    text = re.sub(r"filename: \S+", f"filename: {(DATA / 'Cu_emt.pckl.gzip').as_posix()}", text)
     path = tmp_path / "fit_cu_linear.yaml"
     path.write_text(text)
     before, data_before = _listing(tmp_path), _listing(DATA)

@@ -128,19 +128,40 @@ def test_convex_hull_policy_uses_the_hull():
     np.testing.assert_allclose(w_e, raw / raw.sum(), rtol=1e-10)
 
 
-@pytest.mark.parametrize("case", [0, 1])
+PACEMAKER = "pacemaker_weights_CuNiAl_emt.json"   # pacemaker's code on CuNiAl_emt.pckl.gzip
+
+
+@pytest.mark.parametrize("case", [0, 1, 2])
 def test_energy_based_matches_pacemaker(case):
-    ref = json.loads((DATA / "pacemaker_weights_exmpl_df.json").read_text())["policies"][case]
-    structures = load_structures(DATA / "exmpl_df.pckl.gzip", ["Al", "Ni"])
+    ref = json.loads((DATA / PACEMAKER).read_text())["policies"][case]
+    structures = load_structures(DATA / "CuNiAl_emt.pckl.gzip", ["Al", "Cu", "Ni"])
     w_e, w_f = compute_weights(structures, ref["policy"])
     selected = np.flatnonzero(w_e > 0)
     assert selected.tolist() == ref["selected"]
+    assert 0 < len(selected) < len(structures)          # a real selection, not all or nothing
     dev_e = np.abs(w_e[selected] - ref["w_energy"]).max() / max(ref["w_energy"])
     dev_f = max(np.abs(w_f[i] - np.array(wf)).max() for i, wf in zip(selected, ref["w_forces"]))
     dev_f /= max(max(wf) for wf in ref["w_forces"])
-    print(f"policy {case}: {len(selected)} selected as pacemaker; max relative deviation "
-          f"w_E {dev_e:.1e}, w_F {dev_f:.1e}")
+    print(f"policy {case}: {len(selected)} of {len(structures)} selected as pacemaker; max "
+          f"relative deviation w_E {dev_e:.1e}, w_F {dev_f:.1e}")
     assert dev_e < 1e-10 and dev_f < 1e-10
+    left_out = np.setdiff1d(np.arange(len(structures)), selected)
+    assert all(not w_f[i].any() for i in left_out)
+
+
+def test_weight_columns_of_a_dataset_file():
+    """C2H6O_emt has w_energy/w_forces: they win over any policy, normalised."""
+    structures = load_structures(DATA / "C2H6O_emt_pandas1.pckl.gzip", ["C", "H", "O"])
+    w_e, w_f = compute_weights(structures, {"type": ENERGY_BASED, "energy": "cohesive",
+                                            "nfit": 3})
+    col_e = np.array([s.energy_weight for s in structures])
+    col_f = [s.force_weights for s in structures]
+    total_f = sum(w.sum() for w in col_f)
+    np.testing.assert_allclose(w_e, col_e / col_e.sum(), rtol=1e-14)
+    for got, want in zip(w_f, col_f):
+        np.testing.assert_allclose(got, want / total_f, rtol=1e-14)
+    w_e, _ = compute_weights(structures, None, ignore_weights=True)
+    np.testing.assert_allclose(w_e, 1 / len(structures))
 
 
 def _with_columns(tmp_path, names=None, w_energy=None, w_forces=None, w_factor=None):
