@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 POT = ROOT / "tests" / "data" / "potentials" / "Cu-PBE-core-rep.yace"
 
+from acemd.analysis.cli import float_above, int_at_least, run  # noqa: E402  (after the path insert)
+
 TEMPLATE = """
 [structure]
 lattice = "fcc"
@@ -176,21 +178,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--analyse", default=None, help="only analyse this H5MD trajectory (needs position, image)")
     ap.add_argument("--potential", default=str(POT))
-    ap.add_argument("--a", type=float, default=3.63, help="fcc lattice constant of the start (A)")
-    ap.add_argument("--repeat", type=int, default=3, help="fcc repeat (4 n^3 atoms)")
-    ap.add_argument("--temperature", type=float, default=2500.0)
+    ap.add_argument("--a", type=float_above(0.0, "the lattice constant in A"), default=3.63, help="fcc lattice constant of the start (A)")
+    ap.add_argument("--repeat", type=int_at_least(1, "the fcc repeat"), default=3, help="fcc repeat (4 n^3 atoms)")
+    ap.add_argument("--temperature", type=float_above(0.0, "the temperature in K"), default=2500.0)
     ap.add_argument("--pressure", type=float, default=None, help="bar: NPT (npt-crescale, iso) instead of NVT")
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--timestep", type=float, default=0.002)
-    ap.add_argument("--every", type=int, default=50, help="steps between frames")
+    ap.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=2000)
+    ap.add_argument("--timestep", type=float_above(0.0, "the timestep in ps"), default=0.002)
+    ap.add_argument("--every", type=int_at_least(1, "the steps between frames"), default=50, help="steps between frames")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--restart", default=None, help="continue from an earlier run's md.ckpt.h5")
     ap.add_argument("--out", default="liquid_evidence")
-    ap.add_argument("--print-every", type=int, default=5, help="frames between printed rows")
+    ap.add_argument("--print-every", type=int_at_least(1, "the frames between printed rows"), default=5, help="frames between printed rows")
     a = ap.parse_args(argv)
     h5 = Path(a.analyse) if a.analyse else run_md(a)
     analyse(h5, a.print_every)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -180,6 +180,10 @@ def test_a_file_of_another_kind_names_what_it_is_and_its_script(crystal, driver_
         _refused(rc, err, 1, *words)
     rc, _, err = _call("plot_free_energy", d.free_energy, "--minus-linear", *png)
     _refused(rc, err, 2, "--minus-linear", "add --curve")
+    rc, _, err = _call("liquid_evidence", "--analyse", d.elastic)
+    _refused(rc, err, 1, str(d.elastic), "not an acemd H5MD trajectory", "plot_elastic.py")
+    rc, _, err = _call("liquid_evidence", "--analyse", crystal.h5, "--print-every", "0")
+    _refused(rc, err, 2, "--print-every", "at least 1")
     assert _files(tmp_path) == before and _files(d.folder) == inputs
 
 
