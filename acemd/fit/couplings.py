@@ -34,8 +34,8 @@ import numpy as np
 
 from ..potential.coupling import _generalized_arrays, coupling_tree
 
-__all__ = ["lint_options", "symmetrized_coupling", "coupling_spaces", "independent_couplings",
-           "runs_of", "RANK_TOL"]
+__all__ = ["lint_options", "symmetrized_coupling", "coupling_spaces", "invariant_dimension",
+           "independent_couplings", "runs_of", "RANK_TOL"]
 
 # a candidate is independent when its residual after projection exceeds this (unit vectors)
 RANK_TOL = 1e-8
@@ -89,22 +89,34 @@ def lint_options(ls: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def symmetrized_coupling(ls, LS, runs) -> tuple[np.ndarray, np.ndarray]:
-    """The coupling of (ls, LS) as a sparse vector over run-symmetrised monomials.
+def _encode(codes, base):
+    """One int64 per row: sum_t codes[:, t] * base**t."""
+    weights = base ** np.arange(codes.shape[1], dtype=np.int64)
+    return codes @ weights
 
-    Returns (keys, coefficients): one row of ``keys`` per distinct monomial,
-    holding per position the code l*(l+1)+m sorted inside each run (the factors
-    of a run commute), and the summed coupling coefficient of that monomial.
-    """
-    ms, coef = _generalized_arrays(tuple(ls), tuple(LS))
-    codes = np.asarray(ls, dtype=np.int64)[None, :]
-    codes = codes * (codes + 1) + ms
+
+def _sort_runs(codes, runs):
     start = 0
     for length in runs:
         if length > 1:
             codes[:, start:start + length] = np.sort(codes[:, start:start + length], axis=1)
         start += length
-    keys, inverse = np.unique(codes, axis=0, return_inverse=True)
+    return codes
+
+
+def symmetrized_coupling(ls, LS, runs, base=None) -> tuple[np.ndarray, np.ndarray]:
+    """The coupling of (ls, LS) as a sparse vector over run-symmetrised monomials.
+
+    Each m-combination becomes the codes l*(l+1)+m of its factors, sorted inside
+    every run (the factors of a run commute), encoded as one integer (digits in
+    ``base``, default (max(ls)+1)^2).  Returns (sorted unique keys, summed
+    coupling coefficients); sums that cancel by symmetry are set to zero.
+    """
+    ms, coef = _generalized_arrays(tuple(ls), tuple(LS))
+    base = (max(ls) + 1) ** 2 if base is None else base
+    ls_arr = np.asarray(ls, dtype=np.int64)[None, :]
+    codes = _sort_runs(ls_arr * (ls_arr + 1) + ms, runs)
+    keys, inverse = np.unique(_encode(codes, base), return_inverse=True)
     summed = np.zeros(len(keys))
     np.add.at(summed, inverse.ravel(), coef)
     # terms that cancel by symmetry leave round-off: zero it (relative to the unsymmetrised size)
@@ -132,20 +144,54 @@ def coupling_spaces(runs: tuple[int, ...], lmax: int) -> dict:
     return spaces
 
 
-def _greedy_independent(candidates, runs):
-    """Indices of the candidates kept by the greedy rank test, and the space's rank."""
-    vectors = [symmetrized_coupling(ls, LS, runs) for ls, LS in candidates]
-    all_keys = np.concatenate([k for k, _ in vectors], axis=0)
-    _, inverse = np.unique(all_keys, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    ncols = int(inverse.max()) + 1 if len(inverse) else 0
-    basis = np.zeros((0, ncols))
+def invariant_dimension(space) -> int:
+    """Number of independent rotation invariants of a space (tuple of per-run sorted l's).
+
+    The space is the tensor product over runs and over the distinct l of a run
+    of Sym^a(V_l) (a: how often l occurs in the run); its invariants are counted
+    by Weyl's integral (1/2pi) int (1 - cos t) chi(t) dt, with the character of
+    Sym^a from the power sums p_k(t) = chi_l(k t) (Newton's identities).  The
+    integrand is a trigonometric polynomial, so a uniform grid integrates it
+    exactly.
+    """
+    degree = sum(sum(run) for run in space) + 1
+    npts = 2 * degree + 8
+    t = 2.0 * np.pi * np.arange(npts) / npts
+    chi = np.ones(npts)
+    for run in space:
+        for l in sorted(set(run)):
+            a = run.count(l)
+            p = [None] + [1.0 + 2.0 * sum(np.cos(k * m * t) for m in range(1, l + 1)) for k in range(1, a + 1)]
+            h = [np.ones(npts)]
+            for j in range(1, a + 1):
+                h.append(sum(p[k] * h[j - k] for k in range(1, j + 1)) / j)
+            chi = chi * h[a]
+    return int(round(float(np.mean((1.0 - np.cos(t)) * chi))))
+
+
+def _space_monomials(space, runs, base):
+    """Sorted keys of every run-symmetrised monomial of the space with sum(m) = 0."""
+    ls = [l for run in space for l in run]
+    grids = np.meshgrid(*[np.arange(-l, l + 1) for l in ls], indexing="ij")
+    ms = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
+    ms = ms[ms.sum(axis=1) == 0]
+    ls_arr = np.asarray(ls, dtype=np.int64)[None, :]
+    return np.unique(_encode(_sort_runs(ls_arr * (ls_arr + 1) + ms, runs), base))
+
+
+def _greedy_independent(space, candidates, runs):
+    """Indices of the candidates kept by the greedy rank test (stops at the space's dimension)."""
+    target = invariant_dimension(space)
+    if target == 0:
+        return []
+    base = (max(max(run) for run in space) + 1) ** 2
+    columns = _space_monomials(space, runs, base)
+    basis = np.zeros((0, len(columns)))
     kept = []
-    start = 0
-    for k, (keys, coef) in enumerate(vectors):
-        v = np.zeros(ncols)
-        v[inverse[start:start + len(keys)]] = coef
-        start += len(keys)
+    for k, (ls, LS) in enumerate(candidates):
+        keys, coef = symmetrized_coupling(ls, LS, runs, base)
+        v = np.zeros(len(columns))
+        v[np.searchsorted(columns, keys)] = coef
         norm = np.linalg.norm(v)
         if norm == 0.0:
             continue
@@ -156,7 +202,10 @@ def _greedy_independent(candidates, runs):
         if resid > RANK_TOL:
             basis = np.vstack([basis, v / resid])
             kept.append(k)
-    return kept
+            if len(kept) == target:
+                return kept
+    raise RuntimeError(f"couplings of runs {runs}, l's {space}: rank {len(kept)} of the candidates is "
+                       f"below the number of invariants {target} (a bug in acemd.fit.couplings)")
 
 
 @lru_cache(maxsize=None)
@@ -170,7 +219,7 @@ def independent_couplings(runs: tuple[int, ...], lmax: int) -> tuple[tuple[tuple
     if any(r < 1 for r in runs) or not runs:
         raise ValueError(f"run lengths must be positive, got {runs}")
     chosen = []
-    for candidates in coupling_spaces(runs, int(lmax)).values():
-        for k in _greedy_independent(candidates, runs):
+    for space, candidates in coupling_spaces(runs, int(lmax)).items():
+        for k in _greedy_independent(space, candidates, runs):
             chosen.append(candidates[k])
     return tuple(sorted(chosen))

@@ -20,7 +20,7 @@ import pytest
 from scipy.special import sph_harm_y
 
 from acemd.fit.basis import BasisSpecError, build_basis, format_bbasis_yaml
-from acemd.fit.couplings import coupling_spaces, independent_couplings, runs_of
+from acemd.fit.couplings import coupling_spaces, independent_couplings, invariant_dimension, runs_of
 from acemd.potential.bbasis import read_bbasis_yaml
 from acemd.potential.coupling import generalized_cg
 
@@ -353,3 +353,19 @@ def test_couplings_reject_symmetry_zeros():
     assert split == [((2, 2, 2, 2), (0, 0))]
     # all distinct factors: the number of couplings of l=1,1,1,1 is the number of L12 = L34 in 0..2
     assert len([c for c in independent_couplings((1, 1, 1, 1), 1) if c[0] == (1, 1, 1, 1)]) == 3
+
+
+@pytest.mark.parametrize("space, count", [
+    (((1, 1),), 1),                  # v.v
+    (((1, 1, 1),), 0),               # no cubic invariant of one vector
+    (((1, 1, 1, 1),), 1),            # (v.v)^2
+    (((1,), (1,), (1,), (1,)), 3),   # four different vectors: (ab)(cd), (ac)(bd), (ad)(bc)
+    (((2, 2, 2),), 1),               # traceless symmetric M: tr M^3
+    (((2, 2, 2, 2),), 1),            # (tr M^2)^2
+    (((2, 2, 2, 2, 2, 2),), 2),      # (tr M^2)^3, (tr M^3)^2
+    (((2,), (2, 2, 2)), 1),          # Sym^3(V_2) holds L = 2 once
+    (((0, 1, 1),), 1),
+])
+def test_invariant_dimension_known_counts(space, count):
+    """The count the greedy construction stops at, against classical invariant theory."""
+    assert invariant_dimension(space) == count
