@@ -71,9 +71,10 @@ class GuardError(ValueError):
 class Guards:
     """The guards of one run: ``reason = guards.step(integrator, engine)`` replaces ``integrator.step``."""
 
-    def __init__(self, settings, comm, engine, integrator=None, advice=MD_ADVICE, what="step"):
+    def __init__(self, settings, comm, engine, integrator=None, advice=MD_ADVICE, what="step", start=None):
         """``integrator`` None: a minimiser (no temperature, drift or integrator state); ``advice``
-        ends a stop message; ``what`` names the counter in it ("step", "minimiser step")."""
+        ends a stop message; ``what`` names the counter in it ("step", "minimiser step"), ``start``
+        its value now (default: the state's step with an integrator, else 0)."""
         g = settings.get("guards") or {}
         from .config import SCHEMA
         g = {k: spec.default for k, spec in SCHEMA["guards"].items()} | dict(g)   # keys a caller left out
@@ -116,7 +117,9 @@ class Guards:
             if self.max_volume is None:
                 self.max_volume = MAX_VOLUME_FACTOR * values["volume_per_atom"]
             self.volume_good = values["volume_per_atom"]
-            self._remember(engine.state, integrator, engine.state.step if self.check_temperature else 0)
+            if start is None:
+                start = engine.state.step if self.check_temperature else 0
+            self._remember(engine.state, integrator, start)
 
     # ------------------------------------------------------------ the hook
     def step(self, integrator, engine) -> str | None:

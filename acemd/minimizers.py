@@ -138,7 +138,7 @@ class Minimizer:
 
     def __init__(self, simulation, method="fire", cell="fixed", pressure=0.0, fmax=1e-3,
                  stress_tol=1.0, max_steps=10000, max_displacement=0.1, log=None, log_every=10,
-                 stop=None, guards=None):
+                 stop=None, guards=None, resume=None):
         if method not in METHODS:
             raise ValueError(f"minimiser {method!r}; expected one of {', '.join(METHODS)}")
         self.sim = simulation
@@ -157,6 +157,11 @@ class Minimizer:
         self.steps = 0
         self.guard_settings = guards if guards is not None else getattr(simulation, "settings", {}) or {}
         self.guards = None
+        # FIRE continued from a checkpoint: its scalars here, its per-atom velocities already in
+        # State.extra_per_atom["fire_v"] (see resume_state)
+        self.resume = resume if method == "fire" else None
+        self.fire_state = None
+        self.final_extra, self.final_ids = {}, None
 
     # ------------------------------------------------------------ vectors
     def _dot(self, a, b, a_cell, b_cell) -> float:
@@ -222,14 +227,19 @@ class Minimizer:
     # ------------------------------------------------------------ driver
     def run(self) -> MinimizeResult:
         """Minimise until converged, stuck or ``max_steps``."""
+        if self.resume is not None:
+            self.steps = int(self.resume["steps"])
+            self.cell.length = float(self.resume.get("length", self.cell.length))   # the strain scale
         self._evaluate()
         # the starting state: GuardError (on every rank) if it already fails
         self.guards = Guards(self.guard_settings, self.comm, self.sim.engine, None, advice=GUARD_ADVICE,
-                             what="minimiser step")
+                             what="minimiser step", start=self.steps)
         self._log(force=True)
         run = self._fire if self.method == "fire" else self._lbfgs
         reason = run()
         st = self.sim.state
+        self.final_extra = {k: np.array(v, copy=True) for k, v in st.extra_per_atom.items()}
+        self.final_ids = st.ids.copy()
         st.extra_per_atom.clear()
         if reason == "guard":
             self.steps = self.guards.last_good_step
@@ -240,13 +250,28 @@ class Minimizer:
                               fmax=self.fmax, stress_deviation=self.stress_dev, pressure=self.pressure,
                               volume=st.volume, message=self.guards.message if reason == "guard" else "")
 
+    def resume_state(self) -> dict | None:
+        """What a checkpoint needs to continue this FIRE run where it stopped (None for L-BFGS, whose
+        history is not kept: it restarts from the checkpoint's positions).  The per-atom velocities
+        are ``final_extra["fire_v"]`` of the atoms ``final_ids``."""
+        if self.fire_state is None:
+            return None
+        return dict(self.fire_state, steps=int(self.steps), method="fire", length=float(self.cell.length))
+
     def _fire(self) -> str:
         st = self.sim.state
-        st.extra_per_atom["fire_v"] = np.zeros_like(st.positions)
-        v_cell = np.zeros(self.cell.n)
-        dt, alpha = self.DT_START, self.ALPHA_START
-        n_pos = n_neg = 0
+        r = self.resume
+        if r is not None and "fire_v" in st.extra_per_atom:
+            v_cell = np.array(r["v_cell"], dtype=float)
+            dt, alpha, n_pos, n_neg = float(r["dt"]), float(r["alpha"]), int(r["n_pos"]), int(r["n_neg"])
+        else:
+            st.extra_per_atom["fire_v"] = np.zeros_like(st.positions)
+            v_cell = np.zeros(self.cell.n)
+            dt, alpha = self.DT_START, self.ALPHA_START
+            n_pos = n_neg = 0
         while True:
+            self.fire_state = {"dt": dt, "alpha": alpha, "n_pos": n_pos, "n_neg": n_neg,
+                               "v_cell": np.array(v_cell, dtype=float)}
             reason = self._finished()
             if reason:
                 return reason

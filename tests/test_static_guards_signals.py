@@ -199,3 +199,34 @@ def test_0K_elastic_guard_stop(tmp_path):
     from acemd.simulation import InputError
     with pytest.raises(InputError, match="blow-up guard stop"):
         _build(ElasticRun, path, restart=str(tmp_path / "ck.h5")).run()
+
+
+# --------------------------------------------------------------------------- [minimize]: signals
+def test_fire_stopped_twice_and_restarted_follows_the_uninterrupted_path(tmp_path, monkeypatch):
+    """FIRE's velocities, time step and mixing travel in the checkpoint: two stops and restarts end at
+    the uninterrupted run's positions bit for bit (one rank), in the same number of steps."""
+    import ase.io
+    from acemd.drivers import minimize as minimize_driver
+    section = 'cell = "aniso"\nfmax = 1e-5\nstructure_file = "relaxed.extxyz"'
+    whole = _build(MinimizeRun, _input(tmp_path / "a", section)).run()["result"]
+    path = _input(tmp_path / "b", section)
+    restart = None
+    for n in (7, 25):
+        cls = _stop_after(n)
+        monkeypatch.setattr(minimize_driver, "StopRequested", cls)
+        summary = _build(MinimizeRun, path, restart=restart).run()
+        monkeypatch.undo()
+        assert summary["stopped_by"] == "signal"
+        saved = read_checkpoint(tmp_path / "b" / "ck.h5")["state"]["driver"]["resume"]
+        print(f"stopped at minimiser step {saved['steps']} (dt {saved['dt']:.4g}, alpha {saved['alpha']:.4g})")
+        restart = str(tmp_path / "b" / "ck.h5")
+    final = _build(MinimizeRun, path, restart=restart).run()["result"]
+    a, b = read_checkpoint(tmp_path / "a" / "ck.h5"), read_checkpoint(tmp_path / "b" / "ck.h5")
+    oa, ob = np.argsort(a["ids"]), np.argsort(b["ids"])
+    xa = (a["positions"] + a["images"] @ a["cell"])[oa]
+    xb = (b["positions"] + b["images"] @ b["cell"])[ob]
+    dev = max(np.abs(xa - xb).max(), np.abs(a["cell"] - b["cell"]).max())
+    print(f"steps {whole.steps} vs {final.steps}; max |dx|, |dcell| = {dev:.3g} A")
+    assert final.converged and final.steps == whole.steps
+    assert dev < 1e-12                      # the same path, to round-off of the restarted force sums
+    assert ase.io.read(tmp_path / "b" / "relaxed.extxyz").get_chemical_formula() == "Cu32"

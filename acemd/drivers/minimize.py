@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 from mpi4py import MPI
 
 from ..minimizers import Minimizer
@@ -25,14 +26,14 @@ class NotConvergedError(RuntimeError):
     """A minimisation ended at max_steps (or stuck) without meeting its criteria."""
 
 
-def minimizer_from_settings(simulation, section: dict, log=None, stop=None, cell=None) -> Minimizer:
+def minimizer_from_settings(simulation, section: dict, log=None, stop=None, cell=None, resume=None) -> Minimizer:
     """A Minimizer configured from a checked ``[minimize]``-like section."""
     try:
         return Minimizer(simulation, method=section["method"], cell=cell or section["cell"],
                          pressure=section["pressure"], fmax=section["fmax"],
                          stress_tol=section["stress_tol"], max_steps=section["max_steps"],
                          max_displacement=section["max_displacement"], log=log,
-                         log_every=section.get("log_every", 10), stop=stop)
+                         log_every=section.get("log_every", 10), stop=stop, resume=resume)
     except ValueError as exc:
         raise InputError(f"{simulation.input_path}: {exc}") from None
 
@@ -60,22 +61,55 @@ class MinimizeRun:
         self.stream = stream
         self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart,
                                      skin=section["skin"], stream=stream)
+        self.resume = self._resume_state()
+
+    def _resume_state(self):
+        """A FIRE run stopped by a signal continues where it was (its velocities, time step and mixing
+        from the checkpoint, so the path is the uninterrupted one); anything else starts afresh."""
+        sim = self.simulation
+        saved = ((sim.restart_state or {}).get("driver") or {}) if sim.restarting else {}
+        resume = saved.get("resume") if saved.get("name") == "minimize" else None
+        if not resume or (resume.get("method"), resume.get("cell")) != (self.section["method"], self.section["cell"]):
+            return None
+        v_by_id = sim.comm.bcast(np.asarray(resume["v_by_id"]) if sim.rank == 0 else None)
+        if v_by_id.shape != (sim.state.n_atoms_total, 3):
+            return None
+        sim.state.extra_per_atom["fire_v"] = np.ascontiguousarray(v_by_id[sim.state.ids])
+        return {k: v for k, v in resume.items() if k != "v_by_id"}
+
+    def _stop_state(self, minimizer, converged):
+        """The checkpoint's driver state; after a signal it holds the FIRE state to continue from."""
+        state = {"name": "minimize", "converged": int(converged)}
+        resume = minimizer.resume_state()
+        if resume is not None and "fire_v" in minimizer.final_extra:
+            from ..parallel.gather import gather_by_id
+            sim = self.simulation
+            _, data = gather_by_id(sim.comm, minimizer.final_ids, {"v": minimizer.final_extra["fire_v"]},
+                                   n_expected=sim.state.n_atoms_total)
+            resume["v_by_id"] = data["v"] if sim.rank == 0 else np.zeros((0, 3))
+            resume["cell"] = self.section["cell"]
+            state["resume"] = resume
+        return state
 
     def run(self) -> dict:
         from ..io.thermo import ThermoLog
         sim = self.simulation
         sec = self.section
+        resuming = self.resume is not None
         log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
                         stream=self.stream, total_steps=sec["max_steps"],
+                        start_step=int(self.resume["steps"]) if resuming else None, append=resuming,
                         preamble=sim.preamble() + [f"minimize: {sec['method']}, cell {sec['cell']}, "
                                                    f"target pressure {sec['pressure']} bar, fmax "
-                                                   f"{sec['fmax']} eV/A, stress_tol {sec['stress_tol']} bar"])
+                                                   f"{sec['fmax']} eV/A, stress_tol {sec['stress_tol']} bar"]
+                        + ([f"restart: FIRE continues from minimiser step {self.resume['steps']}"]
+                           if resuming else []))
         stop = StopRequested()
         stop.install()
         try:
             minimizer = minimizer_from_settings(
                 sim, dict(sec, log_every=self.settings["thermo"]["every"]), log=log.row,
-                stop=lambda: bool(sim.comm.allreduce(stop.signum, op=MPI.MAX)))
+                stop=lambda: bool(sim.comm.allreduce(stop.signum, op=MPI.MAX)), resume=self.resume)
             result = minimizer.run()
         finally:
             stop.uninstall()
@@ -90,11 +124,15 @@ class MinimizeRun:
                             f"written ({sec['structure_file']} is left as it was)")
             log.close(extra=[message, stop_message])
             return {"result": result, "message": stop_message, "stopped_by": "guard"}
+        from ..io.wrapping import wrap_periodic      # the same file whatever the run's history (restarts)
+        st.positions, st.images = wrap_periodic(st.positions, st.images, st.cell, st.pbc)
         sim.write_structure(sec["structure_file"],
                             info={"energy_eV": result.energy, "converged": result.converged})
         # a fresh start for [md]: zero velocities, step 0
         st.velocities[:] = 0.0
-        sim.write_checkpoint(state={"driver": {"name": "minimize", "converged": int(result.converged)}},
+        sim.write_checkpoint(state={"driver": self._stop_state(minimizer, result.converged)
+                                    if result.reason == "signal" else
+                                    {"name": "minimize", "converged": int(result.converged)}},
                              step=0, time_ps=0.0)
         log.close(extra=[message, f"relaxed structure: {sec['structure_file']}; checkpoint: {ckpt}"])
         if result.reason == "signal":
