@@ -79,8 +79,11 @@ def compute_vdos(traj, frames, max_lag: int | None = None, temperature: float | 
         corr += _autocorrelation(v, max_lag)
     vacf = corr / (nf - np.arange(max_lag + 1)) * MVV_TO_EV          # eV
     dof = 3 * n - 3
-    t_kin = float(vacf[0] / (dof * BOLTZMANN))
-    if not t_kin > 0:
+    if dof == 0 and temperature is None:
+        raise AnalysisInputError(f"{traj.path}: one atom has no kinetic temperature (3N - 3 = 0 degrees of "
+                                 "freedom once the centre of mass is fixed); give --temperature")
+    t_kin = float(vacf[0] / (dof * BOLTZMANN)) if dof else float("nan")
+    if not (t_kin > 0 or (dof == 0 and vacf[0] > 0)):
         raise AnalysisInputError(f"{traj.path}: the velocities of the selected frames are all zero (a "
                                  "minimisation or a 0 K run?): no vibrations to analyse")
     temp = t_kin if temperature is None else float(temperature)
