@@ -14,7 +14,8 @@ blocks, radial shapes, functions and function order, same selection when
   order ALL, UNARY, BINARY, TERNARY, QUATERNARY, QUINARY, explicit keys, so the
   more specific one wins; embeddings take ALL, UNARY, element; bonds ALL, UNARY
   (pairs X-X), BINARY (X-Y), explicit pairs (both orders);
-* in a block with elements E (central element first) and rank r <= len(nradmax_by_orders):
+* in a block with elements E (central element first) and each rank r up to the
+  shorter of ``nradmax_by_orders`` and ``lmax_by_orders`` (pacemaker zips them):
   neighbour elements ``mus`` are the sorted combinations (with repetition) of E
   using all of E; radial indices ``ns`` run over product(1..nradmax_r) in
   order, skipping a (mu, n) multiset already seen; for each, the independent
@@ -391,9 +392,8 @@ def _functions_ext(potential, elements, source):
                     or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in vals)):
                 raise _error(source, "functions", f"block '{name}': {kw} = {vals!r}: expected a list of integers")
         nr, lm = spec["nradmax_by_orders"], spec["lmax_by_orders"]
-        if len(nr) != len(lm):
-            raise _error(source, "functions", f"block '{name}': nradmax_by_orders has {len(nr)} orders, "
-                         f"lmax_by_orders {len(lm)}: give one value per order in both")
+        # lists of different lengths (after merging keywords) are taken as pacemaker takes them:
+        # functions up to the shorter one, radial shapes from both whole lists
         if min(nr) < 0 or min(lm) < 0:
             raise _error(source, "functions", f"block '{name}': negative nradmax/lmax in {list(nr)}, {list(lm)}")
     cap = functions.get(FUNCTIONS_CAP_KEY)

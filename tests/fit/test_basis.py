@@ -134,6 +134,16 @@ def test_explicit_key_merges_with_keywords():
     assert (_max(al.functions, 2, "ls"), _max(al.functions, 3, "ls")) == (1, 1)
 
 
+def test_orders_of_unequal_length_as_pacemaker():
+    """Merged lists of unequal length: functions up to the shorter, radial shape from the whole lists."""
+    funcs = {"ALL": {"nradmax_by_orders": [4, 3, 2, 2], "lmax_by_orders": [0, 1, 1, 1]},
+             "UNARY": {"lmax_by_orders": [0, 2]}}
+    spec = build_basis(_ternary(functions=funcs))
+    al = next(b for b in spec.blocks if b.name == "Al")
+    assert max(f.rank for f in al.functions) == 2 and _max(al.functions, 2, "ls") == 2
+    assert (al.bond.nradbase, al.bond.nradmax, al.bond.lmax) == (4, 3, 2)
+
+
 def test_cap_keeps_power_order_per_block():
     pot = _ternary()
     full = build_basis(pot)
@@ -158,8 +168,6 @@ def test_cap_keeps_power_order_per_block():
      "potential.functions.AlFe: element Fe is not in potential.elements"),
     (lambda p: p["functions"]["UNARY"].pop("lmax_by_orders") and p["functions"].pop("ALL"),
      "block 'Al' has no lmax_by_orders"),
-    (lambda p: p["functions"]["UNARY"].update(lmax_by_orders=[0, 1]),
-     "block 'Al': nradmax_by_orders has 3 orders, lmax_by_orders 2"),
     (lambda p: p["bonds"]["ALL"].update(nradmax=1), "bonds (Al-Al).nradmax: 1 is less than 3"),
     (lambda p: p["bonds"]["ALL"].update(rcutt=5), "potential.bonds.ALL.rcutt: unknown key"),
     (lambda p: p["bonds"]["ALL"].pop("rcut") and p["bonds"].pop("BINARY") and p["bonds"].pop("NiAl"),
