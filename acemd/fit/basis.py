@@ -29,10 +29,16 @@ blocks, radial shapes, functions and function order, same selection when
   sum(ls), stable), then orders them by (rank, ns, ls, LS, elements); the
   radial shapes then follow from the functions kept.
 
-Columns of the fit: element mu's functions (``spec.functions[mu]``: its blocks
-in order) start at ``spec.column_offsets[mu]``.  The potential that acemd
-evaluates (:meth:`BasisSpec.to_potential`) keeps its B-functions in pyace's
-sorted order; ``spec.bbasis_order[mu]`` maps one order to the other.
+An explicit functions key is put in block-name order (``NiCuAl`` is the block
+``Ni Al Cu``; pacemaker would make a second block of that name).
+
+Columns of the fit: element mu's ``spec.nfuncs[mu]`` functions start at global
+column ``spec.column_offsets[mu]``.  The spec lists them in block order
+(``spec.functions[mu]``); the potential acemd evaluates
+(:meth:`BasisSpec.to_potential`), and so its design rows, keep pyace's sorted
+order: ``spec.bbasis_order[mu]`` maps one to the other and
+``spec.coefficient_blocks(columns)`` turns a solution in the design's order into
+the per-element blocks ``to_potential`` and ``format_bbasis_yaml`` take.
 """
 from __future__ import annotations
 
