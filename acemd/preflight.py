@@ -11,6 +11,11 @@ exit status 1) raised on every rank alike, warnings go to stderr once.
   file; the checkpoint may be the restart file: it is replaced atomically).
 * A restart file is read and compared with the input: atom count and
   composition, periodicity, cell, species of the potential, step vs ``[md].steps``.
+  A checkpoint of another driver is said to be one, with what the run takes from it
+  (:func:`foreign_restart_note`), or refused by the protocols that continue only their own.
+* Driver settings that only the structure can refute (a cell relaxation of all
+  three axes on a slab) and ``[parallel.grid]`` against the ranks, so that ``--check``
+  finds them and a run stops before it opens (truncates) any output.
 * The memory a structure and skin need is estimated and refused when it exceeds
   the machine's available memory (or ``[guards].max_memory_gib`` per rank).
 * A run locks its output files (:class:`OutputLock`) before any of them is

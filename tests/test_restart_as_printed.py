@@ -76,30 +76,46 @@ def _elastic_result(folder):
 
 
 def _minimize_result(folder):
+    """Minimum-image displacements need the cell: fractional positions (the cell is fixed) times its
+    edge, so that a difference of one period is taken out in the comparison."""
     import ase.io
-    return ase.io.read(folder / "relaxed.extxyz").positions.ravel()
+    atoms = ase.io.read(folder / "relaxed.extxyz")
+    return atoms.get_scaled_positions(wrap=True).ravel(), float(atoms.cell.lengths()[0])
+
+
+def _difference(a, b):
+    """Largest |a - b| (for the minimiser: the minimum-image distance in Å)."""
+    if isinstance(a, tuple):
+        d = a[0] - b[0]
+        return float(np.max(np.abs(d - np.round(d)))) * a[1]
+    return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a))))
+
+
+# Å for the minimiser (its checkpoint keeps FIRE's velocities and step size: the same path), relative
+# for the others
+TOLERANCE = {"minimize": 1e-9}
 
 
 CASES = [
     ("md", {"velocities": {"temperature": 600.0, "seed": 3},
-            "md": {"steps": 1500, "timestep": 0.002, "ensemble": "nvt-langevin"},
+            "md": {"steps": 500, "timestep": 0.002, "ensemble": "nvt-langevin"},
             "thermostat": {"temperature": 600.0, "damping": 0.05},
             "thermo": {"every": 50}, "trajectory": {"every": 50}, "checkpoint": {"every": 100}},
-     "     200 ", _md_result),
+     "     100 ", _md_result),
     ("minimize", {"structure": {"repeat": [3, 3, 3], "rattle": 0.15, "rattle_seed": 2}, "thermo": {"every": 1},
                   "minimize": {"fmax": 1e-4, "max_steps": 20000, "cell": "fixed"}},
      "      20 ", _minimize_result),
-    ("elastic-0K", {"elastic": {"report": "elastic.json", "data": "elastic.h5"}},
+    ("elastic-0K", {"elastic": {"report": "elastic.json", "data": "elastic.h5", "strains": [0.005]}},
      "e_xx", _elastic_result),
-    ("elastic-300K", {"elastic": {"temperature": 300.0, "report": "elastic.json", "data": "elastic.h5",
-                                  "strains": [0.01], "npt_steps": 400, "barostat": "npt-crescale",
-                                  "barostat_damping": 0.1, "coupling": "iso", "equilibration_steps": 100,
-                                  "production_steps": 400, "block_steps": 100, "born_every": 20}},
-     "stage 3/", _elastic_result),
+    ("elastic-300K", {"elastic": {"temperature": 300.0, "method": "fluctuation", "report": "elastic.json",
+                                  "data": "elastic.h5", "npt_steps": 200, "barostat": "npt-crescale",
+                                  "barostat_damping": 0.1, "coupling": "iso", "equilibration_steps": 50,
+                                  "production_steps": 200, "block_steps": 50, "born_every": 50}},
+     "stage 2/2", _elastic_result),
     ("free-energy", {"free_energy": {"mode": "solid", "temperature": 600.0, "timestep": 0.002,
-                                     "npt_steps": 200, "npt_max_blocks": 1, "pressure_tolerance": 1e9,
-                                     "spring_steps": 100, "n_iterations": 2, "equilibration_steps": 50,
-                                     "switching_steps": 300, "progress_every": 50}},
+                                     "npt_steps": 100, "npt_max_blocks": 1, "pressure_tolerance": 1e9,
+                                     "spring_steps": 50, "n_iterations": 2, "equilibration_steps": 20,
+                                     "switching_steps": 150, "progress_every": 50}},
      "switch ACE->Einstein", _fe_result),
 ]
 
@@ -126,8 +142,7 @@ def test_the_printed_restart_command_completes_the_run(case, tmp_path):
     rc, out, err = _run(split, args)                  # exactly the printed command, in place
     assert rc == 0, err
     assert "Traceback" not in err
-    a, b = result(whole), result(split)
-    dev = float(np.max(np.abs(a - b)))
+    dev = _difference(result(whole), result(split))
     print(f"{name}: restarted as printed ({' '.join(args)}), exit 0 after {time.perf_counter() - t0:.1f} s; "
-          f"max |uninterrupted - restarted| = {dev:.3g}")
-    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9)
+          f"max |uninterrupted - restarted| = {dev:.3g}" + (" A" if name == "minimize" else " (relative)"))
+    assert dev <= TOLERANCE.get(name, 1e-9)
