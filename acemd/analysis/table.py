@@ -18,14 +18,15 @@ def label(name: str, unit: str | None) -> str:
 
 def write_table(path, columns: Sequence[tuple[str, str | None, np.ndarray]],
                 comments: Iterable[str] = ()) -> Path:
-    """Write ``[(name, unit, values), ...]`` (equal lengths) as CSV with full precision."""
+    """Write ``[(name, unit, values), ...]`` (equal lengths) as CSV with full precision, atomically
+    (a temporary file renamed over ``path``: an interrupted write leaves the previous table)."""
+    from ..io.atomic import replaced_atomically
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = [np.asarray(c[2]) for c in columns]
     n = {len(a) for a in arrays}
     if len(n) > 1:
         raise ValueError(f"{path}: columns of different lengths {sorted(n)}")
-    with open(path, "w", encoding="utf-8") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for line in comments:
             f.write(f"# {line}\n")
         f.write(",".join(label(name, unit) for name, unit, _ in columns) + "\n")
