@@ -64,11 +64,11 @@ class DesignTables:
     prod_offsets: np.ndarray     # (nel+1,) distinct products per element
     fac_offsets: np.ndarray      # (nprod+1,) CSR factors of each product
     fac_index: np.ndarray        # flat full A index (mu_j*nradmax + n)*(lmax+1)^2 + l*l + l + m
-    leaf_offsets: np.ndarray     # (nprod+1,) CSR (column, coefficient) leaves of each product
-    leaf_col: np.ndarray
-    leaf_coef: np.ndarray
-    contrib_start: np.ndarray    # (nleaves,) first of the leaf's rank contributions
-    contrib_entry: np.ndarray    # W entry receiving dB/dA of one factor of the leaf
+    leaf_offsets: np.ndarray     # (ncols+1,) CSR per column: the products of B_k = sum c Re(P)
+    leaf_prod: np.ndarray        # product index
+    leaf_coef: np.ndarray        # coefficient c
+    contrib_offsets: np.ndarray  # (n entries+1,) CSR per W entry: W = sum of coefficient x partial
+    contrib_factor: np.ndarray   # flat factor position: the partial product without that factor
     contrib_re: np.ndarray       # coefficient of the partial product's real part
     contrib_im: np.ndarray       # ... and of its imaginary part (sign flips fold -m onto m; 0 for m = 0)
 
@@ -76,7 +76,7 @@ class DesignTables:
         return (self.col_offsets, self.n_a_channels, self.n_channels, self.max_rank,
                 self.wnz_offsets, self.wnz_channel, self.r1_offsets, self.r1_col, self.r1_entry,
                 self.r1_a1, self.prod_offsets, self.fac_offsets, self.fac_index, self.leaf_offsets,
-                self.leaf_col, self.leaf_coef, self.contrib_start, self.contrib_entry,
+                self.leaf_prod, self.leaf_coef, self.contrib_offsets, self.contrib_factor,
                 self.contrib_re, self.contrib_im)
 
 
@@ -111,8 +111,8 @@ def build_design_tables(model, tables) -> DesignTables:
     wnz_offsets, wnz_channel = [0], []
     r1_offsets, r1_col, r1_entry, r1_a1 = [0], [], [], []
     prod_offsets, fac_offsets, fac_index = [0], [0], []
-    leaf_offsets, leaf_col, leaf_coef = [0], [], []
-    contrib_start, contrib_entry, contrib_re, contrib_im = [], [], [], []
+    leaf_list = []      # (column, product, coefficient)
+    contrib_list = []   # (W entry, flat factor position, re coefficient, im coefficient)
     max_rank = 1
     for mu in range(nel):
         products: dict[tuple, dict[int, float]] = {}
@@ -145,35 +145,40 @@ def build_design_tables(model, tables) -> DesignTables:
             wnz_offsets.append(len(wnz_channel))
         r1_offsets.append(len(r1_col))
         for key in sorted(products):
+            p = len(fac_offsets) - 1
+            f0 = len(fac_index)
             fac_index.extend(key)
             fac_offsets.append(len(fac_index))
             decoded = [_decode(a, nlm, nlm_half) for a in key]
             for col, c in sorted(products[key].items()):
-                leaf_col.append(col)
-                leaf_coef.append(c)
-                contrib_start.append(len(contrib_entry))
-                for ch, m in decoded:
-                    contrib_entry.append(entry_of[col][ch])
+                leaf_list.append((col, p, c))
+                for t, (ch, m) in enumerate(decoded):
+                    e = entry_of[col][ch]
                     if m < 0:       # Re(W dA_{l,-m}) = Re((-1)^m conj(W) dA_{l,m})
                         s = -1.0 if m % 2 else 1.0
-                        contrib_re.append(c * s)
-                        contrib_im.append(-c * s)
+                        contrib_list.append((e, f0 + t, c * s, -c * s))
                     else:           # m = 0: A and dA are real, Im W is never used
-                        contrib_re.append(c)
-                        contrib_im.append(c if m > 0 else 0.0)
-            leaf_offsets.append(len(leaf_col))
+                        contrib_list.append((e, f0 + t, c, c if m > 0 else 0.0))
         prod_offsets.append(len(fac_offsets) - 1)
     i64 = np.int64
+    # gather form: leaves grouped by column, contributions by W entry (no scattered updates)
+    leaf_list.sort(key=lambda x: x[0])
+    contrib_list.sort(key=lambda x: x[0])
+    leaf_offsets = np.searchsorted(np.array([x[0] for x in leaf_list], i64), np.arange(ncols + 1))
+    contrib_offsets = np.searchsorted(np.array([x[0] for x in contrib_list], i64),
+                                      np.arange(len(wnz_channel) + 1))
     return DesignTables(
         ncols=ncols, col_offsets=col_offsets, n_a_channels=n_a, n_channels=n_ch, max_rank=max_rank,
         wnz_offsets=np.array(wnz_offsets, i64), wnz_channel=np.array(wnz_channel, i64),
         r1_offsets=np.array(r1_offsets, i64), r1_col=np.array(r1_col, i64),
         r1_entry=np.array(r1_entry, i64), r1_a1=np.array(r1_a1, i64),
         prod_offsets=np.array(prod_offsets, i64), fac_offsets=np.array(fac_offsets, i64),
-        fac_index=np.array(fac_index, i64), leaf_offsets=np.array(leaf_offsets, i64),
-        leaf_col=np.array(leaf_col, i64), leaf_coef=np.array(leaf_coef, float),
-        contrib_start=np.array(contrib_start, i64), contrib_entry=np.array(contrib_entry, i64),
-        contrib_re=np.array(contrib_re, float), contrib_im=np.array(contrib_im, float))
+        fac_index=np.array(fac_index, i64), leaf_offsets=leaf_offsets.astype(i64),
+        leaf_prod=np.array([x[1] for x in leaf_list], i64), leaf_coef=np.array([x[2] for x in leaf_list], float),
+        contrib_offsets=contrib_offsets.astype(i64),
+        contrib_factor=np.array([x[1] for x in contrib_list], i64),
+        contrib_re=np.array([x[2] for x in contrib_list], float),
+        contrib_im=np.array([x[3] for x in contrib_list], float))
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
@@ -198,7 +203,7 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                        ylm_a, ylm_b,
                        col_offsets, n_a_channels, n_channels, max_rank, wnz_offsets, wnz_channel,
                        r1_offsets, r1_col, r1_entry, r1_a1, prod_offsets, fac_offsets, fac_index,
-                       leaf_offsets, leaf_col, leaf_coef, contrib_start, contrib_entry,
+                       leaf_offsets, leaf_prod, leaf_coef, contrib_offsets, contrib_factor,
                        contrib_re, contrib_im,
                        energy_rows, force_rows, virial_rows):
     """Add the local atoms' design rows: energy_rows (ncols,) eV, force_rows
@@ -243,8 +248,9 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
     pre_im = np.empty(max_rank + 1)
     suf_re = np.empty(max_rank + 1)
     suf_im = np.empty(max_rank + 1)
-    part_re = np.empty(max_rank)
-    part_im = np.empty(max_rank)
+    part_re = np.zeros(fac_index.shape[0])      # partial products, per factor of each product
+    part_im = np.zeros(fac_index.shape[0])
+    value = np.zeros(fac_offsets.shape[0] - 1)  # Re of each product
 
     for i in range(n_local):
         mu_i = species[i]
@@ -435,17 +441,54 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
         c1 = col_offsets[mu_i + 1]
         e0 = wnz_offsets[c0]
         e1 = wnz_offsets[c1]
-        for e in range(e0, e1):
-            W_re[e] = 0.0
-            W_im[e] = 0.0
-        for c in range(c0, c1):
-            B[c] = 0.0
-        for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
-            W_re[r1_entry[f]] = 1.0
-            B[r1_col[f]] += A1[r1_a1[f]]
+        # partial products P / A_t of every product (rank >= 2; ranks 2-4 written out,
+        # which halves this stage against the prefix/suffix loops), and Re P
         for p in range(prod_offsets[mu_i], prod_offsets[mu_i + 1]):
             f0 = fac_offsets[p]
             rank = fac_offsets[p + 1] - f0
+            a = fac_index[f0]
+            x0r = A_re[a, 0]
+            x0i = A_im[a, 0]
+            a = fac_index[f0 + 1]
+            x1r = A_re[a, 0]
+            x1i = A_im[a, 0]
+            if rank == 2:
+                part_re[f0] = x1r
+                part_im[f0] = x1i
+                part_re[f0 + 1] = x0r
+                part_im[f0 + 1] = x0i
+                value[p] = x0r * x1r - x0i * x1i
+                continue
+            a = fac_index[f0 + 2]
+            x2r = A_re[a, 0]
+            x2i = A_im[a, 0]
+            p01r = x0r * x1r - x0i * x1i
+            p01i = x0r * x1i + x0i * x1r
+            if rank == 3:
+                part_re[f0] = x1r * x2r - x1i * x2i
+                part_im[f0] = x1r * x2i + x1i * x2r
+                part_re[f0 + 1] = x0r * x2r - x0i * x2i
+                part_im[f0 + 1] = x0r * x2i + x0i * x2r
+                part_re[f0 + 2] = p01r
+                part_im[f0 + 2] = p01i
+                value[p] = p01r * x2r - p01i * x2i
+                continue
+            a = fac_index[f0 + 3]
+            x3r = A_re[a, 0]
+            x3i = A_im[a, 0]
+            p23r = x2r * x3r - x2i * x3i
+            p23i = x2r * x3i + x2i * x3r
+            if rank == 4:
+                part_re[f0] = x1r * p23r - x1i * p23i
+                part_im[f0] = x1r * p23i + x1i * p23r
+                part_re[f0 + 1] = x0r * p23r - x0i * p23i
+                part_im[f0 + 1] = x0r * p23i + x0i * p23r
+                part_re[f0 + 2] = p01r * x3r - p01i * x3i
+                part_im[f0 + 2] = p01r * x3i + p01i * x3r
+                part_re[f0 + 3] = p01r * x2r - p01i * x2i
+                part_im[f0 + 3] = p01r * x2i + p01i * x2r
+                value[p] = p01r * p23r - p01i * p23i
+                continue
             pre_re[0] = 1.0
             pre_im[0] = 0.0
             suf_re[rank] = 1.0
@@ -463,24 +506,31 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                 suf_re[t] = suf_re[t + 1] * xr - suf_im[t + 1] * xi
                 suf_im[t] = suf_re[t + 1] * xi + suf_im[t + 1] * xr
             for t in range(rank):
-                part_re[t] = pre_re[t] * suf_re[t + 1] - pre_im[t] * suf_im[t + 1]
-                part_im[t] = pre_re[t] * suf_im[t + 1] + pre_im[t] * suf_re[t + 1]
-            val = pre_re[rank]
-            for e in range(leaf_offsets[p], leaf_offsets[p + 1]):
-                B[leaf_col[e]] += leaf_coef[e] * val
-                cs = contrib_start[e]
-                for t in range(rank):
-                    ent = contrib_entry[cs + t]
-                    W_re[ent] += contrib_re[cs + t] * part_re[t]
-                    W_im[ent] += contrib_im[cs + t] * part_im[t]
-
-        # ---------- rows: per function, sum over its W entries, then scatter to owners
+                part_re[f0 + t] = pre_re[t] * suf_re[t + 1] - pre_im[t] * suf_im[t + 1]
+                part_im[f0 + t] = pre_re[t] * suf_im[t + 1] + pre_im[t] * suf_re[t + 1]
+            value[p] = pre_re[rank]
+        for c in range(c0, c1):
+            acc_b = 0.0
+            for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
+                acc_b += leaf_coef[q] * value[leaf_prod[q]]
+            B[c] = acc_b
+        for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
+            B[r1_col[f]] += A1[r1_a1[f]]
         wgt = emb_weight[mu_i]
         scale = wgt * s_i
-        if scale != 1.0:
-            for e in range(e0, e1):
-                W_re[e] *= scale
-                W_im[e] *= scale
+        for e in range(e0, e1):
+            wr = 0.0
+            wi = 0.0
+            for q in range(contrib_offsets[e], contrib_offsets[e + 1]):
+                f = contrib_factor[q]
+                wr += contrib_re[q] * part_re[f]
+                wi += contrib_im[q] * part_im[f]
+            W_re[e] = wr * scale
+            W_im[e] = wi * scale
+        for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
+            W_re[r1_entry[f]] = scale
+
+        # ---------- rows: per function, sum over its W entries, then scatter to owners
         for c in range(c0, c1):
             energy_rows[c] += scale * B[c]
             for k in range(ncol):
