@@ -286,3 +286,34 @@ def test_empty_structure_is_an_error(tmp_path):
     dr = DesignRows(write_tree(linear_tree("Cu-I"), tmp_path / "p.yaml"))
     with pytest.raises(DesignError, match="without atoms"):
         dr.rows(Atoms(cell=[5, 5, 5], pbc=True))
+
+
+def test_notebook_basis_rows_reproduce_the_evaluator():
+    """The 822-function Cu basis of pacemaker's linear-fit notebook (acemd.fit.basis), random
+    coefficients scaled per function, on Cu structures: ranks 1-5, SBessel, rcut 6 Å."""
+    from acemd.fit.basis import build_basis
+    spec = build_basis({
+        "deltaSplineBins": 0.001, "elements": ["Cu"],
+        "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 1],
+                               "ndensity": 1}},
+        "bonds": {"ALL": {"radbase": "SBessel", "radparameters": [5.25], "rcut": 6, "dcut": 0.01}},
+        "functions": {"ALL": {"nradmax_by_orders": [8, 8, 4, 3, 2], "lmax_by_orders": [0, 4, 3, 2, 1]}}})
+    frames = [a for a in _structures("Cu-I") if a.info["name"] in ("bulk_hot", "triclinic", "slab")]
+    unit = ACEPotential.from_model(spec.to_potential([np.ones((spec.nfuncs[0], 1))]), source="notebook")
+    dr = DesignRows(unit)
+    size = np.max([np.abs(dr.rows(a).energy) / len(a) for a in frames], axis=0)
+    rng = np.random.default_rng(5)
+    c = 0.05 * rng.normal(size=dr.ncols) / np.maximum(size, 1e-12)
+    pot = ACEPotential.from_model(spec.to_potential(spec.coefficient_blocks(c)), source="notebook")
+    assert dr.ncols == 822
+    calc = ACECalculator(pot)
+    worst = np.zeros(3)
+    for atoms in frames:
+        e, f, s = dr.rows(atoms).predict(c)
+        atoms.calc = calc
+        worst = np.maximum(worst, [abs(e - atoms.get_potential_energy()) / len(atoms),
+                                   np.abs(f - atoms.get_forces()).max(),
+                                   np.abs(s - atoms.get_stress()).max()])
+    print(f"notebook basis ({dr.ncols} functions): |dE| {worst[0]:.2e} eV/atom, |dF| {worst[1]:.2e} eV/Å, "
+          f"|dstress| {worst[2]:.2e} eV/Å³")
+    assert worst[0] < 1e-10 and worst[1] < 1e-9 and worst[2] < 1e-9
