@@ -214,3 +214,54 @@ def test_same_coefficients_on_1_2_3_ranks(tmp_path):
         rel = np.abs(coeffs[nranks] - coeffs[1]).max() / np.abs(coeffs[1]).max()
         print(f"{nranks} ranks vs 1: max relative coefficient difference {rel:.2e}")
         assert rel < 1e-9
+
+
+def test_committee_active_set_and_plots(tmp_path):
+    """Bayesian fit with a committee and an active set: files written, the committee spreads, the
+    training structures' extrapolation grade stays at most 1 + tolerance, plot_fit.py draws the npz."""
+    import numpy.testing as npt
+    _, _, teacher = _teacher(seed=31)
+    rng = np.random.default_rng(32)
+    labelled = _label(_structures(14, seed=33), teacher, rng, sigma_e=0.002, sigma_f=0.03)
+    _setup(tmp_path, labelled, solver="bayesian", committee=4, test_size=0)   # all structures train
+    text = (tmp_path / "input.yaml").read_text().replace("  committee: 4\n", "  committee: 4\n  active_set: true\n")
+    (tmp_path / "input.yaml").write_text(text)
+    settings = read_fit_input(tmp_path / "input.yaml")
+    assert run_fit(settings, comm=MPI.COMM_SELF) == 0
+    out = tmp_path / "out"
+    members = sorted(out.glob("fitted.committee_*.yaml"))
+    assert len(members) == 4
+    data = np.load(out / "fitted_predictions.npz")
+    assert np.all(data["energy_std"] > 0) and np.all(np.isfinite(data["forces_std"]))
+    calc = ACECalculator(ACEPotential(out / "fitted.yaml"), active_set=out / "fitted.asi")
+    gammas = []
+    for atoms in labelled:
+        a = atoms.copy()
+        a.calc = calc
+        a.get_potential_energy()
+        gammas.append(calc.results["max_gamma"])
+    print(f"committee of 4: energy spread {1e3 * data['energy_std'].mean():.3f} meV/atom on average; "
+          f"max gamma over the data {max(gammas):.4f}")
+    assert max(gammas) <= 1.0 + 1e-2 + 1e-9
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "plot_fit.py"),
+                           str(out / "fitted_predictions.npz"), "-o", str(tmp_path / "fit.png")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "fit.png").stat().st_size > 10000
+    bad = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "plot_fit.py"),
+                          str(tmp_path / "input.yaml")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "not a numpy .npz" in bad.stderr and "Traceback" not in bad.stderr
+    npt.assert_array_equal(data["structure_index"], np.arange(len(labelled)))
+
+
+def test_bad_entry_is_named_and_nothing_is_written(tmp_path):
+    _, _, teacher = _teacher(seed=41)
+    labelled = _label(_structures(6, seed=42), teacher)
+    labelled[3].calc.results["forces"][1, 2] = np.nan
+    _setup(tmp_path, labelled)
+    proc = subprocess.run([sys.executable, "-m", "acemd.cli", "fit", "input.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    print(proc.stderr.strip())
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "data.traj" in proc.stderr and "3" in proc.stderr and "NaN" in proc.stderr
+    assert not (tmp_path / "out").exists()
