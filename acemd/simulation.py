@@ -45,10 +45,29 @@ def masses_by_species(species_names, settings_masses, path):
     return np.array(out)
 
 
+def check_atom_count(settings, n_atoms, path):
+    """Refuse a structure too small for the driver: the MD-based drivers ([md], [free_energy],
+    [elastic] at temperature > 0) need two atoms, since the velocities and the thermostats take
+    the centre of mass out and one atom then has no degree of freedom left (and no temperature)."""
+    if n_atoms >= 2:
+        return
+    md_based = [name for name in ("md", "free_energy") if settings.get(name)]
+    if settings.get("elastic") and float(settings["elastic"].get("temperature", 0.0)) > 0.0:
+        md_based.append("elastic")
+    if md_based:
+        raise InputError(f"{path}: [structure] has {n_atoms} atom(s); [{md_based[0]}] needs at least 2: its "
+                         "temperature counts 3N - 3 degrees of freedom (the centre of mass is fixed), none for "
+                         "one atom. Repeat the cell ([structure].repeat = [3, 3, 3], or a larger supercell "
+                         "for meaningful statistics); [minimize] and [elastic] at 0 K accept one atom")
+
+
 def initial_velocities(comm, state: State, temperature, seed, zero_momentum):
-    """Maxwell-Boltzmann velocities drawn per atom id, rescaled to exactly ``temperature``."""
+    """Maxwell-Boltzmann velocities drawn per atom id, rescaled to exactly ``temperature``.
+
+    Zero velocities when ``temperature`` is 0 or no degree of freedom is left (one atom with its
+    momentum removed; :func:`check_atom_count` refuses that before a run)."""
     n = state.n_local
-    if temperature <= 0.0:
+    if temperature <= 0.0 or (zero_momentum and state.n_atoms_total < 2):
         return np.zeros((n, 3))
     m = state.masses
     sigma = np.sqrt(BOLTZMANN * temperature * FORCE_TO_ACCEL / m)[:, None]
@@ -136,6 +155,7 @@ class Simulation:
         cell = self.comm.bcast(data["cell"] if self.rank == 0 else None)
         pbc = self.comm.bcast(data["pbc"] if self.rank == 0 else None)
         n_total = self.comm.bcast(len(data["ids"]) if self.rank == 0 else None)
+        check_atom_count(self.settings, n_total, restart if restart is not None else self.input_path)
         header = self.comm.bcast({k: data[k] for k in ("step", "time", "state")} if self.rank == 0 else None)
         if restart is not None:
             self.restart_state = header["state"]

@@ -581,6 +581,12 @@ def _case_elastic_t_from_minimize_checkpoint(t):
     return [write(t, text), "--restart", ck]
 
 
+def _case_restart_appends_to_another_runs_log(t):
+    ck = checkpoint(t)                        # its run logged to ck.log
+    (t / "acemd.log").write_text("# the log of an unrelated earlier run\n0 300.0\n")
+    return [write(t, base_input(md={"steps": 20})), "--restart", ck]
+
+
 def _case_grid_vs_ranks_check(t):
     return [write(t, base_input(parallel={"grid": [1, 1, 3]})), "--check"]
 
@@ -598,6 +604,9 @@ R1_CASES = [
      ["--restart ck.h5: a [md] checkpoint (step 10)", "[free_energy] continues only its own", "without --restart"], 2),
     ("elastic-300K-from-minimize-checkpoint", _case_elastic_t_from_minimize_checkpoint, 1,
      ["--restart min.h5: a [minimize] checkpoint", "[elastic] continues only its own"], 2),
+    ("restart-appends-to-another-runs-log", _case_restart_appends_to_another_runs_log, 1,
+     ["--restart ck.h5", "wrote ck.log", "[thermo.file]", "acemd.log", "exists and holds another run",
+      "new name"], 2),
     ("grid-vs-ranks-check", _case_grid_vs_ranks_check, 1, ["[parallel.grid] [1, 1, 3]", "3 subdomains", "2 MPI"], 2),
 ]
 
@@ -650,3 +659,71 @@ def test_md_guard_stop_names_the_checkpoint_and_counts_its_steps(tmp_path):
     from acemd.io.checkpoint import read_checkpoint
     assert read_checkpoint(tmp_path / ckpt)["step"] == good > 0
     assert f"# summary: {good} steps in" in out
+
+
+# ============================================================================= R2: guards on every stage,
+# degenerate systems (issue 27): the minimiser and 0 K [elastic] stop on a guard with exit 4 and the last
+# good state, never "converged"; a start that fails a guard is an input error; one-atom cells are refused
+# by the MD-based drivers with the fix named
+def _static_input(t, driver, section, structure=None):
+    """The 32-atom Cu input with a [minimize] or [elastic] section instead of [md]."""
+    text = base_input(**{driver: section}, **({"structure": structure} if structure else {}))
+    text = text.replace("[md]\nsteps = 10\ntimestep = 0.001\n", "")
+    text = text.replace("[velocities]\ntemperature = 300.0\nseed = 7\n", "")
+    return [write(t, text.replace("[trajectory]\nevery = 5\n", ""))]
+
+
+def _case_minimize_1e9_bar(t):
+    (t / "relaxed.extxyz").write_text("an earlier relaxed structure: must survive the guard stop\n")
+    return _static_input(t, "minimize", {"cell": "iso", "pressure": 1e9})
+
+
+def _case_minimize_close_atoms(t):
+    structure_file(t, positions=[[5, 5, 5], [5.05, 5, 5]])
+    text = _static_input(t, "minimize", {})[0]
+    (t / text).write_text(file_input(t).replace("[md]\nsteps = 10\ntimestep = 0.001\n", "[minimize]\n")
+                          .replace("[velocities]\ntemperature = 300.0\nseed = 7\n", "")
+                          .replace("[trajectory]\nevery = 5\n", ""))
+    return [text]
+
+
+def _case_elastic_1e9_bar(t):
+    return _static_input(t, "elastic", {"cell": "iso", "pressure": 1e9})
+
+
+def _one_atom(t):
+    import ase.io
+    from ase.build import bulk
+    ase.io.write(t / "one.extxyz", bulk("Cu", "fcc", a=3.6))
+
+
+def _case_md_one_atom(t):
+    _one_atom(t)
+    return [write(t, file_input(t, name="one.extxyz"))]
+
+
+def _case_free_energy_one_atom(t):
+    _one_atom(t)
+    text = file_input(t, name="one.extxyz", free_energy={"mode": "solid", "temperature": 300.0})
+    text = text.replace("[md]\nsteps = 10\ntimestep = 0.001\n", "").replace("[trajectory]\nevery = 5\n", "")
+    return [write(t, text)]
+
+
+R2_CASES = [
+    ("minimize-at-1e9-bar", _case_minimize_1e9_bar, 4,
+     ["blow-up guard: stopped at minimiser step", "[guards.max_energy_change]", "last good state",
+      "no relaxed structure was written", "relaxed.extxyz"], 2),
+    ("minimize-atoms-0.05-apart", _case_minimize_close_atoms, 1,
+     ["0.05 Å apart", "[guards.min_distance]", "initial state", "check the structure"], 2),
+    ("elastic-0K-at-1e9-bar", _case_elastic_1e9_bar, 4,
+     ["[elastic] reference relaxation", "blow-up guard", "[guards.max_energy_change]", "no report"], 2),
+    ("md-one-atom", _case_md_one_atom, 1, ["in.toml", "1 atom", "[md] needs at least 2", "[structure].repeat"], 2),
+    ("free-energy-one-atom", _case_free_energy_one_atom, 1,
+     ["in.toml", "1 atom", "[free_energy] needs at least 2", "[structure].repeat"], 2),
+    ("md-one-atom-3-ranks", _case_md_one_atom, 1, ["1 atom", "[md] needs at least 2"], 3),
+]
+
+
+@pytest.mark.parametrize("case", R2_CASES, ids=[c[0] for c in R2_CASES])
+def test_guarded_stages_and_degenerate_systems(case, tmp_path):
+    test_bad_input(case, tmp_path)
