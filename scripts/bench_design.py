@@ -178,7 +178,7 @@ def main(argv=None):
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     nf = dr.ncols
     t = dr.tables
-    print(f"basis: {origin}; {nf} functions, {len(t.leaf_col)} (product, function) leaves, "
+    print(f"basis: {origin}; {nf} functions, {len(t.leaf_prod)} (product, function) leaves, "
           f"{len(t.fac_offsets) - 1} distinct products, {len(t.wnz_channel)} (function, channel) entries")
     print(f"data: {args.data.name}, {len(structures)} structures, {natoms} atoms "
           f"(largest {max(len(a) for a in structures)})")
