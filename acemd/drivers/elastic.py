@@ -213,6 +213,8 @@ class ElasticRun:
             force_calls += 1
             Guards(self.settings, sim.comm, sim.engine, None)       # GuardError: an input error
         reference = sim.snapshot()
+        from ..symmetry import crystal_class_of_simulation
+        self.structure_class = crystal_class_of_simulation(sim)     # the tensor's form, from the atoms
         reference_cell = sim.state.cell.copy()
         reference_energy = sim.engine.potential_energy
         stress0 = self._stress_gpa()
@@ -290,7 +292,7 @@ class ElasticRun:
         c_sym = 0.5 * (c + c.T)
         asymmetry = float(np.abs(c - c.T).max()) / 2.0
         stable, eig = born_stability(c_sym)
-        kind = crystal_class(c_sym)
+        kind = getattr(self, "structure_class", None) or crystal_class(c_sym)
         sec = self.section
         return {
             "acemd_version": __version__, "units": "GPa (stresses, elastic constants, moduli); "

@@ -1,0 +1,78 @@
+"""The symmetry class of a crystal, from its atoms: which form its elastic tensor takes.
+
+The elastic drivers report C11, C12, C44 (cubic) or C11, C12, C13, C33, C44 (hexagonal, c along
+z) only when the structure has that symmetry in the Cartesian frame of the run.  Judging it from
+the tensor (entries equal within a tolerance) fails at temperature > 0, where the constants are
+noisy (a 96-atom hcp crystal at 300 K came out "cubic"), so it is judged here from the positions:
+the crystal is mapped onto itself by a point operation R (or -R: the elastic tensor does not see
+inversion) followed by some translation t (screw axes and glide planes, e.g. hcp's 6_3), each atom
+onto an atom of its species within ``tolerance_A``, periodic images included.
+
+* cubic: the 3-fold rotation about [111] and the 2-fold rotations about z and x (the group T,
+  whose elastic tensor already has the cubic form),
+* hexagonal: the 6-fold rotation about z (Laue class 6/m or 6/mmm: five constants),
+* other: anything else.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_TOLERANCE_A = 0.1       # Å: thermal or rattle noise below this does not lower the symmetry
+
+C3_111 = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])    # (x, y, z) -> (z, x, y)
+C2_Z = np.diag([-1.0, -1.0, 1.0])
+C2_X = np.diag([1.0, -1.0, -1.0])
+_c, _s = 0.5, np.sqrt(3.0) / 2.0
+C6_Z = np.array([[_c, -_s, 0.0], [_s, _c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _maps_onto_itself(rotation, positions, species, cell, pbc, tolerance) -> bool:
+    """True when x -> R x + t maps every atom onto an atom of its species for one translation t."""
+    inv_cell = np.linalg.inv(cell)
+    periodic = np.asarray(pbc, dtype=bool)
+    frac = positions @ inv_cell
+    rotated = positions @ rotation.T
+    first = 0
+    candidates = np.flatnonzero(species == species[first])
+    same = species[:, None] == species[None, :]
+    for j in candidates:
+        t = positions[j] - rotated[first]
+        d = (rotated + t) @ inv_cell
+        diff = d[:, None, :] - frac[None, :, :]
+        diff[..., periodic] -= np.round(diff[..., periodic])
+        dist = np.linalg.norm(diff @ cell, axis=-1)
+        dist[~same] = np.inf
+        if np.all(dist.min(axis=1) <= tolerance):
+            return True
+    return False
+
+
+def _invariant(rotation, *args) -> bool:
+    return _maps_onto_itself(rotation, *args) or _maps_onto_itself(-rotation, *args)
+
+
+def crystal_class_of_structure(positions, species, cell, pbc=(True, True, True),
+                               tolerance_A=DEFAULT_TOLERANCE_A) -> str:
+    """'cubic', 'hexagonal' (c axis along z) or 'other' for the atoms ``positions`` (Å, (N, 3)) of
+    ``species`` in ``cell`` (rows are the lattice vectors, Å)."""
+    positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+    species = np.asarray(species)
+    cell = np.asarray(cell, dtype=float)
+    if len(positions) == 0:
+        return "other"
+    args = (positions, species, cell, pbc, float(tolerance_A))
+    if all(_invariant(r, *args) for r in (C3_111, C2_Z, C2_X)):
+        return "cubic"
+    if _invariant(C6_Z, *args):
+        return "hexagonal"
+    return "other"
+
+
+def crystal_class_of_simulation(simulation, tolerance_A=DEFAULT_TOLERANCE_A) -> str:
+    """:func:`crystal_class_of_structure` of a simulation's present configuration (collective)."""
+    atoms = simulation.gather_atoms()
+    kind = None
+    if simulation.comm.Get_rank() == 0:
+        kind = crystal_class_of_structure(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc,
+                                          tolerance_A)
+    return simulation.comm.bcast(kind, root=0)
