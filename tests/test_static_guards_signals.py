@@ -230,3 +230,52 @@ def test_fire_stopped_twice_and_restarted_follows_the_uninterrupted_path(tmp_pat
     assert final.converged and final.steps == whole.steps
     assert dev < 1e-12                      # the same path, to round-off of the restarted force sums
     assert ase.io.read(tmp_path / "b" / "relaxed.extxyz").get_chemical_formula() == "Cu32"
+
+
+# --------------------------------------------------------------------------- [free_energy]: messages
+FE_SHORT = """mode = "solid"
+temperature = 300.0
+timestep = 0.001
+npt_steps = 200
+npt_max_blocks = 1
+pressure_tolerance = 1e9
+spring_steps = 100
+n_iterations = 1
+equilibration_steps = 50
+switching_steps = 300
+"""
+
+
+def test_stiff_given_spring_blames_the_spring_constant_and_one_iteration_warns(tmp_path):
+    """spring_constants Cu = 1e5 eV/A^2: a period of 2 pi sqrt(m/k) = 1.61 fs, 1.6 timesteps; the guard
+    stop names that key and the period instead of blaming the timestep.  n_iterations = 1 warns that
+    F has no error bar."""
+    from acemd.drivers.free_energy import FreeEnergyRun
+    text = f"""
+[potential]
+file = "{CU.as_posix()}"
+[structure]
+lattice = "fcc"
+element = "Cu"
+a = 3.62
+repeat = [2, 2, 2]
+[free_energy]
+{FE_SHORT}spring_constants = {{Cu = 1e5}}
+report = "fe.yaml"
+data = "fe.h5"
+checkpoint = "fe.ckpt.h5"
+"""
+    path = tmp_path / "fe.toml"
+    path.write_text(text)
+    run = _build(FreeEnergyRun, path)
+    assert any("n_iterations] = 1" in w and "nan" in w for w in run.warnings)
+    summary = run.run()
+    message = summary["message"]
+    print(message[:600])
+    import math
+    from ase.data import atomic_masses, atomic_numbers
+    from acemd.units import FORCE_TO_ACCEL
+    period_fs = 2e3 * math.pi / math.sqrt(1e5 * FORCE_TO_ACCEL / atomic_masses[atomic_numbers["Cu"]])
+    assert summary["stopped_by"] == "guard"
+    assert "[free_energy.spring_constants] Cu = 100000 eV/Å^2" in message
+    assert f"period {period_fs:.3g} fs" in message and "reduce the timestep" not in message

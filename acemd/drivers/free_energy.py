@@ -64,6 +64,17 @@ class SignalStop(Exception):
         self.stage, self.signum = stage, signum
 
 
+SPRING_PERIOD_MIN_STEPS = 20      # an Einstein oscillator needs this many timesteps per period
+
+
+def spring_periods_ps(spring_constants, state, timestep):
+    """[(period (ps), element, k (eV/Å^2))] of the given springs, shortest first."""
+    from ..units import FORCE_TO_ACCEL
+    masses = dict(zip(state.species_names, state.masses_by_species))
+    return sorted((2.0 * np.pi / np.sqrt(float(k) * FORCE_TO_ACCEL / float(masses[el])), el, float(k))
+                  for el, k in spring_constants.items() if el in masses)
+
+
 def sim_step(simulation):
     return simulation.state.step
 
@@ -107,6 +118,10 @@ class FreeEnergyRun:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.warnings: list[str] = list(self.protocol.get("warnings", []))
+        one = ("[free_energy.n_iterations] = 1: the error of F is the spread over iterations, so it is "
+               "reported as nan; use n_iterations >= 2 (default 3) for an error bar")
+        if sec["n_iterations"] == 1 and one not in self.warnings:
+            self._warn(one)
         self.monitor = None
         self.stage_max_gamma: dict[str, float] = dict(self.protocol.get("stage_max_gamma", {}))
         if settings["extrapolation"]:
@@ -236,7 +251,23 @@ class FreeEnergyRun:
         settings = {"md": {"ensemble": {"nvt": "nvt-langevin", "npt": "npt-crescale"}.get(kind, "switching")},
                     "thermostat": {"temperature": float(temperature)}, "guards": guards,
                     "velocities": self.settings.get("velocities") or {"temperature": 0.0}}
-        return GuardedIntegrator(integrator, settings, self.comm, stage)
+        advice = self._spring_advice() if self._solid_stage(stage) else None
+        return GuardedIntegrator(integrator, settings, self.comm, stage, advice=advice)
+
+    def _spring_advice(self):
+        """What a guard stop in a stage with springs should say when a given spring constant is too
+        stiff for the timestep (its period under ~20 timesteps), instead of blaming the timestep."""
+        given = self.section.get("spring_constants")
+        if not given:
+            return None
+        period, el, k = spring_periods_ps(given, self.simulation.state, self.section["timestep"])[0]
+        dt = float(self.section["timestep"])
+        if period >= SPRING_PERIOD_MIN_STEPS * dt:
+            return None
+        return (f"[free_energy.spring_constants] {el} = {k:g} eV/Å^2 makes the Einstein oscillator's period "
+                f"{period * 1000:.3g} fs, {period / dt:.2g} timesteps of {dt * 1000:g} fs (at least "
+                f"{SPRING_PERIOD_MIN_STEPS} are needed): lower it, or leave spring_constants out (the spring "
+                "stage then measures them from the crystal's vibrations)")
 
     def _solid_stage(self, stage):
         return not self.liquid and not stage.startswith("sweep")

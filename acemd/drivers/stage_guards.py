@@ -23,14 +23,16 @@ class GuardStop(Exception):
 class GuardedIntegrator:
     """``integrator`` with the guards of ``settings`` (a dict as :class:`Guards` takes) on ``stage``."""
 
-    def __init__(self, integrator, settings, comm, stage):
+    def __init__(self, integrator, settings, comm, stage, advice=None):
         self.integrator, self.settings, self.comm, self.stage = integrator, settings, comm, stage
+        self.advice = advice              # the stop message's last sentence (default: Guards')
         self.guards = None
 
     def step(self, engine):
         if self.guards is None:
             try:
-                self.guards = Guards(self.settings, self.comm, engine, self.integrator)
+                self.guards = Guards(self.settings, self.comm, engine, self.integrator,
+                                     **({"advice": self.advice} if self.advice else {}))
             except GuardError as exc:         # the stage starts from a state that already fails
                 raise GuardStop(self.stage, f"blow-up guard: {exc}") from None
         if self.guards.step(self.integrator, engine):
@@ -40,7 +42,7 @@ class GuardedIntegrator:
         return getattr(self.integrator, name)
 
     def __setattr__(self, name, value):
-        if name in ("integrator", "settings", "comm", "stage", "guards"):
+        if name in ("integrator", "settings", "comm", "stage", "guards", "advice"):
             object.__setattr__(self, name, value)
         else:
             setattr(self.integrator, name, value)
