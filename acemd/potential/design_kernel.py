@@ -11,10 +11,11 @@ Per local atom i the pass reuses the force kernel's per-atom work
 (``kernel._gather_neighbours``, ``kernel._site_base``) and then
   1. folds the pair derivatives of the atomic base, ∂A_{mu n l m}/∂r_ij for m >= 0,
      over the *owners* of the neighbours: the derivative of i's basis with respect
-     to atom o is the sum over o's images, and -Σ_j for i itself.  A small cell
-     with a few atoms thus has a few "slots" however many images surround i.
-     Next to the slots, the virial Σ_j r_ij ⊗ ∂A/∂r_ij (6 Voigt components) is
-     folded the same way;
+     to an atom o != i is the sum over o's images (one "slot" of 3 columns), and
+     with respect to i itself minus the sum over the slots (translation
+     invariance; i's own images drop out).  A small cell with a few atoms thus has
+     a few slots however many images surround i.  Before the slots, the virial
+     Σ_j r_ij ⊗ ∂A/∂r_ij (6 Voigt components) of every pair;
   2. runs the B-functions' products (sorted factor tuples, shared between
      functions) to get B_k(i) and the sparse gradient W_ka = ∂B_k/∂A_a, the
      -m factors folded onto m >= 0 through A_{l,-m} = (-1)^m conj(A_{l,m}), the
@@ -182,17 +183,19 @@ def build_design_tables(model, tables) -> DesignTables:
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def _add_pair(D, ch, s, vcol, dx, dy, dz, rx, ry, rz):
-    """Add one pair derivative (3 components) to slot s of channel ch and to its virial."""
-    D[ch, 3 * s] += dx
-    D[ch, 3 * s + 1] += dy
-    D[ch, 3 * s + 2] += dz
-    D[ch, vcol] += rx * dx
-    D[ch, vcol + 1] += ry * dy
-    D[ch, vcol + 2] += rz * dz
-    D[ch, vcol + 3] += 0.5 * (ry * dz + rz * dy)
-    D[ch, vcol + 4] += 0.5 * (rx * dz + rz * dx)
-    D[ch, vcol + 5] += 0.5 * (rx * dy + ry * dx)
+def _add_pair(D, ch, col, dx, dy, dz, rx, ry, rz):
+    """Add one pair derivative (3 components) to the virial columns 0-5 of channel ch and,
+    unless col < 0 (an image of the atom itself), to its slot's columns col..col+2."""
+    D[ch, 0] += rx * dx
+    D[ch, 1] += ry * dy
+    D[ch, 2] += rz * dz
+    D[ch, 3] += 0.5 * (ry * dz + rz * dy)
+    D[ch, 4] += 0.5 * (rx * dz + rz * dx)
+    D[ch, 5] += 0.5 * (rx * dy + ry * dx)
+    if col >= 0:
+        D[ch, col] += dx
+        D[ch, col + 1] += dy
+        D[ch, col + 2] += dz
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
@@ -231,13 +234,13 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
     scratch = np.empty((4, max_neigh))
     y_re = np.empty(max_neigh)
     y_im = np.empty(max_neigh)
-    ncol_max = 3 * (max_neigh + 1) + 6
+    ncol_max = 3 * max_neigh + 6
     D_re = np.zeros((n_channels, ncol_max))
     D_im = np.zeros((n_channels, ncol_max))
     D_sw = np.zeros(ncol_max)
     acc = np.zeros(ncol_max)
     nb_slot = np.empty(max_neigh, np.int64)
-    slot_owner = np.empty(max_neigh + 1, np.int64)
+    slot_owner = np.empty(max(max_neigh, 1), np.int64)
     slot_of = np.full(n_out, -1, np.int64)
     sig = np.zeros(max_neigh)
     A1 = np.zeros(nel * nradbase)
@@ -272,21 +275,23 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
         ux = nb_u[0, 0]
         uy = nb_u[0, 1]
         uz = nb_u[0, 2]
-        # ---------- slots: i itself first, then the owners of its neighbours
-        nslot = 1
-        slot_owner[0] = owner[i]
-        slot_of[owner[i]] = 0
+        # ---------- columns: the virial (0-5), then 3 per slot, one slot per owner atom of the
+        # neighbours other than i; i's own column is minus their sum (translation invariance)
+        oi = owner[i]
+        nslot = 0
         for jn in range(nn):
             o = owner[nb_index[0, jn]]
+            if o == oi:
+                nb_slot[jn] = -1
+                continue
             if slot_of[o] < 0:
                 slot_of[o] = nslot
                 slot_owner[nslot] = o
                 nslot += 1
-            nb_slot[jn] = slot_of[o]
+            nb_slot[jn] = 6 + 3 * slot_of[o]
         for s in range(nslot):
             slot_of[slot_owner[s]] = -1
-        vcol = 3 * nslot
-        ncol = vcol + 6
+        ncol = 6 + 3 * nslot
         for ch in range(n_channels):
             for c in range(ncol):
                 D_re[ch, c] = 0.0
@@ -377,11 +382,11 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                         dR = dSa[qn, jn]
                         ch = (mu_j * nradmax + n) * nlm_half + h
                         ar = dR * yr
-                        _add_pair(D_re, ch, s, vcol, ar * u0 + R * txr, ar * u1 + R * tyr,
+                        _add_pair(D_re, ch, s, ar * u0 + R * txr, ar * u1 + R * tyr,
                                   ar * u2 + R * tzr, rx, ry, rz)
                         if m > 0:
                             ai = dR * yi
-                            _add_pair(D_im, ch, s, vcol, ai * u0 + R * txi, ai * u1 + R * tyi,
+                            _add_pair(D_im, ch, s, ai * u0 + R * txi, ai * u1 + R * tyi,
                                       ai * u2 + R * tzi, rx, ry, rz)
             # rank-1 channels: g_n(r) into A1, g_n'(r) u into the derivatives
             bond = mu_i * nel + mu_j
@@ -397,18 +402,8 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                     c3_ = basis_tables[bond, nl, k, 3]
                     A1[mu_j * nradbase + k] += c0_ + w * (c1_ + w * (c2_ + w * c3_))
                     d = (c1_ + w * (2.0 * c2_ + 3.0 * w * c3_)) * sc
-                    _add_pair(D_re, n_a_channels + mu_j * nradbase + k, s, vcol,
+                    _add_pair(D_re, n_a_channels + mu_j * nradbase + k, s,
                               d * u0, d * u1, d * u2, rx, ry, rz)
-        # the self slot: -(sum over all pairs); images of i already sit in slot 0
-        for ch in range(n_channels):
-            for a_ in range(3):
-                tr = 0.0
-                ti = 0.0
-                for s in range(nslot):
-                    tr += D_re[ch, 3 * s + a_]
-                    ti += D_im[ch, 3 * s + a_]
-                D_re[ch, a_] -= tr
-                D_im[ch, a_] -= ti
         if has_sw:
             for c in range(ncol):
                 D_sw[c] = 0.0
@@ -420,21 +415,19 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                     d0 = sg * ux[jn]
                     d1 = sg * uy[jn]
                     d2 = sg * uz[jn]
-                    D_sw[3 * s] += d0
-                    D_sw[3 * s + 1] += d1
-                    D_sw[3 * s + 2] += d2
-                    D_sw[0] -= d0
-                    D_sw[1] -= d1
-                    D_sw[2] -= d2
+                    if s >= 0:
+                        D_sw[s] += d0
+                        D_sw[s + 1] += d1
+                        D_sw[s + 2] += d2
                     rx = r * ux[jn]
                     ry = r * uy[jn]
                     rz = r * uz[jn]
-                    D_sw[vcol] += rx * d0
-                    D_sw[vcol + 1] += ry * d1
-                    D_sw[vcol + 2] += rz * d2
-                    D_sw[vcol + 3] += 0.5 * (ry * d2 + rz * d1)
-                    D_sw[vcol + 4] += 0.5 * (rx * d2 + rz * d0)
-                    D_sw[vcol + 5] += 0.5 * (rx * d1 + ry * d0)
+                    D_sw[0] += rx * d0
+                    D_sw[1] += ry * d1
+                    D_sw[2] += rz * d2
+                    D_sw[3] += 0.5 * (ry * d2 + rz * d1)
+                    D_sw[4] += 0.5 * (rx * d2 + rz * d0)
+                    D_sw[5] += 0.5 * (rx * d1 + ry * d0)
 
         # ---------- B_k(i) and W_ka = dB_k/dA_a (folded to m >= 0)
         c0 = col_offsets[mu_i]
@@ -551,11 +544,23 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                 bs = wgt * B[c]
                 for k in range(ncol):
                     acc[k] += bs * D_sw[k]
+            tx = 0.0
+            ty = 0.0
+            tz = 0.0
             for s in range(nslot):
                 o = 3 * slot_owner[s]
-                force_rows[o, c] -= acc[3 * s]
-                force_rows[o + 1, c] -= acc[3 * s + 1]
-                force_rows[o + 2, c] -= acc[3 * s + 2]
+                gx = acc[6 + 3 * s]
+                gy = acc[7 + 3 * s]
+                gz = acc[8 + 3 * s]
+                force_rows[o, c] -= gx
+                force_rows[o + 1, c] -= gy
+                force_rows[o + 2, c] -= gz
+                tx += gx
+                ty += gy
+                tz += gz
+            force_rows[3 * oi, c] += tx
+            force_rows[3 * oi + 1, c] += ty
+            force_rows[3 * oi + 2, c] += tz
             for v in range(6):
-                virial_rows[v, c] -= acc[vcol + v]
+                virial_rows[v, c] -= acc[v]
     return OK, -1, -1
