@@ -183,19 +183,20 @@ def build_design_tables(model, tables) -> DesignTables:
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def _add_pair(D, ch, col, dx, dy, dz, rx, ry, rz):
-    """Add one pair derivative (3 components) to the virial columns 0-5 of channel ch and,
-    unless col < 0 (an image of the atom itself), to its slot's columns col..col+2."""
-    D[ch, 0] += rx * dx
-    D[ch, 1] += ry * dy
-    D[ch, 2] += rz * dz
-    D[ch, 3] += 0.5 * (ry * dz + rz * dy)
-    D[ch, 4] += 0.5 * (rx * dz + rz * dx)
-    D[ch, 5] += 0.5 * (rx * dy + ry * dx)
+def _add_pair(D, row, col, dx, dy, dz, rx, ry, rz):
+    """Add one pair derivative (3 components) to the virial columns 0-5 of a channel's row
+    (D[row:], flat) and, unless col < 0 (an image of the atom itself), to its slot's
+    columns col..col+2."""
+    D[row] += rx * dx
+    D[row + 1] += ry * dy
+    D[row + 2] += rz * dz
+    D[row + 3] += 0.5 * (ry * dz + rz * dy)
+    D[row + 4] += 0.5 * (rx * dz + rz * dx)
+    D[row + 5] += 0.5 * (rx * dy + ry * dx)
     if col >= 0:
-        D[ch, col] += dx
-        D[ch, col + 1] += dy
-        D[ch, col + 2] += dz
+        D[row + col] += dx
+        D[row + col + 1] += dy
+        D[row + col + 2] += dz
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
@@ -235,8 +236,8 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
     y_re = np.empty(max_neigh)
     y_im = np.empty(max_neigh)
     ncol_max = 3 * max_neigh + 6
-    D_re = np.zeros((n_channels, ncol_max))
-    D_im = np.zeros((n_channels, ncol_max))
+    D_re = np.zeros(n_channels * ncol_max)     # per atom: rows of ncol columns, packed
+    D_im = np.zeros(n_channels * ncol_max)
     D_sw = np.zeros(ncol_max)
     acc = np.zeros(ncol_max)
     nb_slot = np.empty(max_neigh, np.int64)
@@ -294,8 +295,8 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
         ncol = 6 + 3 * nslot
         for ch in range(n_channels):
             for c in range(ncol):
-                D_re[ch, c] = 0.0
-                D_im[ch, c] = 0.0
+                D_re[ch * ncol + c] = 0.0
+                D_im[ch * ncol + c] = 0.0
         # ---------- energy switch s_i and its pair derivatives (radial, per neighbour)
         s_i = 1.0
         has_sw = False
@@ -382,11 +383,11 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                         dR = dSa[qn, jn]
                         ch = (mu_j * nradmax + n) * nlm_half + h
                         ar = dR * yr
-                        _add_pair(D_re, ch, s, ar * u0 + R * txr, ar * u1 + R * tyr,
+                        _add_pair(D_re, ch * ncol, s, ar * u0 + R * txr, ar * u1 + R * tyr,
                                   ar * u2 + R * tzr, rx, ry, rz)
                         if m > 0:
                             ai = dR * yi
-                            _add_pair(D_im, ch, s, ai * u0 + R * txi, ai * u1 + R * tyi,
+                            _add_pair(D_im, ch * ncol, s, ai * u0 + R * txi, ai * u1 + R * tyi,
                                       ai * u2 + R * tzi, rx, ry, rz)
             # rank-1 channels: g_n(r) into A1, g_n'(r) u into the derivatives
             bond = mu_i * nel + mu_j
@@ -402,7 +403,7 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                     c3_ = basis_tables[bond, nl, k, 3]
                     A1[mu_j * nradbase + k] += c0_ + w * (c1_ + w * (c2_ + w * c3_))
                     d = (c1_ + w * (2.0 * c2_ + 3.0 * w * c3_)) * sc
-                    _add_pair(D_re, n_a_channels + mu_j * nradbase + k, s,
+                    _add_pair(D_re, (n_a_channels + mu_j * nradbase + k) * ncol, s,
                               d * u0, d * u1, d * u2, rx, ry, rz)
         if has_sw:
             for c in range(ncol):
@@ -532,12 +533,12 @@ def design_rows_kernel(positions, species, n_local, offsets, neighbors, owner,
                 ch = wnz_channel[e]
                 wr = W_re[e]
                 wi = W_im[e]
-                Dr = D_re[ch]
+                Dr = D_re[ch * ncol:(ch + 1) * ncol]
                 if wi == 0.0:          # m = 0 and rank-1 channels are real
                     for k in range(ncol):
                         acc[k] += wr * Dr[k]
                 else:
-                    Di = D_im[ch]
+                    Di = D_im[ch * ncol:(ch + 1) * ncol]
                     for k in range(ncol):
                         acc[k] += wr * Dr[k] - wi * Di[k]
             if has_sw:
