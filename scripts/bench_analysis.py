@@ -58,10 +58,13 @@ def peak_mb() -> float:
 
 
 def main(argv=None):
+    from acemd.analysis.cli import int_at_least   # option checks: exit 2, no traceback
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--cells", type=int, default=10, help="fcc unit cells per edge (4 cells^3 atoms)")
-    p.add_argument("--frames", type=int, default=1000, help="frames in the trajectory")
+    p.add_argument("--cells", type=int_at_least(1, "fcc cells per edge"),
+                   default=10, help="fcc unit cells per edge (4 cells^3 atoms)")
+    p.add_argument("--frames", type=int_at_least(1, "the number of frames"),
+                   default=1000, help="frames in the trajectory")
     p.add_argument("--only", default="rdf,msd,structure", help="comma list of analyses to time")
     p.add_argument("--keep", metavar="PATH", help="write the trajectory here and keep it (default: a temp dir)")
     args = p.parse_args(argv)

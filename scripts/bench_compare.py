@@ -201,11 +201,14 @@ def report(name, r):
 
 
 def main(argv=None):
+    from acemd.analysis.cli import int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--potentials", nargs="+", default=list(POTENTIALS), choices=list(POTENTIALS))
-    ap.add_argument("--cells", type=int, nargs="+", default=[10, 20], help="fcc cells per edge (10: 4000 atoms)")
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved kernel / pyace calls (minimum taken)")
+    ap.add_argument("--cells", type=int_at_least(1, "fcc cells per edge"),
+                    nargs="+", default=[10, 20], help="fcc cells per edge (10: 4000 atoms)")
+    ap.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=5)
+    ap.add_argument("--repeats", type=int_at_least(1, "the number of repeats"),
+                    default=3, help="interleaved kernel / pyace calls (minimum taken)")
     ap.add_argument("--no-startup", action="store_true", help="skip the cold/cached start measurement")
     ap.add_argument("--no-pyace", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

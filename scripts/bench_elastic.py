@@ -72,10 +72,13 @@ def finite_t(repeat, scale):
 
 def main():
     import argparse
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--finite-t", action="store_true", help="time the 300 K example instead")
-    p.add_argument("--repeat", type=int, default=5, help="fcc cells per edge for --finite-t (5: 500 atoms)")
-    p.add_argument("--scale", type=float, default=1.0, help="run-length factor for --finite-t")
+    p.add_argument("--repeat", type=int_at_least(1, "the repeat count"),
+                   default=5, help="fcc cells per edge for --finite-t (5: 500 atoms)")
+    p.add_argument("--scale", type=float_above(0.0, "the run-length factor"),
+                   default=1.0, help="run-length factor for --finite-t")
     args = p.parse_args()
     if args.finite_t:
         return finite_t(args.repeat, args.scale)

@@ -116,14 +116,16 @@ def _run_worker(mpiexec, env, args, pot, mode):
 
 
 def main(argv=None):
+    from acemd.analysis.cli import int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--potentials", nargs="+", default=["Cu-I", "DFT10B-AgCu"],
                     help="names of .yaml/.asi pairs in tests/data/potentials")
-    ap.add_argument("--cells", type=int, default=10, help="fcc cells per edge (10: 4000 atoms)")
-    ap.add_argument("--ranks", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--every", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=3,
+    ap.add_argument("--cells", type=int_at_least(1, "fcc cells per edge"),
+                    default=10, help="fcc cells per edge (10: 4000 atoms)")
+    ap.add_argument("--ranks", type=int_at_least(1, "the number of ranks"), default=1)
+    ap.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=100)
+    ap.add_argument("--every", type=int_at_least(1, "the steps between evaluations"), default=10)
+    ap.add_argument("--repeat", type=int_at_least(1, "the repeat count"), default=3,
                     help="runs per configuration, interleaved; the fastest counts")
     ap.add_argument("--worker", nargs=2, metavar=("POTENTIAL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

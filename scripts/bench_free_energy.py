@@ -152,14 +152,18 @@ progress_every = 1000000
 
 
 def main():
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=200)
+    ap.add_argument("--repeat", type=int_at_least(1, "the repeat count"), default=5)
     ap.add_argument("--route", action="store_true")
-    ap.add_argument("--ranks", type=int, nargs="+", default=None, help="default 1 2 (--route), 2 (--melting)")
+    ap.add_argument("--ranks", type=int_at_least(1, "the number of ranks"),
+                    nargs="+", default=None, help="default 1 2 (--route), 2 (--melting)")
     ap.add_argument("--melting", action="store_true")
-    ap.add_argument("--guess", type=float, default=1250.0, help="--melting: guessed Tm (K)")
-    ap.add_argument("--scale", type=float, default=0.5, help="--melting: run lengths x this")
+    ap.add_argument("--guess", type=float_above(0.0, "the temperature guess in K"),
+                    default=1250.0, help="--melting: guessed Tm (K)")
+    ap.add_argument("--scale", type=float_above(0.0, "the run-length factor"),
+                    default=0.5, help="--melting: run lengths x this")
     ap.add_argument("--quick", action="store_true",
                     help="--melting: validate_melting_cu.py --quick (32 atoms, seconds; checks the plumbing only)")
     args = ap.parse_args()

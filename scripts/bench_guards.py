@@ -72,10 +72,12 @@ file = "{folder}/bench.ckpt.h5"
 
 
 def main():
+    from acemd.analysis.cli import int_at_least   # option checks: exit 2, no traceback
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cells", type=int, default=10, help="fcc cells per side (4 atoms each)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--cells", type=int_at_least(1, "fcc cells per edge"),
+                   default=10, help="fcc cells per side (4 atoms each)")
+    p.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=20)
+    p.add_argument("--repeat", type=int_at_least(1, "the repeat count"), default=2)
     p.add_argument("--potential", default=str(ROOT / "tests" / "data" / "potentials" / "Cu-I.yace"))
     args = p.parse_args()
     variants = [("guards off", "enabled = false"), ("every = 10 (default)", "every = 10"),

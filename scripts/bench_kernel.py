@@ -84,9 +84,11 @@ def bench_pyace(atoms, potential_path, repeats):
 
 
 def main(argv=None):
+    from acemd.analysis.cli import int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", type=int, default=10, help="fcc conventional cells per edge (10 -> 4000 atoms)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cells", type=int_at_least(1, "fcc cells per edge"),
+                    default=10, help="fcc conventional cells per edge (10 -> 4000 atoms)")
+    ap.add_argument("--repeats", type=int_at_least(1, "the number of repeats"), default=5)
     ap.add_argument("--potential", default=str(DEFAULT_POTENTIAL))
     ap.add_argument("--no-pyace", action="store_true", help="skip the C++ comparison")
     args = ap.parse_args(argv)

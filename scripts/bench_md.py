@@ -91,10 +91,12 @@ def main(argv=None):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import bench_compare
         return bench_compare.main([a for a in argv if a != "--compare"])
+    from acemd.analysis.cli import int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", type=int, nargs="+", default=[10, 20], help="fcc cells per edge (10: 4000 atoms)")
-    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--cells", type=int_at_least(1, "fcc cells per edge"),
+                    nargs="+", default=[10, 20], help="fcc cells per edge (10: 4000 atoms)")
+    ap.add_argument("--ranks", type=int_at_least(1, "the number of ranks"), nargs="+", default=[1, 2])
+    ap.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=20)
     ap.add_argument("--potential", choices=list(POTENTIALS), default="Cu-PBE")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -90,11 +90,12 @@ def block_error(x, n_blocks):
 
 
 def main(argv=None):
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 1000.0])
-    ap.add_argument("--ranks", type=int, default=2)
-    ap.add_argument("--equilibration-ps", type=float, default=2.0)
-    ap.add_argument("--production-ps", type=float, default=8.0)
+    ap.add_argument("--temperatures", type=float_above(0.0, "a temperature in K"), nargs="+", default=[300.0, 1000.0])
+    ap.add_argument("--ranks", type=int_at_least(1, "the number of ranks"), default=2)
+    ap.add_argument("--equilibration-ps", type=float_above(0.0, "the equilibration time in ps"), default=2.0)
+    ap.add_argument("--production-ps", type=float_above(0.0, "the production time in ps"), default=8.0)
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args(argv)
     from acemd.io.thermo import read_thermo

@@ -44,13 +44,17 @@ def main():
     from acemd.drivers.elastic import ElasticRun
     from acemd.simulation import initial_velocities
     from acemd.units import BOLTZMANN, EV_PER_A3_TO_GPA
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--barostat", default="npt-crescale", choices=["npt-mtk", "npt-crescale"])
-    p.add_argument("--temperature", type=float, default=900.0)
-    p.add_argument("--damping", type=float, default=1.0, help="barostat_damping (ps)")
-    p.add_argument("--compressibility", type=float, default=1e-6, help="1/bar (npt-crescale)")
-    p.add_argument("--repeat", type=int, default=2, help="fcc cubic cells per edge (2: 32 atoms)")
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--temperature", type=float_above(0.0, "the temperature in K"), default=900.0)
+    p.add_argument("--damping", type=float_above(0.0, "the damping time in ps"),
+                   default=1.0, help="barostat_damping (ps)")
+    p.add_argument("--compressibility", type=float_above(0.0, "the compressibility in 1/bar"),
+                   default=1e-6, help="1/bar (npt-crescale)")
+    p.add_argument("--repeat", type=int_at_least(1, "the repeat count"),
+                   default=2, help="fcc cubic cells per edge (2: 32 atoms)")
+    p.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=6000)
     p.add_argument("--seed", type=int, default=11)
     args = p.parse_args()
     dt = 0.002

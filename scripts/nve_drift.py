@@ -23,11 +23,14 @@ POTENTIAL = ROOT / "tests" / "data" / "potentials" / "Cu-PBE-core-rep.ace"
 
 
 def main(argv=None):
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", type=int, default=3, help="fcc cells per edge (3: 108 atoms)")
-    ap.add_argument("--ps", type=float, default=10.0, help="simulated time (ps)")
-    ap.add_argument("--timestep", type=float, default=0.001, help="ps")
-    ap.add_argument("--temperature", type=float, default=1000.0, help="initial temperature (K)")
+    ap.add_argument("--cells", type=int_at_least(1, "fcc cells per edge"),
+                    default=3, help="fcc cells per edge (3: 108 atoms)")
+    ap.add_argument("--ps", type=float_above(0.0, "the simulated time in ps"), default=10.0, help="simulated time (ps)")
+    ap.add_argument("--timestep", type=float_above(0.0, "the timestep in ps"), default=0.001, help="ps")
+    ap.add_argument("--temperature", type=float_above(0.0, "the temperature in K"),
+                    default=1000.0, help="initial temperature (K)")
     ap.add_argument("--potential", default=str(POTENTIAL))
     args = ap.parse_args(argv)
 

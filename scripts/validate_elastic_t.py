@@ -62,17 +62,19 @@ file = "ck_{temperature}.h5"
 
 def main():
     from mpi4py import MPI
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeat", type=int, default=3, help="fcc cubic cells per edge (3: 108 atoms)")
-    p.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 900.0])
-    p.add_argument("--strain", type=float, default=0.01)
+    p.add_argument("--repeat", type=int_at_least(1, "the repeat count"),
+                   default=3, help="fcc cubic cells per edge (3: 108 atoms)")
+    p.add_argument("--temperatures", type=float_above(0.0, "a temperature in K"), nargs="+", default=[300.0, 900.0])
+    p.add_argument("--strain", type=float_above(0.0, "the strain magnitude"), default=0.01)
     p.add_argument("--barostat", default="npt-mtk", choices=["npt-mtk", "npt-crescale"])
-    p.add_argument("--barostat-damping", type=float, default=1.0, help="ps")
-    p.add_argument("--npt", type=int, default=4000)
-    p.add_argument("--equilibration", type=int, default=1000)
-    p.add_argument("--production", type=int, default=8000)
-    p.add_argument("--block", type=int, default=1000)
-    p.add_argument("--born-every", type=int, default=50)
+    p.add_argument("--barostat-damping", type=float_above(0.0, "the barostat damping in ps"), default=1.0, help="ps")
+    p.add_argument("--npt", type=int_at_least(1, "the NPT steps"), default=4000)
+    p.add_argument("--equilibration", type=int_at_least(0, "the equilibration steps"), default=1000)
+    p.add_argument("--production", type=int_at_least(1, "the production steps"), default=8000)
+    p.add_argument("--block", type=int_at_least(1, "the block length in steps"), default=1000)
+    p.add_argument("--born-every", type=int_at_least(1, "the steps between Born terms"), default=50)
     args = p.parse_args()
     comm = MPI.COMM_WORLD
     folder = Path(comm.bcast(tempfile.mkdtemp(prefix="acemd-elastic-t-") if comm.rank == 0 else None))

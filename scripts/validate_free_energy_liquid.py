@@ -89,11 +89,13 @@ def main(argv=None):
     from acemd.config import parse_config
     from acemd.drivers.free_energy import FreeEnergyRun
     from acemd.free_energy.liquid import CRYSTAL_Q6BAR
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="108 atoms, short stages (~10 min)")
     ap.add_argument("--out", default="validate_liquid", help="directory of the report, data and checkpoint")
-    ap.add_argument("--atoms-repeat", type=int, default=None, help="fcc repeat (4 n^3 atoms) before melting")
-    ap.add_argument("--temperature", type=float, default=1500.0)
+    ap.add_argument("--atoms-repeat", type=int_at_least(1, "the fcc repeat"),
+                    default=None, help="fcc repeat (4 n^3 atoms) before melting")
+    ap.add_argument("--temperature", type=float_above(0.0, "the temperature in K"), default=1500.0)
     ap.add_argument("--restart", default=None, help="continue from the checkpoint of an interrupted run")
     a = ap.parse_args(argv)
     comm = MPI.COMM_WORLD

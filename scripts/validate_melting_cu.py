@@ -120,21 +120,24 @@ def coexistence(args, out, repeat, run, comm):
 
 
 def main(argv=None):
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="validate_melting_cu", help="output folder")
-    ap.add_argument("--repeat", type=int, default=4, help="fcc cells per edge (4: 256 atoms)")
-    ap.add_argument("--guesses", type=float, nargs="+", default=[1250.0, 1400.0],
+    ap.add_argument("--repeat", type=int_at_least(1, "the repeat count"),
+                    default=4, help="fcc cells per edge (4: 256 atoms)")
+    ap.add_argument("--guesses", type=float_above(0.0, "a temperature guess in K"), nargs="+", default=[1250.0, 1400.0],
                     help="one run per guess (one guess per session fits the 3-h limit of a short allocation)")
-    ap.add_argument("--scale", type=float, default=1.0,
+    ap.add_argument("--scale", type=float_above(0.0, "the run-length factor"), default=1.0,
                     help="multiply every run length by this (0.5: half-length switches and sweeps)")
-    ap.add_argument("--window", type=float, default=100.0)
+    ap.add_argument("--window", type=float_above(0.0, "the window half-width in K"), default=100.0)
     ap.add_argument("--pressure", type=float, default=0.0, help="bar (the Clausius-Clapeyron check runs 10000)")
     ap.add_argument("--line", type=float, nargs=2, metavar=("TM_K", "ERROR_K"),
                     help="instead of melting points: the coexistence line from this Tm at --pressure "
                          "(start_temperature) to --pressure-final")
     ap.add_argument("--pressure-final", type=float, default=10000.0, help="bar, the line's far end")
-    ap.add_argument("--pressure-steps", type=int, default=2, help="RK4 steps of the line")
-    ap.add_argument("--attempts", type=int, default=4)
+    ap.add_argument("--pressure-steps", type=int_at_least(1, "the number of RK4 steps"),
+                    default=2, help="RK4 steps of the line")
+    ap.add_argument("--attempts", type=int_at_least(1, "the number of windows"), default=4)
     ap.add_argument("--quick", action="store_true", help="smoke check: 32 atoms, tiny runs (not a result)")
     args = ap.parse_args(argv)
     from mpi4py import MPI

@@ -201,19 +201,26 @@ def _windows(rep):
 
 
 def main(argv=None):
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="validate_melting_lj", help="output folder (a rerun continues from it)")
-    ap.add_argument("--repeat", type=int, default=4, help="fcc cells per edge (4: 256 atoms per phase)")
-    ap.add_argument("--guess", type=float, default=78.0, help="Tm guess at 0 bar (K)")
-    ap.add_argument("--guess-b", type=float, default=68.0, help="a second guess at 0 bar (K): Tm must not depend on it")
-    ap.add_argument("--window", type=float, default=8.0, help="half-width of the windows (K)")
+    ap.add_argument("--repeat", type=int_at_least(1, "the repeat count"),
+                    default=4, help="fcc cells per edge (4: 256 atoms per phase)")
+    ap.add_argument("--guess", type=float_above(0.0, "the temperature guess in K"),
+                    default=78.0, help="Tm guess at 0 bar (K)")
+    ap.add_argument("--guess-b", type=float_above(0.0, "the temperature guess in K"),
+                    default=68.0, help="a second guess at 0 bar (K): Tm must not depend on it")
+    ap.add_argument("--window", type=float_above(0.0, "the window half-width in K"),
+                    default=8.0, help="half-width of the windows (K)")
     ap.add_argument("--pressure2", type=float, default=1000.0, help="second pressure (bar)")
-    ap.add_argument("--pressure-steps", type=int, default=2, help="RK4 steps of the coexistence line to --pressure2")
+    ap.add_argument("--pressure-steps", type=int_at_least(1, "the number of RK4 steps"),
+                    default=2, help="RK4 steps of the coexistence line to --pressure2")
     ap.add_argument("--no-guess-b", action="store_true", help="skip the second-guess protocol at 0 bar (step 3)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 32 atoms, tiny runs (not a result)")
-    ap.add_argument("--coexistence", type=float, nargs="*", default=[70.0, 72.0, 74.0, 76.0, 78.0],
+    ap.add_argument("--coexistence", type=float_above(0.0, "a temperature in K"),
+                    nargs="*", default=[70.0, 72.0, 74.0, 76.0, 78.0],
                     help="temperatures (K) of the direct two-phase check at 0 bar (no free energies); none: skip")
-    ap.add_argument("--coexistence-steps", type=int, default=30000)
+    ap.add_argument("--coexistence-steps", type=int_at_least(1, "the number of steps"), default=30000)
     ap.add_argument("--verbose", action="store_true", help="the protocols' own progress lines")
     args = ap.parse_args(argv)
     from mpi4py import MPI

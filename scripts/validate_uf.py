@@ -90,17 +90,21 @@ def switching_excess(x, p, sigma, temperature, n_atoms, steps, eq_steps, iterati
 
 def main(argv=None):
     from acemd.free_energy.uf_virial import series_terms
+    from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--x", type=float, nargs="+", default=[0.05, 0.3, 0.7], help="reduced densities")
-    ap.add_argument("--p", type=int, default=50)
-    ap.add_argument("--sigma", type=float, default=1.5, help="Å")
-    ap.add_argument("--temperature", type=float, default=1500.0, help="K")
-    ap.add_argument("--atoms", type=int, default=108)
-    ap.add_argument("--steps", type=int, default=5000, help="steps of each switch")
-    ap.add_argument("--equilibration", type=int, default=1000, help="steps at the UF end before each switch")
-    ap.add_argument("--iterations", type=int, default=3)
-    ap.add_argument("--timestep", type=float, default=0.002, help="ps")
-    ap.add_argument("--damping", type=float, default=0.1, help="Langevin damping (ps)")
+    ap.add_argument("--x", type=float_above(0.0, "a reduced density"),
+                    nargs="+", default=[0.05, 0.3, 0.7], help="reduced densities")
+    ap.add_argument("--p", type=int_at_least(1, "the UF exponent p"), default=50)
+    ap.add_argument("--sigma", type=float_above(0.0, "the UF sigma in Angstrom"), default=1.5, help="Å")
+    ap.add_argument("--temperature", type=float_above(0.0, "the temperature in K"), default=1500.0, help="K")
+    ap.add_argument("--atoms", type=int_at_least(1, "the number of atoms"), default=108)
+    ap.add_argument("--steps", type=int_at_least(1, "the number of steps"), default=5000, help="steps of each switch")
+    ap.add_argument("--equilibration", type=int_at_least(0, "the equilibration steps"),
+                    default=1000, help="steps at the UF end before each switch")
+    ap.add_argument("--iterations", type=int_at_least(1, "the number of iterations"), default=3)
+    ap.add_argument("--timestep", type=float_above(0.0, "the timestep in ps"), default=0.002, help="ps")
+    ap.add_argument("--damping", type=float_above(0.0, "the damping time in ps"),
+                    default=0.1, help="Langevin damping (ps)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--calphy", default=None, help="directory holding the calphy package (optional)")
     a = ap.parse_args(argv)

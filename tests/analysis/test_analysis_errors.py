@@ -224,3 +224,31 @@ def test_vdos_warns_about_a_coarse_or_aliased_spectrum(crystal, tmp_path):
     assert any("aliasing" in w for w in sparse.warnings), sparse.warnings
     rc, out, err = _call("acemd_vdos", crystal.h5, "--frames", "0,1", "--no-plot", "-o", tmp_path / "v")
     assert rc == 0 and "warning: the VDOS has only 2 frequencies" in err and "Traceback" not in err
+
+
+# the benchmark and validation scripts: an impossible count or length stops argparse before any run
+OTHER_SCRIPT_CASES = [("bench_analysis", "--frames", "0"), ("bench_compare", "--cells", "0"),
+                      ("bench_elastic", "--scale", "-1"), ("bench_extrapolation", "--every", "0"),
+                      ("bench_free_energy", "--steps", "0"), ("bench_guards", "--repeat", "0"),
+                      ("bench_kernel", "--cells", "-2"), ("bench_md", "--ranks", "0"),
+                      ("npt_lattice", "--temperatures", "nan"), ("npt_mean_cell", "--compressibility", "0"),
+                      ("nve_drift", "--timestep", "-0.001"), ("validate_elastic_t", "--block", "0"),
+                      ("validate_free_energy_liquid", "--temperature", "0"), ("validate_melting_cu", "--repeat", "0"),
+                      ("validate_melting_lj", "--window", "-8"), ("validate_uf", "--x", "-0.3"),
+                      ("liquid_evidence", "--steps", "0")]
+
+
+@pytest.mark.parametrize("name, option, value", OTHER_SCRIPT_CASES, ids=[c[0] for c in OTHER_SCRIPT_CASES])
+def test_benchmark_and_validation_scripts_refuse_impossible_values(name, option, value, monkeypatch):
+    import contextlib
+    import inspect
+    import io
+    main = load_script(name).main
+    monkeypatch.setattr("sys.argv", [name, option, value])      # for a main() that reads sys.argv
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+            pytest.raises(SystemExit) as exc:
+        main([option, value]) if inspect.signature(main).parameters else main()
+    rc, out, err = exc.value.code, stdout.getvalue(), stderr.getvalue()
+    _refused(rc, err, 2, f"argument {option}", f"got {value}")
+    assert out == ""
