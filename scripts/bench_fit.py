@@ -73,6 +73,8 @@ def worker(args) -> int:
             "ranks": comm.Get_size(), "functions": int(result.design.ncols),
             "train_structures": len(result.train), "train_atoms": natoms,
             "assembly_s": result.t_assembly, "solve_s": result.t_solve, "fit_s": t_fit,
+            "assembly_cpu_s": result.t_assembly_cpu, "solve_cpu_s": result.t_solve_cpu,
+            "rows_s": result.t_rows, "normal_equations_s": result.t_normal,
             "us_per_atom_function": 1e6 * result.t_assembly * comm.Get_size() / (natoms * result.design.ncols),
             "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "train": metrics["errors"]["train"]["all"], "test": metrics["errors"].get("test", {}).get("all"),
@@ -88,10 +90,11 @@ def _row(f):
     te = f["test"] or {}
     e = te.get("energy_meV_per_atom") or {}
     fc = te.get("force_component_meV_per_A") or {}
-    return (f"{f['ranks']:5d} {f['functions']:6d} {f['train_atoms']:7d} {f['assembly_s']:10.2f} "
-            f"{f['us_per_atom_function']:10.3f} {f['solve_s']:8.2f} {f['fit_s']:8.2f} "
-            f"{max(f['peak_rss_MB_per_rank']):9.0f} {e.get('rmse', float('nan')):9.2f} "
-            f"{fc.get('rmse', float('nan')):9.2f}")
+    return (f"{f['ranks']:5d} {f['functions']:6d} {f['train_atoms']:7d} {f['assembly_s']:9.2f} "
+            f"{f['rows_s']:7.2f} {f['normal_equations_s']:7.2f} {f['assembly_cpu_s']:8.2f} "
+            f"{f['us_per_atom_function']:9.3f} {f['solve_s']:7.2f} {f['fit_s']:7.2f} "
+            f"{max(f['peak_rss_MB_per_rank']):8.0f} {e.get('rmse', float('nan')):8.3f} "
+            f"{fc.get('rmse', float('nan')):8.2f}")
 
 
 def main(argv=None) -> int:
@@ -123,21 +126,26 @@ def main(argv=None) -> int:
         for r in args.ranks:
             cmd = [mpiexec, "-n", str(r), "taskset", "-c", ",".join(str(k) for k in range(r)),
                    sys.executable, str(Path(__file__).resolve()), "--worker", "--input", str(inp)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+            env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
             line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH ")]
             if proc.returncode != 0 or not line:
                 print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
                 sys.exit(f"bench_fit.py: the {r}-rank fit failed (exit {proc.returncode})")
             results.append(json.loads(line[0][6:]))
     print("# acemd fit, Cu-II linear ACE (times in s, memory in MB, errors on the test set)")
-    print("# ranks funcs   atoms assembly_s us/(at*fn)  solve_s    fit_s   peak_MB  E_rmse_meV  F_rmse_meV/A")
+    print("# assembly = design rows + normal equations (wall, rank 0); cpu = assembly CPU over all ranks;")
+    print("# us/(at*fn) = assembly wall x ranks per atom and function; fit = data .. solve; errors on the test set")
+    print("# ranks funcs   atoms  assembly    rows  normal      cpu us/at*fn   solve     fit  peak_MB   E_meV  F_meV/A")
     for f in results:
         print(_row(f))
     one = next((f for f in results if f["ranks"] == 1), None)
     for f in results:
         if one and f["ranks"] > 1:
             eff = one["assembly_s"] / (f["ranks"] * f["assembly_s"])
-            print(f"# assembly parallel efficiency on {f['ranks']} ranks: {100 * eff:.1f} %")
+            eff_fit = one["fit_s"] / (f["ranks"] * f["fit_s"])
+            print(f"# parallel efficiency on {f['ranks']} ranks: assembly {100 * eff:.1f} %, whole fit "
+                  f"{100 * eff_fit:.1f} %")
     if args.acejax_python:
         cmd = [args.acejax_python, str(HERE / "compare_acejax_fit.py"), "--json-only", "--data", str(args.data)]
         proc = subprocess.run(cmd, capture_output=True, text=True)

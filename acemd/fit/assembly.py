@@ -87,16 +87,24 @@ def assemble(design, structures, indices, energy_weights, force_weights, stress_
     ``progress(done, total, atoms_done, atoms_total)`` is called as structures finish.
     """
     ne = NormalEquations(design.ncols)
+    ne.timing = {"rows_s": 0.0, "normal_equations_s": 0.0}    # wall time of the two parts
     atoms_total = sum(structures[k].natoms for k in indices)
     atoms_done = 0
     for done, k in enumerate(indices, start=1):
         s = structures[k]
+        t0 = time.perf_counter()
         rows = design.rows(s.atoms, copy=False)
+        t1 = time.perf_counter()
         a, b, w = loss_rows(rows, s, energy_weights[k], force_weights[k], stress_weights[k], loss)
         ne.add(a, b, w)
+        ne.timing["rows_s"] += t1 - t0
+        ne.timing["normal_equations_s"] += time.perf_counter() - t1
         atoms_done += s.natoms
         if progress is not None:
             progress(done, len(indices), atoms_done, atoms_total)
+    t0 = time.perf_counter()
+    ne.packed()                        # flush the staged rows into G
+    ne.timing["normal_equations_s"] += time.perf_counter() - t0
     return ne
 
 

@@ -115,7 +115,7 @@ def fit(settings, comm=None, say=None) -> FitResult:
                         stress_components=tuple(opts.stress_component_weights or (1.0,) * 6))
 
     shares = rank_shares([s.natoms for s in train], size)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     progress = Progress("assembly", say) if rank == 0 else None
     ne_local = assemble(design, train, shares[rank], ew, fw, sw, loss, progress=progress)
     flat = ne_local.packed()
@@ -123,9 +123,13 @@ def fit(settings, comm=None, say=None) -> FitResult:
     comm.Allreduce(flat, total)
     ne = NormalEquations.from_packed(design.ncols, total)
     t_assembly = time.perf_counter() - t0
-    say(f"assembly: {ne.nrows} weighted rows in {t_assembly:.1f} s on {size} rank(s)")
+    t_assembly_cpu = comm.allreduce(time.process_time() - c0)      # summed over ranks
+    t_rows = ne_local.timing["rows_s"]
+    t_normal = ne_local.timing["normal_equations_s"]
+    say(f"assembly: {ne.nrows} weighted rows in {t_assembly:.1f} s on {size} rank(s) (rank 0: design rows "
+        f"{t_rows:.1f} s, normal equations {t_normal:.1f} s; CPU {t_assembly_cpu:.1f} s over all ranks)")
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if opts.solver == "bayesian":
         solution = solve_bayesian(ne)
         say(f"Bayesian regression: alpha {solution.alpha:.4g}, beta {solution.beta:.4g}, "
@@ -143,12 +147,14 @@ def fit(settings, comm=None, say=None) -> FitResult:
     if getattr(opts, "committee", 0):
         committee = list(solution.committee(int(opts.committee), seed=settings.seed))
     t_solve = time.perf_counter() - t0
+    t_solve_cpu = time.process_time() - c0
     say(f"solve: {t_solve:.2f} s")
 
     return FitResult(settings=settings, spec=spec, design=design, train=train, test=test,
                      reference_energies=e_ref, kappa=kappa, loss=loss, normal_equations=ne,
                      solution=solution, coefficients=solution.coefficients, committee=committee,
-                     t_assembly=t_assembly, t_solve=t_solve, t_start=t_start, comm=comm)
+                     t_assembly=t_assembly, t_solve=t_solve, t_assembly_cpu=t_assembly_cpu,
+                     t_solve_cpu=t_solve_cpu, t_rows=t_rows, t_normal=t_normal, t_start=t_start, comm=comm)
 
 
 def _metadata(settings, result):
@@ -245,6 +251,7 @@ def report(result, records, paths, say) -> dict:
         "kappa": float(result.kappa), "kappa_stress": float(result.loss.kappa_stress),
         "reference_energies_eV": {k: float(v) for k, v in (result.reference_energies or {}).items()},
         "timing_s": {"assembly": result.t_assembly, "solve": result.t_solve,
+                     "assembly_cpu_all_ranks": result.t_assembly_cpu, "solve_cpu": result.t_solve_cpu,
                      "total": time.perf_counter() - result.t_start},
         "errors": tables,
     }
