@@ -317,3 +317,38 @@ def test_notebook_basis_rows_reproduce_the_evaluator():
     print(f"notebook basis ({dr.ncols} functions): |dE| {worst[0]:.2e} eV/atom, |dF| {worst[1]:.2e} eV/Å, "
           f"|dstress| {worst[2]:.2e} eV/Å³")
     assert worst[0] < 1e-10 and worst[1] < 1e-9 and worst[2] < 1e-9
+
+
+def test_kernel_rows_per_extended_atom_fold_to_the_owners(tmp_path):
+    """With owner = identity the kernel gives rows on every extended atom (as the force kernel
+    gives forces on ghosts); folding them onto the owners in Python gives DesignRows' rows."""
+    from acemd.potential.calculator import periodic_system
+    from acemd.potential.design_kernel import design_rows_kernel
+    pot = write_tree(linear_tree("ternary_AlCuZn"), tmp_path / "p.yaml")
+    dr = DesignRows(pot)
+    atoms = next(a for a in _structures("ternary_AlCuZn") if a.info["name"] == "triclinic")
+    n = len(atoms)
+    species, ext, owner, offsets, neighbors = periodic_system(
+        pot, atoms.positions, atoms.cell.array, atoms.pbc, atoms.get_chemical_symbols())
+    n_ext = len(ext)
+    assert n_ext > 3 * n                       # a small cell: most neighbours are images
+    energy = np.zeros(dr.ncols)
+    forces = np.zeros((3 * n_ext, dr.ncols))
+    virial = np.zeros((6, dr.ncols))
+    t = pot.tables
+    status, _, _ = design_rows_kernel(
+        np.ascontiguousarray(ext), species[owner], n, offsets, neighbors, np.arange(n_ext),
+        t.nradbase, t.nradmax, t.lmax, t.ndensity_max, t.is_zbl, t.cutoff_max, t.force_tables,
+        t.basis_tables, t.spline_nlut, t.spline_scale, t.bond_rcut, t.bond_cut_in, t.bond_dcut_in,
+        t.rho_core_cut, t.drho_core_cut, dr.emb_weight, t.ylm_a, t.ylm_b, *dr.tables.kernel_args(),
+        energy, forces, virial)
+    assert status == 0
+    folded = np.zeros((n, 3, dr.ncols))
+    np.add.at(folded, owner, forces.reshape(n_ext, 3, dr.ncols))
+    rows = dr.rows(atoms)
+    scale = np.abs(rows.forces).max()
+    dev_f = np.abs(folded.reshape(3 * n, -1) - rows.forces).max() / scale
+    dev_v = np.abs(-virial - rows.virial).max() / np.abs(rows.virial).max()
+    print(f"per-extended-atom rows folded in Python vs folded in the kernel: forces {dev_f:.1e}, "
+          f"virial {dev_v:.1e} (relative); {n_ext} extended atoms for {n}")
+    assert np.array_equal(energy, rows.energy) and dev_f < 1e-13 and dev_v < 1e-13
