@@ -232,6 +232,13 @@ FREE_ENERGY_KEYS = {   # docs/free-energy.md; defaults of the protocol as calphy
                   doc="phase boundaries: [{name = \"fcc\", route = \"solid\" | \"liquid\", ...}], each "
                       "with [structure] keys (file or lattice, element, a, repeat, ...) or none (then "
                       "[structure]); melting_temperature defaults to the solid and liquid of [structure]"),
+    "phase_check": Key((bool,), default=True,
+                       doc="phase boundaries: before the sweeps, check that every phase exists at its end of "
+                           "the window (a liquid's melt, then a short quench and NPT; a short NPT and NVT of "
+                           "a solid) and stop within minutes when one melts, crystallises or collapses"),
+    "phase_check_steps": Key((int,), default=2000, check=positive, unit="steps",
+                             doc="phase boundaries: length of each stage of the phase check (at most the "
+                                 "stage's own steps)"),
     "pressure_steps": Key((int,), default=4, check=positive,
                           doc="coexistence_line: Runge-Kutta steps from pressure to pressure_final"),
     "start_temperature": Key(NUM, check=positive, unit="K",

@@ -90,6 +90,7 @@ class FreeEnergyRun:
         self.sweep = sec["mode"] in ("temperature_sweep", "pressure_sweep")
         self.liquid = sec["mode"] == "liquid" or (self.sweep and sec.get("phase") == "liquid")
         self.sweeper = None
+        self.phase_check_only = False   # set by a phase protocol: the stages before switching, no F
         self.check_input(settings, input_path)
         self.simulation = Simulation(settings, input_text, input_path, comm=comm, restart=restart, skin=sec["skin"],
                                      stream=stream)
@@ -290,7 +291,7 @@ class FreeEnergyRun:
         return {"stopped_by": "guard", "message": message, "stage": stop.stage}
 
     def _units(self):
-        """The protocol as resumable units, in order."""
+        """The protocol as resumable units, in order (a phase check: only the stages before switching)."""
         sec = self.section
         if self.liquid:
             units = (["melt"] if sec["melt"] else []) + ["quench", "npt"]
@@ -298,6 +299,8 @@ class FreeEnergyRun:
         else:
             units = ["npt"] + ([] if sec.get("spring_constants") else ["springs"])
             parts = ("eq0", "forward", "eq1", "backward")
+        if self.phase_check_only:
+            return units
         for it in range(1, sec["n_iterations"] + 1):
             units += [f"iteration {it} {part}" for part in parts]
         if self.sweep:
@@ -421,6 +424,8 @@ class FreeEnergyRun:
                     lang = LangevinBAOAB(sec["timestep"], T, sec["damping"], seed=sec["seed"] + 3)
                 self._stage_switching(unit, mix, lang, sites, progress)
             self._boundary(unit)
+        if self.phase_check_only:
+            return {"phase_check": True, "warnings": list(self.warnings), "volume": sim.state.volume}
         if mix is not None or self.sweeper is not None:
             sim.set_terms([sim.term])
         k_spring = np.asarray(pr["k_spring"], float)
@@ -510,6 +515,8 @@ class FreeEnergyRun:
                     current = want
                 self._stage_liquid_switch(unit, label, part, want, lang, progress)
             self._boundary(unit)
+        if self.phase_check_only:
+            return {"phase_check": True, "warnings": list(self.warnings), "volume": sim.state.volume}
         sim.set_terms([sim.term])
         volume = float(pr["volume"])
         counts = self.counts

@@ -50,7 +50,13 @@ from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
 from .free_energy import FreeEnergyRun, NoStableLiquidError, _plain
 
 PHASE_ONLY_KEYS = ("window", "attempts", "phases", "pressure_final", "pressure_steps", "start_temperature",
-                   "start_temperature_error")
+                   "start_temperature_error", "phase_check", "phase_check_steps")
+PHASES_EXIST = "phases exist"      # the saved outcome of passed phase checks (a restart skips them)
+
+
+class PhaseMissing(InputError):
+    """A phase check failed: a phase does not exist at its end of the window (melted, crystallised,
+    collapsed): the protocol stops before its sweeps."""
 RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
 
 
@@ -116,6 +122,7 @@ class PhaseDiagramRun:
                                             "phases": self.phases, "potential": settings["potential"],
                                             "masses": settings["masses"]}), sort_keys=True, default=str)
         self.resume = restart is not None
+        self.phases_checked = False
         if self.resume:
             saved = self.comm.bcast(on_root(comm, lambda: _read_state(restart)))
             if isinstance(saved, str):
@@ -124,6 +131,7 @@ class PhaseDiagramRun:
                 raise InputError(f"--restart {restart}: the [free_energy] section or the phases differ from the "
                                  "run that wrote it; restart with the same settings (only report, data, "
                                  "checkpoint and progress_every may change)")
+            self.phases_checked = saved.get("phase_checks") or False
         self.warnings: list[str] = []
         self.history: list[dict] = []
         self.curves: dict[str, dict] = {}      # the last attempt's curves by phase
@@ -250,7 +258,8 @@ class PhaseDiagramRun:
         self._say(f"# WARNING: {text}")
 
     def _save_state(self):
-        state = {"signature": self.signature, "history": self.history, "version": __version__}
+        state = {"signature": self.signature, "history": self.history, "version": __version__,
+                 "phase_checks": self.phases_checked}
 
         def write():
             import h5py
@@ -345,6 +354,7 @@ class PhaseDiagramRun:
                   + ", ".join(f"{p['name']} ({p['route']})" for p in self.phases)
                   + f"; sub-runs in {self.folder}")
         try:
+            self._check_phases_exist()
             if self.mode == "phase_map":
                 result = self._phase_map()
             elif self.mode == "coexistence_line" and sec.get("start_temperature") is not None:
@@ -372,6 +382,60 @@ class PhaseDiagramRun:
         if result["status"] not in ("crossing", "given") and self.mode != "phase_map":
             raise NoCrossingError(result["message"])
         return report
+
+    def _check_phases_exist(self):
+        """Each phase, at its end of the first window, through the stages before switching (a liquid:
+        its melt, then quench and NPT; a solid: NPT and NVT; at most ``phase_check_steps`` steps each
+        but the melt), liquids first: a phase that melts, crystallises, collapses or runs away stops
+        the protocol now instead of after hours of sweeps."""
+        sec = self.section
+        if not sec["phase_check"] or self.phases_checked or (
+                self.mode == "coexistence_line" and sec.get("start_temperature") is not None):
+            return
+        lo, hi = self._window0()
+        pressure, n = sec["pressure"], int(sec["phase_check_steps"])
+        t0 = _time.perf_counter()
+        liquids_first = sorted(self.phases, key=lambda ph: ph["route"] != "liquid")   # the likelier failures
+        for k, phase in enumerate(liquids_first, 1):
+            (label, folder, sub), = self._sub_runs_for(phase, lo, hi, pressure, root=self.folder / "phase_checks")
+            fe = sub["free_energy"]
+            for key in ("quench_steps", "npt_steps", "spring_steps"):     # the melt keeps its length:
+                fe[key] = min(int(fe[key]), n)                          # a short one leaves a crystal
+            fe.update(npt_max_blocks=1, report=str(folder / "check.yaml"), data=str(folder / "check.h5"),
+                      checkpoint=str(folder / "check.ckpt.h5"))
+            on_root(self.comm, lambda: folder.mkdir(parents=True, exist_ok=True))
+            what = ("melt, quench and NPT" if phase["route"] == "liquid" else "NPT and NVT")
+            self._say(f"# phase check {k} of {len(self.phases)}: {phase['name']} ({phase['route']}) at "
+                      f"{fe['temperature']:g} K, {pressure:g} bar: {what}, at most {n} steps each")
+            text = f"# phase check of {self.input_path} ({self.mode}), phase {phase['name']}\n" + format_settings(sub)
+            run = FreeEnergyRun(sub, text, self.input_path, comm=self.comm, stream=self.stream)
+            run.phase_check_only = True
+            if self.prepare is not None:
+                self.prepare(run, phase["name"])
+            try:
+                result = run.run()
+            except NoStableLiquidError as exc:
+                raise NoStableLiquidError(f"phase check of {phase['name']} at {fe['temperature']:g} K: {exc}") from None
+            if result.get("stopped_by") == "signal":
+                raise _Stopped(dict(result, message=f"phase check of {phase['name']}: {result['message']}"))
+            if result.get("stopped_by"):
+                raise PhaseMissing(f"{self.input_path}: phase check of {phase['name']} ({phase['route']}) at "
+                                   f"{fe['temperature']:g} K: {result['message']}; the protocol stops before its "
+                                   "sweeps (set phase_check = false to skip the check)")
+            changed = [w for w in result["warnings"]
+                       if ("melted" in w if phase["route"] == "solid" else ("crystallised" in w or "did not melt" in w))]
+            if changed:
+                missing = NoStableLiquidError if phase["route"] == "liquid" else PhaseMissing
+                raise missing(f"{self.input_path}: phase check of {phase['name']} ({phase['route']}) at "
+                                   f"{fe['temperature']:g} K, {pressure:g} bar: " + "; ".join(changed)
+                                   + f". The phase does not exist at that end of the window "
+                                   f"[{lo:g}, {hi:g}] K; give a better guess (temperature) or a smaller window, "
+                                   "or a potential with this phase; the protocol stops before its sweeps")
+            self._say(f"# phase check {k} of {len(self.phases)}: {phase['name']} exists "
+                      f"({result['volume'] / run.simulation.state.n_atoms_total:.4f} A^3/atom)")
+        self.phases_checked = {"outcome": PHASES_EXIST, "pressure_bar": float(pressure),
+                               "seconds": _time.perf_counter() - t0}
+        self._save_state()
 
     def _bracket(self, pressure):
         sec = self.section

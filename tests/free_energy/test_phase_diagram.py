@@ -294,7 +294,8 @@ def test_sub_runs_are_constant_pressure_sweeps_that_pass_the_free_energy_checks(
 
 @pytest.mark.slow
 def test_cu_i_has_no_stable_liquid_melting_temperature_ends_with_the_solid_curve(tmp_path):
-    """Cu-I.yace (issue 9): the liquid collapses; the protocol stops with the message and what it computed."""
+    """Cu-I.yace (issue 9): the liquid collapses; the protocol stops with the message and what it computed
+    (phase_check = false: with the check it stops before the solid's sweep, test_phase_checks.py)."""
     from acemd.drivers.free_energy import NoStableLiquidError
     body = """
 mode = "melting_temperature"
@@ -315,6 +316,7 @@ melt_steps = 3000
 quench_steps = 500
 attempts = 1
 progress_every = 1000000
+phase_check = false
 """
     settings, text, path = _input(tmp_path, body, repeat=2, a=3.62)
     stream = io.StringIO()
