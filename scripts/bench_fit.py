@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kappa", default="0.92", help="force share of the loss (default: the notebook's "
                     "unweighted rows, 10880 force atoms vs 950 energies)")
     ap.add_argument("--l2", type=float, default=1e-10)
+    ap.add_argument("--memory-check", action="store_true",
+                    help="also fit the first 250 structures on 1 rank: peak memory against the full set")
     ap.add_argument("--acejax-python", default=None, help="python of a venv with ace-jax")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -120,10 +122,15 @@ def main(argv=None) -> int:
                                                             os.environ.get("PATH", "")]))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        inp = Path(tmp) / "input.yaml"
-        inp.write_text(INPUT.format(data=args.data.resolve(), kappa=args.kappa, l2=args.l2,
-                                    solver=args.solver))
-        for r in args.ranks:
+        runs = [(r, args.data.resolve()) for r in args.ranks]
+        if args.memory_check:
+            from acemd.fit.dataset import read_pickled_dataframe
+            subset = Path(tmp) / "first250.pkl.gzip"
+            read_pickled_dataframe(args.data).iloc[:250].to_pickle(subset, compression="gzip")
+            runs.append((1, subset))
+        for r, data in runs:
+            inp = Path(tmp) / f"input_{r}_{data.stem}.yaml"
+            inp.write_text(INPUT.format(data=data, kappa=args.kappa, l2=args.l2, solver=args.solver))
             cmd = [mpiexec, "-n", str(r), "taskset", "-c", ",".join(str(k) for k in range(r)),
                    sys.executable, str(Path(__file__).resolve()), "--worker", "--input", str(inp)]
             env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -139,8 +146,13 @@ def main(argv=None) -> int:
     print("# ranks funcs   atoms  assembly    rows  normal      cpu us/at*fn   solve     fit  peak_MB   E_meV  F_meV/A")
     for f in results:
         print(_row(f))
-    one = next((f for f in results if f["ranks"] == 1), None)
-    for f in results:
+    full = [f for f in results if f["train_structures"] > 250]
+    small = [f for f in results if f["train_structures"] <= 250]
+    if full and small:
+        print(f"# peak memory: {small[0]['train_structures']} structures {max(small[0]['peak_rss_MB_per_rank']):.0f} MB,"
+              f" {full[0]['train_structures']} structures {max(full[0]['peak_rss_MB_per_rank']):.0f} MB (1 rank)")
+    one = next((f for f in full if f["ranks"] == 1), None)
+    for f in full:
         if one and f["ranks"] > 1:
             eff = one["assembly_s"] / (f["ranks"] * f["assembly_s"])
             eff_fit = one["fit_s"] / (f["ranks"] * f["fit_s"])
