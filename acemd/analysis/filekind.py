@@ -32,6 +32,9 @@ KINDS = {
     "binary": ("a binary file that is no acemd output", None),
 }
 
+#: a YAML/JSON report is smaller than this; a larger text file is not parsed to find out
+MAX_REPORT_BYTES = 1024 * 1024
+
 PHASE_MODES = ("melting_temperature", "transition_temperature", "coexistence_line", "phase_map")
 
 
@@ -68,9 +71,12 @@ def _text_kind(path: Path) -> str:
     lines = [ln.split() for ln in head.splitlines() if ln.strip()]
     if any(ln[:2] == ["#", "Step"] for ln in lines[:50]) and any(ln[0] != "#" for ln in lines):
         return "thermo_log"        # a header row '#  Step  Time[ps] ...' and numbers below it
+    if path.stat().st_size > MAX_REPORT_BYTES:
+        return "text"
     import yaml
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)       # libyaml when present: fast
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     except (yaml.YAMLError, UnicodeDecodeError, ValueError):
         return "text"
     if isinstance(doc, dict):
