@@ -284,6 +284,7 @@ def check_restart(settings, input_path, restart):
         print(f"# {note}", flush=True)
     if not settings.get("md") or note:  # other drivers (and a new MD run) start from the checkpoint's atoms
         return data
+    check_appended_outputs(settings, input_path, restart, data)
     step, steps = data["step"], settings["md"]["steps"]
     if step >= steps:
         state = "already complete" if step == steps else "already past the end"
@@ -323,6 +324,32 @@ def foreign_restart_note(settings, restart, data, input_text="") -> str | None:
                 "at step 0 (log and trajectory written anew, not appended)")
     return (f"{what} (step {data['step']}): [{driver}] takes its atoms and cell (velocities and step "
             "unused)")
+
+
+APPENDED_OUTPUTS = (("thermo", "file"), ("trajectory", "file"))     # what an [md] restart appends to
+
+
+def check_appended_outputs(settings, input_path, restart, data):
+    """An [md] restart appends to its log and trajectory: refuse when such a file exists but is not
+    the one the run that wrote the checkpoint wrote (its input names other outputs: e.g. an NVT
+    checkpoint continued by an NVE input whose log holds an unrelated earlier run)."""
+    from .config import parse_config
+    try:
+        theirs = parse_config(data.get("input_text") or "", input_path)
+    except Exception:  # noqa: BLE001 - an input of an older acemd, or none: nothing to compare with
+        return
+    if not theirs.get("md"):
+        return
+    for section, key in APPENDED_OUTPUTS:
+        if section == "trajectory" and settings["trajectory"]["every"] <= 0:
+            continue
+        mine, other = Path(settings[section][key]), Path(theirs[section][key])
+        if mine.exists() and not _same(mine, other):
+            raise PreflightError(f"--restart {restart}: the run that wrote this checkpoint (step {data['step']}) "
+                                 f"wrote {other.name} ([{section}.{key}] of its input), but {_key(section, key)} = "
+                                 f"{mine} of {input_path} exists and holds another run: continuing would append "
+                                 f"steps after {data['step']} to it; give {_key(section, key)} a new name or move "
+                                 "the old file away (nothing was written)")
 
 
 def input_has_section(input_text, section) -> bool:
@@ -483,14 +510,29 @@ def preflight(settings, input_path, comm, restart=None, check_only=False, stream
 SETUP_NOTICE_DELAY_S = 3.0
 
 
+def kernels_cached() -> bool:
+    """True when numba's cache holds the force kernel compiled from this source for this CPU, so
+    a run loads it instead of compiling (reads numba's cache index; False when unsure)."""
+    try:
+        from .potential import kernel
+        dispatcher = kernel.ace_forces
+        index = dispatcher._cache._cache_file._load_index()     # {} when absent or the source changed
+        magic = dispatcher.targetctx.codegen().magic_tuple()
+        return any(key[1] == magic for key in index)
+    except Exception:                  # another numba's internals: say nothing wrong, say it may compile
+        return False
+
+
 def setup_notice(comm, delay_s=SETUP_NOTICE_DELAY_S, stream=None):
     """A line on stdout if numba is still compiling the force kernel ``delay_s`` after the start
-    (rank 0): on first use that takes 10-20 s of silence.  Returns the timer (``cancel()`` it)."""
+    (rank 0): on first use that takes 10-20 s of silence.  Nothing when the kernel is in numba's
+    cache (a long set-up then is not a compile).  Returns the timer (``cancel()`` it)."""
     import threading
+    cached = comm.Get_rank() == 0 and kernels_cached()
 
     def note():
         from .potential import kernel
-        if not kernel.ace_forces.signatures:      # filled once compiled or loaded from the cache
+        if not cached and not kernel.ace_forces.signatures:      # filled once compiled or loaded
             print("# setting up: numba is compiling the force kernels (first use after installing "
                   "or updating acemd, about 10-20 s; later runs load them from its cache) ...",
                   file=stream or sys.stdout, flush=True)

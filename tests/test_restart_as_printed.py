@@ -146,3 +146,25 @@ def test_the_printed_restart_command_completes_the_run(case, tmp_path):
     print(f"{name}: restarted as printed ({' '.join(args)}), exit 0 after {time.perf_counter() - t0:.1f} s; "
           f"max |uninterrupted - restarted| = {dev:.3g}" + (" A" if name == "minimize" else " (relative)"))
     assert dev <= TOLERANCE.get(name, 1e-9)
+
+
+def test_the_restart_command_names_only_a_checkpoint_of_this_run(tmp_path):
+    """A checkpoint left by an earlier run (older than this run's start) is never offered: the message
+    says to start again; one this run wrote, or the --restart file it continued, is."""
+    import os
+
+    from acemd.config import parse_config
+    from acemd.preflight import restart_command
+    text = _input({"free_energy": {"mode": "solid", "temperature": 300.0}})
+    settings = parse_config(text, tmp_path / "in.toml")
+    ckpt = Path(settings["free_energy"]["checkpoint"])
+    assert "no checkpoint was written yet" in restart_command(settings, "in.toml", since=time.time())
+    ckpt.write_bytes(b"stand-in")
+    os.utime(ckpt, (time.time() - 100, time.time() - 100))           # an earlier run's file
+    since = time.time() - 10
+    stale = restart_command(settings, "in.toml", since=since)
+    assert stale == f"no checkpoint was written yet ({ckpt}): start again with: acemd in.toml"
+    assert restart_command(settings, "in.toml", since=since, restart=str(ckpt)) == \
+        f"to continue: acemd in.toml --restart {ckpt}"
+    os.utime(ckpt)                                                     # written by this run
+    assert restart_command(settings, "in.toml", since=since) == f"to continue: acemd in.toml --restart {ckpt}"

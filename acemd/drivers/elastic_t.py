@@ -22,7 +22,8 @@ Every ``block_steps`` steps of a stage the atoms are put into a canonical
 order (gathered by id and distributed, as a restart does) and the forces
 recomputed; a stop signal is honoured there: a checkpoint records the stage,
 its samples so far and everything accumulated, and ``--restart`` continues
-bit for bit as the uninterrupted run would have.
+bit for bit as the uninterrupted run would have.  A checkpoint is also written at
+the end of every stage, so a run killed without warning (kill -9) loses at most one.
 
 The ``[guards]`` of MD check every stage (:class:`~acemd.guards.Guards`, built per stage with
 that stage's ensemble); a trip keeps the samples up to the last good state, checkpoints it and
@@ -345,9 +346,11 @@ class FiniteTemperatureElastic:
                     return signal.Signals(signum).name
         self._finish_stage(k)
         self.acc["stage"], self.acc["in_progress"] = k + 1, False
-        if self.comm.allreduce(stop.signum, op=MPI.MAX) and k + 1 < len(self.stages):
-            self._checkpoint(None)
-            return signal.Signals(self.comm.allreduce(stop.signum, op=MPI.MAX)).name
+        if k + 1 < len(self.stages):
+            self._checkpoint(None)          # every finished stage survives a kill -9 (the last: run() writes it)
+            signum = self.comm.allreduce(stop.signum, op=MPI.MAX)
+            if signum:
+                return signal.Signals(signum).name
         return None
 
     def _keep_samples_until(self, step):
