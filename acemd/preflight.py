@@ -309,6 +309,8 @@ def foreign_restart_note(settings, restart, data, input_text="") -> str | None:
     driver = _driver(settings)
     writer = writer_of(data["state"])
     if writer == driver:
+        if driver == "free_energy":
+            check_free_energy_protocol(settings, restart, data["state"]["free_energy"])
         return None
     what = f"--restart {restart}: a [{writer}] checkpoint" if writer else \
         f"--restart {restart}: a checkpoint of unknown origin (no driver state)"
@@ -324,6 +326,26 @@ def foreign_restart_note(settings, restart, data, input_text="") -> str | None:
                 "at step 0 (log and trajectory written anew, not appended)")
     return (f"{what} (step {data['step']}): [{driver}] takes its atoms and cell (velocities and step "
             "unused)")
+
+
+def check_free_energy_protocol(settings, restart, saved):
+    """The protocol of a [free_energy] checkpoint must be this input's (the driver's own test, made
+    here too so that --check finds it and the run stops before its set-up)."""
+    import json
+
+    from .drivers.free_energy import RESUMABLE_KEYS
+    sec = settings["free_energy"]
+    signature = json.dumps({k: v for k, v in sorted(sec.items()) if k not in RESUMABLE_KEYS}, sort_keys=True,
+                           default=str)
+    if saved.get("signature") is None or saved.get("guard_stop"):
+        return                                      # the driver says what is wrong with these
+    if saved["signature"] != signature:
+        theirs = json.loads(saved["signature"])
+        mine = json.loads(signature)
+        changed = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+        raise PreflightError(f"--restart {restart}: [free_energy] {', '.join(changed)} differ from the run that "
+                             "wrote the checkpoint; restart with the same protocol settings (only report, data, "
+                             "checkpoint and progress_every may change)")
 
 
 APPENDED_OUTPUTS = (("thermo", "file"), ("trajectory", "file"))     # what an [md] restart appends to

@@ -587,6 +587,41 @@ def _case_restart_appends_to_another_runs_log(t):
     return [write(t, base_input(md={"steps": 20})), "--restart", ck]
 
 
+def _fe_text(**keys):
+    text = base_input(free_energy={"mode": "solid", "temperature": 300.0, **keys})
+    return text.replace("[md]\nsteps = 10\ntimestep = 0.001\n", "").replace(
+        "[velocities]\ntemperature = 300.0\nseed = 7\n", "")
+
+
+def _fe_checkpoint(t, text, name="free_energy.ckpt.h5"):
+    """A [free_energy] checkpoint of ``text``'s protocol after its NPT stage (the 32 atoms at rest)."""
+    import json
+
+    from ase.build import bulk
+    from mpi4py import MPI
+
+    from acemd.config import parse_config
+    from acemd.drivers.free_energy import RESUMABLE_KEYS
+    from acemd.io.checkpoint import write_checkpoint
+    sec = parse_config(text, t / "in.toml")["free_energy"]
+    signature = json.dumps({k: v for k, v in sorted(sec.items()) if k not in RESUMABLE_KEYS}, sort_keys=True,
+                           default=str)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    n = len(atoms)
+    write_checkpoint(t / name, MPI.COMM_SELF, step=100, time_ps=0.2, cell=atoms.cell.array, pbc=atoms.pbc,
+                     ids=np.arange(n), positions=atoms.positions, velocities=np.zeros((n, 3)),
+                     species=np.zeros(n, dtype=np.int64), images=np.zeros((n, 3), dtype=np.int64),
+                     masses_by_species=[63.546], species_names=["Cu"],
+                     state={"free_energy": {"signature": signature, "completed": ["npt"], "records": {},
+                                            "warnings": [], "stage_max_gamma": {}}}, input_text=text)
+    return name
+
+
+def _case_free_energy_restart_other_protocol(t, check):
+    ck = _fe_checkpoint(t, _fe_text(temperature=300.0))
+    return [write(t, _fe_text(temperature=400.0)), "--restart", ck] + (["--check"] if check else [])
+
+
 def _case_grid_vs_ranks_check(t):
     return [write(t, base_input(parallel={"grid": [1, 1, 3]})), "--check"]
 
@@ -607,6 +642,10 @@ R1_CASES = [
     ("restart-appends-to-another-runs-log", _case_restart_appends_to_another_runs_log, 1,
      ["--restart ck.h5", "wrote ck.log", "[thermo.file]", "acemd.log", "exists and holds another run",
       "new name"], 2),
+    ("free-energy-restart-other-protocol-check", lambda t: _case_free_energy_restart_other_protocol(t, True), 1,
+     ["--restart free_energy.ckpt.h5", "[free_energy] temperature differ", "same protocol settings"], 2),
+    ("free-energy-restart-other-protocol-run", lambda t: _case_free_energy_restart_other_protocol(t, False), 1,
+     ["--restart free_energy.ckpt.h5", "[free_energy] temperature differ", "same protocol settings"], 2),
     ("grid-vs-ranks-check", _case_grid_vs_ranks_check, 1, ["[parallel.grid] [1, 1, 3]", "3 subdomains", "2 MPI"], 2),
 ]
 
