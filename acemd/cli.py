@@ -291,8 +291,8 @@ def _run(argv, debug=False):
                 checker(settings, args.input)
             pot = load_potential(settings["potential"]["file"])
             atoms = load_structure(settings["structure"], Path(args.input).resolve().parent)
-            from .simulation import check_atom_count
-            check_atom_count(settings, len(atoms), args.input)
+            from .simulation import check_structure
+            check_structure(settings, len(atoms), atoms.pbc, args.input)
             missing = sorted(set(atoms.get_chemical_symbols()) - set(pot.elements))
             if missing:
                 raise InputError(f"{args.input}: [structure] contains {', '.join(missing)}, which the "

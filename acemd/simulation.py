@@ -61,6 +61,27 @@ def check_atom_count(settings, n_atoms, path):
                          "for meaningful statistics); [minimize] and [elastic] at 0 K accept one atom")
 
 
+def check_structure(settings, n_atoms, pbc, path):
+    """The checks of a run that need only the structure's size and periodicity, made before the
+    force field is built or a kernel compiled (also by ``acemd --check``): the atom count
+    (:func:`check_atom_count`) and a barostat coupling the cell cannot take (iso or triclinic
+    coupling of a slab), which the integrators found only at their first step."""
+    from .integrators.barostat import BarostatGeometryError, coupled_axes
+    check_atom_count(settings, n_atoms, path)
+    wanted = []
+    md = settings.get("md") or {}
+    if str(md.get("ensemble", "")).startswith("npt"):
+        wanted.append(("[barostat].coupling", (settings.get("barostat") or {}).get("coupling", "iso")))
+    el = settings.get("elastic") or {}
+    if float(el.get("temperature", 0.0) or 0.0) > 0.0 and el.get("coupling", "auto") != "auto":
+        wanted.append(("[elastic].coupling", el["coupling"]))
+    for key, coupling in wanted:
+        try:
+            coupled_axes(coupling, pbc)
+        except BarostatGeometryError as exc:
+            raise InputError(f"{path}: {exc}".replace("[barostat].coupling", key)) from None
+
+
 def initial_velocities(comm, state: State, temperature, seed, zero_momentum):
     """Maxwell-Boltzmann velocities drawn per atom id, rescaled to exactly ``temperature``.
 
@@ -155,7 +176,7 @@ class Simulation:
         cell = self.comm.bcast(data["cell"] if self.rank == 0 else None)
         pbc = self.comm.bcast(data["pbc"] if self.rank == 0 else None)
         n_total = self.comm.bcast(len(data["ids"]) if self.rank == 0 else None)
-        check_atom_count(self.settings, n_total, restart if restart is not None else self.input_path)
+        check_structure(self.settings, n_total, pbc, restart if restart is not None else self.input_path)
         header = self.comm.bcast({k: data[k] for k in ("step", "time", "state")} if self.rank == 0 else None)
         if restart is not None:
             self.restart_state = header["state"]

@@ -748,6 +748,26 @@ def _case_free_energy_one_atom(t):
     return [write(t, text)]
 
 
+def _case_npt_slab(t, check):
+    """NPT with iso coupling on a slab: refused before the force field is built (it used to surface at
+    the integrator's first step, after the kernel was compiled), also by --check."""
+    import ase.io
+    from ase.build import fcc100
+    slab = fcc100("Cu", size=(2, 2, 4), a=3.61, vacuum=6.0)
+    slab.pbc = [True, True, False]
+    slab.info.pop("adsorbate_info", None)
+    ase.io.write(t / "s.extxyz", slab)
+    text = file_input(t, md={"ensemble": "npt-crescale"}, thermostat={"temperature": 300.0},
+                      barostat={"pressure": 0.0})
+    return [write(t, text)] + (["--check"] if check else [])
+
+
+def _case_spring_steps_20(t):
+    text = base_input(free_energy={"mode": "solid", "temperature": 300.0, "spring_steps": 20})
+    text = text.replace("[md]\nsteps = 10\ntimestep = 0.001\n", "").replace("[trajectory]\nevery = 5\n", "")
+    return [write(t, text)]
+
+
 R2_CASES = [
     ("minimize-at-1e9-bar", _case_minimize_1e9_bar, 4,
      ["blow-up guard: stopped at minimiser step", "[guards.max_energy_change]", "last good state",
@@ -760,6 +780,11 @@ R2_CASES = [
     ("free-energy-one-atom", _case_free_energy_one_atom, 1,
      ["in.toml", "1 atom", "[free_energy] needs at least 2", "[structure].repeat"], 2),
     ("md-one-atom-3-ranks", _case_md_one_atom, 1, ["1 atom", "[md] needs at least 2"], 3),
+    ("npt-iso-slab-run", lambda t: _case_npt_slab(t, False), 1,
+     ["in.toml", "[barostat].coupling = 'iso'", "[True, True, False]", "coupling = 'aniso'"], 2),
+    ("npt-iso-slab-check", lambda t: _case_npt_slab(t, True), 1,
+     ["in.toml", "[barostat].coupling = 'iso'", "[True, True, False]", "coupling = 'aniso'"], 2),
+    ("spring-steps-20", _case_spring_steps_20, 1, ["in.toml", "[free_energy.spring_steps] = 20", "at least 40"], 2),
 ]
 
 

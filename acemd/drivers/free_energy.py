@@ -65,6 +65,7 @@ class SignalStop(Exception):
 
 
 SPRING_PERIOD_MIN_STEPS = 20      # an Einstein oscillator needs this many timesteps per period
+MIN_SPRING_STEPS = 40             # spring stage: samples every 10 steps in its third and last quarter
 
 
 def spring_periods_ps(spring_constants, state, timestep):
@@ -162,6 +163,10 @@ class FreeEnergyRun:
         if sec["switching_steps"] < 10:
             raise InputError(f"{input_path}: [free_energy.switching_steps] = {sec['switching_steps']} is too few "
                              "to integrate dH/dlambda; use thousands (calphy's default is 50000)")
+        if not liquid and sec.get("spring_constants") is None and sec["spring_steps"] < MIN_SPRING_STEPS:
+            raise InputError(f"{input_path}: [free_energy.spring_steps] = {sec['spring_steps']} is too few to sample "
+                             f"the displacements (every 10 steps in the third and the last quarter); use at least "
+                             f"{MIN_SPRING_STEPS}, thousands for converged spring constants (default 10000)")
         if liquid and uf_switching_steps(sec) < 10:
             raise InputError(f"{input_path}: [free_energy.uf_switching_steps] = {uf_switching_steps(sec)} is too few "
                              "to integrate dH/dlambda; use thousands (default 5 x switching_steps)")

@@ -47,7 +47,7 @@ from ..io.thermo import format_hms
 from ..parallel.collective import on_root
 from ..simulation import InputError
 from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
-from .free_energy import FreeEnergyRun, NoStableLiquidError, _plain
+from .free_energy import MIN_SPRING_STEPS, FreeEnergyRun, NoStableLiquidError, _plain
 
 PHASE_ONLY_KEYS = ("window", "attempts", "phases", "pressure_final", "pressure_steps", "start_temperature",
                    "start_temperature_error", "phase_check", "phase_check_steps")
@@ -401,6 +401,7 @@ class PhaseDiagramRun:
             fe = sub["free_energy"]
             for key in ("quench_steps", "npt_steps", "spring_steps"):     # the melt keeps its length:
                 fe[key] = min(int(fe[key]), n)                          # a short one leaves a crystal
+            fe["spring_steps"] = max(fe["spring_steps"], MIN_SPRING_STEPS)
             fe.update(npt_max_blocks=1, report=str(folder / "check.yaml"), data=str(folder / "check.h5"),
                       checkpoint=str(folder / "check.ckpt.h5"))
             on_root(self.comm, lambda: folder.mkdir(parents=True, exist_ok=True))
