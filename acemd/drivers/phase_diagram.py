@@ -48,6 +48,8 @@ from ..parallel.collective import on_root
 from ..simulation import InputError
 from ..units import BOLTZMANN, EV_PER_A3_TO_BAR, UNITS_LINE
 from .free_energy import MIN_SPRING_STEPS, FreeEnergyRun, NoStableLiquidError, _plain
+from ..signals import StopRequested
+from .stage_guards import GuardStop
 
 PHASE_ONLY_KEYS = ("window", "attempts", "phases", "pressure_final", "pressure_steps", "start_temperature",
                    "start_temperature_error", "phase_check", "phase_check_steps")
@@ -58,6 +60,7 @@ class PhaseMissing(InputError):
     """A phase check failed: a phase does not exist at its end of the window (melted, crystallised,
     collapsed): the protocol stops before its sweeps."""
 RESUMABLE_KEYS = ("report", "data", "checkpoint", "progress_every")
+STOP_CHECK_STEPS = 100           # a coexistence state point's NPT looks for a stop signal this often
 
 
 class NoCrossingError(InputError):
@@ -365,6 +368,13 @@ class PhaseDiagramRun:
                 result = self._bracket(sec["pressure"])
                 if self.mode == "coexistence_line" and result["status"] == "crossing":
                     result["coexistence_line"] = self._coexistence(result)
+        except GuardStop as stop:        # a coexistence state point's MD blew up
+            self._save_state()
+            what = stop.message.replace("The checkpoint holds the last good state", "The last good state was")
+            message = (f"[free_energy] {self.mode}: stage '{stop.stage}': {what}; no result is reported and no "
+                       f"atoms are kept (the protocol state is in {sec['checkpoint']})")
+            self._say(f"# {message}")
+            return {"stopped_by": "guard", "message": message}
         except _Stopped as stop:
             self._save_state()
             message = (f"{stop.summary['message']}; the protocol state is in {sec['checkpoint']}: continue with "
@@ -593,6 +603,13 @@ class PhaseDiagramRun:
                 "state_points": _plain(points),
                 "latent_heat_from_curves_eV_atom": result.get("latent_heat_eV_atom")}
 
+    def _guarded(self, integrator, stage, ensemble, temperature):
+        """``integrator`` under the run's [guards] (GuardStop on a trip, the state the last good one)."""
+        from .stage_guards import GuardedIntegrator
+        settings = {"md": {"ensemble": ensemble}, "thermostat": {"temperature": float(temperature)},
+                    "guards": dict(self.settings.get("guards") or {}), "velocities": {"temperature": 0.0}}
+        return GuardedIntegrator(integrator, settings, self.comm, stage)
+
     def _state_point(self, name, T, P):
         """Mean volume and enthalpy U + PV per atom of a phase from NPT (second half averaged)."""
         from ..free_energy.solid import Progress
@@ -613,29 +630,50 @@ class PhaseDiagramRun:
             t_start = sec.get("melt_temperature", 2.0 * T) if phase["route"] == "liquid" else T
             sim.state.velocities = initial_velocities(self.comm, sim.state, t_start, sec["seed"] + 7, True)
             if phase["route"] == "liquid":
-                lang = LangevinBAOAB(sec["timestep"], t_start, sec["damping"], seed=sec["seed"] + 8)
+                lang = self._guarded(LangevinBAOAB(sec["timestep"], t_start, sec["damping"], seed=sec["seed"] + 8),
+                                     f"{name} melt {t_start:g} K", "nvt-langevin", t_start)
                 sim.engine.compute_forces(force_rebuild=True)
                 lang.setup(sim.engine)
                 on_step = progress.stage(f"{name} melt {t_start:g} K", sec["melt_steps"])
-                for k in range(1, sec["melt_steps"] + 1):
-                    lang.step(sim.engine)
-                    on_step(k)
+                stop = StopRequested()
+                stop.install()
+                try:
+                    for k in range(1, sec["melt_steps"] + 1):
+                        lang.step(sim.engine)
+                        on_step(k)
+                        if k % STOP_CHECK_STEPS == 0 and self.comm.allreduce(stop.signum, op=MPI.MAX):
+                            del self._npt[name]          # melted only in part: melt again after a restart
+                            raise _Stopped({"stopped_by": "signal", "message": f"stopped by a signal in the "
+                                            f"{name} melt for the line's state points"})
+                finally:
+                    stop.uninstall()
         eng = sim.engine
-        integ = StochasticCellRescaling(sec["timestep"], T, P, damping=sec["damping"],
-                                        barostat_damping=sec["barostat_damping"], coupling="iso",
-                                        compressibility_per_bar=sec["compressibility"], seed=sec["seed"] + 9)
+        integ = self._guarded(StochasticCellRescaling(sec["timestep"], T, P, damping=sec["damping"],
+                                                      barostat_damping=sec["barostat_damping"], coupling="iso",
+                                                      compressibility_per_bar=sec["compressibility"],
+                                                      seed=sec["seed"] + 9),
+                              f"{name} NPT {T:.0f} K {P:g} bar", "npt-crescale", T)
         eng.compute_forces(force_rebuild=True)
         integ.setup(eng)
         n = sim.state.n_atoms_total
         vols, enth = [], []
         on_step = progress.stage(f"{name} NPT {T:.0f} K {P:g} bar", sec["npt_steps"])
-        for k in range(1, sec["npt_steps"] + 1):
-            integ.step(eng)
-            if k > sec["npt_steps"] // 2 and k % 10 == 0:
-                v = sim.state.volume
-                vols.append(v / n)
-                enth.append((eng.potential_energy + P * v / EV_PER_A3_TO_BAR) / n)
-            on_step(k)
+        stop = StopRequested()
+        stop.install()
+        try:
+            for k in range(1, sec["npt_steps"] + 1):
+                integ.step(eng)
+                if k > sec["npt_steps"] // 2 and k % 10 == 0:
+                    v = sim.state.volume
+                    vols.append(v / n)
+                    enth.append((eng.potential_energy + P * v / EV_PER_A3_TO_BAR) / n)
+                on_step(k)
+                if k % STOP_CHECK_STEPS == 0 and self.comm.allreduce(stop.signum, op=MPI.MAX):
+                    raise _Stopped({"stopped_by": "signal", "message": f"stopped by a signal in the {name} NPT "
+                                    f"state point at {T:.0f} K, {P:g} bar (the restart recomputes the line's "
+                                    "state points)"})
+        finally:
+            stop.uninstall()
         vols, enth = np.asarray(vols), np.asarray(enth)
         if len(vols) >= 10:          # standard errors from 5 block averages of the averaged half
             errors = block_average(np.column_stack([vols, enth]), 5)["error"]

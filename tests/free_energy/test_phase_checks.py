@@ -60,3 +60,19 @@ def test_phase_check_false_skips_it(tmp_path):
     run = PhaseDiagramRun(settings, text, path, comm=MPI.COMM_SELF, stream=stream)
     run._check_phases_exist()
     assert "phase check" not in stream.getvalue() and not (tmp_path / "fe_runs").exists()
+
+
+def test_coexistence_state_point_runs_under_the_guards(tmp_path):
+    """The NPT state points of a coexistence line are guarded like every other stage: a force limit
+    below the harmonic stand-ins' thermal forces stops the first state point at step 10 (exit 4
+    through the command line), naming the stage."""
+    from test_phase_diagram import BODY, _driver
+    body = (BODY.replace('mode = "transition_temperature"', 'mode = "coexistence_line"')
+            .replace("attempts = 3", "attempts = 3\npressure = 1000.0\npressure_final = 11000.0\n"
+                                     "pressure_steps = 2\nstart_temperature = 612.5\nnpt_steps = 200")
+            + "\n[guards]\nmax_force = 0.01\n")
+    summary = _driver(tmp_path, body).run()
+    print(summary["message"])
+    assert summary["stopped_by"] == "guard"
+    assert "stage 'alpha NPT 612 K 1000 bar'" in summary["message"]
+    assert "[guards.max_force] = 0.01" in summary["message"] and "stopped at step 10" in summary["message"]
