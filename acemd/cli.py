@@ -335,7 +335,7 @@ def _run(argv, debug=False):
             return EXIT_GUARD
         if summary.get("stopped_by") and summary.get("steps", -1) < getattr(run, "nsteps", 0):
             if rank == 0:
-                from .preflight import restart_command
+                from .restarts import restart_command
                 print(f"acemd: {summary['message']} (exit status {EXIT_STOPPED}: incomplete; "
                       f"{restart_command(settings, args.input, started, args.restart)})", file=sys.stderr)
             comm.Barrier()

@@ -154,7 +154,7 @@ def test_the_restart_command_names_only_a_checkpoint_of_this_run(tmp_path):
     import os
 
     from acemd.config import parse_config
-    from acemd.preflight import restart_command
+    from acemd.restarts import restart_command
     text = _input({"free_energy": {"mode": "solid", "temperature": 300.0}})
     settings = parse_config(text, tmp_path / "in.toml")
     ckpt = Path(settings["free_energy"]["checkpoint"])

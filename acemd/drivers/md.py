@@ -75,7 +75,7 @@ class MDRun:
     def _start_from_foreign_checkpoint(self, writer):
         """Step 0 with the checkpoint's atoms and cell; velocities from [velocities] when the input has
         that section, else the checkpoint's (zero after [minimize]); outputs are written anew."""
-        from ..preflight import input_has_section
+        from ..restarts import input_has_section
         from ..simulation import initial_velocities
         st, v = self.state, self.settings["velocities"]
         step = st.step
