@@ -373,6 +373,9 @@ class Minimizer:
             if not accepted and self.fmax >= fmax0:
                 # the energy no longer resolves the step (round-off): take it if the forces fell
                 self.steps += 1
+                if self.guards is not None and self.guards.check(self.sim.engine, None, self.steps):
+                    self._evaluate()
+                    return "guard"
                 self._log(force=True)
                 return "line search"
             self.steps += 1
