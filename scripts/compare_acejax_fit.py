@@ -5,7 +5,10 @@ of acemd's dependencies):
 
     python -m venv /work/venv-acejax
     /work/venv-acejax/bin/pip install ace-jax pandas
-    taskset -c 0 /work/venv-acejax/bin/python scripts/compare_acejax_fit.py [--json-only]
+    /work/venv-acejax/bin/python scripts/compare_acejax_fit.py [--harmonics spherical] [--json-only]
+
+It pins itself to one of the allowed CPUs (`--cpus`, default 1) and sets XLA and BLAS to one
+thread before jax starts, so its times are one-core times, as `acemd fit`'s in bench_fit.py.
 
 What it does, so that the numbers compare with pacemaker's linear-fit notebook and `acemd fit`:
 - reads examples/Cu-II/Cu_df2_1k.pkl.gzip (1000 structures, 11309 atoms) without pyace (the
@@ -16,7 +19,10 @@ What it does, so that the numbers compare with pacemaker's linear-fit notebook a
   (R_nl = g_n, pacemaker's initial crad), rcut 6 Å, nradmax [8,8,4,3,2], lmax [0,4,3,2,1]
   per order, level bound 24 (every function the caps allow): 822 B-functions, pacemaker's count.
   ace-jax adds a separate pair basis of `max_degree` functions; by default it is switched off
-  (its radials set to zero, `--pair-basis none`) so the function space is pacemaker's;
+  (its radials set to zero, `--pair-basis none`). ace-jax authors its basis with solid harmonics
+  r^l Y_lm; `--harmonics spherical` evaluates the same basis with Y_lm, as pacemaker does: the
+  B-functions are then products of pacemaker's one-particle functions g_n(r) Y_lm, with the same
+  (n, l) selection and counts per order, coupled by ace-jax's own (orthogonal) couplings;
 - fits `energy_corrected` and the forces by ace-jax's Bayesian linear regression (noise levels
   and prior scale from the evidence, QR form), with no constant per atom (E0 = 0: the energies
   are already referenced to the free atom), and prints the errors of energies (meV/atom) and of
@@ -182,6 +188,9 @@ def parse_args(argv=None):
                    help="model: no constant per atom (E0 = 0, as pacemaker); lsq: ace-jax fits one")
     p.add_argument("--configs-per-batch", type=int, default=4)
     p.add_argument("--map-steps", type=int, default=150, help="L-BFGS iterations of the evidence maximisation")
+    p.add_argument("--cpus", type=int, default=1,
+                   help="run on this many of the allowed CPUs (sched_setaffinity, before jax starts; "
+                        "0: all allowed); default 1, the one-core figures of issue 23")
     p.add_argument("--subset", type=int, default=0,
                    help="smoke test: fit only the first N training and N//10 test structures of the split")
     p.add_argument("--json-only", action="store_true", help="print only the final JSON line")
@@ -190,6 +199,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
+    allowed = sorted(os.sched_getaffinity(0))
+    if a.cpus < 0:
+        raise SystemExit(f"--cpus {a.cpus}: give a count >= 0 (0: every allowed CPU)")
+    if 0 < a.cpus < len(allowed):
+        os.sched_setaffinity(0, allowed[:a.cpus])
     wall0, cpu0 = time.perf_counter(), time.process_time()
     quiet = a.json_only
     say = (lambda *x: print(*x, file=sys.stderr)) if quiet else print
