@@ -26,23 +26,61 @@ _c, _s = 0.5, np.sqrt(3.0) / 2.0
 C6_Z = np.array([[_c, -_s, 0.0], [_s, _c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def _maps_onto_itself(rotation, positions, species, cell, pbc, tolerance) -> bool:
+FIRST_ATOMS = 8                 # atoms tried first for each candidate translation (most fail there)
+
+
+class _Lookup:
+    """Nearest atom of a species to any point, periodic images included (k-d trees in fractional
+    coordinates, the Cartesian distance checked), so a structure of N atoms costs ~N log N."""
+
+    def __init__(self, positions, species, cell, pbc):
+        from scipy.spatial import cKDTree
+        self.cell = cell
+        self.inv = np.linalg.inv(cell)
+        self.periodic = np.asarray(pbc, dtype=bool)
+        frac = positions @ self.inv
+        self.offset = np.where(self.periodic, 0.0, frac.min(axis=0) - 1.0)
+        self.box = np.where(self.periodic, 1.0, 1e9)
+        # a Cartesian distance d is at most d * ||h^-1|| in fractional coordinates
+        self.scale = float(np.linalg.norm(self.inv, 2))
+        self.trees, self.index = {}, {}
+        for sp in np.unique(species):
+            idx = np.flatnonzero(species == sp)
+            self.trees[sp] = cKDTree(self._wrap(frac[idx]), boxsize=self.box)
+            self.index[sp] = idx
+
+    def _wrap(self, frac):
+        f = frac - self.offset
+        f[:, self.periodic] %= 1.0
+        return np.minimum(f, np.nextafter(self.box, 0.0))
+
+    def all_within(self, points, sp, tolerance) -> bool:
+        """True when each Cartesian point has an atom of species ``sp`` within ``tolerance`` (Å)."""
+        tree = self.trees.get(sp)
+        if tree is None:
+            return False
+        frac = self._wrap(points @ self.inv)
+        near = tree.query_ball_point(frac, r=tolerance * self.scale * (1.0 + 1e-9))
+        for q, hits in zip(frac, near):
+            if not hits:
+                return False
+            d = q[None, :] - tree.data[hits]
+            d[:, self.periodic] -= np.round(d[:, self.periodic])
+            if np.min(np.linalg.norm(d @ self.cell, axis=1)) > tolerance:
+                return False
+        return True
+
+
+def _maps_onto_itself(rotation, positions, species, lookup, tolerance) -> bool:
     """True when x -> R x + t maps every atom onto an atom of its species for one translation t."""
-    inv_cell = np.linalg.inv(cell)
-    periodic = np.asarray(pbc, dtype=bool)
-    frac = positions @ inv_cell
     rotated = positions @ rotation.T
     first = 0
-    candidates = np.flatnonzero(species == species[first])
-    same = species[:, None] == species[None, :]
-    for j in candidates:
-        t = positions[j] - rotated[first]
-        d = (rotated + t) @ inv_cell
-        diff = d[:, None, :] - frac[None, :, :]
-        diff[..., periodic] -= np.round(diff[..., periodic])
-        dist = np.linalg.norm(diff @ cell, axis=-1)
-        dist[~same] = np.inf
-        if np.all(dist.min(axis=1) <= tolerance):
+    for j in np.flatnonzero(species == species[first]):
+        moved = rotated + (positions[j] - rotated[first])
+        if not all(lookup.all_within(moved[species == sp][:FIRST_ATOMS], sp, tolerance)
+                   for sp in np.unique(species)):
+            continue
+        if all(lookup.all_within(moved[species == sp], sp, tolerance) for sp in np.unique(species)):
             return True
     return False
 
@@ -60,7 +98,7 @@ def crystal_class_of_structure(positions, species, cell, pbc=(True, True, True),
     cell = np.asarray(cell, dtype=float)
     if len(positions) == 0:
         return "other"
-    args = (positions, species, cell, pbc, float(tolerance_A))
+    args = (positions, species, _Lookup(positions, species, cell, pbc), float(tolerance_A))
     if all(_invariant(r, *args) for r in (C3_111, C2_Z, C2_X)):
         return "cubic"
     if _invariant(C6_Z, *args):
