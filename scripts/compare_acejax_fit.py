@@ -170,12 +170,29 @@ def errors(arrays):
             "n_structures": int(len(nat)), "n_atoms": int(nat.sum())}
 
 
+def _count(minimum):
+    """argparse type: an int >= minimum (exit 2 naming the value otherwise)."""
+    def check(text):
+        v = int(text)
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{text}: must be an integer >= {minimum}")
+        return v
+    return check
+
+
+def _positive(text):
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be > 0")
+    return v
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=DEFAULT_DATA, help="pacemaker pickle (default: %(default)s)")
     p.add_argument("--split-seed", type=int, default=42, help="random_state of df.sample (notebook: 42)")
-    p.add_argument("--rcut", type=float, default=6.0, help="cutoff, Å")
-    p.add_argument("--max-degree", type=int, default=24,
+    p.add_argument("--rcut", type=_positive, default=6.0, help="cutoff, Å")
+    p.add_argument("--max-degree", type=_count(1), default=24,
                    help="ace-jax TotalDegree level bound (wL = 1: pacemaker's sum of n + l); 24 keeps "
                         "every function the per-order caps allow")
     p.add_argument("--radial-basis", choices=("sbessel", "poly"), default="sbessel")
@@ -186,12 +203,12 @@ def parse_args(argv=None):
                    help="solid: ace-jax's own r^l Y_lm (its default); spherical: Y_lm, as pacemaker")
     p.add_argument("--e0", choices=("model", "lsq"), default="model",
                    help="model: no constant per atom (E0 = 0, as pacemaker); lsq: ace-jax fits one")
-    p.add_argument("--configs-per-batch", type=int, default=4)
-    p.add_argument("--map-steps", type=int, default=150, help="L-BFGS iterations of the evidence maximisation")
-    p.add_argument("--cpus", type=int, default=1,
+    p.add_argument("--configs-per-batch", type=_count(1), default=4)
+    p.add_argument("--map-steps", type=_count(1), default=150, help="L-BFGS iterations of the evidence maximisation")
+    p.add_argument("--cpus", type=_count(0), default=1,
                    help="run on this many of the allowed CPUs (sched_setaffinity, before jax starts; "
                         "0: all allowed); default 1, the one-core figures of issue 23")
-    p.add_argument("--subset", type=int, default=0,
+    p.add_argument("--subset", type=_count(0), default=0,
                    help="smoke test: fit only the first N training and N//10 test structures of the split")
     p.add_argument("--json-only", action="store_true", help="print only the final JSON line")
     return p.parse_args(argv)
@@ -200,8 +217,6 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     allowed = sorted(os.sched_getaffinity(0))
-    if a.cpus < 0:
-        raise SystemExit(f"--cpus {a.cpus}: give a count >= 0 (0: every allowed CPU)")
     if 0 < a.cpus < len(allowed):
         os.sched_setaffinity(0, allowed[:a.cpus])
     wall0, cpu0 = time.perf_counter(), time.process_time()
