@@ -202,18 +202,7 @@ def _fit(argv, debug):
         return 130
     except Exception as exc:  # noqa: BLE001 - an error on one rank must not leave the others hanging
         known = isinstance(exc, _known_errors() + _local_errors() + (ValueError,))
-        message = exc if known else _unexpected(exc)
-        if _every_rank_failed(errcomm):
-            if rank == 0 or debug:
-                _report(message, debug and known)
-                if debug and not known:
-                    traceback.print_exception(exc)
-            sys.stderr.flush()
-            return EXIT_INPUT_ERROR
-        _report(message, debug and known, f"acemd: error (rank {rank})")
-        sys.stderr.flush()
-        comm.Abort(EXIT_INPUT_ERROR)
-        return EXIT_INPUT_ERROR
+        return _fail(exc, exc if known else _unexpected(exc), known, comm, errcomm, debug)
 
 
 def main(argv=None):
@@ -345,28 +334,35 @@ def _run(argv, debug=False):
         return 130
     except Exception as exc:  # noqa: BLE001 - an error on one rank must not leave the others hanging
         known = isinstance(exc, _known_errors() + _local_errors())
-        message = exc if known else _unexpected(exc, settings)
-        if _every_rank_failed(errcomm):
-            # raised on every rank (collective checks, errors broadcast from rank 0): report once
-            if rank == 0 or debug:
-                _report(message, debug and known)
-                if debug and not known:
-                    traceback.print_exception(exc)
-            sys.stderr.flush()
-            return EXIT_INPUT_ERROR
-        # found by this rank only (e.g. two atoms on top of each other in its subdomain): the others
-        # wait in a collective, so the job must be aborted
-        _report(message, debug and known, f"acemd: error (rank {rank})")
-        if debug and not known:
-            traceback.print_exception(exc)
-        sys.stderr.flush()
-        comm.Abort(EXIT_INPUT_ERROR)
-        return EXIT_INPUT_ERROR
+        return _fail(exc, exc if known else _unexpected(exc, settings), known, comm, errcomm, debug)
     finally:
         if notice is not None:
             notice.cancel()
         if lock is not None:        # the output locks end with the run, also after an error
             lock.release()
+
+
+def _fail(exc, message, known, comm, errcomm, debug) -> int:
+    """Report an error of a run and return exit status 1 on every rank.
+
+    Raised on every rank (collective checks, errors broadcast from rank 0): reported once.  Found by
+    this rank only (e.g. two atoms on top of each other in its subdomain): the others wait in a
+    collective, so the job is aborted.
+    """
+    rank = comm.Get_rank()
+    if _every_rank_failed(errcomm):
+        if rank == 0 or debug:
+            _report(message, debug and known)
+            if debug and not known:
+                traceback.print_exception(exc)
+        sys.stderr.flush()
+        return EXIT_INPUT_ERROR
+    _report(message, debug and known, f"acemd: error (rank {rank})")
+    if debug and not known:
+        traceback.print_exception(exc)
+    sys.stderr.flush()
+    comm.Abort(EXIT_INPUT_ERROR)
+    return EXIT_INPUT_ERROR
 
 
 def _on_first_rank(fn):

@@ -5,9 +5,9 @@ solve time and peak memory on 1 and 2 ranks, the 2-rank efficiency, and the same
     python scripts/bench_fit.py --data Cu_df2_1k.pkl.gzip [--ranks 1 2] [--acejax-python PY]
 
 The data file is pacemaker's example (python-ace repository, examples/Cu-II/Cu_df2_1k.pkl.gzip:
-1000 Cu structures, 11309 atoms).  The basis is that of pacemaker's linear-fit notebook (SBessel,
-rcut 6 Å, nradmax_by_orders [8, 8, 4, 3, 2], lmax_by_orders [0, 4, 3, 2, 1]: 822 functions), the
-split 950/50 from the seed.  Each rank count runs in its own `mpiexec -n R` process pinned to R cores;
+1000 Cu structures, 11309 atoms).  The basis is that of inputs/fit_cu_linear.yaml (pacemaker's
+linear-fit notebook: SBessel, rcut 6 Å, nradmax_by_orders [8, 8, 4, 3, 2], lmax_by_orders
+[0, 4, 3, 2, 1]: 822 functions), the split 950/50 from its seed.  Each rank count runs in its own `mpiexec -n R` process pinned to R cores;
 ace-jax runs through scripts/compare_acejax_fit.py with the python of a venv that has ace-jax
 (``--acejax-python``; skipped when not given).  Targets (issue 23): the whole fit <= 60 s on one core,
 2-rank efficiency >= 85 %, memory independent of the number of structures (compare --limit runs).
@@ -27,25 +27,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-INPUT = """\
-cutoff: 6.0
-seed: 42
-potential:
-  deltaSplineBins: 0.001
-  elements: [Cu]
-  embeddings:
-    ALL: {{npot: FinnisSinclairShiftedScaled, fs_parameters: [1, 1], ndensity: 1}}
-  bonds:
-    ALL: {{radbase: SBessel, radparameters: [5.25], rcut: 6.0, dcut: 0.01}}
-  functions:
-    ALL: {{nradmax_by_orders: [8, 8, 4, 3, 2], lmax_by_orders: [0, 4, 3, 2, 1]}}
-data:
-  filename: {data}
-  test_size: 0.05
-fit:
-  loss: {{kappa: {kappa}, L2_coeffs: {l2}}}
-  solver: {solver}
-"""
+EXAMPLE = HERE.parent / "inputs" / "fit_cu_linear.yaml"     # the Cu-II input: its basis is used here
+
+
+def fit_input(data, kappa, l2, solver) -> str:
+    """The example input with this run's data and loss (split 95/5 from its seed)."""
+    import yaml
+    tree = yaml.safe_load(EXAMPLE.read_text())
+    tree["data"] = {"filename": str(data), "test_size": 0.05}
+    tree["fit"] = {"loss": {"kappa": float(kappa), "L2_coeffs": float(l2)} if solver == "ridge"
+                   else {"kappa": float(kappa)}, "solver": solver}
+    tree["output"] = {"folder": "out", "potential_file": "Cu_linear.yaml"}
+    return yaml.safe_dump(tree, sort_keys=False)
 
 
 def worker(args) -> int:
@@ -130,7 +123,7 @@ def main(argv=None) -> int:
             runs.append((1, subset))
         for r, data in runs:
             inp = Path(tmp) / f"input_{r}_{data.stem}.yaml"
-            inp.write_text(INPUT.format(data=data, kappa=args.kappa, l2=args.l2, solver=args.solver))
+            inp.write_text(fit_input(data, args.kappa, args.l2, args.solver))
             cmd = [mpiexec, "-n", str(r), "taskset", "-c", ",".join(str(k) for k in range(r)),
                    sys.executable, str(Path(__file__).resolve()), "--worker", "--input", str(inp)]
             env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")

@@ -27,28 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-BASIS = """\
-cutoff: 6.0
-seed: {seed}
-metadata: {{comment: "validate_fit_cu.py: linear ACE for Cu-II ({label})"}}
-potential:
-  deltaSplineBins: 0.001
-  elements: [Cu]
-  embeddings:
-    ALL: {{npot: FinnisSinclairShiftedScaled, fs_parameters: [1, 1], ndensity: 1}}
-  bonds:
-    ALL: {{radbase: SBessel, radparameters: [5.25], rcut: 6.0, dcut: 0.01}}
-  functions:
-    ALL: {{nradmax_by_orders: [8, 8, 4, 3, 2], lmax_by_orders: [0, 4, 3, 2, 1]}}
-data:
-{data_keys}
-fit:
-  loss: {{kappa: {kappa}, L2_coeffs: {l2}, kappa_stress: {kappa_stress}}}
-  solver: {solver}
-output:
-  folder: {folder}
-  potential_file: Cu_linear.yaml
-"""
+EXAMPLE = Path(__file__).resolve().parents[1] / "inputs" / "fit_cu_linear.yaml"   # basis used here
 
 ELASTIC = """\
 [structure]
@@ -121,7 +100,7 @@ def notebook_split(path: Path):
 
 
 def write_split(structures, stresses, test_positions, folder: Path) -> str:
-    """train.traj and test.traj; returns the data: keys naming them."""
+    """train.traj and test.traj; returns the `data:` mapping naming them."""
     test = set(test_positions)
     train_k = [k for k in range(len(structures)) if k not in test]
     test_k = sorted(test)
@@ -129,14 +108,23 @@ def write_split(structures, stresses, test_positions, folder: Path) -> str:
                                                             if k in stresses}, folder / "train.traj")
     write_stress_dataset([structures[k] for k in test_k], {i: stresses[k] for i, k in enumerate(test_k)
                                                            if k in stresses}, folder / "test.traj")
-    return f"  filename: {folder / 'train.traj'}\n  test_filename: {folder / 'test.traj'}"
+    return {"filename": str(folder / "train.traj"), "test_filename": str(folder / "test.traj")}
 
 
 def run_fit(folder: Path, label, data, args, kappa_stress=0.0) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     inp = folder / "input.yaml"
-    inp.write_text(BASIS.format(seed=args.seed, label=label, data_keys=data, kappa=args.kappa, l2=args.l2,
-                                kappa_stress=kappa_stress, solver=args.solver, folder=folder / "out"))
+    import yaml
+    tree = yaml.safe_load(EXAMPLE.read_text())
+    tree["seed"] = args.seed
+    tree["metadata"] = {"comment": f"validate_fit_cu.py: linear ACE for Cu-II ({label})"}
+    tree["data"] = data
+    loss = {"kappa": args.kappa if args.kappa == "auto" else float(args.kappa), "kappa_stress": kappa_stress}
+    if args.solver == "ridge":
+        loss["L2_coeffs"] = args.l2
+    tree["fit"] = {"loss": loss, "solver": args.solver}
+    tree["output"] = {"folder": str(folder / "out"), "potential_file": "Cu_linear.yaml"}
+    inp.write_text(yaml.safe_dump(tree, sort_keys=False))
     proc = subprocess.run([sys.executable, "-m", "acemd.cli", "fit", str(inp)], capture_output=True, text=True)
     (folder / "fit.out").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -196,10 +184,10 @@ def main(argv=None) -> int:
         plain = write_split(structures, {}, test_positions, out / "ef")
         with_stress = write_split(structures, stresses, test_positions, out / "efs")
     else:
-        plain = f"  filename: {args.data.resolve()}\n  test_size: 0.05"
+        plain = {"filename": str(args.data.resolve()), "test_size": 0.05}
         stress_data = out / "Cu_df2_1k_eos_stress.traj"
         write_stress_dataset(structures, stresses, stress_data)
-        with_stress = f"  filename: {stress_data}\n  test_size: 0.05"
+        with_stress = {"filename": str(stress_data), "test_size": 0.05}
     metrics = {"energies and forces": run_fit(out / "ef", "energies and forces", plain, args)}
 
     print("\n## DFT equations of state in the data (cubic polynomial E(V)):")

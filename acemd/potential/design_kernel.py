@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit
 
 from .kernel import OK, TOO_CLOSE, _gather_neighbours, _poly_switch, _site_base, max_row_length, site_buffers
+from .tables import lm_of
 
 __all__ = ["DesignTables", "build_design_tables", "design_rows_kernel"]
 
@@ -84,12 +85,7 @@ class DesignTables:
 def _decode(a: int, nlm: int, nlm_half: int) -> tuple[int, int]:
     """(folded channel, m) of a full flat A index."""
     block, off = divmod(a, nlm)
-    l = int(np.sqrt(off))
-    while l * l > off:
-        l -= 1
-    while (l + 1) * (l + 1) <= off:
-        l += 1
-    m = off - l * l - l
+    l, m = lm_of(off)
     return block * nlm_half + l * (l + 1) // 2 + abs(m), m
 
 

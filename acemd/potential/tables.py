@@ -88,15 +88,19 @@ def ylm_recursion_coefficients(lmax):
     return a, b
 
 
+def lm_of(offset: int) -> tuple[int, int]:
+    """(l, m) of the flat harmonic index offset = l*l + l + m."""
+    l = int(np.sqrt(offset))
+    while l * l > offset:
+        l -= 1
+    while (l + 1) * (l + 1) <= offset:
+        l += 1
+    return l, offset - l * l - l
+
+
 def conjugate_index(a: int, nlm: int) -> int:
     """Flat A index of A_{mu n l -m} given that of A_{mu n l m}."""
-    off = a % nlm
-    l = int(np.sqrt(off))
-    while l * l > off:
-        l -= 1
-    while (l + 1) * (l + 1) <= off:
-        l += 1
-    m = off - l * l - l
+    _, m = lm_of(a % nlm)
     return a - 2 * m
 
 
