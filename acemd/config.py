@@ -497,7 +497,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    doc="stop when the cell volume per atom rises above this (an exploding cell)"),
         "max_volume_change": Key(NUM, default=0.1, check=positive,
                                  doc="stop when the cell volume changes by more than this fraction per step "
-                                     "(a minimiser step; over `every` MD steps, their average)"),
+                                     "(a minimiser step; over `every` MD steps, the geometric mean per step)"),
         "max_memory_gib": Key(NUM, check=positive, unit="GiB", default_doc="the node's available memory",
                               doc="memory limit per rank for the estimate made before set-up"),
     },
