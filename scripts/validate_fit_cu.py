@@ -150,6 +150,37 @@ def elastic(potential: Path, folder: Path) -> dict:
             "B_GPa": (c[0, 0] + 2 * c[0, 1]) / 3, "E_eV_per_atom": rep["energy_per_atom_eV"]}
 
 
+def pyace_check(python: str, fit_input: Path, folder: Path):
+    """pyace (pacemaker's evaluator, in its own venv) on the written .yaml against the fit's predictions."""
+    from acemd.fit.config import read_fit_input
+    from acemd.fit.run import _prepare_data
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = read_fit_input(fit_input)
+    potential = Path(settings.output.potential_file)
+    data = np.load(potential.with_name(potential.stem + "_predictions.npz"))
+    train = _prepare_data(settings, lambda line: None)[0]       # the fit's training structures, in order
+    records = [{"symbols": s.atoms.get_chemical_symbols(), "positions": s.atoms.positions.tolist(),
+                "cell": s.atoms.cell.array.tolist(), "pbc": [bool(x) for x in s.atoms.pbc]} for s in train[:12]]
+    assert list(data["structure_index"][:12]) == list(range(12))
+    (folder / "structures.json").write_text(json.dumps(records))
+    (folder / "Cu_linear.yaml").write_text(potential.read_text())
+    script = Path(__file__).resolve().parent / "validate_fit_basis.py"
+    proc = subprocess.run([python, str(script), "--pyace-eval", str(folder)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"# pyace check failed ({python}): {proc.stderr[-500:]}")
+        return
+    res = json.loads((folder / "pyace_results.json").read_text())["Cu_linear.yaml"]
+    first_atom = np.concatenate([[0], np.cumsum(data["structure_natoms"])])
+    de = df = 0.0
+    for i, r in enumerate(res):
+        n = len(records[i]["symbols"])
+        de = max(de, abs(r["energy"] / n - data["energy_pred"][i]))
+        f = data["forces_pred"][first_atom[i]:first_atom[i] + n]
+        df = max(df, float(np.abs(np.array(r["forces"]) - f).max()))
+    print(f"# pyace on the written {potential.name} vs the fit's predictions ({len(res)} structures): "
+          f"max dE {de:.2e} eV/atom, max dF {df:.2e} eV/Å")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="pacemaker's Cu_df2_1k.pkl.gzip")
@@ -164,6 +195,9 @@ def main(argv=None) -> int:
     ap.add_argument("--l2", type=float, default=1e-9, help="L2_coeffs (1e-9: the notebook's Ridge alpha 1e-5 "
                     "on unweighted rows, in pacemaker's normalised loss)")
     ap.add_argument("--solver", choices=["ridge", "bayesian"], default="ridge")
+    ap.add_argument("--pyace", default=None, metavar="PYTHON",
+                    help="python of a venv with pyace (python-ace 0.2.8): evaluate the written potential with "
+                         "pacemaker's evaluator too")
     ap.add_argument("--reference-potential", type=Path,
                     default=Path(__file__).resolve().parents[1] / "tests/data/potentials/Cu-PBE-core-rep.ace")
     args = ap.parse_args(argv)
@@ -198,6 +232,8 @@ def main(argv=None) -> int:
     metrics["energies, forces and stresses"] = run_fit(out / "efs", "energies, forces and stresses", with_stress,
                                                        args, kappa_stress=args.kappa_stress)
 
+    if args.pyace:
+        pyace_check(args.pyace, out / "ef/input.yaml", out / "pyace")
     print("\n## summary (test set; energies meV/atom, force components meV/Å, stresses GPa)")
     for label, m in metrics.items():
         for subset in ("train", "test"):
