@@ -189,16 +189,17 @@ def _pyace_cases(path):
 
 
 def _pyace_eval(folder):
-    """Energies and forces of folder/structures.json with every folder/*.yaml, by pyace."""
+    """Energies and forces of folder/structures.json with every folder/*.yaml (B-basis) and *.yace
+    (C-tilde), by pyace."""
     import warnings
     warnings.filterwarnings("ignore")
     import numpy as np
     from ase import Atoms
-    from pyace import ACEBBasisSet, PyACECalculator
+    from pyace import ACEBBasisSet, ACECTildeBasisSet, PyACECalculator
     structs = json.loads((Path(folder) / "structures.json").read_text())
     result = {}
-    for pot in sorted(Path(folder).glob("*.yaml")):
-        basis = ACEBBasisSet(str(pot))
+    for pot in sorted(list(Path(folder).glob("*.yaml")) + list(Path(folder).glob("*.yace"))):
+        basis = ACEBBasisSet(str(pot)) if pot.suffix == ".yaml" else ACECTildeBasisSet(str(pot))
         calc = PyACECalculator(basis)
         res = []
         for s in structs:

@@ -164,21 +164,23 @@ def pyace_check(python: str, fit_input: Path, folder: Path):
     assert list(data["structure_index"][:12]) == list(range(12))
     (folder / "structures.json").write_text(json.dumps(records))
     (folder / "Cu_linear.yaml").write_text(potential.read_text())
+    (folder / "Cu_linear.yace").write_text(potential.with_suffix(".yace").read_text())
     script = Path(__file__).resolve().parent / "validate_fit_basis.py"
     proc = subprocess.run([python, str(script), "--pyace-eval", str(folder)], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"# pyace check failed ({python}): {proc.stderr[-500:]}")
         return
-    res = json.loads((folder / "pyace_results.json").read_text())["Cu_linear.yaml"]
+    results = json.loads((folder / "pyace_results.json").read_text())
     first_atom = np.concatenate([[0], np.cumsum(data["structure_natoms"])])
-    de = df = 0.0
-    for i, r in enumerate(res):
-        n = len(records[i]["symbols"])
-        de = max(de, abs(r["energy"] / n - data["energy_pred"][i]))
-        f = data["forces_pred"][first_atom[i]:first_atom[i] + n]
-        df = max(df, float(np.abs(np.array(r["forces"]) - f).max()))
-    print(f"# pyace on the written {potential.name} vs the fit's predictions ({len(res)} structures): "
-          f"max dE {de:.2e} eV/atom, max dF {df:.2e} eV/Å")
+    for name in ("Cu_linear.yaml", "Cu_linear.yace"):
+        de = df = 0.0
+        for i, r in enumerate(results[name]):
+            n = len(records[i]["symbols"])
+            de = max(de, abs(r["energy"] / n - data["energy_pred"][i]))
+            f = data["forces_pred"][first_atom[i]:first_atom[i] + n]
+            df = max(df, float(np.abs(np.array(r["forces"]) - f).max()))
+        print(f"# pyace on the written {name} vs the fit's predictions ({len(results[name])} structures): "
+              f"max dE {de:.2e} eV/atom, max dF {df:.2e} eV/Å")
 
 
 def main(argv=None) -> int:

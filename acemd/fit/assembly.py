@@ -36,11 +36,15 @@ class LossSettings:
 
 
 def auto_kappa(structures) -> float:
-    """pacemaker's ``kappa: auto``: σ_E² / (σ_E² + σ_F²) from the energies per atom and the force norms."""
+    """pacemaker's ``kappa: auto``: σ_E² / (σ_E² + σ_F²) from the energies per atom and the force norms.
+
+    As pacemaker computes them: σ_E the sample standard deviation (pandas' ``std``, ddof 1) of the
+    energies per atom, σ_F the population one (numpy's ``std``) of the force vectors' norms.
+    """
     epa = np.array([s.energy / s.natoms for s in structures])
     fnorm = np.concatenate([np.linalg.norm(s.forces, axis=1) for s in structures])
     e_var = float(np.var(epa, ddof=1)) if len(epa) > 1 else 0.0
-    f_var = float(np.var(fnorm, ddof=1)) if len(fnorm) > 1 else 0.0
+    f_var = float(np.var(fnorm))
     if e_var + f_var == 0.0:
         return 0.5
     return e_var / (e_var + f_var)

@@ -99,3 +99,13 @@ def test_unused_columns_get_zero_and_no_rows_is_an_error():
         solve_ridge(NormalEquations(4), 0.0)
     with pytest.raises(SolverError, match="not finite"):
         NormalEquations(2).add([[np.nan, 1.0]], [1.0], [1.0])
+
+
+def test_auto_kappa_by_hand():
+    """kappa: auto on two structures worked by hand (pacemaker: ddof 1 for energies, 0 for force norms)."""
+    from types import SimpleNamespace
+    from acemd.fit.assembly import auto_kappa
+    a = SimpleNamespace(energy=-6.0, natoms=2, forces=np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]]))
+    b = SimpleNamespace(energy=-2.0, natoms=1, forces=np.array([[0.0, 0.0, 2.0]]))
+    # energies per atom -3, -2: sample variance 0.5; force norms 5, 1, 2: population variance 26/9
+    assert auto_kappa([a, b]) == pytest.approx(0.5 / (0.5 + 26 / 9), rel=1e-14)
