@@ -28,7 +28,10 @@ def format_number(value) -> str:
         raise ValueError(f"cannot write the non-finite number {v}")
     if v.is_integer() and abs(v) < 1e15:
         return str(int(v))
-    return repr(v)
+    text = repr(v)
+    if "e" in text and "." not in text:     # YAML 1.1 (PyYAML) reads 1e-05 as a string, 1.0e-05 as a float
+        text = text.replace("e", ".0e", 1)
+    return text
 
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\- ]*")

@@ -616,7 +616,7 @@ def _auto_reference(structures, elements):
     volume_pa = np.array([_volume_per_atom(s.atoms) for s in labelled])
     shift = 0.0
     if volume_pa.max() > 0:
-        shift = -corrected_pa[int(np.argmax(volume_pa >= volume_pa.max()))]
+        shift = -corrected_pa[int(np.argmax(volume_pa))]
     out = {e: 0.0 for e in elements}
     out.update({e: float(v - shift) for e, v in zip(present, e_ref)})
     return out
