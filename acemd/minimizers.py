@@ -225,15 +225,22 @@ class Minimizer:
             self.log(self.steps, self._row())
 
     # ------------------------------------------------------------ driver
-    def run(self) -> MinimizeResult:
-        """Minimise until converged, stuck or ``max_steps``."""
+    def check_start(self):
+        """Evaluate the starting state and set up the guards: GuardError (on every rank) if it
+        already fails.  A driver calls this before it opens any output, so that a refused start
+        leaves existing files (the log) as they were; :meth:`run` calls it when the driver did not."""
+        if self.guards is not None:
+            return
         if self.resume is not None:
             self.steps = int(self.resume["steps"])
             self.cell.length = float(self.resume.get("length", self.cell.length))   # the strain scale
         self._evaluate()
-        # the starting state: GuardError (on every rank) if it already fails
         self.guards = Guards(self.guard_settings, self.comm, self.sim.engine, None, advice=GUARD_ADVICE,
                              what="minimiser step", start=self.steps)
+
+    def run(self) -> MinimizeResult:
+        """Minimise until converged, stuck or ``max_steps``."""
+        self.check_start()
         self._log(force=True)
         run = self._fire if self.method == "fire" else self._lbfgs
         reason = run()

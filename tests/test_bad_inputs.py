@@ -726,6 +726,19 @@ def _case_minimize_close_atoms(t):
     return [text]
 
 
+def _close_atoms_keeping_a_log(t, driver):
+    """Two atoms 0.05 Å apart under [minimize] or 0 K [elastic], with an earlier run's log in the
+    folder: the refused start must leave that log byte for byte as it was (test_bad_input compares
+    every pre-existing file)."""
+    structure_file(t, positions=[[5, 5, 5], [5.05, 5, 5]])
+    (t / "keep.log").write_text("an earlier run's log: a refused start must not truncate it\n")
+    text = (file_input(t, thermo={"file": "keep.log"})
+            .replace("[md]\nsteps = 10\ntimestep = 0.001\n", f"[{driver}]\n")
+            .replace("[velocities]\ntemperature = 300.0\nseed = 7\n", "")
+            .replace("[trajectory]\nevery = 5\n", ""))
+    return [write(t, text)]
+
+
 def _case_elastic_1e9_bar(t):
     return _static_input(t, "elastic", {"cell": "iso", "pressure": 1e9})
 
@@ -774,6 +787,10 @@ R2_CASES = [
       "no relaxed structure was written", "relaxed.extxyz"], 2),
     ("minimize-atoms-0.05-apart", _case_minimize_close_atoms, 1,
      ["0.05 Å apart", "[guards.min_distance]", "initial state", "check the structure"], 2),
+    ("minimize-atoms-0.05-apart-keeps-the-log", lambda t: _close_atoms_keeping_a_log(t, "minimize"), 1,
+     ["0.05 Å apart", "[guards.min_distance]", "initial state"], 2),
+    ("elastic-atoms-0.05-apart-keeps-the-log", lambda t: _close_atoms_keeping_a_log(t, "elastic"), 1,
+     ["0.05 Å apart", "[guards.min_distance]", "initial state"], 2),
     ("elastic-0K-at-1e9-bar", _case_elastic_1e9_bar, 4,
      ["[elastic] reference relaxation", "blow-up guard", "[guards.max_energy_change]", "no report"], 2),
     ("md-one-atom", _case_md_one_atom, 1, ["in.toml", "1 atom", "[md] needs at least 2", "[structure].repeat"], 2),

@@ -90,9 +90,12 @@ class ElasticRun:
             sec["method"] = "fire"          # at temperature > 0 `method` names the route
         self._say(f"# relax cell ({sec['cell']}) and atoms to {sec['pressure']} bar")
         from ..io.thermo import ThermoLog
+        minimizer = minimizer_from_settings(sim, sec, stop=stop)
+        minimizer.check_start()         # a refused start (GuardError) before the log is opened
         log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
                         stream=self.stream, total_steps=sec["max_steps"], preamble=[])
-        result = minimizer_from_settings(sim, sec, log=log.row, stop=stop).run()
+        minimizer.log = log.row
+        result = minimizer.run()
         log.close(extra=[describe(result)])
         if result.reason == "guard":
             raise GuardStop("reference relaxation", result.message)

@@ -96,6 +96,11 @@ class MinimizeRun:
         sim = self.simulation
         sec = self.section
         resuming = self.resume is not None
+        stop = StopRequested()
+        minimizer = minimizer_from_settings(
+            sim, dict(sec, log_every=self.settings["thermo"]["every"]),
+            stop=lambda: bool(sim.comm.allreduce(stop.signum, op=MPI.MAX)), resume=self.resume)
+        minimizer.check_start()         # a refused start (GuardError) before any output is opened
         log = ThermoLog(sim.comm, MINIMIZE_COLUMNS, log_path=self.settings["thermo"]["file"],
                         stream=self.stream, total_steps=sec["max_steps"],
                         start_step=int(self.resume["steps"]) if resuming else None, append=resuming,
@@ -104,12 +109,9 @@ class MinimizeRun:
                                                    f"{sec['fmax']} eV/A, stress_tol {sec['stress_tol']} bar"]
                         + ([f"restart: FIRE continues from minimiser step {self.resume['steps']}"]
                            if resuming else []))
-        stop = StopRequested()
+        minimizer.log = log.row
         stop.install()
         try:
-            minimizer = minimizer_from_settings(
-                sim, dict(sec, log_every=self.settings["thermo"]["every"]), log=log.row,
-                stop=lambda: bool(sim.comm.allreduce(stop.signum, op=MPI.MAX)), resume=self.resume)
             result = minimizer.run()
         finally:
             stop.uninstall()
