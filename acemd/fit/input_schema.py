@@ -9,11 +9,10 @@ checks an input against it; ``acemd.docgen`` turns it into docs/fit-input-refere
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 
-from ..config import NUM, Key
+from ..config import NUM, Key, choice_with_suggestion, non_negative, positive
 from ..potential.model import INNER_CUTOFF_TYPES, RADIAL_BASES
 
 PART2 = "supported by the nonlinear fit (not yet in acemd)"
@@ -46,14 +45,6 @@ def is_number(v) -> bool:
     return isinstance(v, NUM) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _positive(v):
-    return None if v > 0 else "must be positive"
-
-
-def _non_negative(v):
-    return None if v >= 0 else "must be >= 0"
-
-
 def _unit_interval_or_auto(v):
     if v == "auto":
         return None
@@ -70,11 +61,8 @@ def _zero_only(hint):
 
 
 def _one_of(*choices):
-    def check(v):
-        if v in choices:
-            return None
-        close = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
-        return f"must be one of {', '.join(map(str, choices))}" + (f" (did you mean '{close[0]}'?)" if close else "")
+    """acemd.config's choice with a did-you-mean, its choices listed in the fit input reference."""
+    check = choice_with_suggestion(*choices)
     check.choices = choices
     return check
 
@@ -131,10 +119,10 @@ FIT_SCHEMA: dict[str, FitSection] = {
         "The top level of input.yaml. Relative paths anywhere in the file are relative to the "
         "input file's folder.",
         {
-            "cutoff": Key(NUM, check=_positive, unit="Å", default_doc="the largest bond rcut",
+            "cutoff": Key(NUM, check=positive, unit="Å", default_doc="the largest bond rcut",
                           doc="neighbour-list cutoff; must be at least every bond's rcut (a shorter one "
                               "would fit a different model than the one MD evaluates)"),
-            "seed": Key((int,), default=42, check=_non_negative,
+            "seed": Key((int,), default=42, check=non_negative,
                         doc="random seed: the train/test split (data.test_size) and, unless they give "
                             "their own, the weighting policy and the committee draws"),
             "metadata": Key((dict,), type_doc="mapping", default_doc="—",
@@ -159,7 +147,7 @@ FIT_SCHEMA: dict[str, FitSection] = {
         {
             "elements": Key((list,), required=True, type_doc="list of element symbols",
                             doc="every element of the potential, e.g. [Cu] or [Al, Ni]"),
-            "deltaSplineBins": Key(NUM, default=0.001, check=_positive, unit="Å",
+            "deltaSplineBins": Key(NUM, default=0.001, check=positive, unit="Å",
                                    doc="spline bin width of the radial functions in the written potential"),
             "embeddings": Key((dict,), type_doc="mapping of blocks", default_doc="the linear embedding",
                               doc="per element: ALL, UNARY or an element symbol -> section potential.embeddings"),
@@ -184,10 +172,10 @@ FIT_SCHEMA: dict[str, FitSection] = {
             "fs_parameters": Key((list,), default=[1, 1], type_doc="list of numbers",
                                  check=_numbers(what="numbers"),
                                  doc="[weight, exponent] per density; only [1, 1] is linear"),
-            "ndensity": Key((int,), default=1, check=_positive, doc="number of densities; only 1 is linear"),
-            "rho_core_cut": Key(NUM, default=100000.0, check=_non_negative, unit="eV",
+            "ndensity": Key((int,), default=1, check=positive, doc="number of densities; only 1 is linear"),
+            "rho_core_cut": Key(NUM, default=100000.0, check=non_negative, unit="eV",
                                 doc="energy cutoff on the core-repulsion density (pacemaker's default)"),
-            "drho_core_cut": Key(NUM, default=250.0, check=_non_negative, unit="eV",
+            "drho_core_cut": Key(NUM, default=250.0, check=non_negative, unit="eV",
                                  doc="width of that cutoff"),
         }),
     "potential.bonds": FitSection(
@@ -199,23 +187,23 @@ FIT_SCHEMA: dict[str, FitSection] = {
                            doc="radial basis"),
             "radparameters": Key((list,), type_doc="list of numbers", check=_numbers(),
                                  doc="parameters of the radial basis, e.g. [5.25] (lambda of ChebExpCos)"),
-            "rcut": Key(NUM, check=_positive, unit="Å", default_doc="— (required for every pair)",
+            "rcut": Key(NUM, check=positive, unit="Å", default_doc="— (required for every pair)",
                         doc="outer cutoff"),
-            "dcut": Key(NUM, check=_non_negative, unit="Å", doc="width of the outer cutoff"),
+            "dcut": Key(NUM, check=non_negative, unit="Å", doc="width of the outer cutoff"),
             "NameOfCutoffFunction": Key((str,), default="cos",
                                         doc="outer cutoff function; cos is the only one the evaluators have "
                                             "(another name: a warning)"),
-            "r_in": Key(NUM, check=_non_negative, unit="Å", doc="inner cutoff (core repulsion below it)"),
-            "delta_in": Key(NUM, check=_non_negative, unit="Å", doc="width of the inner cutoff"),
+            "r_in": Key(NUM, check=non_negative, unit="Å", doc="inner cutoff (core repulsion below it)"),
+            "delta_in": Key(NUM, check=non_negative, unit="Å", doc="width of the inner cutoff"),
             "inner_cutoff_type": Key((str,), default="distance", check=_one_of(*INNER_CUTOFF_TYPES),
                                      doc="how the inner cutoff is applied"),
             "core-repulsion": Key((list,), type_doc="[prefactor, lambda]", check=_numbers(2, 0.0),
                                   doc="core repulsion prefactor*exp(-lambda*r^2)/r (eV·Å, 1/Å^2)"),
-            "nradbase": Key((int,), check=_positive, default_doc="from the functions",
+            "nradbase": Key((int,), check=positive, default_doc="from the functions",
                             doc="number of radial basis functions (normally from nradmax_by_orders)"),
-            "nradmax": Key((int,), check=_positive, default_doc="from the functions",
+            "nradmax": Key((int,), check=positive, default_doc="from the functions",
                            doc="number of radial functions (normally from nradmax_by_orders)"),
-            "lmax": Key((int,), check=_non_negative, default_doc="from the functions",
+            "lmax": Key((int,), check=non_negative, default_doc="from the functions",
                         doc="largest l (normally from lmax_by_orders)"),
         }),
     "potential.functions": FitSection(
@@ -226,7 +214,7 @@ FIT_SCHEMA: dict[str, FitSection] = {
                                      doc="largest radial index n per body order (the first: rank 1)"),
             "lmax_by_orders": Key((list,), type_doc="list of int", check=_ints(0),
                                   doc="largest l per body order, as long as nradmax_by_orders"),
-            FUNCTIONS_CAP_KEY: Key((int,), check=_positive, default_doc="all functions",
+            FUNCTIONS_CAP_KEY: Key((int,), check=positive, default_doc="all functions",
                                    doc="next to the blocks: keep this many functions per element, chosen by "
                                        "rank as pacemaker does"),
         },
@@ -250,7 +238,7 @@ FIT_SCHEMA: dict[str, FitSection] = {
                                         "(least squares over the compositions, as pacemaker)"),
             "datapath": Key((str,), type_doc="path", default_doc="$PACEMAKERDATAPATH",
                             doc="folder searched for data files not found next to the input"),
-            "aug_factor": Key(NUM, default=1e-4, check=_non_negative,
+            "aug_factor": Key(NUM, default=1e-4, check=non_negative,
                               doc="weight factor of structures whose name starts with 'augmented'"),
             "ignore_weights": Key((bool,), default=False,
                                   doc="ignore the w_energy/w_forces columns of the data and apply fit.weighting"),
@@ -267,7 +255,7 @@ FIT_SCHEMA: dict[str, FitSection] = {
                           doc="ridge: weighted least squares with the L2 penalty L2_coeffs; bayesian: "
                               "Bayesian linear regression, noise and prior precisions from the evidence "
                               "(L2_coeffs is not used), with a posterior covariance"),
-            "committee": Key((int,), default=0, check=_non_negative,
+            "committee": Key((int,), default=0, check=non_negative,
                              doc="number of potentials drawn from the posterior (solver bayesian) for the "
                                  "predicted uncertainty; 0 none"),
             "active_set": Key((bool,), default=False,
@@ -295,9 +283,9 @@ FIT_SCHEMA: dict[str, FitSection] = {
                          doc="relative force weight: 0 energies only, 1 forces only; auto: "
                              "sigma_E^2/(sigma_E^2 + sigma_F^2), sigma_E the standard deviation of the "
                              "training energies per atom, sigma_F that of the force norms |F_i| (pacemaker's rule)"),
-            "L2_coeffs": Key(NUM, default=0, check=_non_negative,
+            "L2_coeffs": Key(NUM, default=0, check=non_negative,
                              doc="L2 (ridge) penalty on the coefficients, relative to the normalised loss"),
-            "kappa_stress": Key(NUM, default=0, check=_non_negative,
+            "kappa_stress": Key(NUM, default=0, check=non_negative,
                                 doc="acemd's: weight of the stress rows (virial per atom); 0 no stresses; "
                                     "only structures with a stress and a periodic cell"),
             "stress_component_weights": Key((list,), type_doc="list of 6 numbers", check=_stress_weights,
@@ -329,16 +317,16 @@ FIT_SCHEMA: dict[str, FitSection] = {
         "Weights in the data's w_energy/w_forces columns win unless data.ignore_weights.",
         {
             "type": Key((str,), required=True, check=_one_of(*WEIGHTING_TYPES), doc="the policy"),
-            "nfit": Key((int,), check=_positive, default_doc="all structures",
+            "nfit": Key((int,), check=positive, default_doc="all structures",
                         doc="EnergyBased: structures kept (the low-energy ones first)"),
-            "n_lower": Key((int,), check=_non_negative, doc="EnergyBased: structures kept below DElow (with n_upper, "
+            "n_lower": Key((int,), check=non_negative, doc="EnergyBased: structures kept below DElow (with n_upper, "
                                                             "instead of nfit)"),
-            "n_upper": Key((int,), check=_non_negative, doc="EnergyBased: structures kept above DElow"),
-            "DElow": Key(NUM, default=1.0, check=_non_negative, unit="eV/atom",
+            "n_upper": Key((int,), check=non_negative, doc="EnergyBased: structures kept above DElow"),
+            "DElow": Key(NUM, default=1.0, check=non_negative, unit="eV/atom",
                          doc="EnergyBased: every structure below E_min + DElow is kept first"),
-            "DEup": Key(NUM, default=10.0, check=_positive, unit="eV/atom",
+            "DEup": Key(NUM, default=10.0, check=positive, unit="eV/atom",
                         doc="EnergyBased: structures at or above E_min + DEup are left out"),
-            "DFup": Key(NUM, check=_positive, unit="eV/Å", default_doc="no limit",
+            "DFup": Key(NUM, check=positive, unit="eV/Å", default_doc="no limit",
                         doc="EnergyBased: structures with a force above DFup are left out"),
             "DE": Key(NUM, default=1.0, unit="eV/atom", doc="EnergyBased: energy shift of the energy weights"),
             "DF": Key(NUM, default=1.0, unit="eV²/Å²", doc="EnergyBased: shift of the force weights"),
@@ -348,18 +336,18 @@ FIT_SCHEMA: dict[str, FitSection] = {
                           doc="EnergyBased: E_min per structure from the convex hull or the lowest energy"),
             "reftype": Key((str,), default="all", check=_one_of("all", "bulk", "cluster"),
                            doc="EnergyBased: use all structures, only periodic or only non-periodic ones"),
-            "seed": Key((int,), check=_non_negative, default_doc="the top-level seed",
+            "seed": Key((int,), check=non_negative, default_doc="the top-level seed",
                         doc="EnergyBased: seed of the random selection"),
-            "cutoff": Key(NUM, check=_positive, unit="Å", doc="EnergyBased: accepted as pacemaker does"),
+            "cutoff": Key(NUM, check=positive, unit="Å", doc="EnergyBased: accepted as pacemaker does"),
             "filename": Key((str,), type_doc="path", doc="External: pickled DataFrame with w_energy, w_forces"),
         }),
     "backend": FitSection(
         "How acemd assembles the normal equations. pacemaker's evaluator settings are accepted and "
         "ignored with a warning: acemd always uses its own kernel.",
         {
-            "batch_size": Key((int,), default=100, check=_positive,
+            "batch_size": Key((int,), default=100, check=positive,
                               doc="structures assembled per batch (memory per rank grows with it)"),
-            "display_step": Key((int,), default=20, check=_positive,
+            "display_step": Key((int,), default=20, check=positive,
                                 doc="structures between progress lines of the assembly"),
         },
         ignored={k: "acemd always uses its own evaluator" for k in

@@ -324,7 +324,7 @@ def test_key_in_the_wrong_place(tmp_path, change, key, fragment):
      "exactly 6"),
     ({"fit__loss__stress_component_weights": [1, 1, 1, 0, 0, 0]}, "fit.loss.stress_component_weights",
      "set kappa_stress > 0"),
-    ({"fit__solver": "lasso"}, "fit.solver", "must be one of ridge, bayesian"),
+    ({"fit__solver": "lasso"}, "fit.solver", "must be one of 'ridge', 'bayesian'"),
     ({"fit__committee": 8}, "fit.committee", "fit.solver: bayesian"),
     ({"fit__active_set": "yes please"}, "fit.active_set", "expected true/false"),
     ({"fit__weighting": {"DElow": 1.0}}, "fit.weighting.type", "required key is missing"),
