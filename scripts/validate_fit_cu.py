@@ -153,12 +153,12 @@ def elastic(potential: Path, folder: Path) -> dict:
 def pyace_check(python: str, fit_input: Path, folder: Path):
     """pyace (pacemaker's evaluator, in its own venv) on the written .yaml against the fit's predictions."""
     from acemd.fit.config import read_fit_input
-    from acemd.fit.run import _prepare_data
+    from acemd.fit.run import prepare_data
     folder.mkdir(parents=True, exist_ok=True)
     settings = read_fit_input(fit_input)
     potential = Path(settings.output.potential_file)
     data = np.load(potential.with_name(potential.stem + "_predictions.npz"))
-    train = _prepare_data(settings, lambda line: None)[0]       # the fit's training structures, in order
+    train = prepare_data(settings, lambda line: None)[0]       # the fit's training structures, in order
     records = [{"symbols": s.atoms.get_chemical_symbols(), "positions": s.atoms.positions.tolist(),
                 "cell": s.atoms.cell.array.tolist(), "pbc": [bool(x) for x in s.atoms.pbc]} for s in train[:12]]
     assert list(data["structure_index"][:12]) == list(range(12))

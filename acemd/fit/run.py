@@ -24,7 +24,7 @@ import numpy as np
 from .assembly import LossSettings, Progress, assemble, auto_kappa, rank_shares
 from .solvers import NormalEquations, solve_bayesian, solve_ridge
 
-__all__ = ["run_fit", "FitResult", "fit"]
+__all__ = ["run_fit", "FitResult", "fit", "prepare_data", "build_model"]
 
 UNITS_LINE = "# units: energies eV (errors meV/atom), forces eV/Å (errors meV/Å), stresses GPa"
 
@@ -54,7 +54,7 @@ def _coefficient_blocks(spec, c):
     return spec.coefficient_blocks(c, order="bbasis")
 
 
-def _prepare_data(settings, say):
+def prepare_data(settings, say):
     """Structures (train, test), reference energies, weights (energy, force, stress)."""
     from .dataset import apply_reference_energies, load_structures, reference_energies, split_train_test
     from .weights import compute_weights_train_test, stress_weights
@@ -102,7 +102,7 @@ def fit(settings, comm=None, say=None) -> FitResult:
     say = say or (lambda line: None)
     t_start = time.perf_counter()
 
-    train, test, e_ref, ew, fw, sw = _prepare_data(settings, say)
+    train, test, e_ref, ew, fw, sw = prepare_data(settings, say)
     spec, potential, design = build_model(settings)
     say(f"basis: {design.ncols} functions (" + ", ".join(
         f"{el} {n}" for el, n in zip(spec.elements, spec.nfuncs)) + ")")
@@ -305,7 +305,7 @@ def run_fit(settings, *, check_only: bool = False, restart=None, comm=None) -> i
     say(f"# acemd fit {settings.source}  ({comm.Get_size()} rank(s))")
     say(UNITS_LINE)
     if check_only:
-        train, test, *_ = _prepare_data(settings, say)
+        train, test, *_ = prepare_data(settings, say)
         spec, _, design = build_model(settings)
         say(f"check: basis of {design.ncols} functions; data read; nothing written")
         return 0
