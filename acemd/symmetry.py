@@ -85,8 +85,25 @@ def _maps_onto_itself(rotation, positions, species, lookup, tolerance) -> bool:
     return False
 
 
-def _invariant(rotation, *args) -> bool:
-    return _maps_onto_itself(rotation, *args) or _maps_onto_itself(-rotation, *args)
+def _maps_lattice(rotation, positions, species, lookup, tolerance, cell, pbc) -> bool:
+    """True when ``rotation`` maps the periodic lattice into the structure's translations: every
+    R @ a_i (a_i a periodic cell vector) moves each atom onto an atom of its species.  Atoms mapped
+    onto atoms are not enough: a one-atom cell maps onto itself under every rotation.  For a
+    one-atom cell this is R @ A == A @ M with M integer; a supercell whose own lattice lacks the
+    symmetry (hcp in an orthorhombic cell) passes through the finer translations of its atoms."""
+    for a in cell[np.asarray(pbc, dtype=bool)]:
+        moved = positions + rotation @ a
+        if not all(lookup.all_within(moved[species == sp], sp, tolerance) for sp in np.unique(species)):
+            return False
+    return True
+
+
+def _invariant(rotation, atoms, lattice) -> bool:
+    """``rotation`` (or -``rotation``) maps the lattice and the atoms onto themselves; ``atoms`` are
+    the other arguments of :func:`_maps_onto_itself`, ``lattice`` (cell, pbc) the last of
+    :func:`_maps_lattice`.  -R maps the translations onto themselves exactly when R does."""
+    return _maps_lattice(rotation, *atoms, *lattice) and (_maps_onto_itself(rotation, *atoms)
+                                                          or _maps_onto_itself(-rotation, *atoms))
 
 
 def crystal_class_of_structure(positions, species, cell, pbc=(True, True, True),
@@ -98,7 +115,8 @@ def crystal_class_of_structure(positions, species, cell, pbc=(True, True, True),
     cell = np.asarray(cell, dtype=float)
     if len(positions) == 0:
         return "other"
-    args = (positions, species, _Lookup(positions, species, cell, pbc), float(tolerance_A))
+    tol = float(tolerance_A)
+    args = ((positions, species, _Lookup(positions, species, cell, pbc), tol), (cell, pbc))
     if all(_invariant(r, *args) for r in (C3_111, C2_Z, C2_X)):
         return "cubic"
     if _invariant(C6_Z, *args):

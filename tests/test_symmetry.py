@@ -40,6 +40,11 @@ def _ordered_l10():
     return a.repeat(2)
 
 
+def _one_atom(cell):
+    from ase import Atoms
+    return Atoms("Cu", positions=[[0.0, 0.0, 0.0]], cell=cell, pbc=True)
+
+
 CASES = [
     ("fcc conventional", lambda: bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3), "cubic"),
     ("fcc primitive", lambda: bulk("Cu", "fcc", a=3.6), "cubic"),
@@ -51,6 +56,13 @@ CASES = [
     ("hcp primitive", lambda: bulk("Cu", "hcp", a=2.57, c=4.2), "hexagonal"),
     ("hcp 96 atoms, orthorhombic cell", _hcp96, "hexagonal"),
     ("hcp with c along x", _rotated_hcp, "other"),
+    # one atom maps onto itself under every rotation: the lattice decides
+    ("one atom, tetragonal cell", lambda: _one_atom(np.diag([3.0, 3.0, 3.6])), "other"),
+    ("one atom, orthorhombic cell", lambda: _one_atom(np.diag([3.0, 3.3, 3.6])), "other"),
+    ("one atom, simple cubic cell", lambda: _one_atom(np.diag([3.0, 3.0, 3.0])), "cubic"),
+    ("one atom, fcc primitive cell", lambda: _one_atom(bulk("Cu", "fcc", a=3.6).cell.array), "cubic"),
+    ("one atom, simple hexagonal cell", lambda: _one_atom(bulk("Cu", "hcp", a=2.57, c=4.2).cell.array),
+     "hexagonal"),
 ]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .. import __version__
-from ..elasticity import (VOIGT_NAMES, born_stability, central_difference_columns, crystal_class,
+from ..elasticity import (VOIGT_NAMES, born_stability, central_difference_columns,
                           fit_columns, independent_constants, stress_to_voigt, voigt_strain_tensor,
                           vrh_moduli)
 from ..io.atomic import replaced_atomically
@@ -295,7 +295,7 @@ class ElasticRun:
         c_sym = 0.5 * (c + c.T)
         asymmetry = float(np.abs(c - c.T).max()) / 2.0
         stable, eig = born_stability(c_sym)
-        kind = getattr(self, "structure_class", None) or crystal_class(c_sym)
+        kind = self.structure_class          # set by _run_static, from the atoms, before any strain
         sec = self.section
         return {
             "acemd_version": __version__, "units": "GPa (stresses, elastic constants, moduli); "
