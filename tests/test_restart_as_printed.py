@@ -137,6 +137,7 @@ def test_the_printed_restart_command_completes_the_run(case, tmp_path):
     assert "Traceback" not in err
     printed = re.search(r"to continue: (acemd .*--restart \S+?)\)?$", err.strip().splitlines()[-1])
     assert printed, f"no restart command in:\n{err}"
+    assert err.count("--restart") == 1, f"the restart command is given once, not:\n{err}"
     args = shlex.split(printed.group(1))[1:]
     assert args[0] == "in.toml" and Path(split / args[-1]).is_file()
     rc, out, err = _run(split, args)                  # exactly the printed command, in place

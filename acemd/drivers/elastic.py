@@ -117,8 +117,7 @@ class ElasticRun:
         except _Stopped as exc:
             name = signal.Signals(exc.signum).name
             ckpt = self.settings["checkpoint"]["file"]
-            message = (f"[elastic] stopped by {name} ({self._stage}): checkpoint written to {ckpt}; "
-                       f"continue with --restart {ckpt}")
+            message = f"[elastic] stopped by {name} ({self._stage}): checkpoint written to {ckpt}"
             self._say(f"# {message}")
             return {"stopped_by": name, "message": message}
         except GuardStop as exc:            # the minimiser put the last good state back

@@ -456,7 +456,7 @@ class FiniteTemperatureElastic:
             return {"stopped_by": "guard", "steps": int(st.step), "message": message, "wall_s": wall}
         if stopped_by:
             message = (f"stopped by {stopped_by} at step {st.step} ({self._stage_label(self.acc['stage'])}):"
-                       f" checkpoint written to {self.settings['checkpoint']['file']}; continue with --restart")
+                       f" checkpoint written to {self.settings['checkpoint']['file']}")
             self.say(f"# {message}")
             return {"stopped_by": stopped_by, "steps": int(st.step), "message": message, "wall_s": wall}
         self._checkpoint(None)

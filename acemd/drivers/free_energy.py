@@ -216,8 +216,8 @@ class FreeEnergyRun:
             done = self.protocol["completed"]
             ckpt = self.section["checkpoint"]
             message = (f"stopped by {signal.Signals(stop.signum).name} in stage '{stop.stage}'; "
-                       + (f"the checkpoint {ckpt} holds the protocol up to the end of {done[-1]!r}; continue "
-                          f"with --restart {ckpt}" if done else
+                       + (f"the checkpoint {ckpt} holds the protocol up to the end of {done[-1]!r}"
+                          if done else         # the CLI adds the command that continues
                           "no stage was finished, so no checkpoint was written: start again without --restart"))
             self._say(f"# {message}")
             return {"stopped_by": "signal", "message": message, "stage": stop.stage}

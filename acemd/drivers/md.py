@@ -204,7 +204,7 @@ class MDRun:
             message = f"{guards.message} (checkpoint: {s['checkpoint']['file']})"
         elif stopped_by:
             message = (f"stopped by {stopped_by} at step {st.step}: checkpoint written to "
-                       f"{s['checkpoint']['file']}; continue with --restart {s['checkpoint']['file']}")
+                       f"{s['checkpoint']['file']}")    # the CLI adds the command that continues
         log.close(extra=[message] if message else [])
         return {"steps": st.step, "wall_s": wall, "stopped_by": stopped_by, "message": message,
                 "max_gamma": None if self.monitor is None else self.monitor.max_gamma,

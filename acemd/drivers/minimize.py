@@ -139,7 +139,7 @@ class MinimizeRun:
         log.close(extra=[message, f"relaxed structure: {sec['structure_file']}; checkpoint: {ckpt}"])
         if result.reason == "signal":
             message = (f"[minimize] stopped by a signal after {result.steps} minimiser steps: checkpoint "
-                       f"written to {ckpt}; continue with --restart {ckpt}")
+                       f"written to {ckpt}")     # the CLI adds the command that continues
         if not result.converged and result.reason != "signal":
             raise NotConvergedError(f"[minimize] {message}; raise max_steps or loosen fmax/stress_tol "
                                     f"(the last structure was written to {sec['structure_file']})")
