@@ -1,5 +1,5 @@
 """Command line: ``acemd input.toml [--restart CKPT] [--check]``, ``acemd convert``, ``acemd activeset``,
-``acemd fit input.yaml [--check]``, ``acemd --help-input [SECTION | fit]``, ``acemd --version``.
+``acemd fit input.yaml [--check]``, ``acemd learn input.toml [--check] [--restart]``, ``acemd --help-input [SECTION | fit]``, ``acemd --version``.
 
 Under ``mpiexec -n N`` (or ``srun``) every rank runs this.  Input errors are
 detected identically on every rank, printed once, and every rank exits with
@@ -103,7 +103,7 @@ def _parser():
         epilog="Other commands: 'acemd convert IN OUT' converts a potential (.yaml/.ace/.yace) to .yace; "
                "'acemd activeset POTENTIAL.yaml TRAINING... -o OUT.asi' builds an active set "
                "(extrapolation grade); 'acemd fit input.yaml [--check]' fits a linear ACE potential "
-               "(pacemaker's input.yaml).")
+               "(pacemaker's input.yaml); 'acemd learn input.toml [--check] [--restart]' learns one actively.")
     p.add_argument("input", nargs="?", help="TOML input file")
     p.add_argument("--help-input", nargs="?", const="", metavar="SECTION",
                    help="print the input keys (type, default, unit, meaning) of every section, or of one")
@@ -205,6 +205,47 @@ def _fit(argv, debug):
         return _fail(exc, exc if known else _unexpected(exc), known, comm, errcomm, debug)
 
 
+def _learn(argv, debug):
+    """``acemd learn input.toml [--check] [--restart]``: active learning (``acemd.learn``), on one rank.
+    Exit 0 finished, 1 an error, 75 stopped by SIGTERM/SIGUSR1 (continue with --restart)."""
+    p = argparse.ArgumentParser(
+        prog="acemd learn",
+        description="Active learning: explore with the current potential, select D-optimally the structures "
+                    "above gamma_lower, label them, refit, until no exploration extrapolates "
+                    "(docs/active-learning.md).")
+    p.add_argument("input", help="TOML input with a [learn] section")
+    p.add_argument("--check", action="store_true",
+                   help="check the input (labeller, fit keys, explorations), run nothing")
+    p.add_argument("--restart", action="store_true", help="continue the run in [learn].folder")
+    p.add_argument("--debug", action="store_true", help="show the traceback of every error (also ACEMD_DEBUG=1)")
+    args = p.parse_args(argv)
+    from . import signals
+    signals.install_early()
+    try:
+        from mpi4py import MPI
+        signals.reinstall_after_mpi_init()
+        if MPI.COMM_WORLD.Get_size() > 1:
+            raise ValueError("acemd learn runs on one rank (its fits and explorations are small); run it "
+                             "without mpiexec")
+        from .learn import check_learn, read_learn_input, run_learn
+        settings = read_learn_input(args.input)
+        if args.check:
+            check_learn(settings)
+            print(f"# acemd {__version__}: {args.input} is valid (acemd learn); work folder {settings.folder}")
+            return 0
+        return run_learn(settings, restart=args.restart, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        known = isinstance(exc, _known_errors() + _local_errors() + (ValueError,))
+        if debug and not known:
+            traceback.print_exception(exc)
+        _report(exc if known else _unexpected(exc), debug)
+        return EXIT_INPUT_ERROR
+    finally:
+        signals.uninstall_early()
+
+
 def main(argv=None):
     as_command = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -222,6 +263,8 @@ def main(argv=None):
         return _on_first_rank(convert)
     if argv and argv[0] == "fit":
         return _fit(argv[1:], debug)
+    if argv and argv[0] == "learn":
+        return _learn(argv[1:], debug)
     if argv and argv[0] == "activeset":
         from .potential.extrapolation import ActiveSetError
         try:
