@@ -162,13 +162,14 @@ def fit_reference_markdown() -> str:
         "",
         f"<!-- Generated from acemd.fit.input_schema.FIT_SCHEMA by `{REGENERATE}`; do not edit by hand. -->",
         "",
-        "The keys of pacemaker's `input.yaml` as `acemd fit` reads it (the linear ACE fit), mapping by "
+        "The keys of pacemaker's `input.yaml` as `acemd fit` reads it (the linear and the nonlinear ACE fit), mapping by "
         "mapping, generated from the schema the input is checked against (`acemd --help-input fit` prints "
         "the same tables). Units: Å, eV. Relative paths are relative to the input file's folder. "
         "\"— (required)\" marks a key that must be given; \"—\" means no default. An unknown key, a wrong "
         "type or value stops `acemd fit` before any work, naming the file and the key path. Keys marked "
-        "*refused* are pacemaker's keys of the nonlinear fit (an error saying so); keys marked *ignored* "
-        "are accepted with a warning. Explained with examples in [fitting-input.md](fitting-input.md).",
+        "*refused* are pacemaker's keys acemd does not support (an error saying what to do instead); keys "
+        "marked *ignored* are accepted with a warning. Explained with examples in "
+        "[fitting-input.md](fitting-input.md) and [fitting-nonlinear-input.md](fitting-nonlinear-input.md).",
         "",
         "Mappings: " + ", ".join(f"[`{n}`](#{_fit_anchor(n)})" for n in FIT_SCHEMA) + ".",
         "",

@@ -1,16 +1,23 @@
 """pacemaker's ``input.yaml`` for ``acemd fit``: parsed, checked key by key, resolved into frozen settings.
 
-acemd fits the *linear* ACE model (part 1 of the fitting): the B-function coefficients by exact
-least squares.  The input is pacemaker's, so users keep their files: ``cutoff``, ``seed``,
-``metadata``, ``potential`` (the basis shape), ``data``, ``fit`` (``loss``, ``weighting``) and
-``backend``.  acemd adds its own keys where pacemaker has none (stresses, the Bayesian solver, the
-committee, the active set, the output files), documented in docs/fitting-input.md.
+acemd fits ACE models two ways: the *linear* model (linear embedding, fixed radial functions) by
+exact least squares, and pacemaker's *nonlinear* model (Finnis-Sinclair embeddings with several
+densities, trainable radial functions, the ladder, upfitting) iteratively.  The input is pacemaker's,
+so users keep their files: ``cutoff``, ``seed``, ``metadata``, ``potential`` (the basis shape or a
+potential file), ``data``, ``fit`` (``loss``, ``weighting``, optimizer, ladder, ...) and ``backend``.
+acemd adds its own keys where pacemaker has none (stresses, the Bayesian solver, the committee, the
+active set, ``fit.model``, ``fit.init``, Adam's mini-batches, checkpoints, the output files),
+documented in docs/fitting-input.md and docs/fitting-nonlinear-input.md.
+
+Which fit runs is ``FitOptions.model``: with ``fit.model: auto`` (the default) the linear one when
+nothing in the input needs iterations, the nonlinear one as soon as a key does (a nonlinear
+embedding, ``optimizer``, the ladder, trainable radial functions, ...); ``FitOptions.model_reason``
+names those keys.  ``fit.model: linear`` makes any of them an error.
 
 Every error names the file and the key path (``fit.loss.kappa``) and says what is expected; an
-unknown key is an error with a close-match suggestion.  Keys only the nonlinear fit needs
-(``optimizer``, ``maxiter``, the ladder, a nonlinear embedding, ...) are an error saying so and how to
-run the linear fit instead.  A few of pacemaker's keys that change nothing here (``backend:
-evaluator``, ...) are accepted with a warning (``FitSettings.warnings``).
+unknown key is an error with a close-match suggestion.  The few pacemaker keys acemd does not
+support (``callbacks``, ...) are an error saying what to do instead; a few that change nothing here
+(``backend: evaluator``, ...) are accepted with a warning (``FitSettings.warnings``).
 
 Relative paths resolve against the input file's folder (pacemaker resolves them against the
 working directory).  Units: Å, eV.  The keys are listed in ``acemd.fit.input_schema.FIT_SCHEMA``,
@@ -22,25 +29,27 @@ import difflib
 import math
 import os
 import re
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
+from itertools import permutations
 from pathlib import Path
 
 import yaml
 
 from ..config import ConfigError, Key
 from .input_schema import (BOND_KEYWORDS, EMBEDDING_KEYWORDS, FIT_SCHEMA, FUNCTION_KEYWORDS, FUNCTIONS_CAP_KEY,
-                           LINEAR_EMBEDDING, LINEAR_NPOT_ALIAS, PART2, TOP_SECTION, UPFIT_HINT, WEIGHTING_TYPES,
-                           FitSection, is_number)
+                           LINEAR_EMBEDDING, LINEAR_NPOT_ALIAS, NARY, PART2, REFUSED, TOP_SECTION, TRAINABLE_KINDS,
+                           UPFIT_HINT, WEIGHTING_TYPES, FitSection, is_number)
 
 __all__ = ["read_fit_input", "parse_fit_input", "format_fit_settings", "FitInputError", "FitSettings",
-           "DataSettings", "FitOptions", "BackendSettings", "OutputSettings", "FIT_SCHEMA", "FitSection", "PART2"]
+           "DataSettings", "FitOptions", "BackendSettings", "OutputSettings", "FIT_SCHEMA", "FitSection", "PART2",
+           "REFUSED", "expand_trainable_parameters", "block_names"]
 
 _ELEMENT = re.compile(r"[A-Z][a-z]?")
 
 
 class FitInputError(ConfigError):
-    """The fit input (pacemaker's ``input.yaml``) is malformed, has an unknown key, a wrong value, or
-    asks for something only the nonlinear fit does.  A ``ConfigError``: the CLI reports it in one line."""
+    """The fit input (pacemaker's ``input.yaml``) is malformed, has an unknown key, a wrong value, or a
+    key acemd does not support.  A ``ConfigError``: the CLI reports it in one line."""
 
 
 # -- the settings ---------------------------------------------------------------------------------
@@ -63,9 +72,25 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class FitOptions:
-    """``fit:``: the loss and the solver.  ``kappa`` in [0, 1] or "auto" (pacemaker's relative force
-    weight); ``L2_coeffs`` the ridge penalty on the coefficients; ``kappa_stress`` the weight of the
-    stress rows (0: no stresses); ``weighting`` the validated policy mapping (None: uniform)."""
+    """``fit:``: which fit, the loss, the solver or optimizer, the ladder.  Defaults are pacemaker's.
+
+    ``model`` "linear" (exact least squares, ``solver``) or "nonlinear" (iterative, ``optimizer``);
+    ``model_reason`` the keys that chose it.  Loss: ``kappa`` in [0, 1] or "auto" (relative force
+    weight); ``L1_coeffs``/``L2_coeffs`` penalties on the basis-function coefficients; ``w0_rad``..
+    ``w2_rad`` the radial smoothness weights (acemd.fit.regularization); ``kappa_stress`` the weight of
+    the stress rows (0: no stresses); ``weighting`` the validated policy mapping (None: uniform).
+
+    Nonlinear fit: ``optimizer`` BFGS | L-BFGS-B | Adam, ``maxiter`` per round, ``optimizer_options``
+    (``fit.options``, handed on unchecked here); ``init`` "pacemaker" (coefficients 0, c_nlk = delta_nk)
+    or "linear" (the linear solution); ``trainable_parameters`` block name ("Al", "Al Ni", as
+    ``BlockSpec.name``) -> the trained kinds, a subset of ("func", "radial"), for every possible block
+    of the elements (linear: ("func",) everywhere); ``fit_cycles`` rounds per ladder step with noise
+    (``noise_relative_sigma`` wins over ``noise_absolute_sigma`` when both are > 0); ``ladder`` on when
+    ``ladder_step`` or an initial potential is given; ``ladder_step`` (functions, fraction), either 0
+    when not given, None: every remaining function in one step; early stopping thresholds as positive
+    relative decreases per iteration (None: off) over ``early_stopping_patience`` iterations;
+    ``repulsion`` "auto" or None; ``batch_size`` Adam's structures per mini-batch (None: all);
+    ``checkpoint_every`` iterations (0: on signals only)."""
 
     kappa: float | str = 0.0
     L2_coeffs: float = 0.0
@@ -75,6 +100,29 @@ class FitOptions:
     solver: str = "ridge"
     committee: int = 0
     active_set: bool = False
+    model: str = "linear"
+    model_reason: str = "nothing in the input needs iterations"
+    L1_coeffs: float = 0.0
+    w0_rad: float = 0.0
+    w1_rad: float = 0.0
+    w2_rad: float = 0.0
+    optimizer: str = "BFGS"
+    maxiter: int = 100
+    optimizer_options: dict = field(default_factory=dict)
+    init: str = "pacemaker"
+    trainable_parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fit_cycles: int = 1
+    noise_relative_sigma: float = 0.0
+    noise_absolute_sigma: float = 0.0
+    ladder: bool = False
+    ladder_step: tuple[int, float] | None = None
+    ladder_type: str = "body_order"
+    min_relative_train_loss_per_iter: float | None = None
+    min_relative_test_loss_per_iter: float | None = None
+    early_stopping_patience: int = 200
+    repulsion: str | None = None
+    batch_size: int | None = None
+    checkpoint_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +143,7 @@ class OutputSettings:
     yace_file: Path | None = None
     metrics_file: Path | None = None
     errors_file: Path | None = None
+    checkpoint_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +151,10 @@ class FitSettings:
     """Everything ``acemd fit`` needs, validated.  ``potential`` is the ``potential:`` mapping for
     ``acemd.fit.basis.build_basis``: keys checked, the embedding made explicit (``npot: linear`` and
     missing embedding keys become FinnisSinclairShiftedScaled, ``fs_parameters: [1, 1]``, ``ndensity:
-    1``), flow-sequence block keys written as ``"(Al, Ni)"``.  ``cutoff`` (Å) defaults to the largest
+    1``), flow-sequence block keys written as ``"(Al, Ni)"``; with ``potential_file`` (upfitting,
+    ``potential: file.yaml`` or ``potential.filename``) only ``{"elements": [...]}``, the basis being the
+    file's.  ``initial_potentials``: the ladder's start (files merged in order); ``reset_potential``:
+    start the file's basis from pacemaker's initial values.  ``cutoff`` (Å) defaults to the largest
     bond ``rcut``.  ``warnings`` lists the accepted-but-ignored keys; ``text`` is the input file."""
 
     source: Path
@@ -117,6 +169,9 @@ class FitSettings:
     output: OutputSettings
     warnings: tuple[str, ...] = ()
     text: str = ""
+    potential_file: Path | None = None
+    initial_potentials: tuple[Path, ...] = ()
+    reset_potential: bool = False
 
 
 # the keys of fit.weighting each policy type takes (EnergyBased: all but filename)
@@ -221,10 +276,10 @@ class _Checker:
         self.path = path
         self.folder = path.resolve().parent
         self.warnings: list[str] = []
-        self.refused: list[tuple[str, str]] = []       # (key, problem): keys of the nonlinear fit
+        self.refused: list[tuple[str, str]] = []       # (key, problem): keys acemd does not support
 
     def error(self, key, problem) -> FitInputError:
-        """The error to raise; keys of the nonlinear fit noted so far come first in the same message."""
+        """The error to raise; refused keys noted so far come first in the same message."""
         if self.refused:
             (first, text), rest = self.refused[0], self.refused[1:] + [(key, problem)]
             more = "".join(f"\n{self.path}: [{k}]: {p}" for k, p in rest)
@@ -232,9 +287,9 @@ class _Checker:
         return FitInputError(self.path, key, problem)
 
     def part2(self, key, hint):
-        """Note a key only the nonlinear fit supports; ``raise_refused`` reports all of them at once."""
+        """Note a key acemd does not support; ``raise_refused`` reports all of them at once."""
         if key not in (k for k, _ in self.refused):
-            self.refused.append((key, f"{PART2}; {hint}"))
+            self.refused.append((key, f"{REFUSED}; {hint}"))
 
     def raise_refused(self):
         if self.refused:
@@ -348,7 +403,9 @@ def _blocks(ck: _Checker, where: str, raw, keywords, elements, sizes, extra=()) 
     return out
 
 
-def _embeddings(ck: _Checker, raw, elements) -> dict:
+def _embeddings(ck: _Checker, raw, elements) -> tuple[dict, list[str]]:
+    """The embedding blocks with the linear defaults made explicit, and the key paths that make an
+    element's embedding nonlinear (empty: every element has E = rho)."""
     where = "potential.embeddings"
     blocks = _blocks(ck, where, raw, EMBEDDING_KEYWORDS, elements, (1,))
     checked = {name: ck.section("potential.embeddings", f"{where}.{name}", spec) for name, spec in blocks.items()}
@@ -358,27 +415,32 @@ def _embeddings(ck: _Checker, raw, elements) -> dict:
         if spec.get("npot") == LINEAR_NPOT_ALIAS:
             for key in ("fs_parameters", "ndensity"):
                 if key in spec and spec[key] != LINEAR_EMBEDDING[key]:
-                    ck.part2(f"{where}.{name}.{key}", f"npot: linear means fs_parameters [1, 1] and "
-                                                            f"ndensity 1; remove {key}")
+                    raise ck.error(f"{where}.{name}.{key}", f"npot: linear means fs_parameters [1, 1] and ndensity "
+                                                            f"1; remove {key}, or give npot: "
+                                                            f"FinnisSinclairShiftedScaled for a nonlinear embedding")
             spec.update(LINEAR_EMBEDDING)
             spec["fs_parameters"] = list(LINEAR_EMBEDDING["fs_parameters"])
     normalized = {"ALL": {**LINEAR_EMBEDDING, "fs_parameters": [1, 1], **given.pop("ALL", {})}}
     normalized.update(given)
-    hint = ("the linear fit needs npot: FinnisSinclairShiftedScaled with fs_parameters: [1, 1] and "
-            "ndensity: 1 (or npot: linear)")
+    nonlinear = []
     for el in elements:                       # the embedding each element ends with: linear?
         merged, origin = {}, {}
         for name in ("ALL", "UNARY", el):
             for k, v in normalized.get(name, {}).items():
                 merged[k], origin[k] = v, name
-        if merged["ndensity"] != 1:
-            ck.part2(f"{where}.{origin['ndensity']}.ndensity",
-                           f"ndensity {merged['ndensity']} is a nonlinear embedding; {hint}")
-        fs = merged["fs_parameters"]
-        if len(fs) != 2 or any(float(x) != 1.0 for x in fs):
-            ck.part2(f"{where}.{origin['fs_parameters']}.fs_parameters",
-                           f"fs_parameters {fs} is a nonlinear embedding; {hint}")
-    return normalized
+        nd, fs = merged["ndensity"], merged["fs_parameters"]
+        if len(fs) != 2 * nd:
+            key = origin["fs_parameters"] if "fs_parameters" in blocks.get(origin["fs_parameters"], {}) else \
+                origin["ndensity"]
+            raise ck.error(f"{where}.{key}.fs_parameters",
+                           f"element {el} has ndensity {nd}, which needs 2*ndensity = {2 * nd} fs_parameters "
+                           f"[w_1, m_1, w_2, m_2, ...] (weight and exponent per density, e.g. [1, 1, 1, 0.5] for "
+                           f"ndensity 2), got {fs}")
+        if nd != 1:
+            nonlinear.append(f"{where}.{origin['ndensity']}.ndensity: {nd} densities")
+        elif any(float(x) != 1.0 for x in fs):
+            nonlinear.append(f"{where}.{origin['fs_parameters']}.fs_parameters: {fs}")
+    return normalized, list(dict.fromkeys(nonlinear))
 
 
 def _bonds(ck: _Checker, raw, elements) -> tuple[dict, float]:
@@ -436,12 +498,24 @@ def _functions(ck: _Checker, raw, elements) -> dict:
     return out
 
 
-def _potential(ck: _Checker, raw) -> tuple[dict, float]:
-    if isinstance(raw, str):
-        ck.part2("potential", f"a potential file ({raw}) means upfitting it; {UPFIT_HINT}")
-        ck.raise_refused()
-    pot = ck.section("potential", "potential", raw)
-    elements = pot["elements"]
+def _read_potential(ck: _Checker, key, name):
+    """The B-basis ``.yaml`` named at ``key`` (path resolved, read): (path, CTildePotential)."""
+    path = ck.path_of(name)
+    if not path.is_file():
+        raise ck.error(key, f"file not found: {name} (relative paths are relative to the input file's folder "
+                            f"{ck.folder})")
+    if path.suffix not in (".yaml", ".yml"):
+        raise ck.error(key, f"must be pacemaker's B-basis .yaml (output_potential.yaml, an interim potential): "
+                            f"{path.name} has no B-basis coefficients to continue from")
+    from ..potential.bbasis import read_bbasis_yaml
+    try:
+        pot = read_bbasis_yaml(path)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ck.error(key, f"cannot read the B-basis potential {path}: {exc}") from None
+    return path.resolve(), pot
+
+
+def _shape_elements(ck: _Checker, elements):
     if not elements or not all(isinstance(e, str) for e in elements):
         raise ck.error("potential.elements", f"must be a list of element symbols, e.g. [Cu], got {elements!r}")
     from ase.data import chemical_symbols
@@ -451,10 +525,64 @@ def _potential(ck: _Checker, raw) -> tuple[dict, float]:
                            + _suggest(e, chemical_symbols[1:]))
     if len(set(elements)) != len(elements):
         raise ck.error("potential.elements", f"an element is listed twice: {elements}")
-    pot["embeddings"] = _embeddings(ck, raw.get("embeddings", {}), elements)
-    pot["bonds"], rcut_max = _bonds(ck, pot["bonds"], elements)
-    pot["functions"] = _functions(ck, pot["functions"], elements)
-    return pot, rcut_max
+
+
+@dataclass
+class _Potential:
+    """What ``potential:`` resolves to: the mapping for build_basis, the largest rcut, the upfit files
+    and the key paths that make the embedding nonlinear."""
+
+    mapping: dict
+    rcut_max: float
+    file: Path | None = None
+    initial: tuple[Path, ...] = ()
+    reset: bool = False
+    nonlinear: tuple[str, ...] = ()
+
+
+def _potential(ck: _Checker, raw) -> _Potential:
+    if isinstance(raw, str):
+        raw = {"filename": raw}
+    pot = ck.section("potential", "potential", raw)
+    initial = ()
+    if "initial_potential" in pot:
+        names = pot["initial_potential"]
+        names = [names] if isinstance(names, str) else names
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ck.error("potential.initial_potential", f"must be a file name or a list of file names, got "
+                                                          f"{pot['initial_potential']!r}")
+        initial = tuple(_read_potential(ck, "potential.initial_potential", n) for n in names)
+    if "filename" in pot:
+        shape = [k for k in ("elements", "embeddings", "bonds", "functions", "deltaSplineBins") if k in raw]
+        if shape:
+            raise ck.error(f"potential.{shape[0]}", f"{UPFIT_HINT}: with filename the basis is the file's; "
+                                                    f"remove {', '.join(shape)} or filename")
+        path, target = _read_potential(ck, "potential.filename", pot["filename"])
+        elements = list(target.elements)
+        out = _Potential({"elements": elements}, float(target.cutoff_max), file=path, reset=bool(pot["reset"]))
+    else:
+        if raw.get("reset"):
+            raise ck.error("potential.reset", "resets the potential of potential.filename to pacemaker's initial "
+                                              "values; there is no filename here: remove it")
+        for key in ("elements", "bonds", "functions"):
+            if key not in pot:
+                raise ck.error(f"potential.{key}", "required key is missing (or give filename: a potential to "
+                                                   "continue)")
+        elements = pot["elements"]
+        _shape_elements(ck, elements)
+        for key in ("filename", "initial_potential", "reset"):
+            pot.pop(key, None)
+        pot["embeddings"], nonlinear = _embeddings(ck, raw.get("embeddings", {}), elements)
+        pot["bonds"], rcut_max = _bonds(ck, pot["bonds"], elements)
+        pot["functions"] = _functions(ck, pot["functions"], elements)
+        out = _Potential(pot, rcut_max, nonlinear=tuple(nonlinear))
+    for path, p in initial:
+        extra = [e for e in p.elements if e not in elements]
+        if extra:
+            raise ck.error("potential.initial_potential", f"{path.name} has element {extra[0]}, which is not among "
+                                                          f"the potential's elements ({', '.join(elements)})")
+    out.initial = tuple(path for path, _ in initial)
+    return out
 
 
 # -- data, fit, backend, output -------------------------------------------------------------------
@@ -559,26 +687,235 @@ def _weighting(ck: _Checker, raw, seed: int) -> dict | None:
     return w
 
 
-def _fit(ck: _Checker, raw, seed: int) -> FitOptions:
+def block_names(elements) -> list[str]:
+    """Every species block pacemaker can have for these elements, as ``BlockSpec.name`` writes it: the
+    central element, then the others sorted ("Al", "Ni", "Al Ni", "Ni Al", "Al Ni Cu"...)."""
+    elements = sorted(elements)
+    out = []
+    for r in range(1, len(elements) + 1):
+        out += sorted({" ".join((p[0],) + tuple(sorted(p[1:]))) for p in permutations(elements, r)},
+                      key=lambda n: tuple(n.split()))
+    return out
+
+
+def _trainable_kinds(ck: _Checker, key, value) -> set[str]:
+    items = value if isinstance(value, list) else [value]
+    kinds = set()
+    for v in items:
+        if isinstance(v, str) and v.lower() == "all":
+            kinds.update(TRAINABLE_KINDS)
+        elif v in TRAINABLE_KINDS:
+            kinds.add(v)
+        else:
+            raise ck.error(key, f"expected func, radial, all or a list of them, got {value!r}"
+                           + (_suggest(v, TRAINABLE_KINDS + ("all",)) if isinstance(v, str) else ""))
+    return kinds
+
+
+def expand_trainable_parameters(ck: _Checker, elements, value) -> dict[str, tuple[str, ...]]:
+    """pacemaker's ``trainable_parameters`` as block name -> trained kinds, for every block of the
+    elements (``block_names``); blocks not named are fixed (an empty tuple).
+
+    Forms: ALL (every block, func and radial); func or radial (every block, that kind); a keyword
+    (UNARY, BINARY, ...) or an element combination (AlNi, "Al Ni", [Al, Ni]: the block with the first
+    element central), or a list of them (func and radial there); a mapping of those keys to func,
+    radial, all or a list.  ALL, then UNARY, BINARY, ..., then combinations in the order given: the
+    later wins.  Radial functions belong to the bonds (blocks of one or two elements): blocks of three
+    or more elements train func only, and the two orders of a pair must agree on radial."""
+    where = "fit.trainable_parameters"
+    names = block_names(elements)
+    if value is None or (isinstance(value, (list, dict)) and not value):
+        value = "ALL"
+    if isinstance(value, str):
+        value = {"ALL": value} if value in TRAINABLE_KINDS else [value]
+    if isinstance(value, list):
+        if not all(isinstance(v, (str, list)) for v in value):
+            raise ck.error(where, f"a list names blocks (ALL, UNARY, AlNi, ...), got {value!r}")
+        value = {(tuple(v) if isinstance(v, list) else v): list(TRAINABLE_KINDS) for v in value}
+    by_rank = {}
+    for r, n in enumerate(names):
+        by_rank.setdefault(len(n.split()), []).append(n)
+    order = ["ALL"] + [k for k in NARY if k in value] + [k for k in value if k != "ALL" and k not in NARY]
+    out = {n: set() for n in names}
+    for key in order:
+        if key not in value:
+            continue
+        dotted = f"{where}.{_block_name(key)}"
+        kinds = _trainable_kinds(ck, dotted, value[key])
+        if key == "ALL":
+            targets = names
+        elif key in NARY:
+            targets = by_rank.get(NARY[key], [])
+        else:
+            symbols = _block_elements(key)
+            if symbols is None:
+                raise ck.error(dotted, "unknown block" + _suggest(_block_name(key), ["ALL", *NARY])
+                               + f"; a block is ALL, {', '.join(NARY)}, or a combination of the elements "
+                                 f"{', '.join(elements)}")
+            unknown = [e for e in symbols if e not in elements]
+            if unknown:
+                raise ck.error(dotted, f"element {unknown[0]} is not in potential.elements ({', '.join(elements)})")
+            if len(set(symbols)) != len(symbols):
+                raise ck.error(dotted, "a block names distinct elements (the central one first)")
+            targets = [" ".join([symbols[0]] + sorted(symbols[1:]))]
+        for n in targets:
+            out[n] = set(kinds)
+    for n, kinds in out.items():
+        if len(n.split()) > 2:
+            kinds.discard("radial")
+    for n, kinds in out.items():
+        parts = n.split()
+        if len(parts) == 2:
+            other = f"{parts[1]} {parts[0]}"
+            if ("radial" in kinds) != ("radial" in out[other]):
+                raise ck.error(where, f"the radial functions of the bond {parts[0]}-{parts[1]} are trained in one "
+                                      f"order only ({n if 'radial' in kinds else other}): give radial for both "
+                                      f"blocks ({parts[0]}{parts[1]} and {parts[1]}{parts[0]}) or neither")
+    return {n: tuple(k for k in TRAINABLE_KINDS if k in out[n]) for n in names}
+
+
+# the keys whose presence alone selects the nonlinear fit (fit.model: auto)
+_NONLINEAR_KEYS = ("optimizer", "maxiter", "options", "init", "ladder_step", "min_relative_train_loss_per_iter",
+                   "min_relative_test_loss_per_iter", "repulsion", "batch_size")
+
+
+def _model_reasons(f: dict, given: dict, loss: dict, trainable: dict | None, potential: _Potential) -> list[str]:
+    """The key paths that need the nonlinear fit, with why (empty: the linear fit can do it all)."""
+    reasons = []
+    if potential.file is not None:
+        reasons.append("potential.filename: continuing a potential (upfitting)")
+    if potential.initial:
+        reasons.append("potential.initial_potential: a ladder from an initial potential")
+    reasons += list(potential.nonlinear)
+    reasons += [f"fit.{k}: given" for k in _NONLINEAR_KEYS if k in given]
+    if f["fit_cycles"] > 1:
+        reasons.append(f"fit.fit_cycles: {f['fit_cycles']}")
+    for k in ("noise_relative_sigma", "noise_absolute_sigma"):
+        if f[k] > 0:
+            reasons.append(f"fit.{k}: {f[k]}")
+    if f.get("checkpoint_every", 0) > 0:
+        reasons.append(f"fit.checkpoint_every: {f['checkpoint_every']}")
+    for k in ("L1_coeffs", "w0_rad", "w1_rad", "w2_rad"):
+        if loss[k] > 0:
+            reasons.append(f"fit.loss.{k}: {loss[k]}")
+    if trainable is not None:
+        radial = [n for n, k in trainable.items() if "radial" in k]
+        fixed = [n for n, k in trainable.items() if "func" not in k]
+        if radial:
+            reasons.append(f"fit.trainable_parameters: radial functions trained ({radial[0]}"
+                           + (", ..." if len(radial) > 1 else "") + ")")
+        elif fixed:
+            reasons.append(f"fit.trainable_parameters: fixed function coefficients ({fixed[0]}"
+                           + (", ..." if len(fixed) > 1 else "") + ")")
+    return reasons
+
+
+def _fit(ck: _Checker, raw, seed: int, potential: _Potential) -> FitOptions:
+    given = raw if isinstance(raw, dict) else {}
     f = ck.section("fit", "fit", raw if raw is not None else {})
     loss = ck.section("fit.loss", "fit.loss", f.get("loss", {}))
     if "stress_component_weights" in loss and loss["kappa_stress"] == 0:
         raise ck.error("fit.loss.stress_component_weights", "has no effect without stresses: set kappa_stress > 0 "
                                                             "(the weight of the stress rows) or remove it")
+    elements = potential.mapping["elements"]
+    trainable = (expand_trainable_parameters(ck, elements, f["trainable_parameters"])
+                 if "trainable_parameters" in f else None)
+    reasons = _model_reasons(f, given, loss, trainable, potential)
+    if f["model"] == "linear" and reasons:
+        lines = [f"fit.model: linear, but {len(reasons)} key(s) need the nonlinear fit: remove them, or set "
+                 f"fit.model: auto (or nonlinear)"] + reasons
+        raise ck.error("fit.model", "\n  ".join(lines))
+    model = "nonlinear" if reasons or f["model"] == "nonlinear" else "linear"
+    if model == "linear":
+        reason = "nothing in the input needs iterations" + (" (fit.model: linear)" if f["model"] == "linear" else "")
+        if trainable is None:
+            trainable = {n: ("func",) for n in block_names(elements)}
+    else:
+        reason = "; ".join(reasons) if reasons else "fit.model: nonlinear"
+        if trainable is None:
+            trainable = expand_trainable_parameters(ck, elements, "ALL")
+
     if f["committee"] > 0 and f["solver"] != "bayesian":
         raise ck.error("fit.committee", "a committee is drawn from the posterior of the Bayesian solver: set "
                                         "fit.solver: bayesian (or committee: 0)")
-    if f["solver"] == "bayesian" and loss["L2_coeffs"] != 0:
+    linear_solve = model == "linear" or f["init"] == "linear"
+    if f["solver"] == "bayesian" and loss["L2_coeffs"] != 0 and linear_solve:
         ck.warn("fit.loss.L2_coeffs", "not used by solver bayesian (the prior precision comes from the evidence)")
+    if model == "nonlinear":
+        _check_nonlinear(ck, f, given, loss, trainable, potential)
     weights = loss.get("stress_component_weights")
     if weights is None and loss["kappa_stress"] > 0:
         weights = [1.0] * 6
+    ladder_step = _ladder_pair(f["ladder_step"]) if "ladder_step" in f else None
     return FitOptions(
         kappa=loss["kappa"] if loss["kappa"] == "auto" else float(loss["kappa"]),
         L2_coeffs=float(loss["L2_coeffs"]), kappa_stress=float(loss["kappa_stress"]),
         stress_component_weights=tuple(float(w) for w in weights) if weights is not None else None,
         weighting=_weighting(ck, f["weighting"], seed) if "weighting" in f else None,
-        solver=f["solver"], committee=f["committee"], active_set=f["active_set"])
+        solver=f["solver"], committee=f["committee"], active_set=f["active_set"],
+        model=model, model_reason=reason,
+        L1_coeffs=float(loss["L1_coeffs"]), w0_rad=float(loss["w0_rad"]), w1_rad=float(loss["w1_rad"]),
+        w2_rad=float(loss["w2_rad"]),
+        optimizer=f["optimizer"], maxiter=f["maxiter"], optimizer_options=dict(f.get("options", {})),
+        init=f["init"], trainable_parameters=trainable, fit_cycles=f["fit_cycles"],
+        noise_relative_sigma=float(f["noise_relative_sigma"]), noise_absolute_sigma=float(f["noise_absolute_sigma"]),
+        ladder=ladder_step is not None or bool(potential.initial), ladder_step=ladder_step,
+        ladder_type=f["ladder_type"],
+        min_relative_train_loss_per_iter=_magnitude(f.get("min_relative_train_loss_per_iter")),
+        min_relative_test_loss_per_iter=_magnitude(f.get("min_relative_test_loss_per_iter")),
+        early_stopping_patience=f["early_stopping_patience"], repulsion=f.get("repulsion"),
+        batch_size=f.get("batch_size"), checkpoint_every=f["checkpoint_every"])
+
+
+def _magnitude(v):
+    return None if v is None else abs(float(v))
+
+
+def _ladder_pair(v) -> tuple[int, float]:
+    """ladder_step as (functions per step, fraction of the current size); 0 for the one not given."""
+    items = v if isinstance(v, list) else [v]
+    n = next((int(x) for x in items if isinstance(x, int)), 0)
+    frac = next((float(x) for x in items if isinstance(x, float)), 0.0)
+    return n, frac
+
+
+def _check_nonlinear(ck: _Checker, f: dict, given: dict, loss: dict, trainable: dict, potential: _Potential):
+    """Combinations of the nonlinear fit's keys that cannot work or do nothing."""
+    if "solver" in given and f["init"] != "linear":
+        raise ck.error("fit.solver", "the nonlinear fit is iterative (fit.optimizer); solver is the linear solve, "
+                                     "used there only with fit.init: linear: remove it or set init: linear")
+    if f["committee"] > 0:
+        raise ck.error("fit.committee", "a committee is drawn from the linear fit's Bayesian posterior; the "
+                                        "nonlinear fit has none: remove it (or set committee: 0)")
+    if "batch_size" in f and f["optimizer"] != "Adam":
+        raise ck.error("fit.batch_size", f"mini-batches are for optimizer Adam; {f['optimizer']} needs the whole "
+                                         "loss each iteration: remove batch_size or set optimizer: Adam")
+    if f["init"] == "linear":
+        if potential.initial:
+            raise ck.error("fit.init", "linear starts from the linear fit's solution, but the ladder starts from "
+                                       "potential.initial_potential's coefficients: remove one of them")
+        if potential.file is not None and not potential.reset:
+            raise ck.error("fit.init", "linear starts from the linear fit's solution, but potential.filename's "
+                                       "coefficients are the start of an upfit: remove init, or set "
+                                       "potential.reset: true")
+    if f["noise_relative_sigma"] > 0 and f["noise_absolute_sigma"] > 0:
+        ck.warn("fit.noise_absolute_sigma", "not used: noise_relative_sigma is given too and wins (as in pacemaker)")
+    if f["fit_cycles"] == 1 and (f["noise_relative_sigma"] > 0 or f["noise_absolute_sigma"] > 0):
+        ck.warn("fit.noise_relative_sigma" if f["noise_relative_sigma"] > 0 else "fit.noise_absolute_sigma",
+                "no effect with fit_cycles 1 (noise is added from the second cycle on)")
+    stopping = ("min_relative_train_loss_per_iter", "min_relative_test_loss_per_iter")
+    if "early_stopping_patience" in given and not any(k in f for k in stopping):
+        ck.warn("fit.early_stopping_patience", "no effect without min_relative_train_loss_per_iter or "
+                                               "min_relative_test_loss_per_iter")
+    if "ladder_type" in given and "ladder_step" not in f and not potential.initial:
+        ck.warn("fit.ladder_type", "no effect without a ladder (fit.ladder_step or potential.initial_potential)")
+    if not any("radial" in k for k in trainable.values()):
+        for k in ("w0_rad", "w1_rad", "w2_rad"):
+            if loss[k] > 0:
+                ck.warn(f"fit.loss.{k}", "no effect: no radial function is trained (fit.trainable_parameters)")
+    if not any(trainable.values()):
+        raise ck.error("fit.trainable_parameters", "nothing is trained: name at least one block with func or "
+                                                   "radial (e.g. ALL)")
 
 
 def _output(ck: _Checker, raw) -> OutputSettings:
@@ -591,7 +928,8 @@ def _output(ck: _Checker, raw) -> OutputSettings:
         raise ck.error("output.potential_file", f"must end in .yaml (pacemaker's B-basis format; the .yace is "
                                                 f"written next to it), got {o['potential_file']!r}")
     files = {"potential_file": pot, "metrics_file": ck.path_of(o["metrics_file"], folder),
-             "errors_file": ck.path_of(o["errors_file"], folder)}
+             "errors_file": ck.path_of(o["errors_file"], folder),
+             "checkpoint_file": ck.path_of(o["checkpoint_file"], folder)}
     if o["yace"]:
         files["yace_file"] = pot.with_suffix(".yace")
     seen = {}
@@ -600,7 +938,8 @@ def _output(ck: _Checker, raw) -> OutputSettings:
             raise ck.error(f"output.{key}", f"is the same file as {seen[p.resolve()]}: {p}")
         seen[p.resolve()] = key
     return OutputSettings(folder=folder, potential_file=pot, yace=o["yace"], yace_file=files.get("yace_file"),
-                          metrics_file=files["metrics_file"], errors_file=files["errors_file"])
+                          metrics_file=files["metrics_file"], errors_file=files["errors_file"],
+                          checkpoint_file=files["checkpoint_file"])
 
 
 def _backend(ck: _Checker, raw) -> BackendSettings:
@@ -624,20 +963,25 @@ def parse_fit_input(tree: dict, path, text: str = "") -> FitSettings:
     path = Path(path)
     ck = _Checker(path)
     top = ck.section(TOP_SECTION, "", tree)
-    potential, rcut_max = _potential(ck, top["potential"])
-    cutoff = float(top["cutoff"]) if "cutoff" in top else rcut_max
-    if cutoff < rcut_max:
-        raise ck.error("cutoff", f"{cutoff} Å is shorter than the largest bond rcut {rcut_max} Å: the fit would see "
-                                 "fewer neighbours than the potential has; set cutoff >= rcut or remove it")
-    fit = _fit(ck, top.get("fit"), top["seed"])
+    pot = _potential(ck, top["potential"])
+    cutoff = float(top["cutoff"]) if "cutoff" in top else pot.rcut_max
+    if cutoff < pot.rcut_max:
+        raise ck.error("cutoff", f"{cutoff} Å is shorter than the largest bond rcut {pot.rcut_max} Å: the fit would "
+                                 "see fewer neighbours than the potential has; set cutoff >= rcut or remove it")
+    fit = _fit(ck, top.get("fit"), top["seed"], pot)
     backend = _backend(ck, top.get("backend"))
-    ck.raise_refused()        # every key of the nonlinear fit in one message, before the file checks
+    ck.raise_refused()        # every refused key in one message, before the file checks
+    data = _data(ck, top["data"], pot.mapping["elements"])
+    if fit.min_relative_test_loss_per_iter is not None and not (data.test_size or data.test_filenames):
+        raise ck.error("fit.min_relative_test_loss_per_iter", "early stopping on the test loss needs a test set: "
+                                                              "give data.test_size or data.test_filename, or use "
+                                                              "min_relative_train_loss_per_iter")
     return FitSettings(
         source=path.resolve(), folder=ck.folder, cutoff=cutoff, seed=top["seed"],
-        metadata=_metadata(ck, top.get("metadata", {})), potential=potential,
-        data=_data(ck, top["data"], potential["elements"]), fit=fit,
-        backend=backend, output=_output(ck, top.get("output")),
-        warnings=tuple(ck.warnings), text=text)
+        metadata=_metadata(ck, top.get("metadata", {})), potential=pot.mapping,
+        data=data, fit=fit, backend=backend, output=_output(ck, top.get("output")),
+        warnings=tuple(ck.warnings), text=text, potential_file=pot.file, initial_potentials=pot.initial,
+        reset_potential=pot.reset)
 
 
 def read_fit_input(path) -> FitSettings:

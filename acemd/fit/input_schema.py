@@ -2,10 +2,11 @@
 
 ``FIT_SCHEMA`` maps each mapping of the file (the top level, ``potential``, its ``embeddings``,
 ``bonds`` and ``functions`` blocks, ``data``, ``fit``, ``fit.loss``, ``fit.weighting``, ``backend``,
-``output``) to a :class:`FitSection`: the keys acemd accepts, pacemaker's keys it refuses because only
-the nonlinear fit has them, and those it accepts and ignores with a warning.  ``acemd.fit.config``
-checks an input against it; ``acemd.docgen`` turns it into docs/fit-input-reference.md and
-``acemd --help-input fit``.  Units: Å, eV.
+``output``) to a :class:`FitSection`: the keys acemd accepts, pacemaker's few keys it refuses (with
+what to do instead), and those it accepts and ignores with a warning.  The keys of the linear and the
+nonlinear fit share one schema; ``acemd.fit.config`` checks an input against it and decides which fit
+runs; ``acemd.docgen`` turns it into docs/fit-input-reference.md and ``acemd --help-input fit``.
+Units: Å, eV.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from ..config import NUM, Key, choice_with_suggestion, non_negative, positive
 from ..potential.model import INNER_CUTOFF_TYPES, RADIAL_BASES
 
-PART2 = "supported by the nonlinear fit (not yet in acemd)"
+REFUSED = "not supported by acemd"
+PART2 = REFUSED                       # the name docgen imports (the refused keys' prefix)
 LINEAR_EMBEDDING = {"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 1], "ndensity": 1}
 LINEAR_NPOT_ALIAS = "linear"          # acemd's name; pacemaker has none (FSSS with [1, 1], ndensity 1)
 EMBEDDING_NPOTS = ("FinnisSinclair", "FinnisSinclairShiftedScaled")
@@ -26,6 +28,11 @@ FUNCTION_KEYWORDS = ("ALL",) + tuple(NARY)
 FUNCTIONS_CAP_KEY = "number_of_functions_per_element"
 WEIGHTING_TYPES = ("EnergyBasedWeightingPolicy", "ExternalWeightingPolicy", "UniformWeightingPolicy")
 SOLVERS = ("ridge", "bayesian")
+OPTIMIZERS = ("BFGS", "L-BFGS-B", "Adam")
+LADDER_TYPES = ("body_order", "power_order")
+MODELS = ("auto", "linear", "nonlinear")
+INITS = ("pacemaker", "linear")
+TRAINABLE_KINDS = ("func", "radial")
 STRESS_COMPONENTS = ("xx", "yy", "zz", "yz", "xz", "xy")     # Voigt order of stress_component_weights
 
 
@@ -55,9 +62,34 @@ def _unit_interval_or_auto(v):
 
 def _zero_only(hint):
     def check(v):
-        return None if v == 0 else f"a non-zero value: {hint}"
-    check.part2 = True
+        return None if v == 0 else f"a non-zero value is {REFUSED}: {hint}"
     return check
+
+
+def _ladder_step(v):
+    """pacemaker's ladder_step: an integer >= 1, a fraction in (0, 1), or a list of one of each."""
+    shape = ("must be an integer >= 1 (functions added per step), a fraction in (0, 1) (of the current "
+             "basis size) or a list of both, e.g. [10, 0.02]")
+    items = v if isinstance(v, list) else [v]
+    if not items or len(items) > 2:
+        return shape
+    ints = fracs = 0
+    for x in items:
+        if isinstance(x, bool) or not is_number(x):
+            return shape
+        if isinstance(x, int) and x >= 1:
+            ints += 1
+        elif isinstance(x, float) and 0 < x < 1:
+            fracs += 1
+        else:
+            return shape
+    if ints > 1 or fracs > 1:
+        return "a list gives at most one integer and one fraction, e.g. [10, 0.02]"
+    return None
+
+
+def _nonzero(v):
+    return None if v != 0 else "must not be 0 (remove the key to switch early stopping off)"
 
 
 def _one_of(*choices):
@@ -104,13 +136,13 @@ def _test_size(v):
     return None
 
 
-_OPTIMIZER_HINT = "acemd solves the linear model exactly, without iterations: remove it"
-_CYCLES_HINT = "the linear least-squares solution is unique, so repeated runs add nothing: remove it"
-_STOP_HINT = "the linear fit has no iterations to stop: remove it"
-_LADDER_HINT = ("the linear fit uses the whole basis at once (cap its size with potential.functions."
-                "number_of_functions_per_element): remove it")
-UPFIT_HINT = ("upfitting an existing potential is part of the nonlinear fit; to fit a new linear "
-               "potential give the basis shape (elements, embeddings, bonds, functions) instead")
+_OWN_LOOP = "acemd has no Python callbacks in its fit loop: remove it"
+_OPTIONS_NAME = "pacemaker does not read it either: give the optimizer's options in fit.options"
+_RANDOMIZE = ("ensemble fits from random function coefficients: use fit_cycles with noise_absolute_sigma or "
+              "noise_relative_sigma (perturbed restarts) instead, or remove it")
+_OVERWRITE = ("blocks are not taken over from the initial potential: give the full basis shape (or "
+              "filename) and initial_potential, or remove it")
+UPFIT_HINT = "give either filename (the potential to continue) or the basis shape, not both"
 
 TOP_SECTION = "(top level)"
 
@@ -127,52 +159,70 @@ FIT_SCHEMA: dict[str, FitSection] = {
                             "their own, the weighting policy and the committee draws"),
             "metadata": Key((dict,), type_doc="mapping", default_doc="—",
                             doc="free key: value strings copied into the potential file's metadata"),
-            "potential": Key((dict, str), required=True, type_doc="mapping",
+            "potential": Key((dict, str), required=True, type_doc="mapping or path",
                              doc="the basis shape: elements, embeddings, bonds, functions (sections "
                                  "potential, potential.embeddings, potential.bonds, potential.functions); "
-                                 "a file name (upfitting) is refused: part of the nonlinear fit"),
+                                 "a file name is potential.filename: continue fitting that B-basis .yaml "
+                                 "(upfitting, the nonlinear fit)"),
             "data": Key((dict, str), required=True, type_doc="mapping or path",
                         doc="the reference data (section data); a single file name is data.filename"),
             "fit": Key((dict,), type_doc="mapping", default_doc="energies only, uniform weights",
-                       doc="loss, weighting and solver (sections fit, fit.loss, fit.weighting)"),
+                       doc="loss, weighting, which fit (linear or nonlinear), solver or optimizer "
+                           "(sections fit, fit.loss, fit.weighting)"),
             "backend": Key((dict,), type_doc="mapping", default_doc="—",
-                           doc="assembly batches and progress (section backend)"),
+                           doc="evaluation batches and progress (section backend)"),
             "output": Key((dict,), type_doc="mapping", default_doc="—",
                           doc="acemd's: the files the fit writes (section output)"),
         }),
     "potential": FitSection(
-        "The basis shape, as pacemaker's potential section. Blocks in embeddings, bonds and functions "
-        "are named by a keyword (ALL, UNARY, BINARY, ...) or by elements, the more specific winning: "
-        "ALL < UNARY < BINARY < TERNARY < ... < an element combination.",
+        "The basis shape, as pacemaker's potential section, or a potential to continue (filename). "
+        "Blocks in embeddings, bonds and functions are named by a keyword (ALL, UNARY, BINARY, ...) or by "
+        "elements, the more specific winning: ALL < UNARY < BINARY < TERNARY < ... < an element "
+        "combination. filename, initial_potential and reset (upfitting, ladder from a start) select the "
+        "nonlinear fit.",
         {
-            "elements": Key((list,), required=True, type_doc="list of element symbols",
+            "elements": Key((list,), type_doc="list of element symbols", default_doc="— (required without filename)",
                             doc="every element of the potential, e.g. [Cu] or [Al, Ni]"),
             "deltaSplineBins": Key(NUM, default=0.001, check=positive, unit="Å",
                                    doc="spline bin width of the radial functions in the written potential"),
             "embeddings": Key((dict,), type_doc="mapping of blocks", default_doc="the linear embedding",
                               doc="per element: ALL, UNARY or an element symbol -> section potential.embeddings"),
-            "bonds": Key((dict,), required=True, type_doc="mapping of blocks",
+            "bonds": Key((dict,), type_doc="mapping of blocks", default_doc="— (required without filename)",
                          doc="per element pair: ALL, UNARY, BINARY or a pair (CuCu, AlNi, (Al, Ni)) -> "
                              "section potential.bonds"),
-            "functions": Key((dict,), required=True, type_doc="mapping of blocks",
+            "functions": Key((dict,), type_doc="mapping of blocks", default_doc="— (required without filename)",
                              doc="per element combination: ALL, UNARY, BINARY, TERNARY, QUATERNARY, QUINARY "
                                  "or a combination ((Al, Ni), Al) -> section potential.functions"),
+            "filename": Key((str,), type_doc="path",
+                            doc="a B-basis .yaml (pacemaker's output_potential.yaml) to continue fitting: its "
+                                "basis, radial functions and coefficients are the start and the target "
+                                "(no elements, embeddings, bonds, functions next to it)"),
+            "initial_potential": Key((str, list), type_doc="path or list of paths",
+                                     doc="B-basis .yaml the ladder starts from (its functions and coefficients; "
+                                         "several files are merged); the ladder then grows it to the basis "
+                                         "shape (or filename) with fit.ladder_step, all remaining functions in "
+                                         "one step without it"),
+            "reset": Key((bool,), default=False,
+                         doc="with filename: start from pacemaker's initial values instead of the file's "
+                             "coefficients (function coefficients 0, radial c_nlk = delta_nk)"),
         },
-        refused={"filename": UPFIT_HINT, "initial_potential": UPFIT_HINT, "reset": UPFIT_HINT,
-                 "overwrite_blocks_from_initial_bbasis": UPFIT_HINT}),
+        refused={"overwrite_blocks_from_initial_bbasis": _OVERWRITE}),
     "potential.embeddings": FitSection(
-        "The keys of one embedding block (inside ALL: {...}, UNARY: {...} or Cu: {...}). The linear fit "
-        "needs the linear embedding E_i = rho_i: npot FinnisSinclairShiftedScaled (or FinnisSinclair) "
-        "with fs_parameters [1, 1] and ndensity 1, or npot linear (acemd's short name for exactly that; "
-        "pacemaker has no name for it). Anything else is nonlinear: an error, part of the nonlinear fit.",
+        "The keys of one embedding block (inside ALL: {...}, UNARY: {...} or Cu: {...}). The embedding "
+        "E_i = sum_p w_p F(rho_i,p; m_p) over ndensity densities, F the Finnis-Sinclair function of exponent "
+        "m_p. The linear embedding E_i = rho_i (npot FinnisSinclairShiftedScaled or FinnisSinclair with "
+        "fs_parameters [1, 1] and ndensity 1; npot linear is acemd's short name for exactly that) allows "
+        "the exact linear fit; any other embedding selects the nonlinear fit.",
         {
             "npot": Key((str,), default="FinnisSinclairShiftedScaled",
                         check=_one_of(*EMBEDDING_NPOTS, LINEAR_NPOT_ALIAS),
                         doc="embedding function; linear = FinnisSinclairShiftedScaled, [1, 1], ndensity 1"),
             "fs_parameters": Key((list,), default=[1, 1], type_doc="list of numbers",
                                  check=_numbers(what="numbers"),
-                                 doc="[weight, exponent] per density; only [1, 1] is linear"),
-            "ndensity": Key((int,), default=1, check=positive, doc="number of densities; only 1 is linear"),
+                                 doc="[w_1, m_1, w_2, m_2, ...]: weight and exponent per density, 2*ndensity "
+                                     "numbers, e.g. [1, 1, 1, 0.5] for rho_1 + sqrt(rho_2); [1, 1] is linear"),
+            "ndensity": Key((int,), default=1, check=positive,
+                            doc="number of densities per atom; 1 with fs_parameters [1, 1] is linear"),
             "rho_core_cut": Key(NUM, default=100000.0, check=non_negative, unit="eV",
                                 doc="energy cutoff on the core-repulsion density (pacemaker's default)"),
             "drho_core_cut": Key(NUM, default=250.0, check=non_negative, unit="eV",
@@ -180,8 +230,9 @@ FIT_SCHEMA: dict[str, FitSection] = {
         }),
     "potential.bonds": FitSection(
         "The keys of one bond block (inside ALL: {...}, UNARY, BINARY or a pair such as CuCu, AlNi or "
-        "(Al, Ni), which sets both orders). The radial functions are fixed in the linear fit (their "
-        "coefficients are pacemaker's initial delta_nk); only the B-function coefficients are fitted.",
+        "(Al, Ni), which sets both orders). The radial functions R_nl = sum_k c_nlk g_k start from "
+        "pacemaker's c_nlk = delta_nk; the linear fit keeps them, the nonlinear fit trains them (unless "
+        "fit.trainable_parameters says otherwise).",
         {
             "radbase": Key((str,), default="ChebExpCos", check=_one_of(*RADIAL_BASES),
                            doc="radial basis"),
@@ -218,7 +269,8 @@ FIT_SCHEMA: dict[str, FitSection] = {
                                    doc="next to the blocks: keep this many functions per element, chosen by "
                                        "rank as pacemaker does"),
         },
-        ignored={"coefs_init": "initial coefficients: the linear fit solves for them"}),
+        ignored={"coefs_init": "the starting coefficients come from fit.init (pacemaker: 0, or the linear "
+                               "solution)"}),
     "data": FitSection(
         "The reference data: pacemaker's pickled DataFrames (.pckl.gzip, .pkl.gzip) or any file ASE "
         "reads with energies and forces. A file not found next to the input is looked for in "
@@ -244,40 +296,98 @@ FIT_SCHEMA: dict[str, FitSection] = {
                                   doc="ignore the w_energy/w_forces columns of the data and apply fit.weighting"),
         }),
     "fit": FitSection(
-        "The loss, the weighting and the solver. solver, committee and active_set are acemd's (pacemaker "
-        "has no Bayesian solver).",
+        "Which fit runs, the loss, the weighting, the linear solver or the nonlinear optimizer, the "
+        "ladder and the fit cycles. model auto (default) runs the exact linear fit when nothing needs "
+        "iterations and the nonlinear fit (pacemaker's) otherwise: see docs/fitting-nonlinear-input.md. "
+        "model, solver, committee, active_set, init, batch_size and checkpoint_every are acemd's; the "
+        "other keys are pacemaker's, with its defaults.",
         {
             "loss": Key((dict,), type_doc="mapping", default_doc="kappa 0, L2_coeffs 0",
                         doc="section fit.loss"),
             "weighting": Key((dict,), type_doc="mapping", default_doc="uniform",
                              doc="section fit.weighting"),
+            "model": Key((str,), default="auto", check=_one_of(*MODELS),
+                         doc="auto: nonlinear if any key needs it (a nonlinear embedding, optimizer, maxiter, "
+                             "options, ladder, fit_cycles > 1, noise, early stopping, trainable radial "
+                             "functions or frozen blocks, L1_coeffs or w*_rad > 0, repulsion, batch_size, "
+                             "init, upfitting), linear otherwise; linear: the exact linear fit, any key of the "
+                             "nonlinear one an error; nonlinear: the iterative fit even for a linear model"),
             "solver": Key((str,), default="ridge", check=_one_of(*SOLVERS),
-                          doc="ridge: weighted least squares with the L2 penalty L2_coeffs; bayesian: "
-                              "Bayesian linear regression, noise and prior precisions from the evidence "
-                              "(L2_coeffs is not used), with a posterior covariance"),
+                          doc="the linear solve (linear fit, and fit.init: linear): ridge, weighted least "
+                              "squares with the L2 penalty L2_coeffs; bayesian, Bayesian linear regression, "
+                              "noise and prior precisions from the evidence (L2_coeffs is not used), with a "
+                              "posterior covariance"),
             "committee": Key((int,), default=0, check=non_negative,
-                             doc="number of potentials drawn from the posterior (solver bayesian) for the "
-                                 "predicted uncertainty; 0 none"),
+                             doc="linear fit: number of potentials drawn from the posterior (solver bayesian) "
+                                 "for the predicted uncertainty; 0 none"),
             "active_set": Key((bool,), default=False,
                               doc="also write the active set (.asi) for the extrapolation grade"),
+            "optimizer": Key((str,), default="BFGS", check=_one_of(*OPTIMIZERS),
+                             doc="nonlinear fit: BFGS and L-BFGS-B (scipy's, as pacemaker) or Adam (acemd's "
+                                 "first-order optimizer, with mini-batches: batch_size)"),
+            "maxiter": Key((int,), default=100, check=positive,
+                           doc="nonlinear fit: iterations (Adam: epochs) of each optimisation round, i.e. per "
+                               "fit cycle and ladder step"),
+            "options": Key((dict,), type_doc="mapping", default_doc="the optimizer's defaults",
+                           doc="nonlinear fit: options handed to the optimizer (scipy's options of BFGS / "
+                               "L-BFGS-B such as gtol, maxcor; Adam's learning_rate, ...), checked by it"),
+            "init": Key((str,), default="pacemaker", check=_one_of(*INITS),
+                        doc="nonlinear fit: starting coefficients; pacemaker: function coefficients 0 and "
+                            "radial c_nlk = delta_nk (pacemaker's); linear: the linear fit's solution "
+                            "(solver, with the first density) and c_nlk = delta_nk"),
+            "trainable_parameters": Key((str, list, dict), type_doc="string, list or mapping",
+                                        default_doc="ALL (nonlinear), func (linear)",
+                                        doc="what the fit changes, per block (pacemaker's forms): ALL, func, "
+                                            "radial; a keyword (UNARY, BINARY, ...) or element combination "
+                                            "(AlNi) or a list of them (func and radial there); a mapping "
+                                            "block -> func, radial, all or [func, radial], e.g. {ALL: func, "
+                                            "AlNi: [func, radial]}; blocks not named are fixed"),
+            "fit_cycles": Key((int,), default=1, check=positive,
+                              doc="nonlinear fit: optimisation rounds per ladder step, each from the last "
+                                  "one's coefficients with noise added"),
+            "noise_relative_sigma": Key(NUM, default=0, check=non_negative,
+                                        doc="from the second fit cycle: Gaussian noise of this sigma relative to "
+                                            "each trainable coefficient's value (wins over noise_absolute_sigma)"),
+            "noise_absolute_sigma": Key(NUM, default=0, check=non_negative,
+                                        doc="from the second fit cycle: Gaussian noise of this absolute sigma on "
+                                            "every trainable coefficient"),
+            "ladder_step": Key((int, float, list), type_doc="int, fraction or [int, fraction]",
+                               check=_ladder_step, default_doc="no ladder",
+                               doc="ladder (hierarchical) fit: functions added per step, per block: an integer "
+                                   ">= 1, a fraction of the current number of functions, or both (the larger "
+                                   "wins), at least 1; starts from initial_potential or empty"),
+            "ladder_type": Key((str,), default="body_order", check=_one_of(*LADDER_TYPES),
+                               doc="order in which the ladder adds functions: body_order (rank, ns, ls, LS, "
+                                   "elements) or power_order (rank + sum ns + sum ls, smallest first)"),
+            "min_relative_train_loss_per_iter": Key(NUM, check=_nonzero, default_doc="no early stopping",
+                                                    doc="early stopping: stop when the train loss fell by less "
+                                                        "than this fraction per iteration over the last "
+                                                        "early_stopping_patience iterations (sign ignored)"),
+            "min_relative_test_loss_per_iter": Key(NUM, check=_nonzero, default_doc="no early stopping",
+                                                   doc="early stopping on the test loss (evaluated every "
+                                                       "backend.display_step iterations; needs a test set)"),
+            "early_stopping_patience": Key((int,), default=200, check=positive, unit="iterations",
+                                           doc="the window of the early-stopping tests"),
+            "repulsion": Key((str,), check=_one_of("auto"), default_doc="as the bonds give it",
+                             doc="auto: inner cutoff and ZBL core repulsion per bond from the shortest "
+                                 "distance of that pair in the training data (pacemaker's: r_in = that "
+                                 "distance, delta_in 0.1 Å, inner_cutoff_type zbl, rho_core_cut 1, "
+                                 "drho_core_cut 1)"),
+            "batch_size": Key((int,), check=positive, default_doc="all training structures",
+                              doc="acemd's, optimizer Adam: structures per mini-batch"),
+            "checkpoint_every": Key((int,), default=0, check=non_negative, unit="iterations",
+                                    doc="acemd's, nonlinear fit: iterations between checkpoints (0: none on "
+                                        "schedule); SIGTERM/SIGUSR1 always write one"),
         },
-        refused={"optimizer": _OPTIMIZER_HINT, "maxiter": _OPTIMIZER_HINT, "options": _OPTIMIZER_HINT,
-                 "optimizer_options": _OPTIMIZER_HINT,
-                 "ladder_step": _LADDER_HINT, "ladder_type": _LADDER_HINT,
-                 "fit_cycles": _CYCLES_HINT, "noise_relative_sigma": _CYCLES_HINT,
-                 "noise_absolute_sigma": _CYCLES_HINT, "randomize_func_coeffs": _CYCLES_HINT,
-                 "trainable_parameters": "the linear fit trains every B-function coefficient and keeps the "
-                                         "radial functions fixed: remove it",
-                 "repulsion": "give the inner cutoff and core repulsion in potential.bonds (r_in, delta_in, "
-                              "core-repulsion, inner_cutoff_type): remove it",
-                 "min_relative_train_loss_per_iter": _STOP_HINT, "min_relative_test_loss_per_iter": _STOP_HINT,
-                 "early_stopping_patience": _STOP_HINT,
-                 "callbacks": "the linear fit has no iterations to call back from: remove it"}),
+        refused={"optimizer_options": _OPTIONS_NAME, "randomize_func_coeffs": _RANDOMIZE,
+                 "callbacks": _OWN_LOOP}),
     "fit.loss": FitSection(
-        "pacemaker's loss L = (1 - kappa) sum_s wE_s (dE_s/N_s)^2 + kappa sum_i wF_i |dF_i|^2 + L2_coeffs "
-        "sum c^2, the weights normalised to sum 1 each (dE_s/N_s in eV/atom, dF_i in eV/Å), plus acemd's "
-        "stress term kappa_stress sum_s wS_s sum_c w_c (V_s dsigma_sc / N_s)^2 (the virial per atom, eV/atom, "
-        "Voigt components c; wS the energy weights of the structures with a stress, renormalised to sum 1).",
+        "pacemaker's loss L = (1 - kappa) sum_s wE_s (dE_s/N_s)^2 + kappa sum_i wF_i |dF_i|^2 + L1_coeffs "
+        "sum |c| + L2_coeffs sum c^2 + w0_rad P0 + w1_rad P1 + w2_rad P2, the weights normalised to sum 1 "
+        "each (dE_s/N_s in eV/atom, dF_i in eV/Å), c the basis-function coefficients, P0..P2 pacemaker's "
+        "radial smoothness terms (docs/fitting-nonlinear-input.md), plus acemd's stress term kappa_stress "
+        "sum_s wS_s sum_c w_c (V_s dsigma_sc / N_s)^2 (the virial per atom, eV/atom, Voigt components c; wS "
+        "the energy weights of the structures with a stress, renormalised to sum 1).",
         {
             "kappa": Key((int, float, str), default=0, type_doc="float or auto", check=_unit_interval_or_auto,
                          doc="relative force weight: 0 energies only, 1 forces only; auto: "
@@ -292,21 +402,17 @@ FIT_SCHEMA: dict[str, FitSection] = {
                                             default_doc="[1, 1, 1, 1, 1, 1]",
                                             doc="acemd's: weight w_c per Voigt component xx yy zz yz xz xy "
                                                 "(needs kappa_stress > 0)"),
-            "L1_coeffs": Key(NUM, default=0, check=_zero_only("the linear fit has an L2 penalty only: "
-                                                              "remove it or set 0 (use L2_coeffs)"),
-                             doc="only 0 (L1 is part of the nonlinear fit)"),
-            "w0_rad": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
-                                                           "model: remove it or set 0"),
-                          doc="only 0 (radial smoothness: nonlinear fit)"),
-            "w1_rad": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
-                                                           "model: remove it or set 0"),
-                          doc="only 0 (radial smoothness: nonlinear fit)"),
-            "w2_rad": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
-                                                           "model: remove it or set 0"),
-                          doc="only 0 (radial smoothness: nonlinear fit)"),
-            "w_orth": Key(NUM, default=0, check=_zero_only("the radial functions are not fitted in the linear "
-                                                           "model: remove it or set 0"),
-                          doc="only 0 (orthogonality of radial functions: nonlinear fit)"),
+            "L1_coeffs": Key(NUM, default=0, check=non_negative,
+                             doc="L1 penalty sum |c| on the basis-function coefficients (> 0: nonlinear fit)"),
+            "w0_rad": Key(NUM, default=0, check=non_negative,
+                          doc="radial smoothness P0 (the radial functions R_nl) weight (> 0: nonlinear fit)"),
+            "w1_rad": Key(NUM, default=0, check=non_negative,
+                          doc="radial smoothness P1 (their first derivatives) weight (> 0: nonlinear fit)"),
+            "w2_rad": Key(NUM, default=0, check=non_negative,
+                          doc="radial smoothness P2 (their second derivatives) weight (> 0: nonlinear fit)"),
+            "w_orth": Key(NUM, default=0, check=_zero_only("pacemaker's CPU path ignores it too; remove it or "
+                                                           "set 0"),
+                          doc="only 0 (orthogonality of the radial functions)"),
         },
         ignored={"w1_coeffs": "pacemaker ignores it too", "w2_coeffs": "pacemaker ignores it too"}),
     "fit.weighting": FitSection(
@@ -342,13 +448,15 @@ FIT_SCHEMA: dict[str, FitSection] = {
             "filename": Key((str,), type_doc="path", doc="External: pickled DataFrame with w_energy, w_forces"),
         }),
     "backend": FitSection(
-        "How acemd assembles the normal equations. pacemaker's evaluator settings are accepted and "
-        "ignored with a warning: acemd always uses its own kernel.",
+        "How acemd evaluates the data. pacemaker's evaluator settings are accepted and ignored with a "
+        "warning: acemd always uses its own kernel.",
         {
             "batch_size": Key((int,), default=100, check=positive,
-                              doc="structures assembled per batch (memory per rank grows with it)"),
+                              doc="structures evaluated per batch (memory per rank grows with it); not the "
+                                  "Adam mini-batch (fit.batch_size)"),
             "display_step": Key((int,), default=20, check=positive,
-                                doc="structures between progress lines of the assembly"),
+                                doc="linear fit: structures between progress lines of the assembly; nonlinear "
+                                    "fit: iterations between progress lines with the train/test errors"),
         },
         ignored={k: "acemd always uses its own evaluator" for k in
                  ("evaluator", "batch_size_reduction", "batch_size_reduction_factor", "gpu_config",
@@ -365,5 +473,8 @@ FIT_SCHEMA: dict[str, FitSection] = {
                                 doc="errors of train and test sets (YAML)"),
             "errors_file": Key((str,), default="errors.csv", type_doc="path",
                                doc="per-structure errors (CSV)"),
+            "checkpoint_file": Key((str,), default="fit.ckpt.h5", type_doc="path",
+                                   doc="nonlinear fit: the checkpoint (coefficients, optimizer state, ladder "
+                                       "step and cycle) that acemd fit --restart continues from"),
         }),
 }

@@ -1,8 +1,9 @@
 """pacemaker's input.yaml for ``acemd fit`` (acemd.fit.config, the ``acemd fit`` command, ``--help-input fit``).
 
 pacemaker's own example inputs (examples/*/input.yaml of github:ICAMS/python-ace, read from a local
-copy when there is one) must be refused naming every key of the nonlinear fit they use, and their linear
-variants must parse to the values they hold; the same checks run on inputs written here.  Unknown keys,
+copy when there is one) must parse as nonlinear fits naming every key that chose it, and their linear
+variants must parse to the values they hold as linear fits; the same checks run on inputs written here
+(the nonlinear keys in detail: test_fit_config_nonlinear.py).  Unknown keys,
 typos and wrong values must name the file, the key path and the value; relative paths resolve against
 the input's folder; ``acemd fit --check`` writes nothing; every key is in ``acemd --help-input fit``.
 """
@@ -20,11 +21,11 @@ from acemd import docgen
 from acemd.cli import main
 from acemd.config import ConfigError
 from acemd.fit import config as fc
-from acemd.fit.config import PART2, FitInputError, FitSettings, read_fit_input
+from acemd.fit.config import REFUSED, FitInputError, FitSettings, read_fit_input
 
 PACEMAKER_EXAMPLES = [Path("/tmp/pace/examples"), Path("/work/.mirror/ICAMS+python-ace/repo")]
 EXAMPLES = ("Cu-I", "Cu-II", "Ethanol", "HEA")
-# the keys of pacemaker's fit section that only the nonlinear fit has (issue 23, part 2)
+# the keys of pacemaker's fit section that only the nonlinear fit has (issue 24)
 NONLINEAR_FIT_KEYS = ("optimizer", "maxiter", "ladder_step", "ladder_type", "fit_cycles", "noise_relative_sigma",
                       "noise_absolute_sigma", "trainable_parameters", "repulsion", "min_relative_train_loss_per_iter",
                       "early_stopping_patience", "options", "callbacks")
@@ -74,6 +75,7 @@ def linear_tree(tmp_path, **changes):
 
 
 DELETE = object()
+REFERENCE_POTENTIALS = Path("/work/shared/reference/ace/potentials")
 
 
 def write(tmp_path, tree, name="input.yaml"):
@@ -91,17 +93,23 @@ def error_of(path) -> str:
 
 # -- pacemaker's example inputs -----------------------------------------------------------------
 
-def _expected_refusals(text):
-    """Key paths the example uses that only the nonlinear fit has, read from its text (comments dropped)."""
+def _expected_reasons(text):
+    """Key paths in the example that select the nonlinear fit, read from its text (comments dropped):
+    a nonlinear embedding (ndensity, else fs_parameters), the keys whose presence needs iterations,
+    fit_cycles > 1 and non-zero L1 / radial smoothness weights."""
     code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     keys = []
     ndensity = re.search(r"ndensity:\s*(\d+)", code)
+    fs = re.search(r"fs_parameters:\s*\[([^\]]*)\]", code)
     if ndensity and int(ndensity.group(1)) != 1:
         keys.append("potential.embeddings.ALL.ndensity")
-    fs = re.search(r"fs_parameters:\s*\[([^\]]*)\]", code)
-    if fs and [float(x) for x in fs.group(1).split(",")] != [1.0, 1.0]:
+    elif fs and [float(x) for x in fs.group(1).split(",")] != [1.0, 1.0]:
         keys.append("potential.embeddings.ALL.fs_parameters")
-    keys += [f"fit.{k}" for k in NONLINEAR_FIT_KEYS if re.search(rf"^\s+{k}:", code, flags=re.M)]
+    keys += [f"fit.{k}" for k in ("optimizer", "maxiter", "options", "ladder_step", "repulsion",
+                                  "min_relative_train_loss_per_iter") if re.search(rf"^\s+{k}:", code, flags=re.M)]
+    cycles = re.search(r"^\s+fit_cycles:\s*(\d+)", code, flags=re.M)
+    if cycles and int(cycles.group(1)) > 1:
+        keys.append("fit.fit_cycles")
     for k in NONLINEAR_LOSS_KEYS:
         m = re.search(rf"\b{k}:\s*([-+.\deE]+)", code)
         if m and float(m.group(1)) != 0:
@@ -110,16 +118,30 @@ def _expected_refusals(text):
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_pacemaker_example_is_refused_naming_every_nonlinear_key(tmp_path, name):
+def test_pacemaker_example_is_a_nonlinear_fit_naming_every_key_that_chose_it(tmp_path, name):
+    text = example_text(name)
+    tree = yaml.load(text, Loader=fc._FitLoader)
+    (tmp_path / tree["data"]["filename"]).write_bytes(b"stand-in")
     path = tmp_path / "input.yaml"
-    path.write_text(example_text(name))
-    message = error_of(path)
-    expected = _expected_refusals(path.read_text())
-    print(f"{name}: refused keys {expected}")
-    assert len(expected) >= 5           # the embedding, optimizer, maxiter and the ladder at least
-    named = re.findall(r"\[([\w.-]+)\]: " + re.escape(PART2), message)
-    assert sorted(named) == sorted(expected), message
-    assert "file not found" not in message          # refused before the (absent) data file is looked for
+    path.write_text(text)
+    s = read_fit_input(path)
+    expected = _expected_reasons(text)
+    named = re.findall(r"(?:^|; )([\w.-]+): ", s.fit.model_reason)
+    print(f"{name}: model {s.fit.model} because {s.fit.model_reason}")
+    assert len(expected) >= 4           # the embedding, optimizer, maxiter and the ladder at least
+    assert s.fit.model == "nonlinear" and sorted(named) == sorted(expected), s.fit.model_reason
+    fit = tree["fit"]
+    assert (s.fit.optimizer, s.fit.maxiter, s.fit.ladder_type) == (fit["optimizer"], fit["maxiter"],
+                                                                   fit["ladder_type"])
+    assert s.fit.ladder and s.fit.ladder_step == (fit["ladder_step"], 0.0)
+    assert s.fit.fit_cycles == fit.get("fit_cycles", 1) and s.fit.repulsion == fit.get("repulsion")
+    for k in NONLINEAR_LOSS_KEYS:
+        assert getattr(s.fit, k) == float(fit["loss"][k])
+    assert all(v == ("func", "radial") if len(n.split()) <= 2 else v == ("func",)
+               for n, v in s.fit.trainable_parameters.items())        # pacemaker's default: ALL
+    emb = tree["potential"]["embeddings"]["ALL"]
+    assert s.potential["embeddings"]["ALL"]["ndensity"] == emb["ndensity"]
+    assert s.potential["embeddings"]["ALL"]["fs_parameters"] == emb["fs_parameters"]
 
 
 def _linearize(tree):
@@ -148,6 +170,7 @@ def test_linear_variant_of_pacemaker_example_parses_to_its_values(tmp_path, name
     for block, spec in tree["potential"]["bonds"].items():
         assert s.potential["bonds"][block] == spec
     assert s.potential["embeddings"]["ALL"]["ndensity"] == 1
+    assert s.fit.model == "linear", s.fit.model_reason
     assert s.data.filenames == ((tmp_path / linear["data"]["filename"]).resolve(),)
     kappa = re.search(r"kappa:\s*([\w.]+)", text).group(1)
     assert s.fit.kappa == (kappa if kappa == "auto" else float(kappa))
@@ -171,6 +194,8 @@ def test_linear_input_resolves_settings(tmp_path):
     assert s.fit.kappa == "auto" and s.fit.L2_coeffs == 1e-8 and s.fit.kappa_stress == 0.0
     assert s.fit.stress_component_weights is None and s.fit.weighting is None
     assert (s.fit.solver, s.fit.committee, s.fit.active_set) == ("ridge", 0, False)
+    assert s.fit.model == "linear" and s.fit.model_reason == "nothing in the input needs iterations"
+    assert s.fit.trainable_parameters == {"Cu": ("func",)} and not s.fit.ladder
     assert s.data.test_size == 0.05 and s.data.reference_energy is None and s.data.test_filenames == ()
     assert (s.backend.batch_size, s.backend.display_step) == (50, 10)
     out = s.output
@@ -182,7 +207,10 @@ def test_linear_input_resolves_settings(tmp_path):
         s.seed = 1
 
 
-def test_nonlinear_input_lists_every_refused_key_in_one_message(tmp_path):
+def test_nonlinear_input_names_every_key_that_chose_it(tmp_path):
+    """The keys part 1 refused now select the nonlinear fit; model_reason names each of them."""
+    start = tmp_path / "start.yaml"
+    start.write_text((REFERENCE_POTENTIALS / "Cu-I.yaml").read_text())
     tree = linear_tree(tmp_path, potential__embeddings__ALL__fs_parameters=[1, 1, 1, 0.5],
                        potential__embeddings__ALL__ndensity=2)
     tree["potential"]["initial_potential"] = "start.yaml"
@@ -191,42 +219,63 @@ def test_nonlinear_input_lists_every_refused_key_in_one_message(tmp_path):
                        trainable_parameters="ALL", min_relative_train_loss_per_iter=5e-5,
                        early_stopping_patience=200)
     tree["fit"]["loss"].update(L1_coeffs=1e-8, w0_rad=1e-8, w1_rad=0, w2_rad=1e-8)
-    message = error_of(write(tmp_path, tree))
-    expected = ["potential.embeddings.ALL.ndensity", "potential.embeddings.ALL.fs_parameters",
-                "potential.initial_potential", "fit.loss.L1_coeffs", "fit.loss.w0_rad", "fit.loss.w2_rad"]
-    expected += [f"fit.{k}" for k in ("optimizer", "maxiter", "ladder_step", "ladder_type", "fit_cycles",
-                                      "noise_relative_sigma", "noise_absolute_sigma", "repulsion",
-                                      "trainable_parameters", "min_relative_train_loss_per_iter",
-                                      "early_stopping_patience")]
-    lines = message.splitlines()
-    assert len(lines) == len(expected)
-    assert sorted(re.match(r".*?: \[([\w.-]+)\]: ", l).group(1) for l in lines) == sorted(expected)
-    assert all(str(tmp_path / "input.yaml") in l and PART2 in l for l in lines)
-    assert all("remove" in l or "give" in l or "linear" in l for l in lines)     # says what to do instead
-    assert "w1_rad" not in message                                             # 0 is harmless
+    s = read_fit_input(write(tmp_path, tree))
+    expected = ["potential.embeddings.ALL.ndensity", "potential.initial_potential", "fit.loss.L1_coeffs",
+                "fit.loss.w0_rad", "fit.loss.w2_rad", "fit.trainable_parameters"]
+    expected += [f"fit.{k}" for k in ("optimizer", "maxiter", "ladder_step", "fit_cycles", "noise_relative_sigma",
+                                      "noise_absolute_sigma", "repulsion", "min_relative_train_loss_per_iter")]
+    named = re.findall(r"(?:^|; )([\w.-]+): ", s.fit.model_reason)
+    assert s.fit.model == "nonlinear" and sorted(named) == sorted(expected), s.fit.model_reason
+    assert "w1_rad" not in s.fit.model_reason                      # 0 is harmless
+    assert s.initial_potentials == (start.resolve(),) and s.fit.ladder_step == (10, 0.02)
+    warned = sorted(re.search(r"\[([\w.-]+)\]", w).group(1) for w in s.warnings)
+    assert warned == ["fit.noise_absolute_sigma"]                  # relative wins, as in pacemaker
 
 
-@pytest.mark.parametrize("potential, key", [
-    ("start.yaml", "potential"),
-    ({"filename": "start.yaml", "elements": ["Cu"]}, "potential.filename"),
-])
-def test_upfitting_is_refused(tmp_path, potential, key):
-    message = error_of(write(tmp_path, linear_tree(tmp_path, potential=potential)))
-    assert f"[{key}]: {PART2}" in message and "basis shape" in message
+def test_keys_acemd_does_not_support_are_listed_in_one_message(tmp_path):
+    tree = linear_tree(tmp_path)
+    tree["potential"]["overwrite_blocks_from_initial_bbasis"] = True
+    tree["fit"].update(callbacks=["quick_validation.test_fcc_potential_callback"], randomize_func_coeffs=1e-3,
+                       optimizer_options={"maxcor": 100})
+    tree["fit"]["loss"]["w_orth"] = 1.0
+    with pytest.raises(FitInputError) as exc:
+        read_fit_input(write(tmp_path, tree))
+    lines = str(exc.value).splitlines()
+    keys = sorted(re.match(r".*?: \[([\w.-]+)\]: ", l).group(1) for l in lines)
+    assert keys == ["fit.callbacks", "fit.loss.w_orth", "fit.optimizer_options", "fit.randomize_func_coeffs",
+                    "potential.overwrite_blocks_from_initial_bbasis"], str(exc.value)
+    assert all(REFUSED in l and ("remove" in l or "use" in l or "give" in l) for l in lines)
 
 
-@pytest.mark.parametrize("embeddings, key, value", [
+def test_upfitting_reads_the_potential_file(tmp_path):
+    (tmp_path / "start.yaml").write_text((REFERENCE_POTENTIALS / "Cu-I.yaml").read_text())
+    tree = linear_tree(tmp_path, potential="start.yaml", cutoff=DELETE)
+    s = read_fit_input(write(tmp_path, tree))
+    assert s.potential_file == (tmp_path / "start.yaml").resolve() and s.potential == {"elements": ["Cu"]}
+    assert s.fit.model == "nonlinear" and "potential.filename" in s.fit.model_reason
+    from acemd.potential.bbasis import read_bbasis_yaml
+    assert s.cutoff == read_bbasis_yaml(tmp_path / "start.yaml").cutoff_max
+    tree = linear_tree(tmp_path, potential={"filename": "start.yaml", "elements": ["Cu"]})
+    assert "[potential.elements]: give either filename" in error_of(write(tmp_path, tree))
+
+
+@pytest.mark.parametrize("embeddings, key", [
     ({"ALL": {"npot": "linear"}, "Cu": {"ndensity": 2, "fs_parameters": [1, 1, 1, 0.5]}},
-     "potential.embeddings.Cu.ndensity", "2"),
+     "potential.embeddings.Cu.ndensity"),
     ({"ALL": {"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [2, 1], "ndensity": 1}},
-     "potential.embeddings.ALL.fs_parameters", "[2, 1]"),
+     "potential.embeddings.ALL.fs_parameters"),
     ({"UNARY": {"npot": "FinnisSinclair", "fs_parameters": [1, 0.5], "ndensity": 1}},
-     "potential.embeddings.UNARY.fs_parameters", "[1, 0.5]"),
-    ({"ALL": {"npot": "linear", "ndensity": 2}}, "potential.embeddings.ALL.ndensity", "ndensity 1"),
+     "potential.embeddings.UNARY.fs_parameters"),
 ])
-def test_nonlinear_embedding_names_the_block_that_set_it(tmp_path, embeddings, key, value):
-    message = error_of(write(tmp_path, linear_tree(tmp_path, potential__embeddings=embeddings)))
-    assert f"[{key}]: {PART2}" in message and value in message, message
+def test_nonlinear_embedding_names_the_block_that_set_it(tmp_path, embeddings, key):
+    s = read_fit_input(write(tmp_path, linear_tree(tmp_path, potential__embeddings=embeddings)))
+    assert s.fit.model == "nonlinear" and s.fit.model_reason.startswith(key + ": "), s.fit.model_reason
+
+
+def test_linear_alias_with_more_densities_is_an_error(tmp_path):
+    message = error_of(write(tmp_path, linear_tree(tmp_path, potential__embeddings={"ALL": {"npot": "linear",
+                                                                                            "ndensity": 2}})))
+    assert "[potential.embeddings.ALL.ndensity]: npot: linear means" in message and "remove ndensity" in message
 
 
 @pytest.mark.parametrize("embeddings", [
@@ -556,7 +605,7 @@ def test_usage_errors_exit_2(capsys):
 def test_every_rank_exits_under_mpiexec(tmp_path):
     """2 ranks: a bad input ends with one message and status 1 on both; --check prints the settings once."""
     from test_mpi_suites import _env, mpiexec
-    bad = write(tmp_path, linear_tree(tmp_path, fit__optimizer="BFGS"), "bad.yaml")
+    bad = write(tmp_path, linear_tree(tmp_path, fit__optimizer="BFGSS"), "bad.yaml")
     good = write(tmp_path, linear_tree(tmp_path), "good.yaml")
     stub = ("import sys, types; m = types.ModuleType('acemd.fit.run'); "
             "m.run_fit = lambda s, check_only=False, restart=None: 0; sys.modules['acemd.fit.run'] = m; "
@@ -583,7 +632,7 @@ def test_help_input_fit_lists_every_key(capsys):
     expected = {(name, key) for name, sec in fc.FIT_SCHEMA.items()
                 for key in [*sec.keys, *sec.refused, *sec.ignored]}
     assert listed == expected
-    assert "kappa  (float or auto; default 0)" in out and "optimizer  (—)" in out
+    assert "kappa  (float or auto; default 0)" in out and "callbacks  (—)" in out
 
 
 def test_help_input_of_every_section_points_to_fit(capsys):
