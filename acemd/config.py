@@ -395,6 +395,29 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              doc="per-strain stresses and energies (HDF5)"),
                     **_finite_temperature_elastic_keys()),
     "free_energy": FREE_ENERGY_KEYS,
+    "properties": dict(
+        compute=Key((list,), default=["eos", "phases", "elastic", "vacancy", "surfaces", "stacking_fault"],
+                    type_doc="[string, ...]",
+                    doc="properties to compute, any of eos, phases, elastic, vacancy, interstitial, surfaces, "
+                        "stacking_fault, phonons, qha; each has an optional sub-table [properties.<name>] "
+                        "(docs/properties.md)"),
+        **_minimizer_keys(1e-4, 0.1, 5000, "triclinic",
+                          "cell degrees of freedom of the relaxation of the input structure (the phase)"),
+        parallel_min_atoms=Key((int,), default=256, check=positive,
+                               doc="structures with fewer atoms are relaxed whole on one rank, several at a "
+                                   "time; larger ones by domain decomposition over all ranks"),
+        gamma_threshold=Key(NUM, default=5.0, check=positive,
+                            doc="with [extrapolation]: a property whose structures reach a larger max "
+                                "extrapolation grade is flagged"),
+        report=Key((str,), default="properties.yaml",
+                   doc="report: value, reference, difference per property (YAML; .json: JSON)"),
+        data=Key((str,), default="properties.h5", doc="raw data of every property (HDF5)"),
+        **{name: Key((dict,), type_doc="table", doc=f"settings of {name} (docs/properties.md)")
+           for name in ("eos", "phases", "elastic", "vacancy", "interstitial", "surfaces", "stacking_fault",
+                        "phonons", "qha")},
+        reference=Key((dict,), type_doc="table",
+                      doc="the reference: calculator ('module:Class') and kwargs, values, or a pacemaker "
+                          "dataset (docs/properties.md)")),
     "thermostat": {
         "temperature": Key(NUM, check=positive, unit="K",
                            default_doc="— (required by every ensemble but `nve`)",
@@ -513,8 +536,9 @@ PATH_KEYS = {("structure", "file"), ("potential", "file"), ("thermo", "file"),
              ("trajectory", "file"), ("checkpoint", "file"),
              ("extrapolation", "active_set"), ("extrapolation", "dump_file"),
              ("minimize", "structure_file"), ("elastic", "report"), ("elastic", "data"),
-             ("free_energy", "report"), ("free_energy", "data"), ("free_energy", "checkpoint")}
-DRIVER_SECTIONS = ("md", "minimize", "elastic", "free_energy")
+             ("free_energy", "report"), ("free_energy", "data"), ("free_energy", "checkpoint"),
+             ("properties", "report"), ("properties", "data")}
+DRIVER_SECTIONS = ("md", "minimize", "elastic", "free_energy", "properties")
 
 
 def _suggest(name, options):
@@ -588,6 +612,9 @@ def parse_config(text: str, path="input.toml") -> dict:
     _check_thermostat(out, raw, path)
     _check_elastic(out, path)
     _check_extrapolation(out, raw, path)
+    if out["properties"]:                   # the sub-tables: acemd.properties.settings
+        from .properties.settings import resolve
+        resolve(out["properties"], raw["properties"], out, path)
     if not Path(out["potential"]["file"]).exists():
         raise ConfigError(path, "potential.file", f"file not found: {out['potential']['file']}")
     if not Path(out["potential"]["file"]).is_file():
@@ -782,6 +809,11 @@ SECTION_DOCS: dict[str, SectionDoc] = {
         "fluctuation runs; restartable). One of [md], [minimize], [elastic]. "
         "The minimiser keys apply to every relaxation of the protocol.",
         page="minimize-elastic.md#elastic-the-static-0-k-elastic-tensor"),
+    "properties": SectionDoc(
+        "Driver: the validation battery (equation of state, phase energies, elastic constants, vacancy, "
+        "interstitial, surfaces, stacking faults, phonons, quasi-harmonic free energies) of the structure, "
+        "each relaxed with acemd's minimiser, side by side with a reference calculator, values or dataset.",
+        page="properties.md"),
     "structure": SectionDoc(
         "The atoms: either a structure `file` (read with ASE) or a `lattice` built from `element`, `a` "
         "and `repeat`, not both."),

@@ -49,7 +49,7 @@ class PreflightError(ValueError):
 
 # files the drivers write besides log and checkpoint (every one is a path key of config.SCHEMA)
 DRIVER_OUTPUTS = {"minimize": ("structure_file",), "elastic": ("report", "data"),
-                  "free_energy": ("report", "data", "checkpoint")}
+                  "free_energy": ("report", "data", "checkpoint"), "properties": ("report", "data")}
 
 
 def _key(section, key):

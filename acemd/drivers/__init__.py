@@ -1,6 +1,6 @@
 """Drivers: each runs its stages on one :class:`~acemd.simulation.Simulation`.
 
-The input names its driver by its section: ``[md]``, ``[minimize]``, ``[elastic]`` or ``[free_energy]``.
+The input names its driver by its section: ``[md]``, ``[minimize]``, ``[elastic]``, ``[free_energy]`` or ``[properties]``.
 """
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def driver_class(settings):
     if name == "minimize":
         from .minimize import MinimizeRun
         return MinimizeRun
+    if name == "properties":
+        from .properties import PropertiesRun
+        return PropertiesRun
     if name == "free_energy":
         from ..config import PHASE_MODES
         if settings["free_energy"]["mode"] in PHASE_MODES:

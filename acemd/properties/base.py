@@ -25,6 +25,8 @@ entry (by ``PropertyEntry.name``) into value / reference / difference.
                      and its energy (eV) (collective).  ``cell`` is one of "fixed", "iso", "aniso",
                      "triclinic" as in ``[minimize]``.  Raises :class:`RelaxationError` when it does
                      not converge.
+    ``relax_many(structures, cell="fixed", fmax=None) -> list[(ase.Atoms, float)]``  the same for
+                     several independent structures (spread over the ranks).
     ``calculator()`` an ASE calculator of this context's model (acemd's ``ACECalculator`` or a new
                      reference calculator) for code that needs one (phonopy driven serially, a
                      cross-check); prefer ``evaluate`` for anything large.
@@ -138,6 +140,7 @@ class PropertyContext:
     atoms: Any
     evaluate: Callable[[list], list]
     relax: Callable[..., tuple]
+    relax_many: Callable[..., list]
     calculator: Callable[[], Any]
     comm: Any
     label: str = "acemd"
@@ -148,6 +151,7 @@ class PropertyContext:
     gamma: Callable[[list], Any] | None = None
     say: Callable[[str], None] = lambda line: None
     pressure_bar: float = 0.0
+    fmax: float = 1e-4                 # eV/Å: the force tolerance of relax (for a module's own relaxations)
 
     @property
     def rank(self) -> int:
