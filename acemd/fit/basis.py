@@ -101,7 +101,8 @@ class EmbeddingSpec:
 
 @dataclass
 class BondSpec:
-    """Radial basis of one ordered pair; coefficients c_nlk = delta_nk (pacemaker's initial ones)."""
+    """Radial basis of one ordered pair; coefficients c_nlk = delta_nk (pacemaker's initial ones)
+    unless ``coefficients`` holds fitted ones."""
 
     radbase: str
     radparameters: list[float]
@@ -115,10 +116,13 @@ class BondSpec:
     delta_in: float = 0.0                # Å
     inner_cutoff_type: str = "distance"
     core_repulsion: tuple[float, float] = (0.0, 0.0)   # prefactor (eV·Å), lambda (1/Å^2)
+    coefficients: np.ndarray | None = None   # fitted c[n, l, k] (nonlinear fit); None: delta_nk
 
     @property
     def radcoefficients(self) -> np.ndarray:
-        """c[n, l, k] = delta_nk, shape (nradmax, lmax+1, nradbase)."""
+        """c[n, l, k], shape (nradmax, lmax+1, nradbase): the fitted ones, else delta_nk."""
+        if self.coefficients is not None:
+            return np.array(self.coefficients, dtype=float)
         c = np.zeros((self.nradmax, self.lmax + 1, self.nradbase))
         for n in range(min(self.nradmax, self.nradbase)):
             c[n, :, n] = 1.0
