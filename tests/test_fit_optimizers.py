@@ -273,9 +273,11 @@ def test_restore_mismatch_errors():
         minimize(rosen, np.zeros(4), "BFGS", maxiter=5, state=saved)
     with pytest.raises(OptimizerError, match="lacks x") as e3:
         OptimizerState.from_arrays({k: v for k, v in saved.items() if k != "x"})
+    with pytest.raises(OptimizerError, match="no valid hess_inv") as e5:
+        minimize(rosen, None, "BFGS", maxiter=5, state={k: v for k, v in saved.items() if k != "hess_inv"})
     fun, _ = stochastic_least_squares()
     adam = minimize(fun, np.zeros(6), "Adam", maxiter=3, n_structures=200, batch_size=16, seed=1).state
     with pytest.raises(OptimizerError, match="batch_size 16, seed 1") as e4:
         minimize(fun, None, "Adam", maxiter=5, state=adam, n_structures=200, batch_size=32, seed=1)
-    for e in (e1, e2, e3, e4):
+    for e in (e1, e2, e3, e4, e5):
         print("\n", e.value)

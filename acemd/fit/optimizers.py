@@ -308,9 +308,12 @@ def _bfgs_step(state: OptimizerState, obj: _Objective, opts: dict) -> None:
     # H+ = (I - rho s y^T) H (I - rho y s^T) + rho s s^T, written as an O(n^2) rank-2 update
     u = rho * np.dot(hess_inv, y)
     c = rho * float(np.dot(y, u)) + rho
-    update = np.outer(s, u)
-    update += update.T
-    update -= c * np.outer(s, s)
+    update = np.outer(s, u)                         # at most 3 n x n arrays alive (H included)
+    update += update.T                              # exactly symmetric, so H stays symmetric
+    ss = np.outer(s, s)
+    ss *= c
+    update -= ss
+    del ss
     hess_inv -= update
     state.f_previous, state.f, state.g, state.x = state.f, f_new, g_new, x_new
     state.step_norm = float(np.linalg.norm(s))
@@ -479,7 +482,16 @@ def _check_restored(state: OptimizerState, method, x0, n_structures, batch_size,
     if state.method != method:
         raise OptimizerError(f"the saved optimizer state is for {state.method}, the input asks for {method}: "
                              f"set fit.optimizer: {state.method} to continue it, or start without --restart")
-    if x0 is not None and np.size(x0) != state.n:
+    n = state.n
+    need = {"BFGS": {"hess_inv": (n, n)}, "L-BFGS-B": {"s_history": (None, n), "y_history": (None, n)},
+            "Adam": {"adam_m": (n,), "adam_v": (n,)}}[method]
+    for name, shape in need.items():
+        value = getattr(state, name)
+        if value is None or value.ndim != len(shape) or state.g.shape != (n,) \
+                or any(d is not None and d != v for d, v in zip(shape, value.shape)):
+            raise OptimizerError(f"the saved {method} state has no valid {name}: the checkpoint is damaged "
+                                 "or was written by another program; start without --restart")
+    if x0 is not None and np.size(x0) != n:
         raise OptimizerError(f"the saved optimizer state has {state.n} coefficients, the model has "
                              f"{np.size(x0)}: it belongs to another basis (or another ladder step)")
     if method == "Adam":
