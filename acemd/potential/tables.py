@@ -161,6 +161,31 @@ def fold_rank1_splines(spline_tables, nel, nradbase, ndmax, r1_offsets, r1_index
     return out
 
 
+def product_tree(keys, first_node: int = 0):
+    """The prefix tree of a set of products (sorted tuples of flat A indices).
+
+    Factors ordered by how many products use them (most used first) share longer
+    prefixes; nodes are breadth first (by depth, then in prefix order), so the
+    children of a node are consecutive (the backward pass sums their adjoints in
+    a register) and parents precede children.  Returns (parent, factor, node_of):
+    parent/factor per node (global indices from ``first_node``; parent -1 for a
+    first factor) and the node of each input key.
+    """
+    usage = Counter(a for key in keys for a in key)
+    ordered = {key: tuple(sorted(key, key=lambda a: (-usage[a], a))) for key in keys}
+    prefixes = set()
+    for key in ordered.values():
+        for k in range(1, len(key) + 1):
+            prefixes.add(key[:k])
+    node_of_prefix: dict[tuple, int] = {}
+    parent, factor = [], []
+    for key in sorted(prefixes, key=lambda k: (len(k), [(-usage[a], a) for a in k])):
+        node_of_prefix[key] = first_node + len(factor)
+        parent.append(node_of_prefix[key[:-1]] if len(key) > 1 else -1)
+        factor.append(key[-1])
+    return parent, factor, {key: node_of_prefix[o] for key, o in ordered.items()}
+
+
 def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelTables:
     nel = pot.nelements
     bonds = pot.bonds
@@ -213,24 +238,13 @@ def build_tables(pot: CTildePotential, merge_conjugates: bool = True) -> KernelT
         r1_offsets.append(len(r1_index))
         if merge_conjugates:
             products = merge_conjugate_products(products, nlm)
-        # Factors ordered by how many products use them (most used first) share
-        # longer prefixes; every prefix precedes its extensions.  Stored keys are rank-ordered factor tuples.
-        usage = Counter(a for key in products for a in key)
-        products = {tuple(sorted(key, key=lambda a: (-usage[a], a))): c for key, c in products.items()}
-        node_of: dict[tuple, int] = {}
-        prefixes = set()
-        for key in products:
-            for k in range(1, len(key) + 1):
-                prefixes.add(key[:k])
-        # breadth first (by depth, then in prefix order): the children of a node are
-        # consecutive, so the backward pass sums their adjoints in a register, and
-        # the forward pass reads the parents' values in increasing order
-        for key in sorted(prefixes, key=lambda k: (len(k), [(-usage[a], a) for a in k])):
-            idx = len(factors)
-            node_of[key] = idx
-            parents.append(node_of[key[:-1]] if len(key) > 1 else -1)
-            factors.append(key[-1])
-            coefs.append(products.get(key, np.zeros(ndmax)))
+        tree_parent, tree_factor, node_of = product_tree(products, len(factors))
+        parents.extend(tree_parent)
+        factors.extend(tree_factor)
+        zero = np.zeros(ndmax)
+        coefs.extend([zero] * len(tree_factor))
+        for key, c in products.items():
+            coefs[node_of[key]] = c
         node_offsets.append(len(factors))
 
     rank1_index = np.array(r1_index, dtype=np.int64)
