@@ -127,7 +127,7 @@ def test_adam_converges_and_is_seed_deterministic():
         return fun(x, batch)
 
     opts = {"learning_rate": 0.05, "decay": 0.01}
-    run = lambda seed, f=fun: minimize(f, np.zeros(6), "Adam", maxiter=3000, options=opts,
+    run = lambda seed, f=fun: minimize(f, np.zeros(6), "Adam", maxiter=230, options=opts,
                                        n_structures=200, batch_size=16, seed=seed)
     a, b, c = run(7, spy), run(7), run(8)
     full = minimize(fun, np.zeros(6), "Adam", maxiter=3000, options=opts)
@@ -148,7 +148,8 @@ def test_adam_converges_and_is_seed_deterministic():
     assert np.array_equal(np.concatenate(epoch), np.concatenate(
         [np.sort(epoch_order(7, 0, 200)[i:i + 16]) for i in range(0, 200, 16)]))
     assert not np.array_equal(np.concatenate(seen[13:26]), np.concatenate(epoch))   # a new order per epoch
-    assert a.nfev == a.nit == 3000 and a.state.epoch == 3000 // 13
+    assert a.nit == a.state.epoch == 230 and a.nfev == a.nsteps == 230 * 13 and len(a.history) == a.nsteps
+    assert full.nit == full.nsteps == 3000
 
 
 def _run_with_checkpoint(tmp_path, method, fun, x0, total, k, **kw):
@@ -163,7 +164,7 @@ def _run_with_checkpoint(tmp_path, method, fun, x0, total, k, **kw):
         return "SIGTERM" if st.nit == k else False
 
     first = minimize(fun, x0, method, maxiter=total, callback=stop_at_k, **kw)
-    assert first.stopped_by == "SIGTERM" and first.nit == k and first.status == "stopped"
+    assert first.stopped_by == "SIGTERM" and first.nsteps == k and first.status == "stopped"
     np.savez(tmp_path / "ckpt.npz", **first.state.to_arrays(prefix="opt_"), other=np.arange(3))
     with np.load(tmp_path / "ckpt.npz") as saved:
         state = OptimizerState.from_arrays(dict(saved), prefix="opt_")
@@ -178,15 +179,15 @@ def test_restart_is_bit_identical(tmp_path, method):
     total, k = 40, 17
     if method == "Adam":
         fun, _ = stochastic_least_squares()
-        x0, total, k = np.zeros(6), 100, 37           # k inside an epoch of 13 batches
+        x0, total, k = np.zeros(6), 8, 37             # 8 epochs of 13 batches; k steps: inside an epoch
         kw = dict(n_structures=200, batch_size=16, seed=3, options={"learning_rate": 0.05},
-                  test_fun=lambda x: fun(x)[0], display_step=10,
+                  test_fun=lambda x: fun(x)[0], display_step=2,
                   early_stopping=EarlyStopping(min_relative_test_loss_per_iter=1e-9, patience=50))
     ref, whole, rest, part = _run_with_checkpoint(tmp_path, method, fun, x0, total, k, **kw)
     same = [np.array_equal(a, b) for a, b in zip(whole, part)]
-    print(f"\n{method}: {len(whole)} iterations uninterrupted, {len(part)} with a checkpoint after {k}: "
+    print(f"\n{method}: {len(whole)} steps uninterrupted, {len(part)} with a checkpoint after {k}: "
           f"{sum(same)} bit-identical iterates; nfev {ref.nfev} vs {rest.nfev}; final f {ref.fun!r} vs {rest.fun!r}")
-    assert len(whole) == len(part) == ref.nit == rest.nit
+    assert len(whole) == len(part) == ref.nsteps == rest.nsteps
     assert all(same)
     assert np.array_equal(ref.x, rest.x) and np.array_equal(ref.history, rest.history)
     assert ref.nfev == rest.nfev and ref.message == rest.message
@@ -219,6 +220,12 @@ def test_early_stopping_train_loss():
     assert shifted.success and np.all(rel > -1e-3)
     assert plain.status == "converged" and plain.stopped_by is None
     assert EarlyStopping.from_fit_config({"early_stopping_patience": 5}) is None
+    # Adam: an iteration is an epoch, the record its mean batch loss (no record at x0): patience + 1 epochs
+    fun, _ = stochastic_least_squares()
+    adam = minimize(lambda x, b=None: (1e6 + fun(x, b)[0], fun(x, b)[1]), np.zeros(6), "Adam", maxiter=100,
+                    n_structures=200, batch_size=16, early_stopping=stop)
+    print(f"Adam: stopped after {adam.nit} epochs ({adam.nsteps} steps): {adam.stopped_by}")
+    assert adam.status == "early_stopping" and adam.nit == 6 and adam.nsteps == 6 * 13
 
 
 def test_early_stopping_test_loss_and_best_iterate():

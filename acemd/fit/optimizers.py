@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -92,8 +93,8 @@ def check_options(method: str, options: dict | None) -> dict:
 class EarlyStopping:
     """pacemaker's early stopping: stop when the loss stops falling fast enough.
 
-    The relative change per iteration ``(L(t) - L(t-N)) / L(t-N) / N`` (N = 1 for the train loss of
-    BFGS/L-BFGS-B, one epoch for Adam, ``display_step`` for the test loss) must stay above
+    The relative change per iteration ``(L(t) - L(t-N)) / L(t-N) / N`` (N = 1 for the train loss,
+    ``display_step`` for the test loss; an iteration of Adam is an epoch) must stay above
     ``-|min_relative_..._loss_per_iter|`` at every sample over the last ``patience`` iterations.
     """
     min_relative_train_loss_per_iter: float | None = None
@@ -145,7 +146,7 @@ class OptimizerState:
     x: np.ndarray
     f: float
     g: np.ndarray
-    nit: int = 0
+    nit: int = 0                                  # steps taken (Adam: mini-batch steps)
     nfev: int = 0
     f_previous: float = math.nan
     step_norm: float = math.inf
@@ -388,10 +389,18 @@ def _lbfgs_step(state: OptimizerState, obj: _Objective, opts: dict) -> None:
 
 # --- Adam --------------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=2)
 def epoch_order(seed: int, epoch: int, n_structures: int) -> np.ndarray:
     """The order of the structures in one epoch: a permutation from a generator keyed by (seed, epoch),
     so a restored run draws the same batches without saving a generator's internal state."""
-    return np.random.default_rng([int(seed), int(epoch)]).permutation(n_structures)
+    order = np.random.default_rng([int(seed), int(epoch)]).permutation(n_structures)
+    order.flags.writeable = False
+    return order
+
+
+def iterations(state: OptimizerState) -> int:
+    """Completed iterations in the user's sense: steps for BFGS/L-BFGS-B, epochs for Adam."""
+    return state.epoch if state.method == "Adam" else state.nit
 
 
 def batches_per_epoch(state: OptimizerState) -> int:
@@ -523,8 +532,7 @@ def _termination(state, method, opts, maxiter, early_stopping) -> tuple[str, str
             return "converged", "CONVERGENCE: relative reduction of f <= ftol", True
     if early_stopping is not None:
         if early_stopping.min_relative_train_loss_per_iter:
-            spacing = batches_per_epoch(state) if method == "Adam" else 1
-            why = _stalled(state.train_record, spacing, early_stopping.min_relative_train_loss_per_iter,
+            why = _stalled(state.train_record, 1, early_stopping.min_relative_train_loss_per_iter,
                            early_stopping.patience)
             if why:
                 return "early_stopping", "EARLY STOPPING (train loss): " + why, True
@@ -534,32 +542,34 @@ def _termination(state, method, opts, maxiter, early_stopping) -> tuple[str, str
                            early_stopping.patience)
             if why:
                 return "early_stopping", "EARLY STOPPING (test loss): " + why, True
-    if state.nit >= maxiter:
+    if iterations(state) >= maxiter:
         return "maxiter", "Maximum number of iterations has been exceeded.", False
     if method == "L-BFGS-B" and state.nfev >= opts["maxfun"]:
         return "maxfun", "Maximum number of function evaluations has been exceeded.", False
     return None
 
 
-def _record(state: OptimizerState, method: str) -> None:
-    """After a successful step: the loss history, the early-stopping record, the best iterate."""
+def _record(state: OptimizerState, method: str) -> bool:
+    """After a successful step: the loss history, the early-stopping record, the best iterate; True when
+    the step completed an iteration (always for BFGS/L-BFGS-B, at the end of an epoch for Adam)."""
     if method == "Adam":
         if state.batch_position == 0:           # an epoch ended: its mean batch loss
             value = state.epoch_loss_sum / state.epoch_batches
             state.epoch_loss_sum, state.epoch_batches = 0.0, 0
         else:
-            return
+            return False
     else:
         state.history.append(state.f)
         value = state.f
     state.train_record.append(value)
     if value < state.best_f:
         state.best_f, state.best_x = value, state.x.copy()
+    return True
 
 
 def _test(state: OptimizerState, test_fun) -> None:
     loss = float(test_fun(state.x))
-    state.test_iterations.append(state.nit)
+    state.test_iterations.append(iterations(state))
     state.test_losses.append(loss)
     if loss < state.best_test_loss:
         state.best_test_loss, state.best_test_x = loss, state.x.copy()
@@ -574,13 +584,14 @@ def minimize(fun_and_grad, x0, method: str = "BFGS", *, maxiter: int, options: d
              early_stopping: EarlyStopping | None = None) -> OptimizeResult:
     """Minimise ``fun_and_grad(x) -> (f, g)`` from ``x0`` (or continue ``state``) by ``method``.
 
-    ``maxiter`` counts iterations of the whole run, a restored state's included (Adam: steps, one
-    mini-batch each).  Adam with ``batch_size`` calls ``fun_and_grad(x, batch)`` with the sorted
+    An iteration is one step for BFGS/L-BFGS-B and one epoch (a pass over the training set) for Adam;
+    ``maxiter``, ``display_step`` and the early-stopping patience count iterations, of the whole run (a
+    restored state's included).  Adam with ``batch_size`` calls ``fun_and_grad(x, batch)`` with the sorted
     indices of ``batch_size`` of the ``n_structures`` structures, a new order each epoch from ``seed``.
     ``test_fun(x) -> loss`` is evaluated at the start and every ``display_step`` iterations.
-    ``callback(state)`` runs after every iteration; a truthy return (a string: the reason) stops the
-    run with ``stopped_by`` set and ``state`` ready to save and continue.
-    The result has x, fun, jac, jac_norm, nit, nfev, success, status, message, stopped_by, state,
+    ``callback(state)`` runs after every step (Adam: every mini-batch); a truthy return (a string: the
+    reason) stops the run with ``stopped_by`` set and ``state`` ready to save and continue.
+    The result has x, fun, jac, jac_norm, nit (iterations), nsteps, nfev, success, status, message, stopped_by, state,
     history (loss per iteration), test_iterations/test_losses, best_x/best_fun, best_test_x/best_test_loss.
     """
     method = normalize_method(method)
@@ -609,8 +620,7 @@ def minimize(fun_and_grad, x0, method: str = "BFGS", *, maxiter: int, options: d
         if state.status != "running":
             continue
         state.nit += 1
-        _record(state, method)
-        if test_fun is not None and state.nit % display_step == 0:
+        if _record(state, method) and test_fun is not None and iterations(state) % display_step == 0:
             _test(state, test_fun)
         if callback is not None:
             asked = callback(state)
@@ -621,11 +631,11 @@ def minimize(fun_and_grad, x0, method: str = "BFGS", *, maxiter: int, options: d
         status, message, success = done
         stopped_by = message if status == "early_stopping" else None
     else:
-        status, message, success = "stopped", f"stopped at iteration {state.nit}: {stopped_by}", False
+        status, message, success = "stopped", f"stopped at iteration {iterations(state)}: {stopped_by}", False
     return OptimizeResult(
         x=state.x.copy(), fun=state.f, jac=state.g.copy(),
         jac_norm=float(np.max(np.abs(state.g))) if state.g.size else 0.0,
-        nit=state.nit, nfev=state.nfev, success=success, status=status, message=message,
+        nit=iterations(state), nsteps=state.nit, nfev=state.nfev, success=success, status=status, message=message,
         stopped_by=stopped_by, state=state, history=np.array(state.history),
         test_iterations=np.array(state.test_iterations, dtype=np.int64), test_losses=np.array(state.test_losses),
         best_x=None if state.best_x is None else state.best_x.copy(), best_fun=state.best_f,
