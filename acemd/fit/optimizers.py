@@ -485,7 +485,8 @@ def _new_state(method, fun_and_grad, x0, n_structures, batch_size, seed) -> Opti
     return state
 
 
-def _check_restored(state: OptimizerState, method, x0, n_structures, batch_size, seed) -> None:
+def _check_restored(state, method, x0, n_structures, batch_size, seed) -> OptimizerState:
+    """The saved state (object, dict or opened .npz), checked against this run."""
     if not isinstance(state, OptimizerState):
         state = OptimizerState.from_arrays(state)
     if state.method != method:
@@ -506,8 +507,8 @@ def _check_restored(state: OptimizerState, method, x0, n_structures, batch_size,
     if method == "Adam":
         want = int(batch_size) if batch_size is not None and n_structures is not None \
             and batch_size < n_structures else 0
-        if (want, int(seed)) != (state.batch_size, state.seed) or \
-                (want and int(n_structures) != state.n_structures):
+        if want != state.batch_size or (want and (int(n_structures), int(seed)) != (state.n_structures,
+                                                                                     state.seed)):
             raise OptimizerError(
                 f"the saved Adam state used batch_size {state.batch_size or 'full'}, seed {state.seed}, "
                 f"{state.n_structures or n_structures} structures; the input gives batch_size "
