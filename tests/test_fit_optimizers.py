@@ -202,6 +202,9 @@ def test_continue_with_a_larger_maxiter():
     longer = minimize(rosen, x0, "BFGS", maxiter=25, state=OptimizerState.from_arrays(short.state.to_arrays()))
     direct = minimize(rosen, x0, "BFGS", maxiter=25)
     assert np.array_equal(longer.x, direct.x) and longer.nit == 25
+    done = minimize(rosen, x0, "L-BFGS-B", maxiter=500)
+    again = minimize(rosen, None, "L-BFGS-B", maxiter=500, state=OptimizerState.from_arrays(done.state.to_arrays()))
+    assert done.status == again.status == "converged" and again.nfev == done.nfev and again.nit == done.nit
 
 
 def test_early_stopping_train_loss():
