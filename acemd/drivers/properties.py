@@ -188,7 +188,8 @@ class PropertiesRun:
                               relax_many=backend.relax_many, calculator=backend.calculator, comm=self.comm,
                               label=label, output_dir=self.output_dir,
                               stop_requested=lambda: bool(self._signalled()), say=self._say,
-                              pressure_bar=sec["pressure"], fmax=sec["fmax"])
+                              pressure_bar=sec["pressure"], fmax=sec["fmax"],
+                              potential=self.simulation.potential if label == "acemd" else None)
         ctx.checkpoint_factory = checkpoint
         return ctx
 

@@ -48,6 +48,8 @@ entry (by ``PropertyEntry.name``) into value / reference / difference.
                      records it in a result (see below).  The driver also computes it for the
                      structures a module lists in ``PropertyResult.structures``.
     ``say(line)``    print a line on rank 0 (the stdout log).
+    ``potential``    acemd's :class:`~acemd.potential.ACEPotential` in the acemd context (for a
+                     module's own fast path, e.g. displaced supercells), None in the reference's.
 
 :class:`PropertyResult` (what a module returns; the same on every rank)
     ``name``         the property (``"eos"``, ``"phonons"``, ...): the report's section and the
@@ -152,6 +154,7 @@ class PropertyContext:
     say: Callable[[str], None] = lambda line: None
     pressure_bar: float = 0.0
     fmax: float = 1e-4                 # eV/Å: the force tolerance of relax (for a module's own relaxations)
+    potential: Any = None              # the ACEPotential in acemd's context (None in the reference's)
 
     @property
     def rank(self) -> int:
