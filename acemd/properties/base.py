@@ -107,7 +107,7 @@ class PropertyEntry:
     @property
     def relative_difference(self) -> float | None:
         d = self.difference
-        if d is None or self.reference == 0.0 or not math.isfinite(self.reference):
+        if d is None or not math.isfinite(self.reference) or abs(self.reference) < 1e-9:
             return None
         return d / abs(float(self.reference))
 
