@@ -748,11 +748,11 @@ def expand_trainable_parameters(ck: _Checker, elements, value) -> dict[str, tupl
             targets = by_rank.get(NARY[key], [])
         else:
             symbols = _block_elements(key)
-            if symbols is None:
+            unknown = [e for e in symbols or [] if e not in elements]
+            if symbols is None or (unknown and _suggest(_block_name(key), ["ALL", *NARY])):
                 raise ck.error(dotted, "unknown block" + _suggest(_block_name(key), ["ALL", *NARY])
                                + f"; a block is ALL, {', '.join(NARY)}, or a combination of the elements "
                                  f"{', '.join(elements)}")
-            unknown = [e for e in symbols if e not in elements]
             if unknown:
                 raise ck.error(dotted, f"element {unknown[0]} is not in potential.elements ({', '.join(elements)})")
             if len(set(symbols)) != len(symbols):

@@ -93,8 +93,17 @@ def _nonzero(v):
 
 
 def _one_of(*choices):
-    """acemd.config's choice with a did-you-mean, its choices listed in the fit input reference."""
-    check = choice_with_suggestion(*choices)
+    """acemd.config's choice with a did-you-mean, its choices listed in the fit input reference; a value
+    that differs only in case ('bfgs') or starts a choice ('body') suggests that choice."""
+    base = choice_with_suggestion(*choices)
+
+    def check(v):
+        problem = base(v)
+        if problem and "did you mean" not in problem and isinstance(v, str) and v:
+            close = [c for c in choices if c.lower() == v.lower()] or [c for c in choices if c.startswith(v)]
+            if len(close) == 1:
+                problem += f" (did you mean '{close[0]}'?)"
+        return problem
     check.choices = choices
     return check
 
