@@ -165,6 +165,9 @@ class AcemdBackend(_Backend):
                               max_steps=sec["max_steps"], max_displacement=sec["max_displacement"])
         result = minimizer.run()
         self.force_calls += result.force_calls
+        if result.reason == "guard":
+            raise RelaxationError(f"relaxation of {atoms.get_chemical_formula()} ({len(atoms)} atoms, cell "
+                                  f"{cell}): {result.message}")
         if not result.converged:
             from ..drivers.minimize import describe
             raise RelaxationError(f"relaxation of {atoms.get_chemical_formula()} ({len(atoms)} atoms, cell "

@@ -75,9 +75,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..drivers.minimize import NotConvergedError
 
-class RelaxationError(RuntimeError):
-    """A relaxation of the property protocol did not converge."""
+
+class RelaxationError(NotConvergedError):
+    """A relaxation of the property protocol did not converge (or a blow-up guard stopped it)."""
 
 
 class PropertyStopped(Exception):
