@@ -39,7 +39,8 @@ class ShellSprings:
 
 def analytic_frequencies(atoms, shells, q_cart, tol=0.2):
     """Signed frequencies (THz; imaginary as negative) of a one-atom Bravais lattice with central
-    springs: D(q) = (1/m) Σ_δ k(|δ|) (1 - cos q·δ) δ̂δ̂ᵀ, q in 1/Å (including 2π)."""
+    springs of rest length r_s: D(q) = (1/m) Σ_δ (1 - cos q·δ) [k δ̂δ̂ᵀ + k (|δ| - r_s)/|δ| (1 - δ̂δ̂ᵀ)]
+    (the second term: the tension of a stretched spring), q in 1/Å (including 2π)."""
     rmax = max(r for r, _ in shells) + tol
     _, _, d, D = neighbor_list("ijdD", atoms, rmax)
     m = atoms.get_masses()[0]
@@ -50,7 +51,8 @@ def analytic_frequencies(atoms, shells, q_cart, tol=0.2):
             sel = np.abs(d - r0) < tol
             for vec, dist in zip(D[sel], d[sel]):
                 e = vec / dist
-                dyn += k * (1.0 - np.cos(q @ vec)) * np.outer(e, e)
+                tension = k * (dist - r0) / dist
+                dyn += (1.0 - np.cos(q @ vec)) * (k * np.outer(e, e) + tension * (np.eye(3) - np.outer(e, e)))
         lam = np.linalg.eigvalsh(dyn / m)
         out.append(np.sort(np.sign(lam) * np.sqrt(np.abs(lam)) * THZ_PER_SQRT_EV_A2_AMU))
     return np.array(out)
