@@ -22,7 +22,7 @@ def test_there_are_examples():
 def test_example_passes_check(path, capsys):
     assert main([str(path), "--check"]) == 0
     out = capsys.readouterr().out
-    assert sum(f"[{d}]" in out for d in ("md", "minimize", "elastic", "free_energy")) == 1
+    assert sum(f"[{d}]" in out for d in ("md", "minimize", "elastic", "free_energy", "properties")) == 1
 
 
 def test_npt_example_runs(tmp_path):
