@@ -91,6 +91,12 @@ class CalculatorLabeller:
     def __init__(self, spec: str, kwargs: dict, stress: bool = True):
         self.spec, self.kwargs, self.stress = spec, dict(kwargs), stress
         self.cls = _import_class(spec)
+        implemented = getattr(self.cls, "implemented_properties", None)
+        if implemented is not None and not {"energy", "forces"} <= set(implemented):
+            raise LabellerError(f"labeller calculator '{spec}': {self.cls.__name__} does not compute "
+                                + " and ".join(p for p in ("energy", "forces") if p not in implemented)
+                                + f" (its implemented_properties: {', '.join(implemented)}); the fit needs "
+                                  "energies and forces")
         try:
             calc = self.cls(**self.kwargs)
         except Exception as exc:  # noqa: BLE001 - any error of a foreign constructor
@@ -117,6 +123,9 @@ class CalculatorLabeller:
                 except Exception:  # noqa: BLE001 - calculators without stress: energies and forces only
                     stress = None
         except Exception as exc:  # noqa: BLE001 - the reference method failed on this structure
+            from ase.calculators.calculator import PropertyNotImplementedError
+            if isinstance(exc, PropertyNotImplementedError):
+                return Label(error=f"no forces or energy (PropertyNotImplementedError: {exc})")
             return Label(error=f"{type(exc).__name__}: {exc}")
         return check_label(Label(energy=energy, forces=forces, stress=stress), len(a))
 

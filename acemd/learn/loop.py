@@ -152,9 +152,9 @@ def _label_stage(settings, state, labeller, d: Path, say, clock) -> bool:
     if todo and not labelled:
         reasons = sorted({r["reason"] for r in failed})
         raise LearnError(f"the labeller ({labeller.describe()}) failed on all {len(todo)} structures of iteration "
-                         f"{state.iteration} ({'; '.join(reasons[:3])}); see {d / 'failed_labels.yaml'}; fix "
-                         "[learn.labeller] and continue with --restart after removing "
-                         f"{lab_dir}")
+                         f"{state.iteration} ({'; '.join(reasons[:3])}); see {d / 'failed_labels.yaml'}; nothing was "
+                         "fitted: fix [learn.labeller] and start again (remove the folder or choose another "
+                         "[learn].folder)")
     previous = (read_frames(_iter_dir(settings, state.iteration - 1) / "dataset.extxyz")
                 if state.iteration > 0 else read_frames(d / "given.extxyz"))
     dataset = previous + labelled
@@ -202,6 +202,7 @@ def _explore_stage(settings, state, d: Path, say, clock) -> bool:
         clock.add("explore", time.perf_counter() - t0)
         if res.stopped_by in ("SIGTERM", "SIGUSR1"):
             say(f"  exploration {e.name}: stopped by {res.stopped_by} at step {res.steps} (checkpoint written)")
+            state.stop_reason = res.stopped_by
             return False
         rec = res.as_dict()
         state.explored.append(rec)
@@ -303,11 +304,13 @@ def run_learn(settings, *, restart: bool = False, say=print) -> int:
     busy0 = sum(state.times_s.values())
 
     def stopped():
+        signum = signals.StopRequested().signum      # takes the signal: it is handled by this stop
+        name = _signal.Signals(signum).name if signum else (state.stop_reason or "a signal")
+        state.stop_reason = ""
         clock.add("other", max(time.perf_counter() - t_session - (sum(state.times_s.values()) - busy0), 0.0))
         state.save(folder)
-        say(f"acemd learn: stopped by {_signal.Signals(signals.received()).name if signals.received() else 'a signal'}"
-            f" at iteration {state.iteration}, stage {state.stage} (exit status {EXIT_STOPPED}: incomplete; "
-            f"to continue: acemd learn {settings.source} --restart)")
+        say(f"acemd learn: stopped by {name} at iteration {state.iteration}, before or during stage {state.stage} "
+            f"(exit status {EXIT_STOPPED}: incomplete; to continue: acemd learn {settings.source} --restart)")
         return EXIT_STOPPED
 
     while state.stage != "done":
