@@ -8,24 +8,30 @@ Parameters (pacemaker's model class):
   unordered element pair (a bond and its mirror share them, as pacemaker's
   files require).
 
-The spline tables of R_nl and of the rank-1 densities are linear in the
-parameters, so each evaluation rebuilds them from the fixed g_k splines with
-two contractions (milliseconds), and the passes in
-``acemd.potential.adjoint_kernel`` run on the force kernel's own per-atom code.
+The spline tables of R_nl and of the rank-1 densities, and the product tree's
+node coefficients, are linear in the parameters, so each evaluation rebuilds
+them from the fixed g_k splines and a sparse leaf matrix (milliseconds).
+Energies, forces and virials then come from the engine's kernel itself
+(``kernel.ace_forces``) and the gradient from ``acemd.potential.adjoint_kernel``,
+which runs on the kernel's per-atom code.
 The file written from the parameters (``to_potential``) goes through the
 B-basis reader, and the tests check that the engine's evaluator of that file
 equals these passes.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..potential import ACEPotential, CloseContactError
-from ..potential.adjoint_kernel import fit_forward, fit_gradient
+from scipy import sparse
+
+from ..potential.adjoint_kernel import fit_gradient
 from ..potential.design_kernel import build_design_tables
-from ..potential.kernel import TOO_CLOSE
+from ..potential.kernel import STAGE_ALL, TOO_CLOSE, ace_forces
+from ..potential.tables import _conjugation_sign, conjugate_index, product_tree
 
 __all__ = ["NonlinearModel", "Evaluation"]
 
@@ -98,9 +104,59 @@ class NonlinearModel:
         d = self.design
         self._r1 = [(int(d.r1_col[f]), mu, *divmod(int(d.r1_a1[f]), self.nradbase))
                     for mu in range(nel) for f in range(d.r1_offsets[mu], d.r1_offsets[mu + 1])]
+        self._build_tree()
+        self._table_key = None
+        self._table = None
         self.coef = self._coef_matrix(coeffs)
         self.crad = {pair: np.array(self._bond_blocks[pair][0].radcoefficients, dtype=float)
                      for pair in self.groups}
+
+    def _build_tree(self):
+        """The product tree of the B-functions (rank >= 2) and the leaf matrix L (nodes x columns):
+        node_coef = L @ C.  Conjugate products merge as in the kernel's tables (Re P* = ±Re P)."""
+        d = self.design
+        nlm = (self.lmax + 1) ** 2
+        parents, factors, rows, cols, vals = [], [], [], [], []
+        node_offsets = [0]
+        prod_leaves = {}
+        for c in range(self.ncols):
+            for q in range(d.leaf_offsets[c], d.leaf_offsets[c + 1]):
+                prod_leaves.setdefault(int(d.leaf_prod[q]), []).append((c, float(d.leaf_coef[q])))
+        for mu in range(len(self.elements)):
+            keys = {}
+            for p in range(d.prod_offsets[mu], d.prod_offsets[mu + 1]):
+                keys[tuple(int(a) for a in d.fac_index[d.fac_offsets[p]:d.fac_offsets[p + 1]])] = p
+            merged = {}                        # kept key -> [(column, coefficient)]
+            for key, p in keys.items():
+                ckey = tuple(sorted(conjugate_index(a, nlm) for a in key))
+                keep = min(key, ckey) if ckey in keys else key
+                sign = 1.0 if keep == key else _conjugation_sign(keep, nlm)
+                merged.setdefault(keep, []).extend((c, sign * v) for c, v in prod_leaves.get(p, []))
+            parent, factor, node_of = product_tree(list(merged), len(factors))
+            parents += parent
+            factors += factor
+            for key, leaves in merged.items():
+                for c, v in leaves:
+                    rows.append(node_of[key])
+                    cols.append(c)
+                    vals.append(v)
+            node_offsets.append(len(factors))
+        n_nodes = len(factors)
+        L = sparse.coo_matrix((vals, (rows, cols)), shape=(n_nodes, self.ncols)).tocsr()
+        L.sum_duplicates()
+        self.leaf_matrix = L
+        by_col = L.tocsc()
+        by_col.sort_indices()
+        self.leaf_offsets = by_col.indptr.astype(np.int64)
+        self.leaf_node = by_col.indices.astype(np.int64)
+        self.leaf_coef = by_col.data.astype(float)
+        self.node_offsets = np.array(node_offsets, np.int64)
+        self.node_parent = np.array(parents, np.int64)
+        self.node_factor = np.array(factors, np.int64)
+
+    def node_coefficients(self, coef) -> np.ndarray:
+        """(n_nodes, ndensity_max) tree coefficients of basis coefficients C."""
+        return np.ascontiguousarray(self.leaf_matrix @ coef)
 
     # -- parameters -------------------------------------------------------------------------------
     def _coef_matrix(self, coeffs) -> np.ndarray:
@@ -177,23 +233,34 @@ class NonlinearModel:
 
     # -- tables -----------------------------------------------------------------------------------
     def spline_table(self, coef, crad, with_g=True) -> np.ndarray:
-        """Per bond [rank-1 part of each density, R_nl, core(, g_k)] spline columns."""
+        """Per bond [rank-1 part of each density, R_nl, core(, g_k)] spline columns (the last one built
+        is cached: the forward and the gradient pass of one evaluation share it)."""
+        key = (hashlib.sha1(np.ascontiguousarray(coef).tobytes()
+                            + b"".join(np.ascontiguousarray(crad[p]).tobytes() for p in self.groups)).digest())
+        if self._table_key != key:
+            self._table = self._build_table(coef, crad)
+            self._table_key = key
+        if with_g:
+            return self._table
+        ncol = self.ndensity_max + self.nrl + 1
+        return np.ascontiguousarray(self._table[:, :, :ncol, :])
+
+    def _build_table(self, coef, crad) -> np.ndarray:
         nel = len(self.elements)
         nb, nx = self._g_tables.shape[:2]
         ndm = self.ndensity_max
-        ncol = ndm + self.nrl + 1 + (self.nradbase if with_g else 0)
-        tab = np.zeros((nb, nx, ncol, 4))
-        full = np.zeros((self.nradmax, self.lmax + 1, self.nradbase))
+        nk = self.nradbase
+        tab = np.zeros((nb, nx, ndm + self.nrl + 1 + nk, 4))
+        full = np.zeros((nk, self.nradmax, self.lmax + 1))
         for bond in range(nb):
-            g = self.bond_group[bond]
-            c = crad[self.groups[g]]
+            c = crad[self.groups[self.bond_group[bond]]]
             full[:] = 0.0
-            full[:c.shape[0], :c.shape[1], :c.shape[2]] = c
-            tab[bond, :, ndm:ndm + self.nrl, :] = np.einsum(
-                "xkc,nlk->xnlc", self._g_tables[bond], full, optimize=True).reshape(nx, self.nrl, 4)
+            full[:c.shape[2], :c.shape[0], :c.shape[1]] = np.transpose(c, (2, 0, 1))
+            g = np.transpose(self._g_tables[bond], (0, 2, 1)).reshape(nx * 4, nk)     # (x, c) rows, k columns
+            tab[bond, :, ndm:ndm + self.nrl, :] = (g @ full.reshape(nk, self.nrl)).reshape(nx, 4, self.nrl) \
+                .transpose(0, 2, 1)
         tab[:, :, ndm + self.nrl, :] = self._core_table[:, :, 0, :]
-        if with_g:
-            tab[:, :, ndm + self.nrl + 1:, :] = self._g_tables
+        tab[:, :, ndm + self.nrl + 1:, :] = self._g_tables
         for col, mu_i, mu_j, k in self._r1:
             bond = mu_i * nel + mu_j
             tab[bond, :, :ndm, :] += self._g_tables[bond, :, k, None, :] * coef[col][None, :, None]
@@ -213,21 +280,28 @@ class NonlinearModel:
 
     # -- passes -----------------------------------------------------------------------------------
     def evaluate(self, batch, theta=None) -> Evaluation:
-        """Energies, forces and V·stress of a :class:`~acemd.fit.batch.StructureBatch`."""
+        """Energies, forces and V·stress of a :class:`~acemd.fit.batch.StructureBatch` (the engine's kernel)."""
         coef, crad = (self.coef, self.crad) if theta is None else self.unpack(theta)
-        t, d = self.tables, self.design
+        t = self.tables
         tab = self.spline_table(coef, crad, with_g=False)
         site_energy = np.zeros(batch.n_local)
         forces = np.zeros((batch.n_ext, 3))
-        virial = np.zeros((batch.nstructures, 3, 3))
-        status, i, j = fit_forward(
-            batch.positions, batch.species, batch.n_local, batch.offsets, batch.neighbors, batch.struct_of,
-            t.nradmax, t.lmax, t.ndensity_max, t.is_zbl, t.cutoff_max, tab, *self._common_args(),
-            d.col_offsets, d.prod_offsets, d.fac_offsets, d.fac_index, d.leaf_offsets, d.leaf_prod,
-            d.leaf_coef, d.r1_offsets, d.r1_col, np.ascontiguousarray(coef), site_energy, forces, virial)
+        virial = np.zeros((3, 3))
+        site_virial = np.zeros((batch.n_ext, 3, 3))
+        status, i, j = ace_forces(
+            batch.positions, batch.species, batch.n_local, batch.offsets, batch.neighbors,
+            t.nradmax, t.lmax, t.ndensity_max, t.is_zbl, t.cutoff_max, tab, *self._common_args()[:11],
+            self.node_offsets, self.node_parent, self.node_factor, self.node_coefficients(coef),
+            t.ylm_a, t.ylm_b, site_energy, forces, virial, site_virial, True, STAGE_ALL)
         self._check(status, i, j, batch)
+        per_structure = np.zeros((batch.nstructures, 9))
+        structure_of_ext = batch.struct_of[batch.owner]
+        for a in range(9):
+            per_structure[:, a] = np.bincount(structure_of_ext, weights=site_virial.reshape(-1, 9)[:, a],
+                                              minlength=batch.nstructures)
+        w = per_structure.reshape(-1, 3, 3)
         vs = np.full((batch.nstructures, 6), np.nan)
-        sym = -0.5 * (virial + np.transpose(virial, (0, 2, 1)))
+        sym = -0.5 * (w + np.transpose(w, (0, 2, 1)))
         for v, (a, b) in enumerate(VOIGT):
             vs[batch.periodic, v] = sym[batch.periodic, a, b]
         return Evaluation(batch.structure_sum(site_energy), batch.fold_forces(forces), vs)
@@ -260,8 +334,9 @@ class NonlinearModel:
             batch.positions, batch.species, batch.n_local, batch.offsets, batch.neighbors, batch.struct_of,
             tangent, H, np.ascontiguousarray(energy_adjoint, dtype=float),
             t.nradmax, t.lmax, t.ndensity_max, t.nradbase, t.is_zbl, t.cutoff_max, tab, *self._common_args(),
-            d.col_offsets, d.prod_offsets, d.fac_offsets, d.fac_index, d.leaf_offsets, d.leaf_prod,
-            d.leaf_coef, d.r1_offsets, d.r1_col, d.r1_a1, np.ascontiguousarray(coef),
+            self.node_offsets, self.node_parent, self.node_factor, self.node_coefficients(coef),
+            d.col_offsets, self.leaf_offsets, self.leaf_node, self.leaf_coef,
+            d.r1_offsets, d.r1_col, d.r1_a1, np.ascontiguousarray(coef),
             bool(want_coef), bool(want_radial), grad_coef, grad_crad, g_value)
         self._check(status, i, j, batch)
         parts = [grad_coef[self.coef_mask]]

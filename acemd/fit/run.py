@@ -299,11 +299,19 @@ def run_fit(settings, *, check_only: bool = False, restart=None, comm=None) -> i
         if rank == 0:
             print(line, flush=True)
 
-    if restart is not None:
+    nonlinear = getattr(settings.fit, "model", "linear") == "nonlinear"
+    if restart is not None and not nonlinear:
         raise ValueError("acemd fit: --restart is not used by the linear fit (it solves in one pass, "
                          "in minutes); run the same command again")
-    say(f"# acemd fit {settings.source}  ({comm.Get_size()} rank(s))")
+    say(f"# acemd fit {settings.source}  ({comm.Get_size()} rank(s), "
+        f"{'nonlinear: ' + settings.fit.model_reason if nonlinear else 'linear'})")
     say(UNITS_LINE)
+    if nonlinear and not check_only:
+        from .nonlinear import run_nonlinear
+        return run_nonlinear(settings, comm, say, restart=restart)
+    if check_only and nonlinear:
+        from .nonlinear import check_nonlinear
+        return check_nonlinear(settings, say)
     if check_only:
         train, test, *_ = prepare_data(settings, say)
         spec, _, design = build_model(settings)

@@ -1,22 +1,19 @@
-"""Numba passes of a B-basis model with trainable coefficients: forces, and the exact loss gradient.
+"""Numba pass: the exact gradient of a fit's loss with respect to every trainable coefficient.
 
 The nonlinear fit (``acemd.fit.nonlinear``) trains the basis coefficients C[k, p]
 (function k, density p) and the radial coefficients crad[bond, n, l, k] of
-R_nl(r) = Σ_k crad g_k(r).  Both passes run on the force kernel's per-atom work
-(``kernel._gather_neighbours``, ``kernel._site_base``) and on the design pass's
-products (``design_kernel.build_design_tables``: every B-function as a sum of
-Re Π A over sorted factor tuples), so the model is the evaluator's.
+R_nl(r) = Σ_k crad g_k(r).  Energies and forces come from the engine's own
+kernel (``kernel.ace_forces``) with tables rebuilt from the coefficients; this
+pass runs on the same per-atom work (``kernel._gather_neighbours``,
+``kernel._site_base``) and on a product tree of the same kind (nodes hold
+products of A's; each B-function is a sum of leaf coefficient x Re(node)).
 
-``fit_forward`` gives site energies, forces and per-structure virials for the
-current coefficients (kernel.``_site_forces`` does the pair gradients).
-
-``fit_gradient`` gives the gradient of a loss without second-order tensors.  A
-loss L(E_s, F, Vσ) has dL/dθ = Σ_s a_s ∂E_s/∂θ + Σ_o φ_o·∂F_o/∂θ + Σ_s Σ_ab
+A loss L(E_s, F, Vσ) has dL/dθ = Σ_s a_s ∂E_s/∂θ + Σ_o φ_o·∂F_o/∂θ + Σ_s Σ_ab
 H_ab ∂(Vσ_ab)/∂θ with the residual weights a = ∂L/∂E, φ = ∂L/∂F, H = ∂L/∂(Vσ)
 held fixed.  Since F = -∂E/∂x and Vσ = ∂E/∂ε, the last two terms are the
 θ-derivative of one directional derivative of E: the tangent t_ij = φ_i - φ_j
 + H r_ij of every pair vector.  So per atom the pass carries each quantity with
-its tangent (value, dot) forward: splines, harmonics, A, the products, B,
+its tangent (value, dot) forward: splines, harmonics, A, the tree's products, B,
 densities, the embedding, and G_i = a E_i + Ė_i; then it runs the adjoint of
 G_i back to the coefficients.  dL/dθ = Σ_i ∂G_i/∂θ exactly; the cost is a few
 force evaluations, independent of the number of coefficients.
@@ -32,10 +29,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .kernel import OK, TOO_CLOSE, _gather_neighbours, _poly_switch, _site_base, _site_forces, \
-    max_row_length, site_buffers
+from .kernel import OK, TOO_CLOSE, _gather_neighbours, _poly_switch, _site_base, max_row_length, site_buffers
 
-__all__ = ["embedding_derivatives", "fit_forward", "fit_gradient"]
+__all__ = ["embedding_derivatives", "fit_gradient"]
 
 
 @njit(cache=True)
@@ -74,99 +70,6 @@ def embedding_derivatives(kind, rho, m):
     df = yoff + m * (1.0 - xoff) * xa ** (m - 1.0)
     d2f = m * (m - 1.0) * xa ** (m - 2.0) * (1.0 - xoff) ** 2 + m * xa ** (m - 1.0) * xoff - yoff
     return sign * f, df, sign * d2f
-
-
-@njit(cache=True, fastmath=True, error_model='numpy')
-def _products(p0, p1, fac_offsets, fac_index, A_re, A_im, value, part_re, part_im, pre_re, pre_im,
-              suf_re, suf_im):
-    """Re P and the partial products P / A_f of the products p0..p1 (prefix/suffix sweeps)."""
-    for p in range(p0, p1):
-        f0 = fac_offsets[p]
-        rank = fac_offsets[p + 1] - f0
-        pre_re[0] = 1.0
-        pre_im[0] = 0.0
-        suf_re[rank] = 1.0
-        suf_im[rank] = 0.0
-        for t in range(rank):
-            a = fac_index[f0 + t]
-            xr = A_re[a, 0]
-            xi = A_im[a, 0]
-            pre_re[t + 1] = pre_re[t] * xr - pre_im[t] * xi
-            pre_im[t + 1] = pre_re[t] * xi + pre_im[t] * xr
-        for t in range(rank - 1, -1, -1):
-            a = fac_index[f0 + t]
-            xr = A_re[a, 0]
-            xi = A_im[a, 0]
-            suf_re[t] = suf_re[t + 1] * xr - suf_im[t + 1] * xi
-            suf_im[t] = suf_re[t + 1] * xi + suf_im[t + 1] * xr
-        for t in range(rank):
-            part_re[f0 + t] = pre_re[t] * suf_re[t + 1] - pre_im[t] * suf_im[t + 1]
-            part_im[f0 + t] = pre_re[t] * suf_im[t + 1] + pre_im[t] * suf_re[t + 1]
-        value[p] = pre_re[rank]
-
-
-@njit(cache=True, fastmath=True, error_model='numpy')
-def _dual_products(p0, p1, fac_offsets, fac_index, A_re, A_im, Ad_re, Ad_im, value, dvalue,
-                   part_re, part_im, dpart_re, dpart_im, pre, suf, want_dparts):
-    """Re P, Re Ṗ, P / A_f and (if want_dparts) its tangent, of the products p0..p1.
-
-    ``pre``/``suf`` are (4, max_rank+1) scratch rows: value re, im, tangent re, im.
-    """
-    for p in range(p0, p1):
-        f0 = fac_offsets[p]
-        rank = fac_offsets[p + 1] - f0
-        pre[0, 0] = 1.0
-        pre[1, 0] = 0.0
-        pre[2, 0] = 0.0
-        pre[3, 0] = 0.0
-        suf[0, rank] = 1.0
-        suf[1, rank] = 0.0
-        suf[2, rank] = 0.0
-        suf[3, rank] = 0.0
-        for t in range(rank):
-            a = fac_index[f0 + t]
-            xr = A_re[a, 0]
-            xi = A_im[a, 0]
-            dr = Ad_re[a]
-            di = Ad_im[a]
-            vr = pre[0, t]
-            vi = pre[1, t]
-            wr = pre[2, t]
-            wi = pre[3, t]
-            pre[0, t + 1] = vr * xr - vi * xi
-            pre[1, t + 1] = vr * xi + vi * xr
-            pre[2, t + 1] = wr * xr - wi * xi + vr * dr - vi * di
-            pre[3, t + 1] = wr * xi + wi * xr + vr * di + vi * dr
-        for t in range(rank - 1, -1, -1):
-            a = fac_index[f0 + t]
-            xr = A_re[a, 0]
-            xi = A_im[a, 0]
-            dr = Ad_re[a]
-            di = Ad_im[a]
-            vr = suf[0, t + 1]
-            vi = suf[1, t + 1]
-            wr = suf[2, t + 1]
-            wi = suf[3, t + 1]
-            suf[0, t] = vr * xr - vi * xi
-            suf[1, t] = vr * xi + vi * xr
-            suf[2, t] = wr * xr - wi * xi + vr * dr - vi * di
-            suf[3, t] = wr * xi + wi * xr + vr * di + vi * dr
-        for t in range(rank):
-            ar = pre[0, t]
-            ai = pre[1, t]
-            br = suf[0, t + 1]
-            bi = suf[1, t + 1]
-            part_re[f0 + t] = ar * br - ai * bi
-            part_im[f0 + t] = ar * bi + ai * br
-            if want_dparts:
-                dar = pre[2, t]
-                dai = pre[3, t]
-                dbr = suf[2, t + 1]
-                dbi = suf[3, t + 1]
-                dpart_re[f0 + t] = dar * br - dai * bi + ar * dbr - ai * dbi
-                dpart_im[f0 + t] = dar * bi + dai * br + ar * dbi + ai * dbr
-        value[p] = pre[0, rank]
-        dvalue[p] = pre[2, rank]
 
 
 @njit(cache=True)
@@ -215,139 +118,23 @@ def _energy_switch(is_zbl, mu_i, nel, nn, nb_mu, nb_r, cutoff_max, bond_cut_in, 
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def fit_forward(positions, species, n_local, offsets, neighbors, struct_of,
-                nradmax, lmax, ndensity_max, is_zbl, cutoff_max, ftab, spline_nlut, spline_scale,
-                bond_rcut, bond_cut_in, bond_dcut_in, ndensity, embedding_kind, fs_parameters,
-                rho_core_cut, drho_core_cut, E0, ylm_a, ylm_b,
-                col_offsets, prod_offsets, fac_offsets, fac_index, leaf_offsets, leaf_prod, leaf_coef,
-                r1_offsets, r1_col, coef,
-                site_energy, forces, virial):
-    """Site energies (eV, n_local), forces on the extended atoms (eV/Å, added) and the kernel
-    virial of each structure (eV, ``virial[struct_of[i]]``, added) for coefficients ``coef``
-    (ncols, ndensity_max).  ``ftab`` columns: [rank-1 part per density, R_nl, core(, g_k)].
-    Returns (status, atom, neighbour) like ``kernel.ace_forces``."""
-    nel = E0.shape[0]
-    nlm = (lmax + 1) * (lmax + 1)
-    nlm_half = (lmax + 1) * (lmax + 2) // 2
-    nfunc = ftab.shape[2]
-    nA = nel * nradmax * nlm
-    max_neigh = max_row_length(offsets, n_local)
-    (nb_index, nb_mu, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im,
-     segment) = site_buffers(1, max_neigh, nfunc, nlm_half, lmax, nel)
-    A_re = np.zeros((nA, 1))
-    A_im = np.zeros((nA, 1))
-    W_re = np.zeros((nA, 1))
-    W_im = np.zeros((nA, 1))
-    ndm = max(ndensity_max, 2)
-    dF = np.zeros((ndm, 1))
-    rho1 = np.zeros(ndm)
-    rho = np.zeros(ndm)
-    scratch = np.empty((4, max_neigh))
-    y_re = np.empty(max_neigh)
-    y_im = np.empty(max_neigh)
-    acc = np.empty((8, max_neigh))
-    ncols = coef.shape[0]
-    B = np.zeros(ncols)
-    beta = np.zeros(ncols)
-    nprod = fac_offsets.shape[0] - 1
-    value = np.zeros(nprod)
-    pbar = np.zeros(nprod)
-    part_re = np.zeros(fac_index.shape[0])
-    part_im = np.zeros(fac_index.shape[0])
-    max_rank = max_row_length(fac_offsets, nprod) if nprod > 0 else 1
-    pre_re = np.empty(max_rank + 1)
-    pre_im = np.empty(max_rank + 1)
-    suf_re = np.empty(max_rank + 1)
-    suf_im = np.empty(max_rank + 1)
-    dummy_sv = np.zeros((1, 3, 3))
-    for i in range(n_local):
-        mu_i = species[i]
-        nd = ndensity[mu_i]
-        nn, jbad = _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale,
-                                      bond_rcut, nb_index[0], nb_mu[0], nb_r[0], nb_u[0], scratch,
-                                      segment[0])
-        if jbad >= 0:
-            return TOO_CLOSE, i, jbad
-        rho_core = _site_base(mu_i, nn, nel, nradmax, lmax, ndensity_max, ftab, spline_nlut, spline_scale,
-                              ylm_a, ylm_b, nb_mu[0], nb_r[0], nb_u[0], S[0], dS[0], Q[0], dQ[0],
-                              ph_re[0], ph_im[0], segment[0], y_re, y_im, A_re, A_im, 0, rho1)
-        c0 = col_offsets[mu_i]
-        c1 = col_offsets[mu_i + 1]
-        q0 = prod_offsets[mu_i]
-        q1 = prod_offsets[mu_i + 1]
-        _products(q0, q1, fac_offsets, fac_index, A_re, A_im, value, part_re, part_im,
-                  pre_re, pre_im, suf_re, suf_im)
-        for p in range(nd):
-            rho[p] = rho1[p]
-        for c in range(c0, c1):
-            b = 0.0
-            for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
-                b += leaf_coef[q] * value[leaf_prod[q]]
-            B[c] = b
-            for p in range(nd):
-                rho[p] += coef[c, p] * b
-        s, ds, jmin = _energy_switch(is_zbl, mu_i, nel, nn, nb_mu[0], nb_r[0], cutoff_max, bond_cut_in,
-                                     bond_dcut_in, rho_core, rho_core_cut, drho_core_cut)
-        X = 0.0
-        for p in range(nd):
-            F, dFp, _ = embedding_derivatives(embedding_kind[mu_i], rho[p], fs_parameters[mu_i, p, 1])
-            X += fs_parameters[mu_i, p, 0] * F
-            dF[p, 0] = s * fs_parameters[mu_i, p, 0] * dFp
-        if is_zbl:
-            site_energy[i] = X * s + rho_core * (1.0 - s) + E0[mu_i]
-            dE_drho_core = 1.0 - s
-            dE_dnearest = (X - rho_core) * ds
-        else:
-            site_energy[i] = X * s + rho_core + E0[mu_i]
-            dE_drho_core = X * ds + 1.0
-            dE_dnearest = 0.0
-            jmin = -1
-        # dE/dB_k, then dE/dA through the products
-        for c in range(c0, c1):
-            bt = 0.0
-            for p in range(nd):
-                bt += coef[c, p] * dF[p, 0]
-            beta[c] = bt
-        for q in range(q0, q1):
-            pbar[q] = 0.0
-        for c in range(c0, c1):
-            bt = beta[c]
-            for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
-                pbar[leaf_prod[q]] += leaf_coef[q] * bt
-        for a in range(nA):
-            W_re[a, 0] = 0.0
-            W_im[a, 0] = 0.0
-        for q in range(q0, q1):
-            pb = pbar[q]
-            if pb == 0.0:
-                continue
-            for f in range(fac_offsets[q], fac_offsets[q + 1]):
-                a = fac_index[f]
-                W_re[a, 0] += pb * part_re[f]
-                W_im[a, 0] += pb * part_im[f]
-        _fold_minus_m_flat(W_re[:, 0], W_im[:, 0], nel, nradmax, lmax)
-        _site_forces(i, nn, nel, nradmax, lmax, ndensity_max, nd, dF, dE_drho_core, jmin, dE_dnearest,
-                     nb_index[0], nb_r[0], nb_u[0], S[0], dS[0], Q[0], dQ[0], ph_re[0], ph_im[0],
-                     segment[0], W_re, W_im, 0, acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6],
-                     acc[7], forces, virial[struct_of[i]], dummy_sv, False)
-    return OK, -1, -1
-
-
-@njit(cache=True, fastmath=True, error_model='numpy')
 def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tangent, strain_tangent,
                  energy_adjoint,
                  nradmax, lmax, ndensity_max, nradbase, is_zbl, cutoff_max, ftab, spline_nlut, spline_scale,
                  bond_rcut, bond_cut_in, bond_dcut_in, ndensity, embedding_kind, fs_parameters,
                  rho_core_cut, drho_core_cut, E0, ylm_a, ylm_b,
-                 col_offsets, prod_offsets, fac_offsets, fac_index, leaf_offsets, leaf_prod, leaf_coef,
-                 r1_offsets, r1_col, r1_a1, coef, want_coef, want_radial,
+                 node_offsets, node_parent, node_factor, node_coef, col_offsets, leaf_offsets, leaf_node,
+                 leaf_coef, r1_offsets, r1_col, r1_a1, coef, want_coef, want_radial,
                  grad_coef, grad_crad, g_value):
     """Add dG/dC to ``grad_coef`` (ncols, ndensity_max) and dG/dcrad to ``grad_crad``
     (nbonds, nradmax, lmax+1, nradbase), and G_s to ``g_value[s]``, where
     G = Σ_i a_s E_i + Σ_ij ∂E_i/∂r_ij · t_ij with t_ij = tangent[i] - tangent[j] +
     strain_tangent[s] r_ij (s = struct_of[i]; ``energy_adjoint[s]`` = a_s).
 
-    ``tangent`` (n_ext, 3) is φ of each atom's owner; see the module docstring.
+    ``tangent`` (n_ext, 3) is φ of each atom's owner; see the module docstring.  The
+    densities' products run on a prefix tree (``node_*``, as the kernel's, with
+    ``node_coef`` = Σ over the node's leaves of leaf coefficient x C); column k's
+    B-function is Σ leaf_coef Re(node value) over its leaves ``leaf_offsets[k]:[k+1]``.
     """
     nel = E0.shape[0]
     nlm = (lmax + 1) * (lmax + 1)
@@ -387,20 +174,15 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     ncols = coef.shape[0]
     B = np.zeros(ncols)
     Bd = np.zeros(ncols)
-    beta = np.zeros(ncols)
-    betad = np.zeros(ncols)
-    nprod = fac_offsets.shape[0] - 1
-    value = np.zeros(nprod)
-    dvalue = np.zeros(nprod)
-    pbar = np.zeros(nprod)
-    pbard = np.zeros(nprod)
-    part_re = np.zeros(fac_index.shape[0])
-    part_im = np.zeros(fac_index.shape[0])
-    dpart_re = np.zeros(fac_index.shape[0])
-    dpart_im = np.zeros(fac_index.shape[0])
-    max_rank = max_row_length(fac_offsets, nprod) if nprod > 0 else 1
-    pre = np.empty((4, max_rank + 1))
-    suf = np.empty((4, max_rank + 1))
+    max_nodes = max_row_length(node_offsets, nel)
+    v_re = np.zeros(max_nodes)
+    v_im = np.zeros(max_nodes)
+    vd_re = np.zeros(max_nodes)
+    vd_im = np.zeros(max_nodes)
+    w_re = np.zeros(max_nodes)
+    w_im = np.zeros(max_nodes)
+    wd_re = np.zeros(max_nodes)
+    wd_im = np.zeros(max_nodes)
     for i in range(n_local):
         mu_i = species[i]
         nd = ndensity[mu_i]
@@ -507,16 +289,38 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
         # ---------- products, B and densities with tangents
         c0 = col_offsets[mu_i]
         c1 = col_offsets[mu_i + 1]
-        q0 = prod_offsets[mu_i]
-        q1 = prod_offsets[mu_i + 1]
-        _dual_products(q0, q1, fac_offsets, fac_index, A_re, A_im, Ad_re, Ad_im, value, dvalue,
-                       part_re, part_im, dpart_re, dpart_im, pre, suf, want_radial)
+        n0 = node_offsets[mu_i]
+        n1 = node_offsets[mu_i + 1]
+        for q in range(n0, n1):          # node values and tangents: v = v_parent A_f
+            f = node_factor[q]
+            ar = A_re[f, 0]
+            ai = A_im[f, 0]
+            dr = Ad_re[f]
+            di = Ad_im[f]
+            par = node_parent[q]
+            k = q - n0
+            if par < 0:
+                v_re[k] = ar
+                v_im[k] = ai
+                vd_re[k] = dr
+                vd_im[k] = di
+            else:
+                pp = par - n0
+                pr = v_re[pp]
+                pi = v_im[pp]
+                qr = vd_re[pp]
+                qi = vd_im[pp]
+                v_re[k] = pr * ar - pi * ai
+                v_im[k] = pr * ai + pi * ar
+                vd_re[k] = qr * ar - qi * ai + pr * dr - pi * di
+                vd_im[k] = qr * ai + qi * ar + pr * di + pi * dr
         for c in range(c0, c1):
             b = 0.0
             bd = 0.0
             for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
-                b += leaf_coef[q] * value[leaf_prod[q]]
-                bd += leaf_coef[q] * dvalue[leaf_prod[q]]
+                k = leaf_node[q] - n0
+                b += leaf_coef[q] * v_re[k]
+                bd += leaf_coef[q] * vd_re[k]
             B[c] = b
             Bd[c] = bd
             for p in range(nd):
@@ -557,38 +361,54 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
                     grad_coef[c, p] += g_rho[p] * b + g_rhod[p] * bd
         if not want_radial:
             continue
-        # ---------- adjoints of A and Ȧ through the products (rank >= 2 only: rank 1 has no crad)
-        for c in range(c0, c1):
-            bt = 0.0
-            btd = 0.0
+        # ---------- adjoints of A and Ȧ back through the tree (rank 1 has no crad)
+        for q in range(n0, n1):
+            k = q - n0
+            wr = 0.0
+            wdr = 0.0
             for p in range(nd):
-                bt += coef[c, p] * g_rho[p]
-                btd += coef[c, p] * g_rhod[p]
-            beta[c] = bt
-            betad[c] = btd
-        for q in range(q0, q1):
-            pbar[q] = 0.0
-            pbard[q] = 0.0
-        for c in range(c0, c1):
-            bt = beta[c]
-            btd = betad[c]
-            for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
-                pbar[leaf_prod[q]] += leaf_coef[q] * bt
-                pbard[leaf_prod[q]] += leaf_coef[q] * btd
+                wr += node_coef[q, p] * g_rho[p]
+                wdr += node_coef[q, p] * g_rhod[p]
+            w_re[k] = wr
+            w_im[k] = 0.0
+            wd_re[k] = wdr
+            wd_im[k] = 0.0
         for a in range(nA):
             adjA_re[a] = 0.0
             adjA_im[a] = 0.0
             adjAd_re[a] = 0.0
             adjAd_im[a] = 0.0
-        for q in range(q0, q1):
-            pb = pbar[q]
-            pbd = pbard[q]
-            for f in range(fac_offsets[q], fac_offsets[q + 1]):
-                a = fac_index[f]
-                adjA_re[a] += pb * part_re[f] + pbd * dpart_re[f]
-                adjA_im[a] += pb * part_im[f] + pbd * dpart_im[f]
-                adjAd_re[a] += pbd * part_re[f]
-                adjAd_im[a] += pbd * part_im[f]
+        for q in range(n1 - 1, n0 - 1, -1):
+            k = q - n0
+            f = node_factor[q]
+            par = node_parent[q]
+            xr = w_re[k]
+            xi = w_im[k]
+            yr = wd_re[k]
+            yi = wd_im[k]
+            if par < 0:
+                adjA_re[f] += xr
+                adjA_im[f] += xi
+                adjAd_re[f] += yr
+                adjAd_im[f] += yi
+                continue
+            pp = par - n0
+            pr = v_re[pp]
+            pi = v_im[pp]
+            qr = vd_re[pp]
+            qi = vd_im[pp]
+            adjA_re[f] += xr * pr - xi * pi + yr * qr - yi * qi
+            adjA_im[f] += xr * pi + xi * pr + yr * qi + yi * qr
+            adjAd_re[f] += yr * pr - yi * pi
+            adjAd_im[f] += yr * pi + yi * pr
+            ar = A_re[f, 0]
+            ai = A_im[f, 0]
+            dr = Ad_re[f]
+            di = Ad_im[f]
+            w_re[pp] += xr * ar - xi * ai + yr * dr - yi * di
+            w_im[pp] += xr * ai + xi * ar + yr * di + yi * dr
+            wd_re[pp] += yr * ar - yi * ai
+            wd_im[pp] += yr * ai + yi * ar
         _fold_minus_m_flat(adjA_re, adjA_im, nel, nradmax, lmax)
         _fold_minus_m_flat(adjAd_re, adjAd_im, nel, nradmax, lmax)
         # ---------- per neighbour: dG/dR_nl and dG/dṘ_nl, then onto crad through g_k and g_k'
