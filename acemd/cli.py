@@ -163,15 +163,19 @@ def _activeset(argv):
 
 
 def _fit(argv, debug):
-    """``acemd fit input.yaml [--check]``: a linear ACE fit from pacemaker's input.yaml (``acemd.fit``).
-    Every rank reads and checks the input; an input error is printed once and every rank exits 1."""
+    """``acemd fit input.yaml [--check] [--restart CHECKPOINT]``: an ACE fit from pacemaker's input.yaml
+    (``acemd.fit``: linear, or nonlinear when the input asks for it).  Every rank reads and checks the
+    input; an input error is printed once and every rank exits 1; a stop signal during a nonlinear fit
+    writes a checkpoint and exits 75."""
     p = argparse.ArgumentParser(
         prog="acemd fit",
-        description="Fit a linear ACE potential to reference data, from pacemaker's input.yaml "
-                    "('acemd --help-input fit' lists its keys).")
+        description="Fit an ACE potential to reference data, from pacemaker's input.yaml: linear (exact least "
+                    "squares) or nonlinear (pacemaker's model, iterative) ('acemd --help-input fit' lists its keys).")
     p.add_argument("input", help="pacemaker's input.yaml")
     p.add_argument("--check", action="store_true",
                    help="validate the input (and the data and basis), print the resolved settings, write nothing")
+    p.add_argument("--restart", metavar="CHECKPOINT",
+                   help="continue a nonlinear fit stopped by a signal from its checkpoint (the command it printed)")
     p.add_argument("--debug", action="store_true", help="show the traceback of every error (also ACEMD_DEBUG=1)")
     args = p.parse_args(argv)
     from mpi4py import MPI
@@ -185,7 +189,8 @@ def _fit(argv, debug):
             for warning in settings.warnings:
                 print(f"acemd: warning: {warning}", file=sys.stderr)
         if args.check and rank == 0:
-            print(f"# acemd {__version__}: {args.input} is valid (linear ACE fit); resolved settings:")
+            print(f"# acemd {__version__}: {args.input} is valid ({getattr(settings.fit, 'model', 'linear')} ACE fit); "
+                  "resolved settings:")
             print(format_fit_settings(settings), end="", flush=True)
         try:
             from .fit.run import run_fit
@@ -197,7 +202,7 @@ def _fit(argv, debug):
                     print("# the data and the basis were not checked: this acemd has no fitting pipeline yet")
                 return 0
             raise FileNotFoundError("acemd fit: this acemd has no fitting pipeline (acemd.fit.run) yet") from None
-        return run_fit(settings, check_only=args.check)
+        return run_fit(settings, check_only=args.check, restart=args.restart)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - an error on one rank must not leave the others hanging

@@ -119,22 +119,35 @@ def _input_hash(settings) -> str:
 
 
 def _save_checkpoint(path: Path, payload: dict):
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **payload)
+    """Write the checkpoint (HDF5, one dataset per entry) to a temporary name and rename it."""
+    import h5py
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as h5:
+        h5.attrs["format"] = "acemd fit checkpoint"
+        for key, value in payload.items():
+            value = np.asarray(value)
+            h5.create_dataset(key, data=value.astype("S") if value.dtype.kind == "U" else value)
     os.replace(tmp, path)
 
 
 def _load_checkpoint(path, settings) -> dict:
+    import h5py
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--restart {path}: no such checkpoint file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        with h5py.File(path, "r") as h5:
+            if h5.attrs.get("format") != "acemd fit checkpoint":
+                raise ValueError("no 'acemd fit checkpoint' mark")
+            data = {k: h5[k][()] for k in h5.keys()}
     except Exception as exc:       # noqa: BLE001 - any unreadable file gets one clear message
         raise ValueError(f"--restart {path}: not an acemd fit checkpoint ({exc})") from None
+    data = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in data.items()}
     if int(data.get("version", -1)) != CHECKPOINT_VERSION or "theta" not in data:
-        raise ValueError(f"--restart {path}: not an acemd fit checkpoint (version {data.get('version')})")
+        raise ValueError(f"--restart {path}: not an acemd fit checkpoint of this version "
+                         f"(version {data.get('version')}, expected {CHECKPOINT_VERSION})")
     if str(data["input_hash"]) != _input_hash(settings):
         raise ValueError(f"--restart {path}: written for another input file (the input changed since the "
                          f"checkpoint: restart with the input it was written for, or start anew without --restart)")
@@ -215,7 +228,7 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
     shares = rank_shares([s.natoms for s in train], size)
     mine = shares[rank]
     test_shares = rank_shares([s.natoms for s in test], size) if test else [[] for _ in range(size)]
-    ckpt_path = Path(settings.output.checkpoint_file or Path(settings.output.folder) / "fit_checkpoint.npz")
+    ckpt_path = Path(settings.output.checkpoint_file or Path(settings.output.folder) / "fit.ckpt.h5")
     saved = _load_checkpoint(restart, settings) if restart is not None else None
     first_step = int(saved["step"]) if saved is not None else 0
     curve = [dict(zip(("step", "functions", "train_E", "train_F", "test_E", "test_F", "loss", "iterations",
