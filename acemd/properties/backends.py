@@ -165,9 +165,11 @@ class AcemdBackend(_Backend):
                               max_steps=sec["max_steps"], max_displacement=sec["max_displacement"])
         result = minimizer.run()
         self.force_calls += result.force_calls
-        if result.reason == "guard":
+        if result.reason == "guard":                # no checkpoint of this structure: say nothing of one
+            import re
+            message = re.sub(r" The checkpoint holds the last good state[^.]*\.", "", result.message)
             raise RelaxationError(f"relaxation of {atoms.get_chemical_formula()} ({len(atoms)} atoms, cell "
-                                  f"{cell}): {result.message}")
+                                  f"{cell}): {message}")
         if not result.converged:
             from ..drivers.minimize import describe
             raise RelaxationError(f"relaxation of {atoms.get_chemical_formula()} ({len(atoms)} atoms, cell "
