@@ -258,7 +258,7 @@ class PropertiesRun:
         if report.get("stopped_by"):
             raise PropertyStopped("elastic")
         result = entries_from_report(report)
-        result.info["report"] = report["input_file"] and settings["elastic"]["report"]
+        result.info["report"] = settings["elastic"]["report"]        # the [elastic] driver's own report
         return result
 
     # ------------------------------------------------------------ extrapolation grade
