@@ -23,8 +23,6 @@ from ..simulation import Simulation, masses_by_species
 from ..state import State
 from .base import RelaxationError
 
-VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
-
 
 class AtomsSimulation(Simulation):
     """A :class:`~acemd.simulation.Simulation` of an ``ase.Atoms`` (the same on every rank of
