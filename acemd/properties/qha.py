@@ -61,7 +61,7 @@ def _keys():
         "relax_ions": Key((bool,), default=True,
                           doc="relax the atoms at each volume when the scaled cell has forces (cell fixed)"),
         "report_temperatures": Key((list,), default=[300.0], check=temps, type_doc="[float, ...]", unit="K",
-                                   doc="temperatures whose V, G, alpha, Cp, B go into the report table"),
+                                   doc="temperatures whose V, G, beta (volumetric expansion), Cp, B go into the report table"),
         "cross_check": Key((bool,), default=False,
                            doc="Frenkel-Ladd [free_energy] and NPT MD at cross_check_temperatures against the "
                                "classical QHA (acemd context only; minutes to hours)"),
@@ -162,14 +162,14 @@ class QHAResults:
         self.__dict__.update(kw)
 
     def at(self, kind, temperature):
-        """(V Å³/atom, G eV/atom, alpha 1/K, Cp k_B/atom, B GPa) at ``temperature`` by linear
+        """(V Å³/atom, G eV/atom, beta = (1/V) dV/dT 1/K, Cp k_B/atom, B GPa) at ``temperature`` by linear
         interpolation on the grid; ``kind`` "quantum" or "classical"."""
         c = self.curves[kind]
         t = c["temperature"]
         if not t[0] <= temperature <= t[-1]:
             raise ValueError(f"T = {temperature} K is outside the QHA range {t[0]}..{t[-1]} K (the volume "
                              "range or t_max limits it; widen [properties.qha].volume_range)")
-        return tuple(float(np.interp(temperature, t, c[k])) for k in ("V", "G", "alpha", "Cp", "B"))
+        return tuple(float(np.interp(temperature, t, c[k])) for k in ("V", "G", "beta", "Cp", "B"))
 
 
 def qha_of(atoms, evaluate, forces_of=None, relax=None, volume_range=(0.96, 1.10), volumes=9,
@@ -259,7 +259,7 @@ def qha_of(atoms, evaluate, forces_of=None, relax=None, volume_range=(0.96, 1.10
             "temperature": t,
             "V": np.asarray(qha.volume_temperature[:n]) / n_prim,
             "G": np.asarray(qha.gibbs_temperature[:n]) / n_prim,
-            "alpha": np.asarray(qha.thermal_expansion[:n]),
+            "beta": np.asarray(qha.thermal_expansion[:n]),
             "Cp": np.asarray(qha.heat_capacity_P_numerical[:n]) / (r_gas * n_prim),
             "B": np.asarray(qha.bulk_modulus_temperature[:n]),
         }
@@ -275,7 +275,7 @@ def qha_of(atoms, evaluate, forces_of=None, relax=None, volume_range=(0.96, 1.10
 # --------------------------------------------------------------------------- driver entry
 
 def run_qha(ctx, settings):
-    """``[properties.qha]``: F(T), V(T), alpha, Cp, B(T), classical and quantum; the Frenkel-Ladd
+    """``[properties.qha]``: F(T), V(T), beta, Cp, B(T), classical and quantum; the Frenkel-Ladd
     cross-check when asked."""
     from .base import PropertyEntry, PropertyResult
     s = {k: v.default for k, v in _keys().items()}
@@ -297,14 +297,14 @@ def run_qha(ctx, settings):
     for T in s["report_temperatures"]:
         for kind, tag in (("quantum", ""), ("classical", "_classical")):
             try:
-                V, G, alpha, Cp, B = res.at(kind, T)
+                V, G, beta, Cp, B = res.at(kind, T)
             except ValueError as exc:
                 ctx.say(f"# qha ({ctx.label}): {exc}")
                 continue
             t = f"{T:g}K"
             entries += [PropertyEntry(f"qha.V{tag}_{t}", V, "Å^3/atom", flags=list(flags)),
                         PropertyEntry(f"qha.G{tag}_{t}", G, "eV/atom", flags=list(flags)),
-                        PropertyEntry(f"qha.alpha{tag}_{t}", alpha * 1e6, "1e-6/K", flags=list(flags)),
+                        PropertyEntry(f"qha.beta{tag}_{t}", beta * 1e6, "1e-6/K", flags=list(flags), note="volumetric thermal expansion (1/V) dV/dT"),
                         PropertyEntry(f"qha.Cp{tag}_{t}", Cp, "kB/atom", flags=list(flags)),
                         PropertyEntry(f"qha.B{tag}_{t}", B, "GPa", flags=list(flags))]
         tq = res.curves["quantum"]["temperature"]
@@ -322,7 +322,7 @@ def run_qha(ctx, settings):
     units = {"volume": "Å^3/atom", "energy": "eV/atom", "min_frequency": "THz"}
     for kind in res.curves:
         units.update({f"{kind}/temperature": "K", f"{kind}/V": "Å^3/atom", f"{kind}/G": "eV/atom",
-                      f"{kind}/alpha": "1/K", f"{kind}/Cp": "kB/atom", f"{kind}/B": "GPa",
+                      f"{kind}/beta": "1/K (volumetric)", f"{kind}/Cp": "kB/atom", f"{kind}/B": "GPa",
                       f"{kind}/F_vib": "eV/atom (rows: temperatures of the grid 0..t_max, columns: volumes)"})
     units["G_classical_minus_quantum"] = "eV/atom"
     info = {"n_volumes": len(res.volumes), "n_structures": res.n_structures, "eos": s["eos"],
