@@ -127,7 +127,7 @@ def test_cu_classical_and_quantum(cu_qha):
     # high-temperature expansion: F_q - F_cl = Σ (ħω)² / (24 kT) per mode (leading term)
     data = result.data
     print(f"\nCu-PBE-core-rep QHA: V(300 K) quantum {e['qha.V_300K']:.4f}, classical {e['qha.V_classical_300K']:.4f} "
-          f"A^3/atom; beta {e['qha.alpha_300K']:.2f} / {e['qha.alpha_classical_300K']:.2f} 1e-6/K; "
+          f"A^3/atom; beta {e['qha.beta_300K']:.2f} / {e['qha.beta_classical_300K']:.2f} 1e-6/K; "
           f"Cp {e['qha.Cp_300K']:.3f} / {e['qha.Cp_classical_300K']:.3f} kB; B {e['qha.B_300K']:.1f} / "
           f"{e['qha.B_classical_300K']:.1f} GPa; G_cl - G_q = {d300:.3f} meV/atom at 300 K, "
           f"{e['qha.G_classical_minus_quantum_100K']:.3f} at 100 K; ZPE {e['qha.zero_point_energy']:.2f} meV/atom")
