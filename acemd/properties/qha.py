@@ -286,7 +286,8 @@ def run_qha(ctx, settings):
     res = qha_of(ctx.atoms, ctx.evaluate, ph.forces_for_context(ctx), relax, s["volume_range"], s["volumes"],
                  s["t_max"], s["t_step"], getattr(ctx, "pressure_bar", 0.0), s["eos"], s["supercell"],
                  s["supercell_min_length"], s["displacement"], s["mesh"], s["symprec"],
-                 s["subtract_residual_forces"], s["relax_ions"], ctx.say, comm=ctx.comm)
+                 s["subtract_residual_forces"], s["relax_ions"], ctx.say,
+                 fmax=getattr(ctx, "fmax", None) or 1e-4, comm=ctx.comm)
     flags = []
     unstable = res.min_frequency < -ph.IMAGINARY_TOLERANCE_THZ
     if unstable.any():
@@ -294,6 +295,7 @@ def run_qha(ctx, settings):
                      f"{res.min_frequency.min():.3f} THz): the QHA leaves them out and is not meaningful there")
         ctx.say(f"# qha ({ctx.label}): WARNING {flags[0]}")
     entries = []
+    e_static = float(res.curves["classical"]["G"][0])      # classical G at 0 K: the static minimum
     for T in s["report_temperatures"]:
         for kind, tag in (("quantum", ""), ("classical", "_classical")):
             try:
@@ -303,7 +305,8 @@ def run_qha(ctx, settings):
                 continue
             t = f"{T:g}K"
             entries += [PropertyEntry(f"qha.V{tag}_{t}", V, "Å^3/atom", flags=list(flags)),
-                        PropertyEntry(f"qha.G{tag}_{t}", G, "eV/atom", flags=list(flags)),
+                        PropertyEntry(f"qha.G{tag}_{t}", 1e3 * (G - e_static), "meV/atom", flags=list(flags),
+                                      note="G(T) minus the static energy minimum (comparable across models)"),
                         PropertyEntry(f"qha.beta{tag}_{t}", beta * 1e6, "1e-6/K", flags=list(flags), note="volumetric thermal expansion (1/V) dV/dT"),
                         PropertyEntry(f"qha.Cp{tag}_{t}", Cp, "kB/atom", flags=list(flags)),
                         PropertyEntry(f"qha.B{tag}_{t}", B, "GPa", flags=list(flags))]
