@@ -256,7 +256,11 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
             if model is not None:
                 coeffs = model.spec_coefficients(model.unpack(theta)[0])
                 crad = model.unpack(theta)[1]
-            c, r = carry_coefficients(prev_spec, coeffs, crad, spec, fallback=fallback)
+            if prev_spec.total == 0:       # a ladder from nothing: the first step starts from zeros
+                zeros = [np.zeros((n, nd)) for n, nd in zip(spec.nfuncs, spec.ndensity)]
+                c, r = carry_coefficients(spec, zeros, crad, spec, fallback=fallback)
+            else:
+                c, r = carry_coefficients(prev_spec, coeffs, crad, spec, fallback=fallback)
             if not coeffs or all(len(x) == 0 for x in coeffs):
                 r = {**r, **({} if crad is None else {p: v for p, v in crad.items() if p in r
                                                      and np.shape(v) == np.shape(r[p])})}
@@ -357,6 +361,7 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
         if rank == 0 and len(steps) > 1:
             path = Path(settings.output.folder) / f"interim_potential_ladder_step_{step_index + 1}.yaml"
             from .bbasis_writer import format_tree
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(format_tree(model.to_tree(theta, metadata={"ladder_step": str(step_index + 1)})))
             os.replace(tmp, path)
