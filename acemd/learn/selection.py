@@ -6,7 +6,8 @@ with projections b has gamma = max |b A^-1|: the factor by which |det A| grows w
 best row.  The selection is greedy D-optimal: take the candidate structure with the largest gamma,
 add its atoms to A by MaxVol (A's volume grows as much as those atoms allow), recompute the gamma
 of the remaining candidates against the grown A, and repeat until ``count`` structures are taken or
-no candidate exceeds ``gamma_lower``.  A candidate that resembles one already taken loses its gamma
+no candidate exceeds ``gamma_lower``.  Only the atoms outside the initial set's hull (gamma > 1) take
+part: an atom inside cannot grow the volume.  A candidate that resembles one already taken loses its gamma
 with the update, so the selection covers different extrapolations, not the most extreme copies of
 one.  With ``cut_radius`` > 0 a selected structure is replaced by a cluster of that radius around
 its most extrapolating atom (non-periodic, in vacuum), and only the atoms whose whole environment
@@ -61,6 +62,16 @@ def _gamma(cand: Candidate, inverses: dict) -> tuple[float, int]:
     return best, atom
 
 
+def _outside(cand: Candidate, inverses: dict) -> Candidate:
+    """The candidate with only its atoms outside the active set's hull (gamma > 1): an atom inside
+    (every |coefficient| <= 1) cannot grow the volume by a swap, and it costs time at every step."""
+    rows, index = {}, {}
+    for mu, b in cand.rows.items():
+        keep = (np.abs(b @ inverses[mu]).max(axis=1) > 1.0) if (mu in inverses and len(b)) else np.zeros(len(b), bool)
+        rows[mu], index[mu] = b[keep], cand.atom_index[mu][keep]
+    return Candidate(atoms=cand.atoms, origin=cand.origin, rows=rows, atom_index=index)
+
+
 def cut_cluster(atoms, center: int, radius: float, vacuum: float):
     """The atoms within ``radius`` of atom ``center`` (minimum image, periodic images included), as a
     non-periodic cluster centred in a box with ``vacuum`` Å of empty space; returns (cluster, indices
@@ -94,6 +105,7 @@ def select_d_optimal(candidates, active_inverses: dict, count: int, gamma_lower:
         except np.linalg.LinAlgError:
             raise MaxVolError(f"the active set of element index {mu} is singular") from None
     initial = [_gamma(c, inverses)[0] for c in candidates]
+    candidates = [_outside(c, inverses) for c in candidates]
     remaining = list(range(len(candidates)))
     chosen = []
     while remaining and len(chosen) < count:
