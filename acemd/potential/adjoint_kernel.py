@@ -169,6 +169,11 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     udot = np.zeros((3, max_neigh))
     yd_re = np.zeros((nlm_half, max_neigh))
     yd_im = np.zeros((nlm_half, max_neigh))
+    y0_re = np.zeros((nlm_half, max_neigh))
+    y0_im = np.zeros((nlm_half, max_neigh))
+    dRr = np.zeros((nrl, max_neigh))
+    SR = np.zeros((nrl, max_neigh))
+    SRd = np.zeros((nrl, max_neigh))
     A1 = np.zeros(nel * nradbase)
     A1d = np.zeros(nel * nradbase)
     ncols = coef.shape[0]
@@ -226,11 +231,16 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
             udot[0, jn] = (tx - rd * ux[jn]) * inv_r
             udot[1, jn] = (ty - rd * uy[jn]) * inv_r
             udot[2, jn] = (tz - rd * uz[jn]) * inv_r
+        for q_ in range(nrl):
+            for jn in range(nn):
+                dRr[q_, jn] = dSa[col_rnl + q_, jn] * rdot[jn]
         for l in range(lmax + 1):
             for m in range(l + 1):
                 h = l * (l + 1) // 2 + m
                 for jn in range(nn):
                     q = Qa[h, jn]
+                    y0_re[h, jn] = q * pra[m, jn]
+                    y0_im[h, jn] = q * pia[m, jn]
                     dzr = dQa[h, jn] * udot[2, jn]
                     yr = dzr * pra[m, jn]
                     yi = dzr * pia[m, jn]
@@ -251,17 +261,19 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
             for l in range(lmax + 1):
                 for m in range(l + 1):
                     h = l * (l + 1) // 2 + m
+                    yr0 = y0_re[h]
+                    yi0 = y0_im[h]
+                    ydr = yd_re[h]
+                    ydi = yd_im[h]
                     for n in range(nradmax):
-                        qn = col_rnl + n * (lmax + 1) + l
+                        q_ = n * (lmax + 1) + l
+                        Rq = Sa[col_rnl + q_]
+                        dRq = dRr[q_]
                         sr = 0.0
                         si = 0.0
                         for jn in range(s0, s1):
-                            R = Sa[qn, jn]
-                            dRr = dSa[qn, jn] * rdot[jn]
-                            yr0 = Qa[h, jn] * pra[m, jn]
-                            yi0 = Qa[h, jn] * pia[m, jn]
-                            sr += dRr * yr0 + R * yd_re[h, jn]
-                            si += dRr * yi0 + R * yd_im[h, jn]
+                            sr += dRq[jn] * yr0[jn] + Rq[jn] * ydr[jn]
+                            si += dRq[jn] * yi0[jn] + Rq[jn] * ydi[jn]
                         ctr = (mu * nradmax + n) * nlm + l * l + l
                         Ad_re[ctr + m] = sr
                         Ad_im[ctr + m] = si
@@ -411,30 +423,53 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
             wd_im[pp] += yr * ai + yi * ar
         _fold_minus_m_flat(adjA_re, adjA_im, nel, nradmax, lmax)
         _fold_minus_m_flat(adjAd_re, adjAd_im, nel, nradmax, lmax)
-        # ---------- per neighbour: dG/dR_nl and dG/dṘ_nl, then onto crad through g_k and g_k'
-        for jn in range(nn):
-            mu_j = nb_mu[0, jn]
-            bond = mu_i * nel + mu_j
-            rd = rdot[jn]
-            for n in range(nradmax):
-                for l in range(lmax + 1):
-                    ctr = (mu_j * nradmax + n) * nlm + l * l + l
-                    sR = 0.0
-                    sRd = 0.0
-                    for m in range(l + 1):
-                        h = l * (l + 1) // 2 + m
-                        q = Qa[h, jn]
-                        yr = q * pra[m, jn]
-                        yi = q * pia[m, jn]
-                        ar = adjA_re[ctr + m]
-                        ai = adjA_im[ctr + m]
-                        dr = adjAd_re[ctr + m]
-                        di = adjAd_im[ctr + m]
-                        sR += ar * yr - ai * yi + dr * yd_re[h, jn] - di * yd_im[h, jn]
-                        sRd += dr * yr - di * yi
-                    if sR == 0.0 and sRd == 0.0:
-                        continue
-                    sRd *= rd
-                    for k in range(nradbase):
-                        grad_crad[bond, n, l, k] += sR * Sa[col_g + k, jn] + sRd * dSa[col_g + k, jn]
+        # ---------- per neighbour: dG/dR_nl and dG/dṘ_nl (rows q = n*(lmax+1) + l), then onto crad
+        # through g_k and g_k' (per element segment: one bond)
+        for q_ in range(nrl):
+            for jn in range(nn):
+                SR[q_, jn] = 0.0
+                SRd[q_, jn] = 0.0
+        for mu in range(nel):
+            s0 = seg[mu]
+            s1 = seg[mu + 1]
+            if s1 == s0:
+                continue
+            for l in range(lmax + 1):
+                for m in range(l + 1):
+                    h = l * (l + 1) // 2 + m
+                    yr0 = y0_re[h]
+                    yi0 = y0_im[h]
+                    ydr = yd_re[h]
+                    ydi = yd_im[h]
+                    for n in range(nradmax):
+                        a = (mu * nradmax + n) * nlm + l * l + l + m
+                        ar = adjA_re[a]
+                        ai = adjA_im[a]
+                        dr = adjAd_re[a]
+                        di = adjAd_im[a]
+                        if ar == 0.0 and ai == 0.0 and dr == 0.0 and di == 0.0:
+                            continue
+                        q_ = n * (lmax + 1) + l
+                        row = SR[q_]
+                        rowd = SRd[q_]
+                        for jn in range(s0, s1):
+                            row[jn] += ar * yr0[jn] - ai * yi0[jn] + dr * ydr[jn] - di * ydi[jn]
+                            rowd[jn] += dr * yr0[jn] - di * yi0[jn]
+            for jn in range(s0, s1):
+                rd = rdot[jn]
+                for q_ in range(nrl):
+                    SRd[q_, jn] *= rd
+            bond = mu_i * nel + mu
+            for q_ in range(nrl):
+                n = q_ // (lmax + 1)
+                l = q_ - n * (lmax + 1)
+                row = SR[q_]
+                rowd = SRd[q_]
+                for k in range(nradbase):
+                    gk = Sa[col_g + k]
+                    dgk = dSa[col_g + k]
+                    acc = 0.0
+                    for jn in range(s0, s1):
+                        acc += row[jn] * gk[jn] + rowd[jn] * dgk[jn]
+                    grad_crad[bond, n, l, k] += acc
     return OK, -1, -1
