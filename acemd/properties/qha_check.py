@@ -169,10 +169,14 @@ def format_table(rows, header=True):
         lines.append(
             f"  {r['T']:6.1f}  {r['G_FL']:.5f}±{r['G_FL_error']:.5f}  {r['G_QHA_classical']:.5f}  "
             f"{1e3 * r['difference']:+7.3f} ± {1e3 * r['G_FL_error']:.3f}   {1e3 * r['anharmonic']:+7.3f}  "
-            f"{1e3 * r['finite_size']:+9.3f}  {1e3 * r['volume_term']:+7.3f}   {r['V_MD']:.4f}±{r['V_MD_error']:.4f}  "
+            f"{1e3 * r['finite_size']:+9.3f}  {1e3 * r['volume_term']:+7.3f}   {r['V_MD']:.4f}{_pm(r['V_MD_error'])}  "
             f"{r['V_QHA_classical']:.4f}  {100 * (r['V_MD'] / r['V_QHA_classical'] - 1):+7.3f}  "
             f"{1e3 * (r['G_QHA_quantum'] - r['G_QHA_classical']):+8.3f}")
     return "\n".join(lines)
+
+
+def _pm(err):
+    return f"±{err:.4f}" if np.isfinite(err) else "±n/a   "
 
 
 def cross_check_for_context(ctx, s, res, result):
