@@ -276,3 +276,18 @@ def test_cli_bad_input_exit_status(tmp_path, capsys):
     assert "gamma_lower" in err and str(path) in err
     assert main(["learn", str(learn_input(tmp_path)), "--check"]) == 0
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("path", sorted((HERE.parent / "inputs").glob("learn_*.toml")), ids=lambda p: p.name)
+def test_example_inputs_pass_check(path, capsys):
+    from acemd.cli import main
+    assert main(["learn", str(path), "--check"]) == 0
+    assert "is valid (acemd learn)" in capsys.readouterr().out
+
+
+def test_upfit_needs_the_nonlinear_fit(tmp_path):
+    path = learn_input(tmp_path)
+    path.write_text(path.read_text().replace("test_size = 0.1", "test_size = 0.1\nupfit = true"))
+    with pytest.raises(LearnInputError, match=r"\[learn.fit.upfit\]: applies to the nonlinear fit only"):
+        run_learn(read_learn_input(path), say=lambda line: None)
+    assert not (tmp_path / "run").exists()

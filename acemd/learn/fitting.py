@@ -29,9 +29,13 @@ def test_count(test_size: float, n_structures: int) -> int:
     return min(int(test_size), n_structures // 2)
 
 
-def fit_input_tree(settings, dataset: Path, folder: Path, n_structures: int | None = None) -> dict:
-    """pacemaker's input tree of an iteration's fit (``n_structures``: the dataset's size, for the test part)."""
+def fit_input_tree(settings, dataset: Path, folder: Path, n_structures: int | None = None,
+                   previous: Path | None = None) -> dict:
+    """pacemaker's input tree of an iteration's fit (``n_structures``: the dataset's size, for the test
+    part; ``previous``: the previous iteration's potential, the start of an upfit)."""
     tree = {k: v for k, v in settings.fit_tree.items() if k not in ("data", "output")}
+    if settings.upfit and previous is not None:
+        tree["potential"] = {"filename": str(previous)}
     data = dict(settings.fit_tree.get("data", {}))
     data["filename"] = str(dataset)
     n_test = test_count(settings.test_size, n_structures if n_structures is not None else 100)
@@ -48,13 +52,19 @@ def check_fit_settings(settings):
     from ..fit.config import parse_fit_input
     tree = fit_input_tree(settings, settings.source, settings.folder / "check")
     fs = parse_fit_input(tree, settings.source.parent / "learn.fit(input.yaml)")
+    if settings.upfit and getattr(fs.fit, "model", "linear") != "nonlinear":
+        from .settings import LearnInputError
+        raise LearnInputError(settings.source, "learn.fit.upfit", "applies to the nonlinear fit only (these fit "
+                                                                  "keys give the linear fit, exact in one pass: "
+                                                                  "every iteration refits); remove it")
     from ..fit.basis import build_basis
     build_basis(fs.potential, source=str(settings.source))      # the basis is buildable
     return sorted(fs.potential["elements"])
 
 
-def run_iteration_fit(settings, dataset: Path, folder: Path) -> dict:
-    """Fit the dataset into ``folder``; write the active set; return paths and errors."""
+def run_iteration_fit(settings, dataset: Path, folder: Path, previous: Path | None = None) -> dict | None:
+    """Fit the dataset into ``folder``; write the active set; return paths and errors, or None when a
+    signal stopped the (nonlinear) fit after its checkpoint: the next call continues from it."""
     from mpi4py import MPI
 
     from ..fit.config import parse_fit_input
@@ -62,14 +72,19 @@ def run_iteration_fit(settings, dataset: Path, folder: Path) -> dict:
     from ..potential.activeset import build_active_set, write_active_set
     folder.mkdir(parents=True, exist_ok=True)
     from .structures import read_frames
-    tree = fit_input_tree(settings, dataset, folder, len(read_frames(dataset)))
+    tree = fit_input_tree(settings, dataset, folder, len(read_frames(dataset)), previous)
     input_path = folder / "input.yaml"
     input_path.write_text("# acemd learn: the fit of this iteration; rerun with: acemd fit input.yaml\n"
                           + yaml.safe_dump(tree, sort_keys=False))
     fs = parse_fit_input(tree, input_path)
+    ckpt = getattr(fs.output, "checkpoint_file", None)
+    resume = str(ckpt) if (ckpt is not None and Path(ckpt).exists()
+                           and getattr(fs.fit, "model", "linear") == "nonlinear") else None
     log = folder / "fit.log"
-    with open(log, "w") as fh, contextlib.redirect_stdout(fh):
-        status = run_fit(fs, comm=MPI.COMM_SELF)
+    with open(log, "a" if resume else "w") as fh, contextlib.redirect_stdout(fh):
+        status = run_fit(fs, comm=MPI.COMM_SELF, **({"restart": resume} if resume else {}))
+        if status == 75:
+            return None
         if status != 0:
             raise RuntimeError(f"the fit ended with status {status}: see {log}")
         potential = folder / POTENTIAL_NAME

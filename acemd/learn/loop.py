@@ -173,11 +173,18 @@ def _atomic(path, text):
     atomic_write_text(path, text)
 
 
-def _fit_stage(settings, state, d: Path, say, clock):
+def _fit_stage(settings, state, d: Path, say, clock) -> bool:
+    """The iteration's fit; False when a signal stopped it (a nonlinear fit, after its checkpoint)."""
     from .fitting import run_iteration_fit
     t0 = time.perf_counter()
-    state.fit = run_iteration_fit(settings, d / "dataset.extxyz", d / "fit")
+    previous = (Path(state.history[-1]["potential"]) if state.history and state.history[-1].get("potential")
+                else None)
+    fit = run_iteration_fit(settings, d / "dataset.extxyz", d / "fit", previous)
     clock.add("fit", time.perf_counter() - t0)
+    if fit is None:
+        state.stop_reason = "a signal (the fit wrote its checkpoint)"
+        return False
+    state.fit = fit
     e = state.fit["errors"]
     parts = []
     for subset in ("train", "test"):
@@ -186,6 +193,7 @@ def _fit_stage(settings, state, d: Path, say, clock):
                          f"{e[subset]['force_rmse_meV_per_A']:.1f} meV/Å")
     say(f"  fit: {e.get('basis_functions')} functions; " + "; ".join(parts)
         + f"; active set {state.fit['active_set_sizes']} ({time.perf_counter() - t0:.1f} s)")
+    return True
 
 
 def _explore_stage(settings, state, d: Path, say, clock) -> bool:
@@ -323,7 +331,8 @@ def run_learn(settings, *, restart: bool = False, say=print) -> int:
             state.stage = "fit"
             state.save(folder)
         elif state.stage == "fit":
-            _fit_stage(settings, state, d, say, clock)
+            if not _fit_stage(settings, state, d, say, clock):
+                return stopped()
             state.stage = "explore"
             state.explored = []
             state.save(folder)

@@ -102,6 +102,10 @@ LEARN_SCHEMA: dict[str, dict[str, Key]] = {
                                  "given inline here override its top-level keys"),
         "test_size": Key(NUM, default=0.1, check=non_negative,
                          doc="part of the dataset held out for the test errors (fraction < 1, or a count)"),
+        "upfit": Key((bool,), default=False,
+                     doc="nonlinear fit: from iteration 1 on, start from the previous iteration's potential "
+                         "(pacemaker's upfitting, potential.filename) instead of refitting from scratch; the "
+                         "linear fit is exact and always refits"),
     },
     "learn.select": {
         "cut_radius": Key(NUM, default=0.0, check=non_negative, unit="Å",
@@ -143,6 +147,7 @@ class LearnSettings:
     labeller: dict
     fit_tree: dict           # pacemaker's input tree without data/output
     test_size: float
+    upfit: bool
     select: dict
     explorations: tuple[Exploration, ...]
     text: str = ""
@@ -243,6 +248,7 @@ def _fit(path, base, raw) -> tuple[dict, float]:
                                        if k not in ("filename", "test_filename", "test_size", "datapath")})
         tree = {k: v for k, v in tree.items() if k not in ("data", "output")}
     test_size = f.pop("test_size")
+    upfit = f.pop("upfit")
     data_keys = f.pop("data_keys", {})
     for key, value in f.items():
         if key in ("output",):
@@ -264,7 +270,7 @@ def _fit(path, base, raw) -> tuple[dict, float]:
         raise LearnInputError(path, "learn.fit", "no potential: give input = 'input.yaml' (pacemaker's) or the "
                                                  "[learn.fit.potential] keys")
     tree["data"] = data_keys
-    return tree, float(test_size)
+    return tree, float(test_size), bool(upfit)
 
 
 def _explorations(path, base, raw) -> tuple[Exploration, ...]:
@@ -353,14 +359,15 @@ def parse_learn_input(text: str, path) -> LearnSettings:
             raise LearnInputError(path, f"learn.{name}", "missing section [learn." + name + "]")
     start = _start(path, base, subs["start"])
     labeller = _labeller(path, base, subs["labeller"])
-    fit_tree, test_size = _fit(path, base, subs["fit"])
+    fit_tree, test_size, upfit = _fit(path, base, subs["fit"])
     select = _check_table(path, "learn.select", subs.get("select", {}), LEARN_SCHEMA["learn.select"])
     explorations = _explorations(path, base, subs.get("explore"))
     folder = _path(base, main["folder"])
     if folder.exists() and not folder.is_dir():
         raise LearnInputError(path, "learn.folder", f"is a file, not a folder: {folder}")
     signature_data = {k: v for k, v in main.items() if k != "max_iterations"}
-    signature_data.update(start=start, labeller=labeller, fit=fit_tree, test_size=test_size, select=select,
+    signature_data.update(start=start, labeller=labeller, fit=fit_tree, test_size=test_size, upfit=upfit,
+                          select=select,
                           explore=[(e.name, e.sections) for e in explorations])
     signature = hashlib.sha256(json.dumps(signature_data, sort_keys=True, default=str).encode()).hexdigest()
     return LearnSettings(source=path, folder=folder, gamma_lower=float(main["gamma_lower"]),
@@ -369,7 +376,7 @@ def parse_learn_input(text: str, path) -> LearnSettings:
                          max_iterations=main["max_iterations"], gamma_every=main["gamma_every"],
                          max_candidates_per_run=main["max_candidates_per_run"],
                          active_set_tolerance=float(main["active_set_tolerance"]), start=start,
-                         labeller=labeller, fit_tree=fit_tree, test_size=test_size, select=select,
+                         labeller=labeller, fit_tree=fit_tree, test_size=test_size, upfit=upfit, select=select,
                          explorations=explorations, text=text, signature=signature)
 
 
