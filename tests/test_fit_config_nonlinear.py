@@ -12,8 +12,7 @@ import yaml
 from acemd.cli import main
 from acemd.fit.config import FitInputError, block_names, format_fit_settings, read_fit_input
 
-REFERENCE_POTENTIALS = Path("/work/shared/reference/ace/potentials")
-DATA = Path(__file__).resolve().parent / "data" / "potentials"
+DATA = Path(__file__).resolve().parent / "data" / "potentials"      # copies of the shared reference potentials
 
 
 def tree_of(tmp_path, elements=("Cu",), fit=None, loss=None, embeddings=None, **top):
@@ -45,12 +44,7 @@ def error(tmp_path, tree) -> str:
 
 
 def potential_copy(tmp_path, name="Cu-I.yaml"):
-    src = REFERENCE_POTENTIALS / name
-    if not src.is_file():
-        src = DATA / name
-    if not src.is_file():
-        pytest.skip(f"{name} is not available here")
-    (tmp_path / name).write_text(src.read_text())
+    (tmp_path / name).write_text((DATA / name).read_text())
     return tmp_path / name
 
 

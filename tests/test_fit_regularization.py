@@ -168,3 +168,28 @@ def test_mismatched_inputs_are_refused():
         radial_smoothness({("Cu", "Ni"): np.zeros((3, 3, 5))}, 1, 0, 0, grids)
     with pytest.raises(ValueError, match="expected shape"):
         radial_smoothness({("Cu", "Cu"): np.zeros((3, 3, 4))}, 1, 0, 0, grids)
+
+
+# -- pacemaker's TensorFlow model -----------------------------------------------------------------
+
+def test_equal_to_tensorpotential_on_the_reference_potentials():
+    """P0..P2, sum|c| and sum c^2 of every B-basis potential of tests/data/potentials (1-3 elements,
+    ChebExpCos, ChebPow, SBessel, fitted radial coefficients) against TensorPotential's own terms
+    (tests/data/fit/tensorpotential_regularization.json, scripts/validate_fit_regularization.py)."""
+    import json
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("validate_fit_regularization",
+                                                  root / "scripts" / "validate_fit_regularization.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = json.loads((root / "tests" / "data" / "fit" / "tensorpotential_regularization.json").read_text())
+    assert len(data["potentials"]) >= 6
+    for name, ref in data["potentials"].items():
+        P, l1, l2 = script.acemd_terms(root / "tests" / "data" / "potentials" / name)
+        dev = [abs(a - b) / abs(b) if b else abs(a - b) for a, b in zip(P, ref["P"])]
+        print(f"{name}: P relative deviation {dev[0]:.1e} {dev[1]:.1e} {dev[2]:.1e}")
+        assert max(dev) < 1e-8, name
+        assert l1 == pytest.approx(ref["l1"], rel=1e-13, abs=1e-30)       # TensorPotential stores 0 as 1e-32
+        assert l2 == pytest.approx(ref["l2"], rel=1e-13, abs=1e-30)

@@ -6,8 +6,9 @@ c (every function and density; not the radial coefficients, not the embedding)::
     L1 sum |c| + L2 sum c^2,   gradient L1 sign(c) + 2 L2 c   (sign(0) = 0)
 
 Radial smoothness (``w0_rad``, ``w1_rad``, ``w2_rad``) on the radial functions
-R_nl(r) = sum_k c_nlk g_k(r) of every bond, with g_k the radial basis and its outer cutoff (no inner
-cutoff): on pacemaker's grid of 100 points r_j from 1e-10 Å to rcut_max - 1e-5 Å (rcut_max the largest
+R_nl(r) = sum_k c_nlk g_k(r) of every bond, with g_k the radial basis as pacemaker's TensorFlow model
+has it (its outer cutoff; no inner cutoff; for ChebExpCos without the evaluators' extra cos switch over
+the last dcut before rcut): on pacemaker's grid of 100 points r_j from 1e-10 Å to rcut_max - 1e-5 Å (rcut_max the largest
 bond cutoff, spacing dr)::
 
     P_d = sum_b m_b / M  *  dr / rcut_b^2  *  sum_j r_j^2 sum_{n,l} |d^d R_b,nl / dr^d (r_j)|,  d = 0, 1, 2
@@ -70,13 +71,14 @@ class SmoothnessGrid:
 
 
 def _as_model_bond(bond) -> Bond:
-    """A model Bond with the radial basis of ``bond`` (acemd.fit.basis.BondSpec or a model Bond), no inner
-    cutoff (pacemaker's smoothness grid uses the bare basis with its outer cutoff)."""
+    """A model Bond with the radial basis of ``bond`` (acemd.fit.basis.BondSpec or a model Bond) as
+    pacemaker's TensorFlow model has it on the smoothness grid: no inner cutoff, and ChebExpCos without
+    the evaluators' extra cos switch over [rcut - dcut, rcut] (dcut 0)."""
     name = getattr(bond, "radbasename", None) or getattr(bond, "radbase")
     nradbase = int(bond.nradbase)
     return Bond(radbasename=name, radparameters=list(bond.radparameters), nradmax=int(bond.nradmax),
                 lmax=int(bond.lmax), nradbase=nradbase, radcoefficients=np.zeros((0, 0, 0)),
-                rcut=float(bond.rcut), dcut=float(bond.dcut), rcut_in=0.0, dcut_in=0.0, inner_cutoff_type="density")
+                rcut=float(bond.rcut), dcut=0.0, rcut_in=0.0, dcut_in=0.0, inner_cutoff_type="density")
 
 
 def _basis_derivatives(bond: Bond, r: np.ndarray) -> np.ndarray:
@@ -147,6 +149,9 @@ def smoothness_terms(crad, grids) -> tuple[np.ndarray, object]:
     P = np.zeros(3)
     grads = []
     for key, c, grid in pairs:
+        if c.size == 0:                       # a bond without radial functions (nradmax 0)
+            grads.append(np.zeros((3,) + c.shape))
+            continue
         if c.ndim != 3 or c.shape[2] != grid.nradbase:
             raise ValueError(f"crad of bond {key}: expected shape (nradmax, lmax+1, {grid.nradbase}), got {c.shape}")
         w = grid.r ** 2 * grid.scale                                 # (npts,)

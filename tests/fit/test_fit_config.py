@@ -75,7 +75,7 @@ def linear_tree(tmp_path, **changes):
 
 
 DELETE = object()
-REFERENCE_POTENTIALS = Path("/work/shared/reference/ace/potentials")
+REFERENCE_POTENTIALS = Path(__file__).resolve().parents[1] / "data" / "potentials"   # copies of the shared ones
 
 
 def write(tmp_path, tree, name="input.yaml"):
