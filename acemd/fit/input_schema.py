@@ -378,10 +378,10 @@ FIT_SCHEMA: dict[str, FitSection] = {
             "early_stopping_patience": Key((int,), default=200, check=positive, unit="iterations",
                                            doc="the window of the early-stopping tests"),
             "repulsion": Key((str,), check=_one_of("auto"), default_doc="as the bonds give it",
-                             doc="auto: inner cutoff and ZBL core repulsion per bond from the shortest "
-                                 "distance of that pair in the training data (pacemaker's: r_in = that "
-                                 "distance, delta_in 0.1 Å, inner_cutoff_type zbl, rho_core_cut 1, "
-                                 "drho_core_cut 1)"),
+                             doc="auto: after the fit, before the potential is written (as pacemaker), a "
+                                 "ZBL core repulsion per bond below the shortest distance of that pair in the "
+                                 "training data (r_in = that distance, delta_in 0.1 Å, inner_cutoff_type zbl, "
+                                 "rho_core_cut 1, drho_core_cut 1; acemd.fit.repulsion)"),
             "batch_size": Key((int,), check=positive, default_doc="all training structures",
                               doc="acemd's, optimizer Adam: structures per mini-batch"),
             "checkpoint_every": Key((int,), default=0, check=non_negative, unit="iterations",
