@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from .kernel import OK, TOO_CLOSE, _gather_neighbours, _poly_switch, _site_base, max_row_length, site_buffers
+from .tree_batch import BATCH
 
 __all__ = ["embedding_derivatives", "fit_gradient"]
 
@@ -73,22 +74,6 @@ def embedding_derivatives(kind, rho, m):
 
 
 @njit(cache=True)
-def _fold_minus_m_flat(W_re, W_im, nel, nradmax, lmax):
-    """Adjoints of A_{l,-m} onto m > 0: A_{l,-m} = (-1)^m conj(A_{l,m})."""
-    nlm = (lmax + 1) * (lmax + 1)
-    for mu in range(nel):
-        for n in range(nradmax):
-            base = (mu * nradmax + n) * nlm
-            for l in range(1, lmax + 1):
-                ctr = base + l * l + l
-                sign = -1.0
-                for m in range(1, l + 1):
-                    W_re[ctr + m] += sign * W_re[ctr - m]
-                    W_im[ctr + m] -= sign * W_im[ctr - m]
-                    sign = -sign
-
-
-@njit(cache=True)
 def _energy_switch(is_zbl, mu_i, nel, nn, nb_mu, nb_r, cutoff_max, bond_cut_in, bond_dcut_in,
                    rho_core, rho_core_cut, drho_core_cut):
     """(s, ds, jmin): the site-energy switch s_i, its derivative (by rho_core, or by the
@@ -118,6 +103,262 @@ def _energy_switch(is_zbl, mu_i, nel, nn, nb_mu, nb_r, cutoff_max, bond_cut_in, 
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
+def _atom_tangents(i, nn, nel, nradmax, lmax, nradbase, nd, col_rnl, col_core, col_g, tangent, Hs,
+                   nb_index, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im, seg,
+                   rdot, udot, y0_re, y0_im, yd_re, yd_im, dRr, Ad_re, Ad_im, A1, A1d, rhod, b):
+    """Tangents of one atom (lane b): ṙ, u̇, Y and Ẏ per neighbour, Ȧ (all m), Ȧ1, the rank-1
+    densities' ρ̇ and the returned ρ̇_core, along t_ij = tangent[i] - tangent[j] + H r_ij."""
+    nlm = (lmax + 1) * (lmax + 1)
+    nrl = nradmax * (lmax + 1)
+    ux = nb_u[0]
+    uy = nb_u[1]
+    uz = nb_u[2]
+    tix = tangent[i, 0]
+    tiy = tangent[i, 1]
+    tiz = tangent[i, 2]
+    for jn in range(nn):
+        j = nb_index[jn]
+        r = nb_r[jn]
+        rx = r * ux[jn]
+        ry = r * uy[jn]
+        rz = r * uz[jn]
+        tx = tix - tangent[j, 0] + Hs[0, 0] * rx + Hs[0, 1] * ry + Hs[0, 2] * rz
+        ty = tiy - tangent[j, 1] + Hs[1, 0] * rx + Hs[1, 1] * ry + Hs[1, 2] * rz
+        tz = tiz - tangent[j, 2] + Hs[2, 0] * rx + Hs[2, 1] * ry + Hs[2, 2] * rz
+        rd = ux[jn] * tx + uy[jn] * ty + uz[jn] * tz
+        rdot[jn] = rd
+        inv_r = 1.0 / r
+        udot[0, jn] = (tx - rd * ux[jn]) * inv_r
+        udot[1, jn] = (ty - rd * uy[jn]) * inv_r
+        udot[2, jn] = (tz - rd * uz[jn]) * inv_r
+    for q_ in range(nrl):
+        for jn in range(nn):
+            dRr[q_, jn] = dS[col_rnl + q_, jn] * rdot[jn]
+    for l in range(lmax + 1):
+        for m in range(l + 1):
+            h = l * (l + 1) // 2 + m
+            for jn in range(nn):
+                q = Q[h, jn]
+                y0_re[h, jn] = q * ph_re[m, jn]
+                y0_im[h, jn] = q * ph_im[m, jn]
+                dzr = dQ[h, jn] * udot[2, jn]
+                yr = dzr * ph_re[m, jn]
+                yi = dzr * ph_im[m, jn]
+                if m > 0:
+                    mq = m * q
+                    br = ph_re[m - 1, jn]
+                    bi = ph_im[m - 1, jn]
+                    vx = udot[0, jn]
+                    vy = udot[1, jn]
+                    yr += mq * (br * vx - bi * vy)
+                    yi += mq * (br * vy + bi * vx)
+                yd_re[h, jn] = yr
+                yd_im[h, jn] = yi
+    for mu in range(nel):
+        s0 = seg[mu]
+        s1 = seg[mu + 1]
+        for l in range(lmax + 1):
+            for m in range(l + 1):
+                h = l * (l + 1) // 2 + m
+                ns = s1 - s0        # zero-based loops over slices vectorise (see kernel._site_base)
+                yr0 = y0_re[h, s0:s1]
+                yi0 = y0_im[h, s0:s1]
+                ydr = yd_re[h, s0:s1]
+                ydi = yd_im[h, s0:s1]
+                for n in range(nradmax):
+                    q_ = n * (lmax + 1) + l
+                    Rq = S[col_rnl + q_, s0:s1]
+                    dRq = dRr[q_, s0:s1]
+                    sr = 0.0
+                    si = 0.0
+                    for jn in range(ns):
+                        sr += dRq[jn] * yr0[jn] + Rq[jn] * ydr[jn]
+                        si += dRq[jn] * yi0[jn] + Rq[jn] * ydi[jn]
+                    ctr = (mu * nradmax + n) * nlm + l * l + l
+                    Ad_re[ctr + m, b] = sr
+                    Ad_im[ctr + m, b] = si
+                    if m > 0:
+                        sign = -1.0 if m % 2 else 1.0
+                        Ad_re[ctr - m, b] = sign * sr
+                        Ad_im[ctr - m, b] = -sign * si
+        rd_seg = rdot[s0:s1]
+        for k in range(nradbase):
+            gk = S[col_g + k, s0:s1]
+            dgk = dS[col_g + k, s0:s1]
+            sa = 0.0
+            sd = 0.0
+            for jn in range(s1 - s0):
+                sa += gk[jn]
+                sd += dgk[jn] * rd_seg[jn]
+            A1[mu * nradbase + k, b] = sa
+            A1d[mu * nradbase + k, b] = sd
+    for p in range(nd):
+        sd = 0.0
+        for jn in range(nn):
+            sd += dS[p, jn] * rdot[jn]
+        rhod[p, b] = sd
+    rho_core_dot = 0.0
+    for jn in range(nn):
+        rho_core_dot += dS[col_core, jn] * rdot[jn]
+    return rho_core_dot
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, v_re, v_im, vd_re, vd_im):
+    """Node values and tangents v = v_parent A_f, v̇ = v̇_parent A_f + v_parent Ȧ_f, BATCH atoms at once."""
+    for q in range(n0, n1):
+        f = node_factor[q]
+        par = node_parent[q]
+        k = q - n0
+        if par < 0:
+            for b in range(BATCH):
+                v_re[k, b] = A_re[f, b]
+                v_im[k, b] = A_im[f, b]
+                vd_re[k, b] = Ad_re[f, b]
+                vd_im[k, b] = Ad_im[f, b]
+        else:
+            pp = par - n0
+            for b in range(BATCH):
+                ar = A_re[f, b]
+                ai = A_im[f, b]
+                dr = Ad_re[f, b]
+                di = Ad_im[f, b]
+                pr = v_re[pp, b]
+                pi = v_im[pp, b]
+                qr = vd_re[pp, b]
+                qi = vd_im[pp, b]
+                v_re[k, b] = pr * ar - pi * ai
+                v_im[k, b] = pr * ai + pi * ar
+                vd_re[k, b] = qr * ar - qi * ai + pr * dr - pi * di
+                vd_im[k, b] = qr * ai + qi * ar + pr * di + pi * dr
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def _tree_backward_dual(n0, n1, nd, node_parent, node_factor, node_coef, g_rho, g_rhod, A_re, A_im, Ad_re, Ad_im,
+                        v_re, v_im, vd_re, vd_im, w_re, w_im, wd_re, wd_im, adjA_re, adjA_im, adjAd_re, adjAd_im):
+    """Adjoints of A and Ȧ of G = Σ_nodes (w Re v + ẇ Re v̇), w = Σ_p node_coef g_rho_p (ẇ: g_rhod),
+    back through the tree, BATCH atoms at once (complex products, δG = Re(adj δ))."""
+    for q in range(n0, n1):
+        k = q - n0
+        for b in range(BATCH):
+            w_re[k, b] = 0.0
+            w_im[k, b] = 0.0
+            wd_re[k, b] = 0.0
+            wd_im[k, b] = 0.0
+        for p in range(nd):
+            c = node_coef[q, p]
+            if c != 0.0:
+                for b in range(BATCH):
+                    w_re[k, b] += c * g_rho[p, b]
+                    wd_re[k, b] += c * g_rhod[p, b]
+    for q in range(n1 - 1, n0 - 1, -1):
+        k = q - n0
+        f = node_factor[q]
+        par = node_parent[q]
+        if par < 0:
+            for b in range(BATCH):
+                adjA_re[f, b] += w_re[k, b]
+                adjA_im[f, b] += w_im[k, b]
+                adjAd_re[f, b] += wd_re[k, b]
+                adjAd_im[f, b] += wd_im[k, b]
+            continue
+        pp = par - n0
+        for b in range(BATCH):
+            xr = w_re[k, b]
+            xi = w_im[k, b]
+            yr = wd_re[k, b]
+            yi = wd_im[k, b]
+            pr = v_re[pp, b]
+            pi = v_im[pp, b]
+            qr = vd_re[pp, b]
+            qi = vd_im[pp, b]
+            ar = A_re[f, b]
+            ai = A_im[f, b]
+            dr = Ad_re[f, b]
+            di = Ad_im[f, b]
+            adjA_re[f, b] += xr * pr - xi * pi + yr * qr - yi * qi
+            adjA_im[f, b] += xr * pi + xi * pr + yr * qi + yi * qr
+            adjAd_re[f, b] += yr * pr - yi * pi
+            adjAd_im[f, b] += yr * pi + yi * pr
+            w_re[pp, b] += xr * ar - xi * ai + yr * dr - yi * di
+            w_im[pp, b] += xr * ai + xi * ar + yr * di + yi * dr
+            wd_re[pp, b] += yr * ar - yi * ai
+            wd_im[pp, b] += yr * ai + yi * ar
+
+
+@njit(cache=True)
+def _fold_lane(W_re, W_im, b, nel, nradmax, lmax):
+    """Adjoints of A_{l,-m} onto m > 0 in lane b: A_{l,-m} = (-1)^m conj(A_{l,m})."""
+    nlm = (lmax + 1) * (lmax + 1)
+    for mu in range(nel):
+        for n in range(nradmax):
+            base = (mu * nradmax + n) * nlm
+            for l in range(1, lmax + 1):
+                ctr = base + l * l + l
+                sign = -1.0
+                for m in range(1, l + 1):
+                    W_re[ctr + m, b] += sign * W_re[ctr - m, b]
+                    W_im[ctr + m, b] -= sign * W_im[ctr - m, b]
+                    sign = -sign
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def _atom_radial_gradient(mu_i, nn, nel, nradmax, lmax, nradbase, col_g, S, dS, seg, rdot, y0_re, y0_im,
+                          yd_re, yd_im, adjA_re, adjA_im, adjAd_re, adjAd_im, b, SR, SRd, grad_crad):
+    """dG/dR_nl and dG/dṘ_nl per neighbour (rows q = n*(lmax+1) + l) from the folded adjoints of lane b,
+    then onto crad through g_k and g_k' (one element segment = one bond)."""
+    nlm = (lmax + 1) * (lmax + 1)
+    nrl = nradmax * (lmax + 1)
+    for q_ in range(nrl):
+        for jn in range(nn):
+            SR[q_, jn] = 0.0
+            SRd[q_, jn] = 0.0
+    for mu in range(nel):
+        s0 = seg[mu]
+        s1 = seg[mu + 1]
+        if s1 == s0:
+            continue
+        ns = s1 - s0                # zero-based loops over slices vectorise (see kernel._site_base)
+        for l in range(lmax + 1):
+            for m in range(l + 1):
+                h = l * (l + 1) // 2 + m
+                yr0 = y0_re[h, s0:s1]
+                yi0 = y0_im[h, s0:s1]
+                ydr = yd_re[h, s0:s1]
+                ydi = yd_im[h, s0:s1]
+                for n in range(nradmax):
+                    a = (mu * nradmax + n) * nlm + l * l + l + m
+                    ar = adjA_re[a, b]
+                    ai = adjA_im[a, b]
+                    dr = adjAd_re[a, b]
+                    di = adjAd_im[a, b]
+                    if ar == 0.0 and ai == 0.0 and dr == 0.0 and di == 0.0:
+                        continue
+                    q_ = n * (lmax + 1) + l
+                    row = SR[q_, s0:s1]
+                    rowd = SRd[q_, s0:s1]
+                    for jn in range(ns):
+                        row[jn] += ar * yr0[jn] - ai * yi0[jn] + dr * ydr[jn] - di * ydi[jn]
+                        rowd[jn] += dr * yr0[jn] - di * yi0[jn]
+        bond = mu_i * nel + mu
+        rd_seg = rdot[s0:s1]
+        for q_ in range(nrl):
+            n = q_ // (lmax + 1)
+            l = q_ - n * (lmax + 1)
+            row = SR[q_, s0:s1]
+            rowd = SRd[q_, s0:s1]
+            for jn in range(ns):
+                rowd[jn] *= rd_seg[jn]
+            for k in range(nradbase):
+                gk = S[col_g + k, s0:s1]
+                dgk = dS[col_g + k, s0:s1]
+                acc = 0.0
+                for jn in range(ns):
+                    acc += row[jn] * gk[jn] + rowd[jn] * dgk[jn]
+                grad_crad[bond, n, l, k] += acc
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
 def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tangent, strain_tangent,
                  energy_adjoint,
                  nradmax, lmax, ndensity_max, nradbase, is_zbl, cutoff_max, ftab, spline_nlut, spline_scale,
@@ -133,8 +374,9 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
 
     ``tangent`` (n_ext, 3) is φ of each atom's owner; see the module docstring.  The
     densities' products run on a prefix tree (``node_*``, as the kernel's, with
-    ``node_coef`` = Σ over the node's leaves of leaf coefficient x C); column k's
-    B-function is Σ leaf_coef Re(node value) over its leaves ``leaf_offsets[k]:[k+1]``.
+    ``node_coef`` = Σ over the node's leaves of leaf coefficient x C), BATCH atoms of one
+    element at a time; column k's B-function is Σ leaf_coef Re(node value) over its leaves
+    ``leaf_offsets[k]:[k+1]``.
     """
     nel = E0.shape[0]
     nlm = (lmax + 1) * (lmax + 1)
@@ -147,329 +389,172 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     nA = nel * nradmax * nlm
     max_neigh = max_row_length(offsets, n_local)
     (nb_index, nb_mu, nb_r, nb_u, S, dS, Q, dQ, ph_re, ph_im,
-     segment) = site_buffers(1, max_neigh, nfunc, nlm_half, lmax, nel)
-    A_re = np.zeros((nA, 1))
-    A_im = np.zeros((nA, 1))
-    Ad_re = np.zeros(nA)
-    Ad_im = np.zeros(nA)
-    adjA_re = np.zeros(nA)
-    adjA_im = np.zeros(nA)
-    adjAd_re = np.zeros(nA)
-    adjAd_im = np.zeros(nA)
+     segment) = site_buffers(BATCH, max_neigh, nfunc, nlm_half, lmax, nel)
+    A_re = np.zeros((nA, BATCH))
+    A_im = np.zeros((nA, BATCH))
+    Ad_re = np.zeros((nA, BATCH))
+    Ad_im = np.zeros((nA, BATCH))
+    adjA_re = np.zeros((nA, BATCH))
+    adjA_im = np.zeros((nA, BATCH))
+    adjAd_re = np.zeros((nA, BATCH))
+    adjAd_im = np.zeros((nA, BATCH))
     ndm = max(ndensity_max, 2)
     rho1 = np.zeros(ndm)
-    rho = np.zeros(ndm)
-    rhod = np.zeros(ndm)
-    g_rho = np.zeros(ndm)
-    g_rhod = np.zeros(ndm)
+    rho = np.zeros((ndm, BATCH))
+    rhod = np.zeros((ndm, BATCH))
+    g_rho = np.zeros((ndm, BATCH))
+    g_rhod = np.zeros((ndm, BATCH))
     scratch = np.empty((4, max_neigh))
     y_re = np.empty(max_neigh)
     y_im = np.empty(max_neigh)
-    rdot = np.zeros(max_neigh)
+    rdot = np.zeros((BATCH, max_neigh))
     udot = np.zeros((3, max_neigh))
-    yd_re = np.zeros((nlm_half, max_neigh))
-    yd_im = np.zeros((nlm_half, max_neigh))
-    y0_re = np.zeros((nlm_half, max_neigh))
-    y0_im = np.zeros((nlm_half, max_neigh))
+    yd_re = np.zeros((BATCH, nlm_half, max_neigh))
+    yd_im = np.zeros((BATCH, nlm_half, max_neigh))
+    y0_re = np.zeros((BATCH, nlm_half, max_neigh))
+    y0_im = np.zeros((BATCH, nlm_half, max_neigh))
     dRr = np.zeros((nrl, max_neigh))
     SR = np.zeros((nrl, max_neigh))
     SRd = np.zeros((nrl, max_neigh))
-    A1 = np.zeros(nel * nradbase)
-    A1d = np.zeros(nel * nradbase)
+    A1 = np.zeros((nel * nradbase, BATCH))
+    A1d = np.zeros((nel * nradbase, BATCH))
     ncols = coef.shape[0]
     B = np.zeros(ncols)
     Bd = np.zeros(ncols)
     max_nodes = max_row_length(node_offsets, nel)
-    v_re = np.zeros(max_nodes)
-    v_im = np.zeros(max_nodes)
-    vd_re = np.zeros(max_nodes)
-    vd_im = np.zeros(max_nodes)
-    w_re = np.zeros(max_nodes)
-    w_im = np.zeros(max_nodes)
-    wd_re = np.zeros(max_nodes)
-    wd_im = np.zeros(max_nodes)
-    for i in range(n_local):
-        mu_i = species[i]
+    v_re = np.zeros((max_nodes, BATCH))
+    v_im = np.zeros((max_nodes, BATCH))
+    vd_re = np.zeros((max_nodes, BATCH))
+    vd_im = np.zeros((max_nodes, BATCH))
+    w_re = np.zeros((max_nodes, BATCH))
+    w_im = np.zeros((max_nodes, BATCH))
+    wd_re = np.zeros((max_nodes, BATCH))
+    wd_im = np.zeros((max_nodes, BATCH))
+    nn_of = np.zeros(BATCH, np.int64)
+    rho_core_of = np.zeros(BATCH)
+    rho_core_dot_of = np.zeros(BATCH)
+    batch_atoms = np.empty(BATCH, np.int64)
+    order = np.argsort(species[:n_local], kind="mergesort")
+    start = 0
+    while start < n_local:
+        mu_i = species[order[start]]
         nd = ndensity[mu_i]
-        st = struct_of[i]
-        a_e = energy_adjoint[st]
-        Hs = strain_tangent[st]
-        nn, jbad = _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale,
-                                      bond_rcut, nb_index[0], nb_mu[0], nb_r[0], nb_u[0], scratch,
-                                      segment[0])
-        if jbad >= 0:
-            return TOO_CLOSE, i, jbad
-        rho_core = _site_base(mu_i, nn, nel, nradmax, lmax, ndensity_max, ftab, spline_nlut, spline_scale,
-                              ylm_a, ylm_b, nb_mu[0], nb_r[0], nb_u[0], S[0], dS[0], Q[0], dQ[0],
-                              ph_re[0], ph_im[0], segment[0], y_re, y_im, A_re, A_im, 0, rho1)
-        Sa = S[0]
-        dSa = dS[0]
-        Qa = Q[0]
-        dQa = dQ[0]
-        pra = ph_re[0]
-        pia = ph_im[0]
-        ux = nb_u[0, 0]
-        uy = nb_u[0, 1]
-        uz = nb_u[0, 2]
-        seg = segment[0]
-        # ---------- tangents of r, u and Y per neighbour
-        tix = tangent[i, 0]
-        tiy = tangent[i, 1]
-        tiz = tangent[i, 2]
-        for jn in range(nn):
-            j = nb_index[0, jn]
-            r = nb_r[0, jn]
-            rx = r * ux[jn]
-            ry = r * uy[jn]
-            rz = r * uz[jn]
-            tx = tix - tangent[j, 0] + Hs[0, 0] * rx + Hs[0, 1] * ry + Hs[0, 2] * rz
-            ty = tiy - tangent[j, 1] + Hs[1, 0] * rx + Hs[1, 1] * ry + Hs[1, 2] * rz
-            tz = tiz - tangent[j, 2] + Hs[2, 0] * rx + Hs[2, 1] * ry + Hs[2, 2] * rz
-            rd = ux[jn] * tx + uy[jn] * ty + uz[jn] * tz
-            rdot[jn] = rd
-            inv_r = 1.0 / r
-            udot[0, jn] = (tx - rd * ux[jn]) * inv_r
-            udot[1, jn] = (ty - rd * uy[jn]) * inv_r
-            udot[2, jn] = (tz - rd * uz[jn]) * inv_r
-        for q_ in range(nrl):
-            for jn in range(nn):
-                dRr[q_, jn] = dSa[col_rnl + q_, jn] * rdot[jn]
-        for l in range(lmax + 1):
-            for m in range(l + 1):
-                h = l * (l + 1) // 2 + m
-                for jn in range(nn):
-                    q = Qa[h, jn]
-                    y0_re[h, jn] = q * pra[m, jn]
-                    y0_im[h, jn] = q * pia[m, jn]
-                    dzr = dQa[h, jn] * udot[2, jn]
-                    yr = dzr * pra[m, jn]
-                    yi = dzr * pia[m, jn]
-                    if m > 0:
-                        mq = m * q
-                        br = pra[m - 1, jn]
-                        bi = pia[m - 1, jn]
-                        vx = udot[0, jn]
-                        vy = udot[1, jn]
-                        yr += mq * (br * vx - bi * vy)
-                        yi += mq * (br * vy + bi * vx)
-                    yd_re[h, jn] = yr
-                    yd_im[h, jn] = yi
-        # ---------- tangents of A (all m), rank-1 A1, the rank-1 densities and rho_core
-        for mu in range(nel):
-            s0 = seg[mu]
-            s1 = seg[mu + 1]
-            for l in range(lmax + 1):
-                for m in range(l + 1):
-                    h = l * (l + 1) // 2 + m
-                    yr0 = y0_re[h]
-                    yi0 = y0_im[h]
-                    ydr = yd_re[h]
-                    ydi = yd_im[h]
-                    for n in range(nradmax):
-                        q_ = n * (lmax + 1) + l
-                        Rq = Sa[col_rnl + q_]
-                        dRq = dRr[q_]
-                        sr = 0.0
-                        si = 0.0
-                        for jn in range(s0, s1):
-                            sr += dRq[jn] * yr0[jn] + Rq[jn] * ydr[jn]
-                            si += dRq[jn] * yi0[jn] + Rq[jn] * ydi[jn]
-                        ctr = (mu * nradmax + n) * nlm + l * l + l
-                        Ad_re[ctr + m] = sr
-                        Ad_im[ctr + m] = si
-                        if m > 0:
-                            sign = -1.0 if m % 2 else 1.0
-                            Ad_re[ctr - m] = sign * sr
-                            Ad_im[ctr - m] = -sign * si
-            for k in range(nradbase):
-                sa = 0.0
-                sd = 0.0
-                for jn in range(s0, s1):
-                    sa += Sa[col_g + k, jn]
-                    sd += dSa[col_g + k, jn] * rdot[jn]
-                A1[mu * nradbase + k] = sa
-                A1d[mu * nradbase + k] = sd
-        for p in range(nd):
-            sd = 0.0
-            for jn in range(nn):
-                sd += dSa[p, jn] * rdot[jn]
-            rho[p] = rho1[p]
-            rhod[p] = sd
-        rho_core_dot = 0.0
-        for jn in range(nn):
-            rho_core_dot += dSa[col_core, jn] * rdot[jn]
-        # ---------- products, B and densities with tangents
-        c0 = col_offsets[mu_i]
-        c1 = col_offsets[mu_i + 1]
+        nb = 0
+        while nb < BATCH and start + nb < n_local and species[order[start + nb]] == mu_i:
+            batch_atoms[nb] = order[start + nb]
+            nb += 1
+        start += nb
+        # ---------- per atom: neighbours, base, tangents (unused lanes: zero A and Ȧ)
+        for b in range(BATCH):
+            if b >= nb:
+                for a in range(nA):
+                    A_re[a, b] = 0.0
+                    A_im[a, b] = 0.0
+                    Ad_re[a, b] = 0.0
+                    Ad_im[a, b] = 0.0
+                for p in range(ndm):
+                    rho[p, b] = 0.0
+                    rhod[p, b] = 0.0
+                    g_rho[p, b] = 0.0
+                    g_rhod[p, b] = 0.0
+                continue
+            i = batch_atoms[b]
+            nn, jbad = _gather_neighbours(i, positions, species, offsets, neighbors, nel, spline_scale,
+                                          bond_rcut, nb_index[b], nb_mu[b], nb_r[b], nb_u[b], scratch,
+                                          segment[b])
+            if jbad >= 0:
+                return TOO_CLOSE, i, jbad
+            nn_of[b] = nn
+            rho_core = _site_base(mu_i, nn, nel, nradmax, lmax, ndensity_max, ftab, spline_nlut, spline_scale,
+                                  ylm_a, ylm_b, nb_mu[b], nb_r[b], nb_u[b], S[b], dS[b], Q[b], dQ[b],
+                                  ph_re[b], ph_im[b], segment[b], y_re, y_im, A_re, A_im, b, rho1)
+            for p in range(nd):
+                rho[p, b] = rho1[p]
+            rho_core_dot = _atom_tangents(i, nn, nel, nradmax, lmax, nradbase, nd, col_rnl, col_core, col_g,
+                                          tangent, strain_tangent[struct_of[i]], nb_index[b], nb_r[b], nb_u[b],
+                                          S[b], dS[b], Q[b], dQ[b], ph_re[b], ph_im[b], segment[b], rdot[b],
+                                          udot, y0_re[b], y0_im[b], yd_re[b], yd_im[b], dRr, Ad_re, Ad_im,
+                                          A1, A1d, rhod, b)
+            rho_core_of[b] = rho_core
+            rho_core_dot_of[b] = rho_core_dot
+        # ---------- node values and tangents, all lanes
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
-        for q in range(n0, n1):          # node values and tangents: v = v_parent A_f
-            f = node_factor[q]
-            ar = A_re[f, 0]
-            ai = A_im[f, 0]
-            dr = Ad_re[f]
-            di = Ad_im[f]
-            par = node_parent[q]
-            k = q - n0
-            if par < 0:
-                v_re[k] = ar
-                v_im[k] = ai
-                vd_re[k] = dr
-                vd_im[k] = di
-            else:
-                pp = par - n0
-                pr = v_re[pp]
-                pi = v_im[pp]
-                qr = vd_re[pp]
-                qi = vd_im[pp]
-                v_re[k] = pr * ar - pi * ai
-                v_im[k] = pr * ai + pi * ar
-                vd_re[k] = qr * ar - qi * ai + pr * dr - pi * di
-                vd_im[k] = qr * ai + qi * ar + pr * di + pi * dr
-        for c in range(c0, c1):
-            b = 0.0
-            bd = 0.0
-            for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
-                k = leaf_node[q] - n0
-                b += leaf_coef[q] * v_re[k]
-                bd += leaf_coef[q] * vd_re[k]
-            B[c] = b
-            Bd[c] = bd
-            for p in range(nd):
-                rho[p] += coef[c, p] * b
-                rhod[p] += coef[c, p] * bd
-        for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
-            c = r1_col[f]
-            B[c] = A1[r1_a1[f]]
-            Bd[c] = A1d[r1_a1[f]]
-        # ---------- energy, its tangent, and the adjoints of the densities
-        s, ds, jmin = _energy_switch(is_zbl, mu_i, nel, nn, nb_mu[0], nb_r[0], cutoff_max, bond_cut_in,
-                                     bond_dcut_in, rho_core, rho_core_cut, drho_core_cut)
-        if is_zbl:
-            sdot = ds * rdot[jmin] if jmin >= 0 else 0.0
-        else:
-            sdot = ds * rho_core_dot
-        X = 0.0
-        Xd = 0.0
-        for p in range(nd):
-            wp = fs_parameters[mu_i, p, 0]
-            F, F1, F2 = embedding_derivatives(embedding_kind[mu_i], rho[p], fs_parameters[mu_i, p, 1])
-            X += wp * F
-            Xd += wp * F1 * rhod[p]
-            g_rho[p] = wp * ((a_e * s + sdot) * F1 + s * F2 * rhod[p])
-            g_rhod[p] = wp * s * F1
-        if is_zbl:
-            e_site = X * s + rho_core * (1.0 - s) + E0[mu_i]
-            e_dot = sdot * X + s * Xd + rho_core_dot * (1.0 - s) - rho_core * sdot
-        else:
-            e_site = X * s + rho_core + E0[mu_i]
-            e_dot = sdot * X + s * Xd + rho_core_dot
-        g_value[st] += a_e * e_site + e_dot
-        if want_coef:
+        _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, v_re, v_im, vd_re, vd_im)
+        c0 = col_offsets[mu_i]
+        c1 = col_offsets[mu_i + 1]
+        # ---------- per atom: B, Ḃ, densities, energy, adjoints of the densities, dG/dC
+        for b in range(nb):
+            i = batch_atoms[b]
+            st = struct_of[i]
+            a_e = energy_adjoint[st]
+            rho_core = rho_core_of[b]
+            rho_core_dot = rho_core_dot_of[b]
             for c in range(c0, c1):
-                b = B[c]
-                bd = Bd[c]
+                bv = 0.0
+                bd = 0.0
+                for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
+                    k = leaf_node[q] - n0
+                    bv += leaf_coef[q] * v_re[k, b]
+                    bd += leaf_coef[q] * vd_re[k, b]
+                B[c] = bv
+                Bd[c] = bd
                 for p in range(nd):
-                    grad_coef[c, p] += g_rho[p] * b + g_rhod[p] * bd
+                    rho[p, b] += coef[c, p] * bv
+                    rhod[p, b] += coef[c, p] * bd
+            for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
+                c = r1_col[f]
+                B[c] = A1[r1_a1[f], b]
+                Bd[c] = A1d[r1_a1[f], b]
+            nn = nn_of[b]
+            s, ds, jmin = _energy_switch(is_zbl, mu_i, nel, nn, nb_mu[b], nb_r[b], cutoff_max, bond_cut_in,
+                                         bond_dcut_in, rho_core, rho_core_cut, drho_core_cut)
+            if is_zbl:
+                sdot = ds * rdot[b, jmin] if jmin >= 0 else 0.0
+            else:
+                sdot = ds * rho_core_dot
+            X = 0.0
+            Xd = 0.0
+            for p in range(nd):
+                wp = fs_parameters[mu_i, p, 0]
+                F, F1, F2 = embedding_derivatives(embedding_kind[mu_i], rho[p, b], fs_parameters[mu_i, p, 1])
+                X += wp * F
+                Xd += wp * F1 * rhod[p, b]
+                g_rho[p, b] = wp * ((a_e * s + sdot) * F1 + s * F2 * rhod[p, b])
+                g_rhod[p, b] = wp * s * F1
+            for p in range(nd, ndm):
+                g_rho[p, b] = 0.0
+                g_rhod[p, b] = 0.0
+            if is_zbl:
+                e_site = X * s + rho_core * (1.0 - s) + E0[mu_i]
+                e_dot = sdot * X + s * Xd + rho_core_dot * (1.0 - s) - rho_core * sdot
+            else:
+                e_site = X * s + rho_core + E0[mu_i]
+                e_dot = sdot * X + s * Xd + rho_core_dot
+            g_value[st] += a_e * e_site + e_dot
+            if want_coef:
+                for c in range(c0, c1):
+                    bv = B[c]
+                    bd = Bd[c]
+                    for p in range(nd):
+                        grad_coef[c, p] += g_rho[p, b] * bv + g_rhod[p, b] * bd
         if not want_radial:
             continue
-        # ---------- adjoints of A and Ȧ back through the tree (rank 1 has no crad)
-        for q in range(n0, n1):
-            k = q - n0
-            wr = 0.0
-            wdr = 0.0
-            for p in range(nd):
-                wr += node_coef[q, p] * g_rho[p]
-                wdr += node_coef[q, p] * g_rhod[p]
-            w_re[k] = wr
-            w_im[k] = 0.0
-            wd_re[k] = wdr
-            wd_im[k] = 0.0
+        # ---------- adjoints of A and Ȧ back through the tree, all lanes (rank 1 has no crad)
         for a in range(nA):
-            adjA_re[a] = 0.0
-            adjA_im[a] = 0.0
-            adjAd_re[a] = 0.0
-            adjAd_im[a] = 0.0
-        for q in range(n1 - 1, n0 - 1, -1):
-            k = q - n0
-            f = node_factor[q]
-            par = node_parent[q]
-            xr = w_re[k]
-            xi = w_im[k]
-            yr = wd_re[k]
-            yi = wd_im[k]
-            if par < 0:
-                adjA_re[f] += xr
-                adjA_im[f] += xi
-                adjAd_re[f] += yr
-                adjAd_im[f] += yi
-                continue
-            pp = par - n0
-            pr = v_re[pp]
-            pi = v_im[pp]
-            qr = vd_re[pp]
-            qi = vd_im[pp]
-            adjA_re[f] += xr * pr - xi * pi + yr * qr - yi * qi
-            adjA_im[f] += xr * pi + xi * pr + yr * qi + yi * qr
-            adjAd_re[f] += yr * pr - yi * pi
-            adjAd_im[f] += yr * pi + yi * pr
-            ar = A_re[f, 0]
-            ai = A_im[f, 0]
-            dr = Ad_re[f]
-            di = Ad_im[f]
-            w_re[pp] += xr * ar - xi * ai + yr * dr - yi * di
-            w_im[pp] += xr * ai + xi * ar + yr * di + yi * dr
-            wd_re[pp] += yr * ar - yi * ai
-            wd_im[pp] += yr * ai + yi * ar
-        _fold_minus_m_flat(adjA_re, adjA_im, nel, nradmax, lmax)
-        _fold_minus_m_flat(adjAd_re, adjAd_im, nel, nradmax, lmax)
-        # ---------- per neighbour: dG/dR_nl and dG/dṘ_nl (rows q = n*(lmax+1) + l), then onto crad
-        # through g_k and g_k' (per element segment: one bond)
-        for q_ in range(nrl):
-            for jn in range(nn):
-                SR[q_, jn] = 0.0
-                SRd[q_, jn] = 0.0
-        for mu in range(nel):
-            s0 = seg[mu]
-            s1 = seg[mu + 1]
-            if s1 == s0:
-                continue
-            for l in range(lmax + 1):
-                for m in range(l + 1):
-                    h = l * (l + 1) // 2 + m
-                    yr0 = y0_re[h]
-                    yi0 = y0_im[h]
-                    ydr = yd_re[h]
-                    ydi = yd_im[h]
-                    for n in range(nradmax):
-                        a = (mu * nradmax + n) * nlm + l * l + l + m
-                        ar = adjA_re[a]
-                        ai = adjA_im[a]
-                        dr = adjAd_re[a]
-                        di = adjAd_im[a]
-                        if ar == 0.0 and ai == 0.0 and dr == 0.0 and di == 0.0:
-                            continue
-                        q_ = n * (lmax + 1) + l
-                        row = SR[q_]
-                        rowd = SRd[q_]
-                        for jn in range(s0, s1):
-                            row[jn] += ar * yr0[jn] - ai * yi0[jn] + dr * ydr[jn] - di * ydi[jn]
-                            rowd[jn] += dr * yr0[jn] - di * yi0[jn]
-            for jn in range(s0, s1):
-                rd = rdot[jn]
-                for q_ in range(nrl):
-                    SRd[q_, jn] *= rd
-            bond = mu_i * nel + mu
-            for q_ in range(nrl):
-                n = q_ // (lmax + 1)
-                l = q_ - n * (lmax + 1)
-                row = SR[q_]
-                rowd = SRd[q_]
-                for k in range(nradbase):
-                    gk = Sa[col_g + k]
-                    dgk = dSa[col_g + k]
-                    acc = 0.0
-                    for jn in range(s0, s1):
-                        acc += row[jn] * gk[jn] + rowd[jn] * dgk[jn]
-                    grad_crad[bond, n, l, k] += acc
+            for b in range(BATCH):
+                adjA_re[a, b] = 0.0
+                adjA_im[a, b] = 0.0
+                adjAd_re[a, b] = 0.0
+                adjAd_im[a, b] = 0.0
+        _tree_backward_dual(n0, n1, nd, node_parent, node_factor, node_coef, g_rho, g_rhod, A_re, A_im,
+                            Ad_re, Ad_im, v_re, v_im, vd_re, vd_im, w_re, w_im, wd_re, wd_im,
+                            adjA_re, adjA_im, adjAd_re, adjAd_im)
+        # ---------- per atom: onto the radial coefficients
+        for b in range(nb):
+            _fold_lane(adjA_re, adjA_im, b, nel, nradmax, lmax)
+            _fold_lane(adjAd_re, adjAd_im, b, nel, nradmax, lmax)
+            _atom_radial_gradient(mu_i, nn_of[b], nel, nradmax, lmax, nradbase, col_g, S[b], dS[b], segment[b],
+                                  rdot[b], y0_re[b], y0_im[b], yd_re[b], yd_im[b], adjA_re, adjA_im,
+                                  adjAd_re, adjAd_im, b, SR, SRd, grad_crad)
     return OK, -1, -1
