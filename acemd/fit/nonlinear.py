@@ -405,11 +405,22 @@ def write_outputs(result: NonlinearFit, say) -> dict:
                  "acemd_fit_kappa": f"{result.kappa:.6g}"})
     if result.reference_energies:
         meta["reference_energies_eV"] = " ".join(f"{k}:{v:.8f}" for k, v in result.reference_energies.items())
+    model = result.model
+    model.to_tree(result.theta)                 # the fitted radial coefficients into the basis' bonds
+    spec = model.spec
+    if settings.fit.repulsion == "auto":
+        from .repulsion import complete_pair_distances, shortest_pair_distances, with_auto_repulsion
+        cutoff = settings.cutoff or max(b.bond.rcut for b in spec.blocks if b.bond is not None)
+        distances = complete_pair_distances(shortest_pair_distances(result.train, cutoff), spec.elements)
+        spec = with_auto_repulsion(spec, distances)
+        say("repulsion: auto: ZBL below the shortest distance of each pair in the data: " + ", ".join(
+            f"{'-'.join(p)} {d:.3f} Å" for p, d in sorted(distances.items())))
+    coeffs = model.spec_coefficients(model.unpack(result.theta)[0])
     paths = {"potential": Path(out.potential_file)}
-    _atomic_write_text(paths["potential"], format_tree(result.model.to_tree(result.theta, metadata=meta)))
+    _atomic_write_text(paths["potential"], format_tree(spec.to_tree(coeffs, metadata=meta)))
     if out.yace:
         paths["yace"] = Path(out.yace_file) if out.yace_file else paths["potential"].with_suffix(".yace")
-        _atomic_write_text(paths["yace"], format_yace(result.model.to_potential(result.theta)))
+        _atomic_write_text(paths["yace"], format_yace(spec.to_potential(coeffs)))
     say("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 
