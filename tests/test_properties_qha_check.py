@@ -86,7 +86,9 @@ def test_frenkel_ladd_against_the_classical_qha(tmp_path):
     print("\n" + C.format_table(rows))
     low, high = rows
     assert abs(high["difference"]) < 5e-3                        # FL - QHA(classical) at 300 K < 5 meV/atom
-    assert abs(low["difference"]) < abs(high["difference"])      # and smaller when colder
+    # 32 atoms: the finite-cell term (classical, ~k_B T ln N / N) dominates FL - QHA here and grows
+    # with T like it; without it, what is left (anharmonic + volume term) shrinks toward low T
+    assert abs(low["difference"] - low["finite_size"]) < 0.5 * abs(high["difference"] - high["finite_size"])
     # the anharmonic part (same cell, same volume) shrinks toward low T (~T^2) and is resolved
     assert abs(low["anharmonic"]) < 0.5 * abs(high["anharmonic"])
     assert high["G_FL_error"] < 1e-3

@@ -13,6 +13,7 @@ Units: frequencies in THz (phonopy's default for eV, Å, amu), force constants i
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -102,7 +103,9 @@ def make_phonopy(atoms, supercell, symprec=1e-5, primitive="auto"):
     unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.array(atoms.cell.array),
                         scaled_positions=atoms.get_scaled_positions(wrap=False),
                         masses=atoms.get_masses())
-    return Phonopy(unit, supercell_matrix=np.asarray(supercell), primitive_matrix=primitive, symprec=symprec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # phonopy 4 notes that "auto" is no longer v3's identity
+        return Phonopy(unit, supercell_matrix=np.asarray(supercell), primitive_matrix=primitive, symprec=symprec)
 
 
 def displaced_supercells(phonon, displacement=0.01):

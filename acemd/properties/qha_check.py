@@ -92,6 +92,7 @@ temperature = {float(temperature)}
 pressure = {float(pressure_bar)}
 timestep = {timestep}
 damping = 0.1
+barostat_damping = 0.5
 npt_steps = {steps}
 spring_steps = {steps}
 n_iterations = {iterations}
@@ -129,7 +130,11 @@ def cross_check(atoms, potential_file, qha_result, forces_of, evaluate, temperat
     for T in temperatures:
         say(f"# qha cross-check: Frenkel-Ladd at {T:g} K, {pressure_bar:g} bar, {n} atoms, {steps}-step switches "
             f"x {iterations}")
-        rep = frenkel_ladd_run(cell0, potential_file, T, pressure_bar, workdir, comm, steps, iterations)
+        # start the NPT stage at the classical QHA's volume: the barostat then only refines it
+        v_start = qha_result.at("classical", T)[0]
+        start = cell0.copy()
+        start.set_cell(cell0.cell.array * (v_start * n / cell0.get_volume()) ** (1.0 / 3.0), scale_atoms=True)
+        rep = frenkel_ladd_run(start, potential_file, T, pressure_bar, workdir, comm, steps, iterations)
         acemd = rep["acemd"]
         g_fl, g_err = acemd["gibbs_free_energy"], acemd["gibbs_free_energy_error"]
         v_md = rep["average"]["vol_atom"]
