@@ -10,7 +10,7 @@ bands/DOS or thermal properties and the QHA fit):
 * qha: 9 volumes of the same supercell, F_vib on a 20^3 mesh, phonopy's QHA (quantum and classical
   in acemd's route; phonopy's recipe: a phonopy object per volume, quantum only);
 * forces: the displaced supercells' forces alone, for the QHA's 9 volumes and for a large cell
-  (6 x 6 x 6 conventional, 864 atoms; acemd's local difference).
+  (5 x 5 x 5 conventional, 500 atoms, one displacement).
 
 The reference runs in this process; acemd's route runs under ``mpiexec -n R`` for each R.
 
@@ -111,8 +111,8 @@ def reference(repeat):
                        cv=np.array(cv).T, entropy=np.array(ent).T, t_max=1000.0)
         times["qha"].append(time.perf_counter() - t)
         times["forces_qha"].append(t_forces)
-        big = atoms.repeat(6)
-        pb = phonopy_of(atoms, 6)
+        big = atoms.repeat(5)
+        pb = phonopy_of(atoms, 5)
         pb.generate_displacements(distance=0.01)
         t = time.perf_counter()
         forces(pb)
@@ -165,7 +165,7 @@ def worker(repeat):
         comm.Barrier()
         times["qha"].append(time.perf_counter() - t)
         times["forces_qha"].append(f_time[0])
-        pb = P.make_phonopy(atoms, np.diag([6, 6, 6]))
+        pb = P.make_phonopy(atoms, np.diag([5, 5, 5]))
         structures = P.displaced_supercells(pb)
         comm.Barrier()
         t = time.perf_counter()
@@ -201,7 +201,7 @@ def main():
     labels = {"phonons": "phonons, 256-atom supercell, bands + DOS",
               "qha": "QHA, 9 volumes x 256 atoms",
               "forces_qha": "  of which forces (9 supercells)",
-              "forces_large": "forces, 864-atom supercell (1 displacement)"}
+              "forces_large": "forces, 500-atom supercell (1 displacement)"}
     print(f"# fcc Cu, {POTENTIAL.name}; wall time (s), best of {args.repeat}; speed-up = phonopy+ACECalculator / acemd")
     print(f"{'job':46s} {'phonopy+calc':>12s} " + " ".join(f"{f'acemd {r}r':>10s} {'x':>6s}" for r in args.ranks))
     for k, lab in labels.items():
