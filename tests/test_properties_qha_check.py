@@ -10,7 +10,7 @@
   at the MD volume) is printed with its error, below 5 meV/atom at 300 K and smaller at 100 K;
   the MD volume against the QHA's.
 """
-from types import SimpleNamespace
+import json
 
 import numpy as np
 import pytest
@@ -95,3 +95,43 @@ def test_frenkel_ladd_against_the_classical_qha(tmp_path):
     for r in rows:
         assert abs(r["V_MD"] / r["V_QHA_classical"] - 1) < 0.03
         assert r["volume_term"] > -2e-4              # G_QHA is the minimum over V (up to the EOS fit)
+
+
+def test_cross_check_through_run_qha_stores_and_resumes(tmp_path):
+    """run_qha with cross_check: the rows go into the result and, after each temperature, into the
+    context's checkpoint; a context that saved them (a restart) does not run the route again."""
+    from acemd.properties.base import PropertyContext
+    pot = ACEPotential(POTENTIALS / "Cu-I.yace")
+    calc = ACECalculator(pot)
+
+    def evaluate(structures):
+        out = []
+        for s in structures:
+            s = s.copy()
+            s.calc = calc
+            out.append({"energy": s.get_potential_energy(), "forces": s.get_forces()})
+        return out
+    stored = []
+    settings = {"supercell": [2, 2, 2], "mesh": [8, 8, 8], "t_max": 400.0, "t_step": 20.0, "cross_check": True,
+                "cross_check_temperatures": [200.0], "cross_check_steps": 200, "cross_check_iterations": 2,
+                "report_temperatures": [200.0]}
+
+    def ctx(saved):
+        lines = []
+        c = PropertyContext(atoms=bulk("Cu", "fcc", a=3.633, cubic=True), evaluate=evaluate, relax=None,
+                            relax_many=None, calculator=lambda: calc, comm=MPI.COMM_SELF, output_dir=tmp_path,
+                            saved=saved, checkpoint=stored.append, say=lines.append, potential=pot)
+        return c, lines
+    first, lines = ctx({})
+    result = Q.run_qha(first, settings)
+    rows = result.info["cross_check"]
+    e = {x.name: x for x in result.entries}
+    print(f"\ntiny protocol, 32 atoms, 200 K: FL - QHA {e['qha.FL_minus_QHA_200K'].value:+.3f} ± "
+          f"{e['qha.FL_minus_QHA_200K'].error:.3f} meV/atom, anharmonic {e['qha.anharmonic_200K'].value:+.3f}")
+    assert len(rows) == 1 and len(stored) == 1 and "cross_check_rows" in stored[0]
+    assert abs(e["qha.FL_minus_QHA_200K"].value) < 10.0
+    assert (tmp_path / "acemd_qha_cross_check" / "fl_200K.yaml").exists()
+    again, lines2 = ctx({"cross_check_rows": stored[0]["cross_check_rows"]})
+    result2 = Q.run_qha(again, settings)
+    assert json.dumps(result2.info["cross_check"]) == json.dumps(rows)     # (nan != nan: compare the text)
+    assert not any("Frenkel-Ladd at" in line for line in lines2)      # nothing ran again

@@ -20,6 +20,7 @@ QHA's classical V(T) is compared with V_MD (error from the NPT pressure's standa
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,9 @@ checkpoint = "{(workdir / (tag + '.ckpt.h5')).as_posix()}"
     settings = parse_config(text, path)
     run = FreeEnergyRun(settings, text, path, comm=comm, stream=stream if stream is not None else io.StringIO())
     report = run.run()
+    if report.get("stopped_by") == "signal":
+        from .base import PropertyStopped
+        raise PropertyStopped(f"Frenkel-Ladd run at {temperature} K")
     if "stopped_by" in report:
         raise RuntimeError(f"Frenkel-Ladd run at {temperature} K stopped: {report.get('message', report)}")
     return report
@@ -118,16 +122,23 @@ checkpoint = "{(workdir / (tag + '.ckpt.h5')).as_posix()}"
 
 def cross_check(atoms, potential_file, qha_result, forces_of, evaluate, temperatures, workdir, comm,
                 supercell="auto", supercell_min_length=12.0, displacement=0.01, mesh=(20, 20, 20),
-                symprec=1e-5, pressure_bar=0.0, steps=10000, iterations=3, say=lambda line: None):
-    """Frenkel-Ladd and NPT against the classical QHA at ``temperatures``: a list of row dicts."""
+                symprec=1e-5, pressure_bar=0.0, steps=10000, iterations=3, say=lambda line: None,
+                rows=None, after_row=None):
+    """Frenkel-Ladd and NPT against the classical QHA at ``temperatures``: a list of row dicts.
+
+    ``rows``: rows of an earlier, interrupted call (their temperatures are not run again);
+    ``after_row(rows)`` is called after each temperature (a checkpoint; it may raise to stop).
+    """
     s_matrix = ph.supercell_matrix(supercell, atoms, supercell_min_length)
     base = ph.make_phonopy(atoms, s_matrix, symprec)
     cell0 = ph.perfect_supercell(base)
     n = len(cell0)
     n_unit = len(atoms)
     v0_atom = atoms.get_volume() / n_unit
-    rows = []
+    rows = list(rows or [])
     for T in temperatures:
+        if any(r["T"] == float(T) for r in rows):
+            continue
         say(f"# qha cross-check: Frenkel-Ladd at {T:g} K, {pressure_bar:g} bar, {n} atoms, {steps}-step switches "
             f"x {iterations}")
         # start the NPT stage at the classical QHA's volume: the barostat then only refines it
@@ -161,6 +172,9 @@ def cross_check(atoms, potential_file, qha_result, forces_of, evaluate, temperat
                      "dissipation": acemd["dissipation"], "warnings": list(acemd["warnings"]),
                      "wall_s": acemd["wall_s"]})
         say(format_table(rows[-1:], header=not rows[:-1]))
+        if after_row is not None:
+            after_row(rows)
+    rows.sort(key=lambda r: r["T"])
     return rows
 
 
@@ -186,7 +200,7 @@ def _pm(err):
 
 def cross_check_for_context(ctx, s, res, result):
     """Run the cross-check from :func:`acemd.properties.qha.run_qha` and add it to ``result``."""
-    from .base import PropertyEntry
+    from .base import PropertyEntry, PropertyStopped
     potential = getattr(ctx, "potential", None)
     path = getattr(potential, "path", None)
     if ctx.label != "acemd" or path is None:
@@ -195,11 +209,18 @@ def cross_check_for_context(ctx, s, res, result):
         ctx.say(f"# qha ({ctx.label}): {note}")
         result.info["cross_check"] = note
         return
+    def after_row(rows):
+        # every finished temperature is stored (each is minutes of MD); a restart skips it
+        ctx.checkpoint({"cross_check_rows": json.dumps(rows)})
+        if ctx.stop_requested():
+            raise PropertyStopped(ctx.label)
+
     rows = cross_check(ctx.atoms, path, res, ph.forces_for_context(ctx), ctx.evaluate, s["cross_check_temperatures"],
                        Path(ctx.output_dir) / f"{ctx.label}_qha_cross_check", ctx.comm, s["supercell"],
                        s["supercell_min_length"], s["displacement"], s["mesh"], s["symprec"],
                        getattr(ctx, "pressure_bar", 0.0), s["cross_check_steps"], s["cross_check_iterations"],
-                       ctx.say)
+                       ctx.say, rows=json.loads((ctx.saved or {}).get("cross_check_rows", "[]")),
+                       after_row=after_row)
     for r in rows:
         t = f"{r['T']:g}K"
         result.entries += [
