@@ -16,7 +16,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 from mpi4py import MPI
 
 ROOT = Path(__file__).resolve().parents[1]

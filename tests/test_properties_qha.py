@@ -20,7 +20,6 @@ from acemd.potential import ACEPotential
 from acemd.potential.calculator import ACECalculator
 from acemd.properties import phonons as P
 from acemd.properties import qha as Q
-from acemd.properties.displaced_forces import DisplacedForces
 
 from engine_helpers import POTENTIALS
 from phonon_helpers import ShellSprings, analytic_frequencies

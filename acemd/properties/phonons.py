@@ -304,7 +304,6 @@ def forces_for_context(ctx):
 
 def run_phonons(ctx, settings):
     """``[properties.phonons]``: force constants, bands along seekpath's path, DOS, imaginary modes."""
-    from .base import PropertyEntry, PropertyResult
     s = {k: v.default for k, v in _keys().items()}
     s.update(settings or {})
     res = phonons_of(ctx.atoms, forces_for_context(ctx), s["supercell"], s["supercell_min_length"],
@@ -314,6 +313,7 @@ def run_phonons(ctx, settings):
 
 
 def phonon_result(res, ctx, s):
+    """The :class:`~acemd.properties.base.PropertyResult` of a phonon calculation (entries, data, info)."""
     from .base import PropertyEntry, PropertyResult
     flags = []
     if not res.stable:
