@@ -16,6 +16,8 @@ The reference runs in this process; acemd's route runs under ``mpiexec -n R`` fo
 
     python scripts/bench_properties.py                 # ranks 1 and 2
     python scripts/bench_properties.py --ranks 1 2 --repeat 3
+    python scripts/bench_properties.py --battery       # also: the whole [properties] battery of
+                                                       # inputs/properties_cu.toml + phonons + qha
 """
 from __future__ import annotations
 
@@ -176,8 +178,30 @@ def worker(repeat):
         print("TIMES " + json.dumps({k: min(v) for k, v in times.items()}), flush=True)
 
 
+def battery(ranks, exe, env):
+    """Wall time of ``acemd`` on inputs/properties_cu.toml with phonons and qha added, per rank count."""
+    import tempfile
+    text = (ROOT / "inputs" / "properties_cu.toml").read_text()
+    text = text.replace('"../tests/data/', f'"{(ROOT / "tests" / "data").as_posix()}/')
+    text = text.replace('"stacking_fault"]', '"stacking_fault", "phonons", "qha"]', 1)
+    out = {}
+    for r in ranks:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "battery.toml"
+            path.write_text(text)
+            t = time.perf_counter()
+            proc = subprocess.run([exe, "-n", str(r), sys.executable, "-m", "acemd.cli", str(path)], cwd=tmp,
+                                  capture_output=True, text=True, env=env)
+            out[r] = time.perf_counter() - t
+            if proc.returncode != 0:
+                print(proc.stdout[-2000:], proc.stderr[-2000:])
+                raise SystemExit(f"the battery on {r} rank(s) failed")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--battery", action="store_true", help="also time the whole battery (acemd + EMT reference)")
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=2, help="best of this many")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -207,6 +231,10 @@ def main():
     for k, lab in labels.items():
         cells = " ".join(f"{ours[r][k]:10.3f} {ref[k] / ours[r][k]:6.2f}" for r in args.ranks)
         print(f"{lab:46s} {ref[k]:12.3f} {cells}")
+    if args.battery:
+        walls = battery(args.ranks, exe, env)
+        print("# whole battery (inputs/properties_cu.toml + phonons + qha, with the EMT reference), wall s: "
+              + ", ".join(f"{r} rank(s) {w:.1f}" for r, w in walls.items()))
     print(f"# load average during the run: {os.getloadavg()[0]:.2f} (2 cores); total {time.perf_counter() - t0:.0f} s")
 
 
