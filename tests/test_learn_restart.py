@@ -1,6 +1,7 @@
 """``acemd learn`` stopped by SIGTERM in the middle of labelling, fitting and exploring, then continued
-with ``--restart``, ends with the same final potential as the loop that was never stopped; and the
-loop stops exactly when no exploration exceeds gamma_lower.
+with ``--restart``, ends with the same final potential as the loop that was never stopped (bit for bit
+after a stop in labelling or fitting; to the 8 decimals of the dumped frames after a stop inside an
+MD exploration); and the loop stops exactly when no exploration exceeds gamma_lower.
 
 The loop: EMT copper, 8 starting cells of 32 atoms, a 52-function linear ACE, explorations at 300 K
 and 1500 K (32 atoms); about 7 iterations, ~10 s each loop."""
@@ -71,13 +72,15 @@ def _stop_and_restart(path, lines):
     return stop_line
 
 
-def _same_potential(reference_run, run):
+def _same_potential(reference_run, run, relative=0.0):
+    """The final coefficients equal the uninterrupted loop's: exactly, or to ``relative`` x the largest."""
     ref = final_coefficients(reference_run)
     got = final_coefficients(run)
     assert got.shape == ref.shape
     dev = np.max(np.abs(got - ref))
-    print(f"final potential vs the uninterrupted loop: {len(ref)} coefficients, max |difference| {dev:.3g}")
-    assert dev <= 1e-10 * np.max(np.abs(ref))
+    print(f"final potential vs the uninterrupted loop: {len(ref)} coefficients, max |difference| {dev:.3g} "
+          f"(largest coefficient {np.max(np.abs(ref)):.3g})")
+    assert dev <= relative * np.max(np.abs(ref))
     a = yaml.safe_load((reference_run / "report.yaml").read_text())
     b = yaml.safe_load((run / "report.yaml").read_text())
     assert [h["dataset_structures"] for h in a["history"]] == [h["dataset_structures"] for h in b["history"]]
@@ -133,4 +136,7 @@ def test_sigterm_while_exploring(tmp_path, reference, signal_handlers, monkeypat
     print(next(line for line in lines if "stopped by SIGTERM at step" in line))
     assert "iteration 2" in stop and "stage explore" in stop
     assert (tmp_path / "run" / "iter_002" / "explore" / "nvt1500" / "checkpoint.h5").exists()
-    _same_potential(reference[0], tmp_path / "run")
+    # acemd's MD restart continues the trajectory to round-off (~1e-15 Å after 150 steps, not bit for
+    # bit), and the dump keeps 8 decimals: a coordinate may round the other way (1e-8 Å), which moves
+    # the fitted coefficients by ~1e-8 relative; seen: 0 and 1.4e-8
+    _same_potential(reference[0], tmp_path / "run", relative=1e-6)

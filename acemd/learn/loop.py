@@ -208,13 +208,19 @@ def _explore_stage(settings, state, d: Path, say, clock) -> bool:
         t0 = time.perf_counter()
         res = run_exploration(e, state.fit["potential"], state.fit["active_set"], folder, settings, restart=resuming)
         clock.add("explore", time.perf_counter() - t0)
-        if res.stopped_by in ("SIGTERM", "SIGUSR1"):
-            say(f"  exploration {e.name}: stopped by {res.stopped_by} at step {res.steps} (checkpoint written)")
-            state.stop_reason = res.stopped_by
+        signal_name = res.stopped_by if res.stopped_by in ("SIGTERM", "SIGUSR1") else None
+        if signal_name and res.steps < res.steps_asked:
+            say(f"  exploration {e.name}: stopped by {signal_name} at step {res.steps} (checkpoint written)")
+            state.stop_reason = signal_name
             return False
+        if signal_name:                  # the signal came at the last step: the run is complete
+            res.stopped_by = None
         rec = res.as_dict()
         state.explored.append(rec)
         state.save(settings.folder)
+        if signal_name:
+            state.stop_reason = signal_name
+            return False
         how = ("completed" if res.steps >= res.steps_asked and res.stopped_by is None
                else f"stopped by {res.stopped_by}")
         say(f"  exploration {e.name}: {how} at step {res.steps}/{res.steps_asked}, max gamma "
