@@ -61,7 +61,7 @@ def worker(args) -> int:
     mine = rank_shares([s.natoms for s in train], size)[rank]
     t0 = time.perf_counter()
     share = DataLoss(model, [train[k] for k in mine], [ew[k] for k in mine], [fw[k] for k in mine],
-                     [0.0] * len(mine), terms)
+                     [0.0] * len(mine), terms, batch_size=args.batch_size)
     t_setup = time.perf_counter() - t0
     mask = np.ones(len(theta), dtype=bool)
     obj = Objective(model, share, mask, theta, terms, comm, len(train), mine)
@@ -74,10 +74,8 @@ def worker(args) -> int:
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     # parts on this rank (CPU time): forces (engine kernel), gradient basis-only, gradient with radial
-    batch = share.batch
+    batch, _, a, phi, h = share.residuals(theta)[0]      # the parts on the first chunk
     parts = {}
-    ev = model.evaluate(batch, theta)
-    _, a, phi, h = share.residual_weights(ev)
     for name, fn in (("forces", lambda: model.evaluate(batch, theta)),
                      ("gradient_basis", lambda: model.gradient(batch, a, phi, h, theta=theta, want_radial=False)),
                      ("gradient_all", lambda: model.gradient(batch, a, phi, h, theta=theta))):
@@ -102,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--structures", type=int, default=0, help="use the first N training structures (0: all 900)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=100, help="structures per chunk (backend.batch_size)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -112,7 +111,8 @@ def main(argv=None) -> int:
     rows = []
     for r in args.ranks:
         cmd = [mpiexec, "-n", str(r), sys.executable, __file__, "--worker", "--data", str(args.data),
-               "--structures", str(args.structures), "--repeats", str(args.repeats)]
+               "--structures", str(args.structures), "--repeats", str(args.repeats),
+               "--batch-size", str(args.batch_size)]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         if out.returncode != 0:
             sys.exit(out.stdout + out.stderr)

@@ -38,24 +38,21 @@ class LossTerms:
     w2: float = 0.0
 
 
-class DataLoss:
-    """The data part of the loss over some structures (one rank's share), with their targets."""
+class _Chunk:
+    """Up to ``batch_size`` structures as one flat batch, with their targets and weights."""
 
     def __init__(self, model, structures, energy_weights, force_weights, stress_weights, terms: LossTerms):
-        self.model = model
-        self.terms = terms
         self.structures = list(structures)
         self.batch = StructureBatch(model.potential, [s.atoms for s in self.structures])
-        n = self.batch.natoms.astype(float)
-        self.natoms = n
+        self.natoms = self.batch.natoms.astype(float)
         self.energy_ref = np.array([s.energy for s in self.structures], dtype=float)
-        self.forces_ref = (np.concatenate([np.asarray(s.forces, float) if s.forces is not None else
-                                           np.zeros((s.natoms, 3)) for s in self.structures])
-                           if self.structures else np.zeros((0, 3)))
+        self.forces_ref = np.concatenate([np.asarray(s.forces, float) if s.forces is not None else
+                                          np.zeros((s.natoms, 3)) for s in self.structures])
+        self.has_forces = np.repeat([s.forces is not None for s in self.structures], self.batch.natoms)
         fw = [np.asarray(w, float) if s.forces is not None else np.zeros(s.natoms)
               for s, w in zip(self.structures, force_weights)]
         self.w_energy = np.asarray(energy_weights, dtype=float)
-        self.w_forces = np.concatenate(fw) if fw else np.zeros(0)
+        self.w_forces = np.concatenate(fw)
         self.w_stress = np.zeros(len(self.structures))
         self.stress_ref = np.zeros((len(self.structures), 6))
         if terms.kappa_stress > 0:
@@ -63,49 +60,94 @@ class DataLoss:
                 if has_stress(s):
                     self.w_stress[k] = stress_weights[k]
                     self.stress_ref[k] = np.asarray(s.stress, float) * s.atoms.get_volume()
-        self.components = np.asarray(terms.stress_components, dtype=float)
 
-    def residual_weights(self, ev, structure_mask=None):
-        """(loss, ∂L/∂E, ∂L/∂F, ∂L/∂(Vσ)) of predictions ``ev``; ``structure_mask`` selects a mini-batch."""
+
+class DataLoss:
+    """The data part of the loss over some structures (one rank's share), with their targets.
+
+    The structures are evaluated in chunks of ``batch_size`` (pacemaker's ``backend.batch_size``), so
+    the work arrays of a pass (forces and virials of every periodic image) stay bounded whatever the
+    size of the share."""
+
+    def __init__(self, model, structures, energy_weights, force_weights, stress_weights, terms: LossTerms,
+                 batch_size: int = 100):
+        self.model = model
+        self.terms = terms
+        self.structures = list(structures)
+        self.components = np.asarray(terms.stress_components, dtype=float)
+        size = max(int(batch_size or len(self.structures) or 1), 1)
+        self.chunks = []
+        self.first = []               # index of each chunk's first structure in this share
+        for k0 in range(0, len(self.structures), size):
+            k1 = min(k0 + size, len(self.structures))
+            self.chunks.append(_Chunk(model, self.structures[k0:k1], energy_weights[k0:k1], force_weights[k0:k1],
+                                      stress_weights[k0:k1], terms))
+            self.first.append(k0)
+
+    @property
+    def natoms(self) -> int:
+        return int(sum(s.natoms for s in self.structures))
+
+    def _residual_weights(self, chunk: _Chunk, ev, mask=None):
+        """(loss, ∂L/∂E, ∂L/∂F, ∂L/∂(Vσ)) of one chunk's predictions; ``mask`` selects a mini-batch."""
         t = self.terms
-        m_s = np.ones(len(self.structures)) if structure_mask is None else structure_mask.astype(float)
-        m_a = m_s[self.batch.struct_of]
-        dE = (ev.energies - self.energy_ref) / self.natoms
-        wE = (1.0 - t.kappa) * self.w_energy * m_s
+        m_s = np.ones(len(chunk.structures)) if mask is None else mask.astype(float)
+        m_a = m_s[chunk.batch.struct_of]
+        dE = (ev.energies - chunk.energy_ref) / chunk.natoms
+        wE = (1.0 - t.kappa) * chunk.w_energy * m_s
         loss = float(np.sum(wE * dE * dE))
-        a = 2.0 * wE * dE / self.natoms
-        dF = ev.forces - self.forces_ref
-        wF = t.kappa * self.w_forces * m_a
+        a = 2.0 * wE * dE / chunk.natoms
+        dF = ev.forces - chunk.forces_ref
+        wF = t.kappa * chunk.w_forces * m_a
         loss += float(np.sum(wF[:, None] * dF * dF))
         phi = 2.0 * wF[:, None] * dF
         h = None
-        if t.kappa_stress > 0 and np.any(self.w_stress > 0):
-            wS = t.kappa_stress * (self.w_stress * m_s)[:, None] * self.components[None, :]
-            dS = np.nan_to_num(ev.virial_stress - self.stress_ref) / self.natoms[:, None]
+        if t.kappa_stress > 0 and np.any(chunk.w_stress > 0):
+            wS = t.kappa_stress * (chunk.w_stress * m_s)[:, None] * self.components[None, :]
+            dS = np.nan_to_num(ev.virial_stress - chunk.stress_ref) / chunk.natoms[:, None]
             loss += float(np.sum(wS * dS * dS))
-            h = 2.0 * wS * dS / self.natoms[:, None]
+            h = 2.0 * wS * dS / chunk.natoms[:, None]
         return loss, a, phi, h
 
     def loss_and_gradient(self, theta, want_coef=True, want_radial=True, structure_mask=None):
         """(data loss, dL/dθ over all parameters) of this share."""
-        ev = self.model.evaluate(self.batch, theta)
-        loss, a, phi, h = self.residual_weights(ev, structure_mask)
-        _, grad = self.model.gradient(self.batch, a, phi, h, theta=theta, want_coef=want_coef,
-                                      want_radial=want_radial)
+        loss = 0.0
+        grad = np.zeros(self.model.n_coef + self.model.n_crad)
+        for chunk, k0 in zip(self.chunks, self.first):
+            mask = None if structure_mask is None else structure_mask[k0:k0 + len(chunk.structures)]
+            if mask is not None and not mask.any():
+                continue
+            ev = self.model.evaluate(chunk.batch, theta)
+            part, a, phi, h = self._residual_weights(chunk, ev, mask)
+            _, g = self.model.gradient(chunk.batch, a, phi, h, theta=theta, want_coef=want_coef,
+                                       want_radial=want_radial)
+            loss += part
+            grad += g
         return loss, grad
 
-    def loss(self, theta) -> float:
-        return self.residual_weights(self.model.evaluate(self.batch, theta))[0]
+    def sums(self, theta) -> np.ndarray:
+        """[n_structures, Σ(ΔE/N)², n_force_components, Σ|ΔF|², data loss] of this share."""
+        out = np.zeros(5)
+        for chunk in self.chunks:
+            ev = self.model.evaluate(chunk.batch, theta)
+            dE = (ev.energies - chunk.energy_ref) / chunk.natoms
+            dF = (ev.forces - chunk.forces_ref)[chunk.has_forces]
+            out += [len(dE), float(np.sum(dE * dE)), dF.size, float(np.sum(dF * dF)),
+                    self._residual_weights(chunk, ev)[0]]
+        return out
+
+    def residuals(self, theta):
+        """Per chunk (batch, loss, ∂L/∂E, ∂L/∂F, ∂L/∂(Vσ)) at θ (benchmarks, tests)."""
+        out = []
+        for chunk in self.chunks:
+            ev = self.model.evaluate(chunk.batch, theta)
+            out.append((chunk.batch,) + self._residual_weights(chunk, ev))
+        return out
 
 
 def errors_of(share: DataLoss, theta) -> np.ndarray:
-    """Sums for RMSEs over ranks: [n_structures, Σ(ΔE/N)², n_force_atoms·3, Σ|ΔF|², data loss]."""
-    ev = share.model.evaluate(share.batch, theta)
-    dE = (ev.energies - share.energy_ref) / share.natoms
-    has_f = np.repeat([s.forces is not None for s in share.structures], share.batch.natoms)
-    dF = (ev.forces - share.forces_ref)[has_f]
-    loss = share.residual_weights(ev)[0]
-    return np.array([len(dE), float(np.sum(dE * dE)), dF.size, float(np.sum(dF * dF)), loss])
+    """Sums for RMSEs over ranks: [n_structures, Σ(ΔE/N)², n_force_components, Σ|ΔF|², data loss]."""
+    return share.sums(theta)
 
 
 class Objective:

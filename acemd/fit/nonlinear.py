@@ -273,14 +273,14 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
         prev_spec = spec
         mask = trainable_mask(model, opts.trainable_parameters)
         share = DataLoss(model, [train[k] for k in mine], [ew[k] for k in mine], [fw[k] for k in mine],
-                         [sw[k] for k in mine], terms)
+                         [sw[k] for k in mine], terms, batch_size=settings.backend.batch_size)
         obj = Objective(model, share, mask, theta, terms, comm, len(train), mine)
         test_obj = None
         if test:
             tk = test_shares[rank]     # test loss: uniform weights (only its RMSEs and early stopping use it)
             tshare = DataLoss(model, [test[k] for k in tk], [1.0 / len(test)] * len(tk),
                               [np.full(test[k].natoms, 1.0 / sum(s.natoms for s in test)) for k in tk],
-                              [0.0] * len(tk), terms)
+                              [0.0] * len(tk), terms, batch_size=settings.backend.batch_size)
             test_obj = Objective(model, tshare, mask, theta, terms, comm, len(test), test_shares[rank])
         say(f"step {step_index + 1}/{len(steps)}: {spec.total} functions, {int(mask.sum())} trainable parameters "
             f"of {len(mask)} ({model.n_coef} basis, {model.n_crad} radial)")
