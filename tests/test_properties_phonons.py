@@ -113,7 +113,7 @@ def cu_pbe():
 
 def _structure(name):
     if name == "fcc":
-        return bulk("Cu", "fcc", a=3.63), [7, 7, 7]          # 343 atoms: the local difference applies
+        return bulk("Cu", "fcc", a=3.63), [6, 6, 6]          # 216 atoms: the local difference applies
     if name == "hcp":
         return bulk("Cu", "hcp", a=2.57, c=4.19), [3, 3, 2]
     atoms = bulk("Cu", "fcc", a=3.63, cubic=True)           # tetragonal: several displacements
