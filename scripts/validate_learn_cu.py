@@ -532,8 +532,12 @@ def validate(kind, args, out: Path) -> dict:
         else:
             ml = melting_acemd(potential, props / "learnt" / "melting")
             mr = melting_acemd(labeller_spec("ace")[1], props / "labeller" / "melting")
-            say(f"melting ({time.perf_counter() - t:.0f} s): learnt {ml}, labeller {mr}")
-            result["melting"] = {"learnt": ml, "labeller": mr}
+            tl, tr = (m.get("result", {}) for m in (ml, mr))
+            say(f"melting point, 256 atoms per phase ({time.perf_counter() - t:.0f} s): learnt "
+                f"{tl.get('temperature_K', float('nan')):.1f} ± {tl.get('error_K', float('nan')):.1f} K, labeller "
+                f"{tr.get('temperature_K', float('nan')):.1f} ± {tr.get('error_K', float('nan')):.1f} K")
+            cmp["Tm"] = compare("Tm", float(tl.get("temperature_K", np.nan)), float(tr.get("temperature_K", np.nan)),
+                                TOLERANCE["Tm"], "K", relative=False)
     result["comparison"] = cmp
     result["wall_s"] = time.perf_counter() - t0
     say(f"labeller {kind}: validation wall time {result['wall_s']:.1f} s")
