@@ -166,14 +166,43 @@ class Objective:
         self.want_radial = bool(np.any(self.trainable & (kinds == 1)))
         self.n_total = int(n_structures_total)
         self.share_indices = np.asarray(share_indices, dtype=np.int64)
+        self.scale = np.ones(int(self.trainable.sum()))     # optimizer variables x = θ[trainable] / scale
         bonds = {p: model._bond_blocks[p][0] for p in model.groups}
         self.grids = smoothness_grids(bonds) if (terms.w0 or terms.w1 or terms.w2) else None
         self.evaluations = 0
 
     def full(self, x) -> np.ndarray:
+        """θ of the optimizer's variables x = θ[trainable] / scale."""
         th = self.theta.copy()
-        th[self.trainable] = x
+        th[self.trainable] = np.asarray(x) * self.scale
         return th
+
+    def variables(self, theta) -> np.ndarray:
+        return np.asarray(theta)[self.trainable] / self.scale
+
+    def gauss_newton_diagonal(self, theta, probes: int = 8, seed: int = 0) -> np.ndarray:
+        """An estimate of diag(JᵀWJ) over the trainable parameters (J: predictions by θ, W: the loss's
+        weights), summed over ranks: the mean of g² over random probes g = Jᵀ W^½ ξ, ξ ~ N(0, 1) per
+        energy, force and stress row (Hutchinson), each g one gradient pass with ξ as the residual weights."""
+        t = self.terms
+        rng = np.random.default_rng([int(seed), self.comm.Get_rank()])
+        acc = np.zeros(int(self.trainable.sum()))
+        for _ in range(int(probes)):
+            g = np.zeros(self.model.n_coef + self.model.n_crad)
+            for chunk in self.share.chunks:
+                n = chunk.natoms
+                a = rng.standard_normal(len(n)) * np.sqrt((1.0 - t.kappa) * chunk.w_energy) / n
+                phi = rng.standard_normal((chunk.batch.n_local, 3)) * np.sqrt(t.kappa * chunk.w_forces)[:, None]
+                h = None
+                if t.kappa_stress > 0 and np.any(chunk.w_stress > 0):
+                    h = (rng.standard_normal((len(n), 6)) * np.sqrt(t.kappa_stress * chunk.w_stress[:, None]
+                                                                   * self.share.components[None, :]) / n[:, None])
+                g += self.model.gradient(chunk.batch, a, phi, h, theta=theta, want_coef=self.want_coef,
+                                         want_radial=self.want_radial)[1]
+            total = np.empty_like(g)
+            self.comm.Allreduce(g, total)
+            acc += total[self.trainable] ** 2
+        return acc / max(int(probes), 1)
 
     def regularization(self, theta):
         """(value, gradient over θ) of the L1/L2 and radial smoothness terms."""
@@ -204,7 +233,7 @@ class Objective:
         self.comm.Allreduce(buf, total)
         reg, rgrad = self.regularization(theta)
         self.evaluations += 1
-        return float(total[0] + reg), (total[1:] + rgrad)[self.trainable]
+        return float(total[0] + reg), (total[1:] + rgrad)[self.trainable] * self.scale
 
     def sums(self, x) -> np.ndarray:
         """``errors_of`` summed over ranks."""

@@ -324,11 +324,20 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
                 if asked or (opts.checkpoint_every and it % opts.checkpoint_every == 0):
                     if rank == 0:
                         _save_checkpoint(ckpt_path, _payload(settings, step_index, cycle, obj.full(st.x), st,
-                                                             curve, history))
+                                                             curve, history, obj.scale))
                     comm.Barrier()
                 return asked
 
-            x0 = theta[mask]
+            if opts.optimizer == "Adam":      # Jacobi scaling: Adam's equal steps need comparable curvatures
+                if state is not None and "scale" in saved:
+                    obj.scale = np.array(saved["scale"], dtype=float)
+                else:
+                    diag = obj.gauss_newton_diagonal(theta, probes=8, seed=int(settings.seed) + 7919 * cycle)
+                    floor = 1e-12 * max(float(diag.max()), 1e-300)
+                    obj.scale = 1.0 / np.sqrt(np.maximum(diag, floor))
+                if test_obj is not None:
+                    test_obj.scale = obj.scale
+            x0 = obj.variables(theta)
             test_loss = ((lambda x, t=test_obj: float(t.sums(x)[4]))
                          if (test_obj is not None and opts.min_relative_test_loss_per_iter) else None)
             res = minimize(obj, x0 if state is None else None, opts.optimizer, maxiter=int(opts.maxiter),
@@ -341,7 +350,7 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
             if res.status == "stopped":
                 if rank == 0:
                     _save_checkpoint(ckpt_path, _payload(settings, step_index, cycle, obj.full(res.x), res.state,
-                                                         curve, history))
+                                                         curve, history, obj.scale))
                 comm.Barrier()
                 raise FitStopped(ckpt_path, stop.signum if stop else 0,
                                  f"stopped by {res.stopped_by} at ladder step {step_index + 1}, cycle {cycle + 1}, "
@@ -352,9 +361,10 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
             obj.theta = theta.copy()
             if test_obj is not None:
                 test_obj.theta = theta.copy()
-        x = theta[mask]
+        x = obj.variables(theta)
         tr = _rmse(obj.sums(x))
-        te = _rmse(test_obj.sums(x)) if test_obj is not None else (float("nan"), float("nan"))
+        te = _rmse(test_obj.sums(test_obj.variables(theta))) if test_obj is not None else (float("nan"),
+                                                                                             float("nan"))
         curve.append({"step": step_index + 1, "functions": spec.total, "train_E": tr[0], "train_F": tr[1],
                       "test_E": te[0], "test_F": te[1], "loss": float(obj(x)[0]), "iterations": len(history),
                       "seconds": time.perf_counter() - t_step})
@@ -378,7 +388,7 @@ def fit_nonlinear(settings, comm, say, restart=None, stop=None) -> NonlinearFit:
                         seconds=time.perf_counter() - t_start, evaluations=evaluations, comm=comm)
 
 
-def _payload(settings, step, cycle, theta, state, curve, history) -> dict:
+def _payload(settings, step, cycle, theta, state, curve, history, scale=None) -> dict:
     """The checkpoint: where the fit is (step, cycle), θ, the optimizer state of the running cycle, the
     learning curve and the loss history of the finished cycles."""
     out = {"version": np.array(CHECKPOINT_VERSION), "input_hash": np.array(_input_hash(settings)),
@@ -389,6 +399,8 @@ def _payload(settings, step, cycle, theta, state, curve, history) -> dict:
            "history": np.asarray(history, dtype=float)}
     if state is not None:
         out.update({f"opt_{k}": v for k, v in state.to_arrays().items()})
+    if scale is not None:
+        out["scale"] = np.asarray(scale, dtype=float)
     return out
 
 
