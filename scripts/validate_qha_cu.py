@@ -30,6 +30,8 @@ def main():
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--mesh", type=int, default=24)
     ap.add_argument("--out", default="qha_cu_validation")
+    ap.add_argument("--reuse", action="store_true",
+                    help="read the Frenkel-Ladd reports an earlier run left in --out instead of running MD")
     args = ap.parse_args()
 
     from ase.build import bulk
@@ -79,7 +81,7 @@ def main():
     t = time.perf_counter()
     rows = C.cross_check(atoms, args.potential, res, forces.forces_of, evaluate, args.temperatures,
                          Path(args.out), comm, supercell=sc, mesh=mesh, steps=args.steps, iterations=args.iterations,
-                         say=say)
+                         say=say, reuse=args.reuse)
     t_fl = time.perf_counter() - t
     say("\n# QHA (classical) vs Frenkel-Ladd, meV/atom; volumes Å^3/atom")
     say(C.format_table(rows))

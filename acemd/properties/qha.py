@@ -235,7 +235,9 @@ def qha_of(atoms, evaluate, forces_of=None, relax=None, volume_range=(0.96, 1.10
         n_disp = len(p.supercells_with_displacements)
         ph.force_constants(p, f[:n_disp], f[-1] if subtract_residual_forces else None)
         p.run_mesh(list(mesh), with_eigenvectors=False, is_mesh_symmetry=True, is_gamma_center=True)
+        from .qha_check import commensurate_frequencies
         mine[k] = {"min_freq": float(np.min(p.mesh.frequencies)),
+                   "cell_freqs": commensurate_frequencies(p),      # the supercell's own 3N modes
                    **{kind: thermal_properties(p, mesh, temps, kind == "classical")
                       for kind in ("quantum", "classical")}}
     if size > 1:
@@ -269,7 +271,9 @@ def qha_of(atoms, evaluate, forces_of=None, relax=None, volume_range=(0.96, 1.10
     return QHAResults(ratios=ratios, structures=structures, volumes=vol_prim / n_prim, energies=e_prim / n_prim,
                       phonons=phonons, temperatures=temps, curves=curves, per_volume=per_volume,
                       G_classical_minus_quantum=diff, zero_point_energy=zpe, min_frequency=np.array(min_freq),
-                      n_structures=len(flat), n_prim=n_prim)
+                      n_structures=len(flat), n_prim=n_prim,
+                      cell_frequencies=[mine[k]["cell_freqs"] for k in range(len(phonons))],
+                      cell_masses=ph.perfect_supercell(base).get_masses(), n_unit=n_unit)
 
 
 # --------------------------------------------------------------------------- driver entry

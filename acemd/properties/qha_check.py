@@ -28,7 +28,7 @@ import numpy as np
 from . import phonons as ph
 from .qha import scaled_phonopy, volume_structures, classical_free_energy
 
-__all__ = ["finite_cell_free_energy", "commensurate_frequencies", "frenkel_ladd_run", "cross_check",
+__all__ = ["finite_cell_free_energy", "commensurate_frequencies", "cell_qha", "frenkel_ladd_run", "cross_check",
            "cross_check_for_context", "format_table"]
 
 from ..free_energy.reference import PLANCK_EV_PS
@@ -66,15 +66,36 @@ def commensurate_frequencies(phonon):
     return np.asarray(phonon.qpoints.frequencies).ravel()
 
 
+def cell_qha(qha_result, temperature, pressure_bar=0.0):
+    """(V Å³/atom, G eV/atom) of the classical QHA of the phonon supercell itself: E(V) plus the
+    finite-cell free energy of its 3N modes (:func:`finite_cell_free_energy`), minimised over V (a
+    quartic through the volumes, on a fine grid): the harmonic reference of MD in that very cell."""
+    n = len(qha_result.cell_masses)
+    vols = np.asarray(qha_result.volumes, float)
+    f = [e + finite_cell_free_energy(fr, qha_result.cell_masses, v * n, temperature) + pressure_bar / EV_PER_A3_TO_BAR * v
+         for e, fr, v in zip(qha_result.energies, qha_result.cell_frequencies, vols)]
+    coef = np.polyfit(vols, f, 4)
+    grid = np.linspace(vols[0], vols[-1], 200001)
+    vals = np.polyval(coef, grid)
+    i = int(np.argmin(vals))
+    if i in (0, len(grid) - 1):
+        return float("nan"), float("nan")
+    return float(grid[i]), float(vals[i])
+
+
 def frenkel_ladd_run(cell, potential_file, temperature, pressure_bar, workdir, comm, steps=10000,
-                     iterations=3, timestep=0.002, seed=12345, stream=None):
+                     iterations=3, timestep=0.002, seed=12345, stream=None, reuse=False):
     """acemd's ``[free_energy]`` solid route on ``cell`` (ase.Atoms, the perfect lattice) through
-    the driver: returns its report (dict)."""
+    the driver: returns its report (dict).  ``reuse``: read the report an earlier run with the same
+    input left in ``workdir`` instead of running again."""
     from ase.io import write
     from ..config import parse_config
     from ..drivers.free_energy import FreeEnergyRun
     workdir = Path(workdir)
     tag = f"fl_{temperature:g}K"
+    if reuse and (workdir / f"{tag}.yaml").exists():
+        import yaml
+        return yaml.safe_load((workdir / f"{tag}.yaml").read_text())
     structure = workdir / f"{tag}.extxyz"
     if comm.Get_rank() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +144,7 @@ checkpoint = "{(workdir / (tag + '.ckpt.h5')).as_posix()}"
 def cross_check(atoms, potential_file, qha_result, forces_of, evaluate, temperatures, workdir, comm,
                 supercell="auto", supercell_min_length=12.0, displacement=0.01, mesh=(20, 20, 20),
                 symprec=1e-5, pressure_bar=0.0, steps=10000, iterations=3, say=lambda line: None,
-                rows=None, after_row=None):
+                rows=None, after_row=None, reuse=False):
     """Frenkel-Ladd and NPT against the classical QHA at ``temperatures``: a list of row dicts.
 
     ``rows``: rows of an earlier, interrupted call (their temperatures are not run again);
@@ -145,7 +166,7 @@ def cross_check(atoms, potential_file, qha_result, forces_of, evaluate, temperat
         v_start = qha_result.at("classical", T)[0]
         start = cell0.copy()
         start.set_cell(cell0.cell.array * (v_start * n / cell0.get_volume()) ** (1.0 / 3.0), scale_atoms=True)
-        rep = frenkel_ladd_run(start, potential_file, T, pressure_bar, workdir, comm, steps, iterations)
+        rep = frenkel_ladd_run(start, potential_file, T, pressure_bar, workdir, comm, steps, iterations, reuse=reuse)
         acemd = rep["acemd"]
         g_fl, g_err = acemd["gibbs_free_energy"], acemd["gibbs_free_energy_error"]
         v_md = rep["average"]["vol_atom"]
@@ -165,10 +186,12 @@ def cross_check(atoms, potential_file, qha_result, forces_of, evaluate, temperat
         v_q, g_q, _, _, b_q = qha_result.at("classical", T)
         _, g_quantum, *_ = qha_result.at("quantum", T)
         dv = v_md * dp / (b_q * 1e4) if np.isfinite(dp) else float("nan")
+        v_cell, g_cell = cell_qha(qha_result, T, pressure_bar)
         rows.append({"T": float(T), "G_FL": g_fl, "G_FL_error": g_err, "G_QHA_classical": g_q,
                      "G_QHA_quantum": g_quantum, "difference": g_fl - g_q,
                      "anharmonic": g_fl - f_cell, "finite_size": f_cell - f_bulk, "volume_term": f_bulk - g_q,
                      "V_MD": v_md, "V_MD_error": dv, "V_QHA_classical": v_q, "n_atoms": n,
+                     "G_QHA_cell": g_cell, "V_QHA_cell": v_cell, "anharmonic_at_P": g_fl - g_cell,
                      "dissipation": acemd["dissipation"], "warnings": list(acemd["warnings"]),
                      "wall_s": acemd["wall_s"]})
         say(format_table(rows[-1:], header=not rows[:-1]))
@@ -183,14 +206,17 @@ def format_table(rows, header=True):
     lines = []
     if header:
         lines.append("#   T(K)   G_FL (eV/atom)      G_QHA,cl     FL-QHA (meV/atom)  anharmonic   finite-size  "
-                     "volume   V_MD (A^3/atom)     V_QHA,cl  V_MD-V_QHA (%)  G_QHA,q - G_QHA,cl (meV)")
+                     "volume   V_MD (A^3/atom)     V_QHA,cl  V_MD-V_QHA (%)  G_QHA,q - G_QHA,cl (meV)  "
+                     "| same cell: V_QHA,N  V_MD-V_QHA,N (%)  G_FL-G_QHA,N (meV)")
     for r in rows:
         lines.append(
             f"  {r['T']:6.1f}  {r['G_FL']:.5f}±{r['G_FL_error']:.5f}  {r['G_QHA_classical']:.5f}  "
             f"{1e3 * r['difference']:+7.3f} ± {1e3 * r['G_FL_error']:.3f}   {1e3 * r['anharmonic']:+7.3f}  "
             f"{1e3 * r['finite_size']:+9.3f}  {1e3 * r['volume_term']:+7.3f}   {r['V_MD']:.4f}{_pm(r['V_MD_error'])}  "
             f"{r['V_QHA_classical']:.4f}  {100 * (r['V_MD'] / r['V_QHA_classical'] - 1):+7.3f}  "
-            f"{1e3 * (r['G_QHA_quantum'] - r['G_QHA_classical']):+8.3f}")
+            f"{1e3 * (r['G_QHA_quantum'] - r['G_QHA_classical']):+8.3f}                  | "
+            f"{r.get('V_QHA_cell', float('nan')):.4f}  {100 * (r['V_MD'] / r.get('V_QHA_cell', float('nan')) - 1):+7.3f}  "
+            f"{1e3 * r.get('anharmonic_at_P', float('nan')):+8.3f} ± {1e3 * r['G_FL_error']:.3f}")
     return "\n".join(lines)
 
 
@@ -229,9 +255,14 @@ def cross_check_for_context(ctx, s, res, result):
             PropertyEntry(f"qha.anharmonic_{t}", 1e3 * r["anharmonic"], "meV/atom", error=1e3 * r["G_FL_error"],
                           note="Frenkel-Ladd minus the harmonic free energy of the same cell at the MD volume"),
             PropertyEntry(f"qha.V_MD_minus_QHA_{t}", r["V_MD"] - r["V_QHA_classical"], "Å^3/atom",
+                          error=r["V_MD_error"]),
+            PropertyEntry(f"qha.FL_minus_QHA_cell_{t}", 1e3 * r["anharmonic_at_P"], "meV/atom",
+                          error=1e3 * r["G_FL_error"],
+                          note="Frenkel-Ladd G minus the classical QHA of the same N-atom cell (anharmonic at P)"),
+            PropertyEntry(f"qha.V_MD_minus_QHA_cell_{t}", r["V_MD"] - r["V_QHA_cell"], "Å^3/atom",
                           error=r["V_MD_error"])]
     result.info["cross_check"] = rows
     result.data["cross_check"] = {k: np.array([r[k] for r in rows]) for k in
                                   ("T", "G_FL", "G_FL_error", "G_QHA_classical", "G_QHA_quantum", "difference",
                                    "anharmonic", "finite_size", "volume_term", "V_MD", "V_MD_error",
-                                   "V_QHA_classical")}
+                                   "V_QHA_classical", "V_QHA_cell", "G_QHA_cell", "anharmonic_at_P")}
