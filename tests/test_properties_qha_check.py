@@ -91,6 +91,8 @@ def test_frenkel_ladd_against_the_classical_qha(tmp_path):
     assert abs(low["difference"] - low["finite_size"]) < 0.5 * abs(high["difference"] - high["finite_size"])
     # the anharmonic part (same cell, same volume) shrinks toward low T (~T^2) and is resolved
     assert abs(low["anharmonic"]) < 0.5 * abs(high["anharmonic"])
+    # and so does the difference to the QHA of the same 32-atom cell at the same pressure
+    assert abs(low["anharmonic_at_P"]) < 0.5 * abs(high["anharmonic_at_P"])
     assert high["G_FL_error"] < 1e-3
     for r in rows:
         assert abs(r["V_MD"] / r["V_QHA_classical"] - 1) < 0.03
