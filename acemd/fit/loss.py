@@ -109,6 +109,9 @@ class DataLoss:
             h = 2.0 * wS * dS / chunk.natoms[:, None]
         return loss, a, phi, h
 
+    def _wants_stress(self, chunk) -> bool:
+        return self.terms.kappa_stress > 0 and bool(np.any(chunk.w_stress > 0))
+
     def loss_and_gradient(self, theta, want_coef=True, want_radial=True, structure_mask=None):
         """(data loss, dL/dθ over all parameters) of this share."""
         loss = 0.0
@@ -117,7 +120,7 @@ class DataLoss:
             mask = None if structure_mask is None else structure_mask[k0:k0 + len(chunk.structures)]
             if mask is not None and not mask.any():
                 continue
-            ev = self.model.evaluate(chunk.batch, theta)
+            ev = self.model.evaluate(chunk.batch, theta, virials=self._wants_stress(chunk))
             part, a, phi, h = self._residual_weights(chunk, ev, mask)
             _, g = self.model.gradient(chunk.batch, a, phi, h, theta=theta, want_coef=want_coef,
                                        want_radial=want_radial)
@@ -129,7 +132,7 @@ class DataLoss:
         """[n_structures, Σ(ΔE/N)², n_force_components, Σ|ΔF|², data loss] of this share."""
         out = np.zeros(5)
         for chunk in self.chunks:
-            ev = self.model.evaluate(chunk.batch, theta)
+            ev = self.model.evaluate(chunk.batch, theta, virials=self._wants_stress(chunk))
             dE = (ev.energies - chunk.energy_ref) / chunk.natoms
             dF = (ev.forces - chunk.forces_ref)[chunk.has_forces]
             out += [len(dE), float(np.sum(dE * dE)), dF.size, float(np.sum(dF * dF)),

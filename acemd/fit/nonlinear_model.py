@@ -279,28 +279,31 @@ class NonlinearModel:
                                     f"tabulation step ({self.potential.model.delta_spline_bins} Å)")
 
     # -- passes -----------------------------------------------------------------------------------
-    def evaluate(self, batch, theta=None) -> Evaluation:
-        """Energies, forces and V·stress of a :class:`~acemd.fit.batch.StructureBatch` (the engine's kernel)."""
+    def evaluate(self, batch, theta=None, virials=True) -> Evaluation:
+        """Energies, forces and V·stress of a :class:`~acemd.fit.batch.StructureBatch` (the engine's kernel);
+        ``virials=False`` skips the per-structure virials (V·stress NaN), which need per-atom ones."""
         coef, crad = (self.coef, self.crad) if theta is None else self.unpack(theta)
         t = self.tables
         tab = self.spline_table(coef, crad, with_g=False)
         site_energy = np.zeros(batch.n_local)
         forces = np.zeros((batch.n_ext, 3))
         virial = np.zeros((3, 3))
-        site_virial = np.zeros((batch.n_ext, 3, 3))
+        site_virial = np.zeros((batch.n_ext, 3, 3) if virials else (1, 3, 3))
         status, i, j = ace_forces(
             batch.positions, batch.species, batch.n_local, batch.offsets, batch.neighbors,
             t.nradmax, t.lmax, t.ndensity_max, t.is_zbl, t.cutoff_max, tab, *self._common_args()[:11],
             self.node_offsets, self.node_parent, self.node_factor, self.node_coefficients(coef),
-            t.ylm_a, t.ylm_b, site_energy, forces, virial, site_virial, True, STAGE_ALL)
+            t.ylm_a, t.ylm_b, site_energy, forces, virial, site_virial, bool(virials), STAGE_ALL)
         self._check(status, i, j, batch)
+        vs = np.full((batch.nstructures, 6), np.nan)
+        if not virials:
+            return Evaluation(batch.structure_sum(site_energy), batch.fold_forces(forces), vs)
         per_structure = np.zeros((batch.nstructures, 9))
         structure_of_ext = batch.struct_of[batch.owner]
         for a in range(9):
             per_structure[:, a] = np.bincount(structure_of_ext, weights=site_virial.reshape(-1, 9)[:, a],
                                               minlength=batch.nstructures)
         w = per_structure.reshape(-1, 3, 3)
-        vs = np.full((batch.nstructures, 6), np.nan)
         sym = -0.5 * (w + np.transpose(w, (0, 2, 1)))
         for v, (a, b) in enumerate(VOIGT):
             vs[batch.periodic, v] = sym[batch.periodic, a, b]

@@ -204,18 +204,19 @@ def _atom_tangents(i, nn, nel, nradmax, lmax, nradbase, nd, col_rnl, col_core, c
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, v_re, v_im, vd_re, vd_im):
-    """Node values and tangents v = v_parent A_f, v̇ = v̇_parent A_f + v_parent Ȧ_f, BATCH atoms at once."""
+def _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, V):
+    """Node values and tangents v = v_parent A_f, v̇ = v̇_parent A_f + v_parent Ȧ_f, BATCH atoms at once;
+    V[node, (re, im, ṙe, i̇m), lane] keeps a node's four numbers on adjacent cache lines."""
     for q in range(n0, n1):
         f = node_factor[q]
         par = node_parent[q]
         k = q - n0
         if par < 0:
             for b in range(BATCH):
-                v_re[k, b] = A_re[f, b]
-                v_im[k, b] = A_im[f, b]
-                vd_re[k, b] = Ad_re[f, b]
-                vd_im[k, b] = Ad_im[f, b]
+                V[k, 0, b] = A_re[f, b]
+                V[k, 1, b] = A_im[f, b]
+                V[k, 2, b] = Ad_re[f, b]
+                V[k, 3, b] = Ad_im[f, b]
         else:
             pp = par - n0
             for b in range(BATCH):
@@ -223,55 +224,56 @@ def _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_i
                 ai = A_im[f, b]
                 dr = Ad_re[f, b]
                 di = Ad_im[f, b]
-                pr = v_re[pp, b]
-                pi = v_im[pp, b]
-                qr = vd_re[pp, b]
-                qi = vd_im[pp, b]
-                v_re[k, b] = pr * ar - pi * ai
-                v_im[k, b] = pr * ai + pi * ar
-                vd_re[k, b] = qr * ar - qi * ai + pr * dr - pi * di
-                vd_im[k, b] = qr * ai + qi * ar + pr * di + pi * dr
+                pr = V[pp, 0, b]
+                pi = V[pp, 1, b]
+                qr = V[pp, 2, b]
+                qi = V[pp, 3, b]
+                V[k, 0, b] = pr * ar - pi * ai
+                V[k, 1, b] = pr * ai + pi * ar
+                V[k, 2, b] = qr * ar - qi * ai + pr * dr - pi * di
+                V[k, 3, b] = qr * ai + qi * ar + pr * di + pi * dr
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
 def _tree_backward_dual(n0, n1, nd, node_parent, node_factor, node_coef, g_rho, g_rhod, A_re, A_im, Ad_re, Ad_im,
-                        v_re, v_im, vd_re, vd_im, w_re, w_im, wd_re, wd_im, adjA_re, adjA_im, adjAd_re, adjAd_im):
+                        V, W, adjA_re, adjA_im, adjAd_re, adjAd_im):
     """Adjoints of A and Ȧ of G = Σ_nodes (w Re v + ẇ Re v̇), w = Σ_p node_coef g_rho_p (ẇ: g_rhod),
-    back through the tree, BATCH atoms at once (complex products, δG = Re(adj δ))."""
+    back through the tree, BATCH atoms at once (complex products, δG = Re(adj δ));
+    W[node, (w re, w im, ẇ re, ẇ im), lane] like V."""
     for q in range(n0, n1):
         k = q - n0
         for b in range(BATCH):
-            w_re[k, b] = 0.0
-            w_im[k, b] = 0.0
-            wd_re[k, b] = 0.0
-            wd_im[k, b] = 0.0
+            W[k, 0, b] = 0.0
+            W[k, 1, b] = 0.0
+            W[k, 2, b] = 0.0
+            W[k, 3, b] = 0.0
         for p in range(nd):
             c = node_coef[q, p]
             if c != 0.0:
                 for b in range(BATCH):
-                    w_re[k, b] += c * g_rho[p, b]
-                    wd_re[k, b] += c * g_rhod[p, b]
+                    W[k, 0, b] += c * g_rho[p, b]
+                    W[k, 2, b] += c * g_rhod[p, b]
     for q in range(n1 - 1, n0 - 1, -1):
         k = q - n0
         f = node_factor[q]
         par = node_parent[q]
         if par < 0:
             for b in range(BATCH):
-                adjA_re[f, b] += w_re[k, b]
-                adjA_im[f, b] += w_im[k, b]
-                adjAd_re[f, b] += wd_re[k, b]
-                adjAd_im[f, b] += wd_im[k, b]
+                adjA_re[f, b] += W[k, 0, b]
+                adjA_im[f, b] += W[k, 1, b]
+                adjAd_re[f, b] += W[k, 2, b]
+                adjAd_im[f, b] += W[k, 3, b]
             continue
         pp = par - n0
         for b in range(BATCH):
-            xr = w_re[k, b]
-            xi = w_im[k, b]
-            yr = wd_re[k, b]
-            yi = wd_im[k, b]
-            pr = v_re[pp, b]
-            pi = v_im[pp, b]
-            qr = vd_re[pp, b]
-            qi = vd_im[pp, b]
+            xr = W[k, 0, b]
+            xi = W[k, 1, b]
+            yr = W[k, 2, b]
+            yi = W[k, 3, b]
+            pr = V[pp, 0, b]
+            pi = V[pp, 1, b]
+            qr = V[pp, 2, b]
+            qi = V[pp, 3, b]
             ar = A_re[f, b]
             ai = A_im[f, b]
             dr = Ad_re[f, b]
@@ -280,10 +282,10 @@ def _tree_backward_dual(n0, n1, nd, node_parent, node_factor, node_coef, g_rho, 
             adjA_im[f, b] += xr * pi + xi * pr + yr * qi + yi * qr
             adjAd_re[f, b] += yr * pr - yi * pi
             adjAd_im[f, b] += yr * pi + yi * pr
-            w_re[pp, b] += xr * ar - xi * ai + yr * dr - yi * di
-            w_im[pp, b] += xr * ai + xi * ar + yr * di + yi * dr
-            wd_re[pp, b] += yr * ar - yi * ai
-            wd_im[pp, b] += yr * ai + yi * ar
+            W[pp, 0, b] += xr * ar - xi * ai + yr * dr - yi * di
+            W[pp, 1, b] += xr * ai + xi * ar + yr * di + yi * dr
+            W[pp, 2, b] += yr * ar - yi * ai
+            W[pp, 3, b] += yr * ai + yi * ar
 
 
 @njit(cache=True)
@@ -422,14 +424,8 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     B = np.zeros(ncols)
     Bd = np.zeros(ncols)
     max_nodes = max_row_length(node_offsets, nel)
-    v_re = np.zeros((max_nodes, BATCH))
-    v_im = np.zeros((max_nodes, BATCH))
-    vd_re = np.zeros((max_nodes, BATCH))
-    vd_im = np.zeros((max_nodes, BATCH))
-    w_re = np.zeros((max_nodes, BATCH))
-    w_im = np.zeros((max_nodes, BATCH))
-    wd_re = np.zeros((max_nodes, BATCH))
-    wd_im = np.zeros((max_nodes, BATCH))
+    V = np.zeros((max_nodes, 4, BATCH))
+    W = np.zeros((max_nodes, 4, BATCH))
     nn_of = np.zeros(BATCH, np.int64)
     rho_core_of = np.zeros(BATCH)
     rho_core_dot_of = np.zeros(BATCH)
@@ -480,7 +476,7 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
         # ---------- node values and tangents, all lanes
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
-        _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, v_re, v_im, vd_re, vd_im)
+        _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, V)
         c0 = col_offsets[mu_i]
         c1 = col_offsets[mu_i + 1]
         # ---------- per atom: B, Ḃ, densities, energy, adjoints of the densities, dG/dC
@@ -495,8 +491,8 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
                 bd = 0.0
                 for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
                     k = leaf_node[q] - n0
-                    bv += leaf_coef[q] * v_re[k, b]
-                    bd += leaf_coef[q] * vd_re[k, b]
+                    bv += leaf_coef[q] * V[k, 0, b]
+                    bd += leaf_coef[q] * V[k, 2, b]
                 B[c] = bv
                 Bd[c] = bd
                 for p in range(nd):
@@ -548,8 +544,7 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
                 adjAd_re[a, b] = 0.0
                 adjAd_im[a, b] = 0.0
         _tree_backward_dual(n0, n1, nd, node_parent, node_factor, node_coef, g_rho, g_rhod, A_re, A_im,
-                            Ad_re, Ad_im, v_re, v_im, vd_re, vd_im, w_re, w_im, wd_re, wd_im,
-                            adjA_re, adjA_im, adjAd_re, adjAd_im)
+                            Ad_re, Ad_im, V, W, adjA_re, adjA_im, adjAd_re, adjAd_im)
         # ---------- per atom: onto the radial coefficients
         for b in range(nb):
             _fold_lane(adjA_re, adjA_im, b, nel, nradmax, lmax)
