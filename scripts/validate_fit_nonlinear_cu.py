@@ -15,8 +15,10 @@ them in pacemaker's power order), kappa auto, the data split 90/10 from seed 42:
   example's regularisers (L1, L2, w0..w2 = 1e-8), ``--maxiter`` iterations (``--ladder-step`` > 0:
   pacemaker's ladder instead, that many functions per step).
 
-Prints train/test RMSE of both (meV/atom, meV/Å) and the wall times.  The data file is pacemaker's
-Cu_df2_1k.pkl.gzip (python-ace repository; not shipped).
+Prints train/test RMSE of both (meV/atom, meV/Å) and the wall times.  With ``--pyace PYTHON`` (the python
+of a venv with python-ace 0.2.8) the written nonlinear .yaml and .yace are evaluated by pyace on 12
+training structures and compared with acemd.  The data file is pacemaker's Cu_df2_1k.pkl.gzip
+(python-ace repository; not shipped).
 """
 from __future__ import annotations
 
@@ -83,6 +85,38 @@ def _run(folder: Path, tree: dict, ranks: int) -> dict:
     return out
 
 
+def pyace_check(python: str, folder: Path, structures):
+    """pyace (pacemaker's evaluator, its own venv) and acemd on the written potential files of ``folder``."""
+    import numpy as np
+    from ase import Atoms
+
+    from acemd.potential import ACEPotential
+    from acemd.potential.calculator import ACECalculator
+    work = folder / "pyace"
+    work.mkdir(parents=True, exist_ok=True)
+    for suffix in (".yaml", ".yace"):
+        shutil.copy(folder / "out" / f"Cu{suffix}", work / f"Cu{suffix}")
+    records = [{"symbols": a.get_chemical_symbols(), "positions": a.positions.tolist(),
+                "cell": a.cell.array.tolist(), "pbc": [bool(x) for x in a.pbc]} for a in structures]
+    (work / "structures.json").write_text(json.dumps(records))
+    script = Path(__file__).resolve().parent / "validate_fit_basis.py"
+    proc = subprocess.run([python, str(script), "--pyace-eval", str(work)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"# pyace check failed ({python}): {proc.stderr[-500:]}")
+        return
+    results = json.loads((work / "pyace_results.json").read_text())
+    for name in ("Cu.yaml", "Cu.yace"):
+        calc = ACECalculator(ACEPotential(work / name))
+        de = df = 0.0
+        for r, rec in zip(results[name], records):
+            atoms = Atoms(rec["symbols"], positions=rec["positions"], cell=rec["cell"], pbc=rec["pbc"])
+            atoms.calc = calc
+            de = max(de, abs(atoms.get_potential_energy() - r["energy"]) / len(atoms))
+            df = max(df, float(np.abs(atoms.get_forces() - np.array(r["forces"])).max()))
+        print(f"# pyace vs acemd on the written nonlinear {name} ({len(records)} structures): max dE {de:.2e} "
+              f"eV/atom, max dF {df:.2e} eV/Å")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="pacemaker's Cu_df2_1k.pkl.gzip")
@@ -91,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--functions", type=int, default=0, help="cap the basis (0: all 899)")
     ap.add_argument("--ladder-step", type=int, default=0)
+    ap.add_argument("--pyace", metavar="PYTHON", help="python of a venv with python-ace 0.2.8 (cross-check)")
     args = ap.parse_args(argv)
     if not args.data.is_file():
         sys.exit(f"{args.data}: no such file (pacemaker's examples/Cu-II/Cu_df2_1k.pkl.gzip)")
@@ -105,6 +140,9 @@ def main(argv=None) -> int:
               f"{r['wall_s']:8.1f}")
     better = non["test"][0] < lin["test"][0] and non["test"][1] < lin["test"][1]
     print("nonlinear more accurate on the test set (E and F):", "yes" if better else "no")
+    if args.pyace:
+        from acemd.fit.dataset import load_structures
+        pyace_check(args.pyace, args.out / "nonlinear", [s.atoms for s in load_structures([args.data], ["Cu"])[:12]])
     (args.out / "summary.json").write_text(json.dumps({"linear": lin, "nonlinear": non, "args": {
         "maxiter": args.maxiter, "ranks": args.ranks, "functions": args.functions}}, indent=1))
     return 0
