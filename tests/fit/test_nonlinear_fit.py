@@ -319,3 +319,26 @@ def test_noisy_fit_cycles_are_seeded(tmp_path):
           f"other seed {np.abs(finals[0].theta - finals[2].theta).max():.1e}")
     assert np.array_equal(finals[0].theta, finals[1].theta)
     assert not np.array_equal(finals[0].theta, finals[2].theta)
+
+
+def test_ladder_from_an_initial_potential(tmp_path):
+    """``initial_potential``: the ladder starts from the file's functions and coefficients (pacemaker's
+    upfitting of an interim potential) and grows to the whole basis."""
+    write(tmp_path / "data.traj", _labelled(12, 7))
+    first = tmp_path / "first"
+    first.mkdir()
+    shutil.copy(tmp_path / "data.traj", first / "data.traj")
+    (first / "input.yaml").write_text(LADDER_INPUT.replace("{init}", "pacemaker"))
+    fit_nonlinear(read_fit_input(first / "input.yaml"), _Comm(), lambda line: None)
+    interim = first / "out" / "interim_potential_ladder_step_2.yaml"
+    text = LADDER_INPUT.replace("{init}", "pacemaker").replace(
+        "  elements: [Cu]\n", f"  elements: [Cu]\n  initial_potential: {interim}\n")
+    (tmp_path / "input.yaml").write_text(text)
+    settings = read_fit_input(tmp_path / "input.yaml")
+    start_spec, start_c, _ = spec_from_file(interim)
+    lines = []
+    result = fit_nonlinear(settings, _Comm(), lines.append)
+    sizes = [int(r["functions"]) for r in result.curve]
+    print(f"ladder from {start_spec.total} functions of {interim.name}: steps {sizes}")
+    assert sizes[0] > start_spec.total and sizes[-1] == result.model.spec.total
+    assert any("ladder" in line and f"from {start_spec.total} " in line for line in lines)
