@@ -51,6 +51,8 @@ def worker(args) -> int:
     train, _ = split_train_test(structures, 0.1, 42)
     if args.structures:
         train = train[:args.structures]
+    if args.replicate > 1:        # a larger set for the memory and time scaling (copies of the structures)
+        train = [s for _ in range(args.replicate) for s in train]
     ew, fw = compute_weights(train)
     spec = build_basis(POTENTIAL)
     rng = np.random.default_rng(0)
@@ -101,6 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--structures", type=int, default=0, help="use the first N training structures (0: all 900)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=100, help="structures per chunk (backend.batch_size)")
+    ap.add_argument("--replicate", type=int, default=1, help="repeat the training set K times (10 000+ structures)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -112,7 +115,7 @@ def main(argv=None) -> int:
     for r in args.ranks:
         cmd = [mpiexec, "-n", str(r), sys.executable, __file__, "--worker", "--data", str(args.data),
                "--structures", str(args.structures), "--repeats", str(args.repeats),
-               "--batch-size", str(args.batch_size)]
+               "--batch-size", str(args.batch_size), "--replicate", str(args.replicate)]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         if out.returncode != 0:
             sys.exit(out.stdout + out.stderr)
