@@ -40,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -164,13 +165,24 @@ def _tree_rss_bytes(root: int) -> int:
     return total
 
 
+def _time_v(path: Path):
+    """(peak RSS of the largest process in bytes, user + system CPU seconds) from /usr/bin/time -v's file."""
+    if not path.is_file():
+        return None, None
+    tv = path.read_text()
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", tv)
+    u, s = re.search(r"User time \(seconds\): ([\d.]+)", tv), re.search(r"System time \(seconds\): ([\d.]+)", tv)
+    return (int(m.group(1)) * 1024 if m else None), (float(u.group(1)) + float(s.group(1)) if (u and s) else None)
+
+
 def run_timed(cmd, cwd: Path, env: dict, log_path: Path, timeout_s: float) -> dict:
     """Run ``cmd`` under /usr/bin/time -v; every output line with its wall time since the start."""
     time_path = cwd / "time_v.txt"
     full = ["/usr/bin/time", "-v", "-o", str(time_path)] + list(cmd)
     t0 = time.perf_counter()
+    # a session of its own, so that a timeout stops the whole run (time, mpiexec, the ranks), not only time
     proc = subprocess.Popen(full, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1)
+                            bufsize=1, start_new_session=True)
     peak = [0]
     done = threading.Event()
 
@@ -187,7 +199,10 @@ def run_timed(cmd, cwd: Path, env: dict, log_path: Path, timeout_s: float) -> di
     def killer():
         if proc.poll() is None:
             timed_out[0] = True
-            proc.terminate()
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     timer = threading.Timer(timeout_s, killer)
     timer.start()
@@ -202,11 +217,9 @@ def run_timed(cmd, cwd: Path, env: dict, log_path: Path, timeout_s: float) -> di
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
-    max_rss = None
-    if time_path.is_file():
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_path.read_text())
-        max_rss = int(m.group(1)) * 1024 if m else None
+    max_rss, cpu_s = _time_v(time_path)
     meta = {"command": " ".join(map(str, cmd)), "returncode": rc, "timed_out": timed_out[0], "wall_s": wall,
+            "cpu_s": cpu_s,
             "max_rss_largest_process_MB": None if max_rss is None else max_rss / 2**20,
             "peak_rss_tree_MB": peak[0] / 2**20, "load_average_at_end": os.getloadavg()}
     (cwd / "run_meta.json").write_text(json.dumps(meta, indent=1))
@@ -226,6 +239,8 @@ def reread_run(folder: Path) -> dict:
     if not meta:     # a run stopped before it wrote its figures: its last line's time, the rest unknown
         meta = {"command": "?", "returncode": -1, "timed_out": None, "wall_s": lines[-1][0] if lines else 0.0,
                 "max_rss_largest_process_MB": None, "peak_rss_tree_MB": 0.0}
+    if meta.get("cpu_s") is None:
+        rss, meta["cpu_s"] = _time_v(folder / "time_v.txt")
     return {**meta, "lines": lines}
 
 
@@ -393,6 +408,17 @@ def reached_by(points, t):
     return best
 
 
+def _source_state() -> dict:
+    """The acemd commit the runs used and whether its acemd/ tree had uncommitted changes."""
+    import acemd
+    root = Path(acemd.__file__).resolve().parent.parent
+
+    def git(*a):
+        out = subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else None
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_in_acemd": git("status", "--short", "--", "acemd")}
+
+
 def _name(r) -> str:
     return r["code"] + (f" np{r['ranks']}{r.get('label', '')}" if r["code"] == "acemd" else "")
 
@@ -402,7 +428,7 @@ def summarize(results, split) -> str:
     out.append(f"data: {split['train_structures']} train structures ({split['train_atoms']} atoms), "
                f"{split['test_structures']} test structures ({split['test_atoms']} atoms), acemd's split")
     out.append("")
-    head = (f"{'run':<12} {'wall s':>8} {'setup s':>8} {'1st eval s':>10} {'s/eval':>7} {'µs/atom/eval':>12} "
+    head = (f"{'run':<20} {'wall s':>8} {'CPU s':>7} {'setup s':>8} {'1st eval s':>10} {'s/eval':>7} {'µs/atom/eval':>12} "
             f"{'RSS MB':>8} {'tree MB':>8} "
             f"{'iters':>5} {'train E':>8} {'train F':>8} {'test E':>8} {'test F':>8}")
     out.append(head)
@@ -413,14 +439,16 @@ def summarize(results, split) -> str:
         first = r.get("first_eval_s")
         rss = r.get("max_rss_largest_process_MB")
         setup, per = r.get("setup_s"), r.get("wall_s_per_eval")
-        out.append(f"{name:<12} {r['wall_s']:8.1f} {setup if setup is not None else float('nan'):8.1f} "
+        cpu = r.get("cpu_s")
+        out.append(f"{name:<20} {r['wall_s']:8.1f} {cpu if cpu is not None else float('nan'):7.1f} {setup if setup is not None else float('nan'):8.1f} "
                    f"{first if first is not None else float('nan'):10.1f} {per if per is not None else float('nan'):7.2f} "
                    f"{us if us is not None else float('nan'):12.1f} {rss if rss else float('nan'):8.0f} "
                    f"{r['peak_rss_tree_MB']:8.0f} {tr['iter'] if tr else -1:5d} "
                    f"{tr['E'] if tr else float('nan'):8.2f} {tr['F'] if tr else float('nan'):8.2f} "
                    f"{te['E'] if te else float('nan'):8.2f} {te['F'] if te else float('nan'):8.2f}"
                    + ("  (FAILED rc %d)" % r["returncode"] if r["returncode"] else ""))
-    out.append("(RMSE: E meV/atom, F meV/Å per component. setup s: until the optimizer starts; 1st eval s: "
+    out.append("(CPU s: user + system time of the whole run (all ranks), from /usr/bin/time -v; on a loaded machine "
+               "wall time / CPU time says how much of a core the run got. RMSE: E meV/atom, F meV/Å per component. setup s: until the optimizer starts; 1st eval s: "
                "pacemaker's 'Initial state' line (after TensorFlow's tracing), acemd's setup + one evaluation. "
                "s/eval: wall seconds per training loss+gradient evaluation while iterating, the test and progress "
                "evaluations included (pacemaker: between its first and last iteration lines; acemd: cycle time / "
@@ -503,7 +531,7 @@ def main(argv=None) -> int:
     (run / "compare_pacemaker_nonlinear.txt").write_text(table + "\n")
     payload = {"input": text, "split": {k: (str(v) if isinstance(v, Path) else v) for k, v in split.items()},
                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "runs": results, "load_average_at_end": os.getloadavg()}
+               "runs": results, "load_average_at_end": os.getloadavg(), "acemd_source": _source_state()}
     (run / "compare_pacemaker_nonlinear.json").write_text(json.dumps(payload, indent=1, default=str))
     print(f"wrote {run / 'compare_pacemaker_nonlinear.json'}")
     return 0 if all(r["returncode"] == 0 for r in results) else 1
