@@ -96,8 +96,29 @@ def auto_supercell(cell, min_length):
     return [max(1, math.ceil(min_length / h - 1e-9)) for h in heights]
 
 
+_PHONOPY_CACHE: dict = {}
+_PHONOPY_CACHE_SIZE = 4
+
+
 def make_phonopy(atoms, supercell, symprec=1e-5, primitive="auto"):
-    """A phonopy object on the unit cell ``atoms`` (ase.Atoms) and the 3x3 ``supercell`` matrix."""
+    """A phonopy object on the unit cell ``atoms`` (ase.Atoms) and the 3x3 ``supercell`` matrix.
+
+    phonopy's symmetry analysis of a large supercell takes seconds; the last few objects are kept
+    (without displacements or forces) and a copy is returned for the same structure and settings
+    (phonons and the QHA of one phase share it).
+    """
+    import copy
+    key = (tuple(atoms.get_chemical_symbols()), np.round(atoms.cell.array, 12).tobytes(),
+           np.round(atoms.get_scaled_positions(wrap=False), 12).tobytes(), np.asarray(supercell).tobytes(),
+           float(symprec), str(primitive))
+    if key not in _PHONOPY_CACHE:
+        if len(_PHONOPY_CACHE) >= _PHONOPY_CACHE_SIZE:
+            _PHONOPY_CACHE.pop(next(iter(_PHONOPY_CACHE)))
+        _PHONOPY_CACHE[key] = _new_phonopy(atoms, supercell, symprec, primitive)
+    return copy.deepcopy(_PHONOPY_CACHE[key])
+
+
+def _new_phonopy(atoms, supercell, symprec, primitive):
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
     unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.array(atoms.cell.array),
