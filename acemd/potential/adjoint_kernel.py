@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from .kernel import OK, TOO_CLOSE, _gather_neighbours, _poly_switch, _site_base, max_row_length, site_buffers
-from .tree_batch import BATCH
+from .tree_batch import BATCH, tree_backward_dual, tree_forward_dual
 
 __all__ = ["embedding_derivatives", "fit_gradient"]
 
@@ -203,91 +203,6 @@ def _atom_tangents(i, nn, nel, nradmax, lmax, nradbase, nd, col_rnl, col_core, c
     return rho_core_dot
 
 
-@njit(cache=True, fastmath=True, error_model='numpy')
-def _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, V):
-    """Node values and tangents v = v_parent A_f, v̇ = v̇_parent A_f + v_parent Ȧ_f, BATCH atoms at once;
-    V[node, (re, im, ṙe, i̇m), lane] keeps a node's four numbers on adjacent cache lines."""
-    for q in range(n0, n1):
-        f = node_factor[q]
-        par = node_parent[q]
-        k = q - n0
-        if par < 0:
-            for b in range(BATCH):
-                V[k, 0, b] = A_re[f, b]
-                V[k, 1, b] = A_im[f, b]
-                V[k, 2, b] = Ad_re[f, b]
-                V[k, 3, b] = Ad_im[f, b]
-        else:
-            pp = par - n0
-            for b in range(BATCH):
-                ar = A_re[f, b]
-                ai = A_im[f, b]
-                dr = Ad_re[f, b]
-                di = Ad_im[f, b]
-                pr = V[pp, 0, b]
-                pi = V[pp, 1, b]
-                qr = V[pp, 2, b]
-                qi = V[pp, 3, b]
-                V[k, 0, b] = pr * ar - pi * ai
-                V[k, 1, b] = pr * ai + pi * ar
-                V[k, 2, b] = qr * ar - qi * ai + pr * dr - pi * di
-                V[k, 3, b] = qr * ai + qi * ar + pr * di + pi * dr
-
-
-@njit(cache=True, fastmath=True, error_model='numpy')
-def _tree_backward_dual(n0, n1, nd, node_parent, node_factor, node_coef, g_rho, g_rhod, A_re, A_im, Ad_re, Ad_im,
-                        V, W, adjA_re, adjA_im, adjAd_re, adjAd_im):
-    """Adjoints of A and Ȧ of G = Σ_nodes (w Re v + ẇ Re v̇), w = Σ_p node_coef g_rho_p (ẇ: g_rhod),
-    back through the tree, BATCH atoms at once (complex products, δG = Re(adj δ));
-    W[node, (w re, w im, ẇ re, ẇ im), lane] like V."""
-    for q in range(n0, n1):
-        k = q - n0
-        for b in range(BATCH):
-            W[k, 0, b] = 0.0
-            W[k, 1, b] = 0.0
-            W[k, 2, b] = 0.0
-            W[k, 3, b] = 0.0
-        for p in range(nd):
-            c = node_coef[q, p]
-            if c != 0.0:
-                for b in range(BATCH):
-                    W[k, 0, b] += c * g_rho[p, b]
-                    W[k, 2, b] += c * g_rhod[p, b]
-    for q in range(n1 - 1, n0 - 1, -1):
-        k = q - n0
-        f = node_factor[q]
-        par = node_parent[q]
-        if par < 0:
-            for b in range(BATCH):
-                adjA_re[f, b] += W[k, 0, b]
-                adjA_im[f, b] += W[k, 1, b]
-                adjAd_re[f, b] += W[k, 2, b]
-                adjAd_im[f, b] += W[k, 3, b]
-            continue
-        pp = par - n0
-        for b in range(BATCH):
-            xr = W[k, 0, b]
-            xi = W[k, 1, b]
-            yr = W[k, 2, b]
-            yi = W[k, 3, b]
-            pr = V[pp, 0, b]
-            pi = V[pp, 1, b]
-            qr = V[pp, 2, b]
-            qi = V[pp, 3, b]
-            ar = A_re[f, b]
-            ai = A_im[f, b]
-            dr = Ad_re[f, b]
-            di = Ad_im[f, b]
-            adjA_re[f, b] += xr * pr - xi * pi + yr * qr - yi * qi
-            adjA_im[f, b] += xr * pi + xi * pr + yr * qi + yi * qr
-            adjAd_re[f, b] += yr * pr - yi * pi
-            adjAd_im[f, b] += yr * pi + yi * pr
-            W[pp, 0, b] += xr * ar - xi * ai + yr * dr - yi * di
-            W[pp, 1, b] += xr * ai + xi * ar + yr * di + yi * dr
-            W[pp, 2, b] += yr * ar - yi * ai
-            W[pp, 3, b] += yr * ai + yi * ar
-
-
 @njit(cache=True)
 def _fold_lane(W_re, W_im, b, nel, nradmax, lmax):
     """Adjoints of A_{l,-m} onto m > 0 in lane b: A_{l,-m} = (-1)^m conj(A_{l,m})."""
@@ -424,8 +339,20 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     B = np.zeros(ncols)
     Bd = np.zeros(ncols)
     max_nodes = max_row_length(node_offsets, nel)
-    V = np.zeros((max_nodes, 4, BATCH))
-    W = np.zeros((max_nodes, 4, BATCH))
+    blk = 4 * BATCH                 # the tree passes' flat blocks: (re, im, ṙe, i̇m) x lane
+    A4 = np.zeros(nA * blk)
+    adj4 = np.zeros(nA * blk)
+    V4 = np.zeros((max_nodes + 1) * blk)
+    W4 = np.zeros((max_nodes + 1) * blk)
+    for b in range(BATCH):
+        V4[b] = 1.0                 # the virtual root
+    parent_block = np.zeros(node_parent.shape[0], np.uint64)
+    factor_block = np.zeros(node_parent.shape[0], np.uint64)
+    for mu in range(nel):
+        for q in range(node_offsets[mu], node_offsets[mu + 1]):
+            if node_parent[q] >= 0:
+                parent_block[q] = node_parent[q] - node_offsets[mu] + 1
+            factor_block[q] = node_factor[q]
     nn_of = np.zeros(BATCH, np.int64)
     rho_core_of = np.zeros(BATCH)
     rho_core_dot_of = np.zeros(BATCH)
@@ -476,7 +403,13 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
         # ---------- node values and tangents, all lanes
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
-        _tree_forward_dual(n0, n1, node_parent, node_factor, A_re, A_im, Ad_re, Ad_im, V)
+        for a in range(nA):
+            for b in range(BATCH):
+                A4[a * blk + b] = A_re[a, b]
+                A4[a * blk + BATCH + b] = A_im[a, b]
+                A4[a * blk + 2 * BATCH + b] = Ad_re[a, b]
+                A4[a * blk + 3 * BATCH + b] = Ad_im[a, b]
+        tree_forward_dual(n1 - n0, parent_block[n0:n1], factor_block[n0:n1], A4, V4)
         c0 = col_offsets[mu_i]
         c1 = col_offsets[mu_i + 1]
         # ---------- per atom: B, Ḃ, densities, energy, adjoints of the densities, dG/dC
@@ -490,9 +423,9 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
                 bv = 0.0
                 bd = 0.0
                 for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
-                    k = leaf_node[q] - n0
-                    bv += leaf_coef[q] * V[k, 0, b]
-                    bd += leaf_coef[q] * V[k, 2, b]
+                    kb = (leaf_node[q] - n0 + 1) * blk + b
+                    bv += leaf_coef[q] * V4[kb]
+                    bd += leaf_coef[q] * V4[kb + 2 * BATCH]
                 B[c] = bv
                 Bd[c] = bd
                 for p in range(nd):
@@ -537,14 +470,15 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
         if not want_radial:
             continue
         # ---------- adjoints of A and Ȧ back through the tree, all lanes (rank 1 has no crad)
+        adj4[:] = 0.0
+        tree_backward_dual(n1 - n0, nd, n0, parent_block[n0:n1], factor_block[n0:n1], node_coef, g_rho, g_rhod,
+                           A4, V4, W4[:(n1 - n0 + 1) * blk], adj4)
         for a in range(nA):
             for b in range(BATCH):
-                adjA_re[a, b] = 0.0
-                adjA_im[a, b] = 0.0
-                adjAd_re[a, b] = 0.0
-                adjAd_im[a, b] = 0.0
-        _tree_backward_dual(n0, n1, nd, node_parent, node_factor, node_coef, g_rho, g_rhod, A_re, A_im,
-                            Ad_re, Ad_im, V, W, adjA_re, adjA_im, adjAd_re, adjAd_im)
+                adjA_re[a, b] = adj4[a * blk + b]
+                adjA_im[a, b] = adj4[a * blk + BATCH + b]
+                adjAd_re[a, b] = adj4[a * blk + 2 * BATCH + b]
+                adjAd_im[a, b] = adj4[a * blk + 3 * BATCH + b]
         # ---------- per atom: onto the radial coefficients
         for b in range(nb):
             _fold_lane(adjA_re, adjA_im, b, nel, nradmax, lmax)

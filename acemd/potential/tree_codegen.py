@@ -4,10 +4,14 @@ The tree forward and backward passes are chains over ~10^4 nodes per atom whose
 per-node work (one complex product, two accumulations) is too small for a loop
 over the atoms of a batch: LLVM vectorises such a loop only behind run-time
 aliasing checks that cost more than the work.  Written out lane by lane, with
-every load of a node before its stores, the SLP vectoriser turns each group of
-lanes into one vector instruction with no checks.  numba has no macros, so the
-lanes are generated here (``python -m acemd.potential.tree_codegen`` rewrites
-the module; ``tests/potential/test_kernel_layout.py`` checks it is up to date).
+every load of a node before its stores, the lanes need no checks and no loop.
+(LLVM's SLP vectoriser would turn each group of lanes into one vector
+instruction, but numba runs without it by default since it miscompiled
+(NUMBA_SLP_VECTORIZE=0, numba PR #8852); acemd leaves that default alone.  With
+it, the forward pass measured 4.8 instead of 6.7 ns per node and 4 lanes.)
+numba has no macros, so the lanes are generated here (``python -m
+acemd.potential.tree_codegen`` rewrites the module;
+``tests/potential/test_kernel_layout.py`` checks it is up to date).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ lanes are written out).  Arrays with a lane axis are (rows, BATCH) float64: the
 atomic base A and dE/dA W by flat A index, node values and adjoints by node
 (relative to the element's first node), densities and dE/drho by density.
 """
+import numpy as np
 from numba import njit
 
 BATCH = {LANES}
@@ -147,7 +152,116 @@ def tree_backward(n0, n1, nd, node_parent, node_factor, node_coef, A_re, A_im, v
 {L("t_im{b} = adj_im[cc, {b}] + si{b}", i2)}
 {L("adj_re[cc, {b}] = t_re{b}", i2)}
 {L("adj_im[cc, {b}] = t_im{b}", i2)}
-'''
+''' + _dual_source()
+
+
+# Indices into the flat (block, component, lane) layout of the fit's dual passes are np.uint64:
+# numba adds a negative-index wrap-around to every signed index, which here costs as much as the
+# arithmetic (measured: 10.8 -> 7.6 ns per node forward, 31 -> 23 backward, 4 lanes).
+
+
+def _dual_source() -> str:
+    """The fit's gradient pass (acemd.potential.adjoint_kernel): node values with their tangents
+    forward, adjoints of both backward.  Flat arrays, a block of 4 x LANES numbers per node or factor."""
+    S = 4 * LANES
+    out = []
+
+    def emit(indent, line):
+        out.append(" " * indent + line)
+
+    def lanes(indent, fmt):
+        """One line per lane; OFF<c> becomes component c's offset in the lane's block."""
+        for b in range(LANES):
+            line = fmt.format(b=b)
+            for c in range(4):
+                line = line.replace(f"OFF{c}", f"np.uint64({c * LANES + b})")
+            out.append(" " * indent + line)
+
+    out.append(f"""
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def tree_forward_dual(nnodes, parent_block, factor_block, A4, V):
+    \"\"\"Node values and tangents, v = v_parent A_f and v̇ = v̇_parent A_f + v_parent Ȧ_f, of nnodes nodes.
+
+    Flat blocks of {S} numbers (re, im, ṙe, i̇m) x lane: A4[f*{S}:] of factor f, V[(k+1)*{S}:] of node
+    k; V's block 0 is a virtual root (1, 0, 0, 0) that roots name as parent (parent_block[k] = 0,
+    else the parent's node + 1; np.uint64, as factor_block).
+    \"\"\"
+    for q in range(nnodes):
+        pb = parent_block[q] * np.uint64({S})
+        fb = factor_block[q] * np.uint64({S})
+        ob = (np.uint64(q) + np.uint64(1)) * np.uint64({S})""")
+    for c, nm in enumerate(("ar", "ai", "dr", "di")):
+        lanes(8, f"{nm}{{b}} = A4[fb + OFF{c}]")
+    for c, nm in enumerate(("pr", "pi", "qr", "qi")):
+        lanes(8, f"{nm}{{b}} = V[pb + OFF{c}]")
+    lanes(8, "x{b} = pr{b} * ar{b} - pi{b} * ai{b}")
+    lanes(8, "y{b} = pr{b} * ai{b} + pi{b} * ar{b}")
+    lanes(8, "u{b} = qr{b} * ar{b} - qi{b} * ai{b} + pr{b} * dr{b} - pi{b} * di{b}")
+    lanes(8, "w{b} = qr{b} * ai{b} + qi{b} * ar{b} + pr{b} * di{b} + pi{b} * dr{b}")
+    for c, nm in enumerate(("x", "y", "u", "w")):
+        lanes(8, f"V[ob + OFF{c}] = {nm}{{b}}")
+    out.append(f"""
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, node_coef, g_rho, g_rhod, A4, V, W, adj4):
+    \"\"\"Adjoints of A and Ȧ, added to adj4 (blocks as A4), of G = Σ_k (w_k Re v_k + ẇ_k Re v̇_k) with
+    w_k = Σ_p node_coef[n0 + k, p] g_rho[p] (ẇ: g_rhod), back through the tree of tree_forward_dual.
+
+    g_rho and g_rhod have at least two rows; W (as V) is work space.  A run of
+    siblings passes its sum to their parent once (the virtual root's block collects the roots' and
+    is ignored).
+    \"\"\"
+    for i in range(W.shape[0]):
+        W[i] = 0.0""")
+    for nm, arr, row in (("g0_", "g_rho", 0), ("g1_", "g_rho", 1), ("h0_", "g_rhod", 0), ("h1_", "g_rhod", 1)):
+        lanes(4, f"{nm}{{b}} = {arr}[{row}, {{b}}] if nd > {row} else 0.0")
+    for c in range(4):
+        lanes(4, f"s{c}_{{b}} = 0.0")
+    emit(4, "cur = np.uint64(0)")
+    emit(4, "for qq in range(nnodes):")
+    emit(8, "q = nnodes - 1 - qq")
+    emit(8, "par = parent_block[q]")
+    emit(8, "if par != cur:")
+    emit(12, f"cb = cur * np.uint64({S})")
+    for c in range(4):
+        lanes(12, f"t{c}_{{b}} = W[cb + OFF{c}] + s{c}_{{b}}")
+    for c in range(4):
+        lanes(12, f"W[cb + OFF{c}] = t{c}_{{b}}")
+    for c in range(4):
+        lanes(12, f"s{c}_{{b}} = 0.0")
+    emit(12, "cur = par")
+    emit(8, f"kb = (np.uint64(q) + np.uint64(1)) * np.uint64({S})")
+    emit(8, f"fb = factor_block[q] * np.uint64({S})")
+    emit(8, f"pb = par * np.uint64({S})")
+    emit(8, "c0 = node_coef[n0 + q, 0]")
+    emit(8, "c1 = node_coef[n0 + q, 1] if nd > 1 else 0.0")
+    lanes(8, "xr{b} = W[kb + OFF0] + g0_{b} * c0 + g1_{b} * c1")
+    lanes(8, "xi{b} = W[kb + OFF1]")
+    lanes(8, "yr{b} = W[kb + OFF2] + h0_{b} * c0 + h1_{b} * c1")
+    lanes(8, "yi{b} = W[kb + OFF3]")
+    emit(8, "for p in range(2, nd):")
+    emit(12, "c = node_coef[n0 + q, p]")
+    lanes(12, "xr{b} += g_rho[p, {b}] * c")
+    lanes(12, "yr{b} += g_rhod[p, {b}] * c")
+    for c, nm in enumerate(("pr", "pi", "qr", "qi")):
+        lanes(8, f"{nm}{{b}} = V[pb + OFF{c}]")
+    for c, nm in enumerate(("ar", "ai", "dr", "di")):
+        lanes(8, f"{nm}{{b}} = A4[fb + OFF{c}]")
+    for c in range(4):
+        lanes(8, f"j{c}_{{b}} = adj4[fb + OFF{c}]")
+    lanes(8, "adj4[fb + OFF0] = j0_{b} + xr{b} * pr{b} - xi{b} * pi{b} + yr{b} * qr{b} - yi{b} * qi{b}")
+    lanes(8, "adj4[fb + OFF1] = j1_{b} + xr{b} * pi{b} + xi{b} * pr{b} + yr{b} * qi{b} + yi{b} * qr{b}")
+    lanes(8, "adj4[fb + OFF2] = j2_{b} + yr{b} * pr{b} - yi{b} * pi{b}")
+    lanes(8, "adj4[fb + OFF3] = j3_{b} + yr{b} * pi{b} + yi{b} * pr{b}")
+    lanes(8, "s0_{b} += xr{b} * ar{b} - xi{b} * ai{b} + yr{b} * dr{b} - yi{b} * di{b}")
+    lanes(8, "s1_{b} += xr{b} * ai{b} + xi{b} * ar{b} + yr{b} * di{b} + yi{b} * dr{b}")
+    lanes(8, "s2_{b} += yr{b} * ar{b} - yi{b} * ai{b}")
+    lanes(8, "s3_{b} += yr{b} * ai{b} + yi{b} * ar{b}")
+    emit(4, f"cb = cur * np.uint64({S})")
+    for c in range(4):
+        lanes(4, f"W[cb + OFF{c}] += s{c}_{{b}}")
+    return "\n".join(out) + "\n"
 
 
 def main():
