@@ -336,22 +336,28 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     A1 = np.zeros((nel * nradbase, BATCH))
     A1d = np.zeros((nel * nradbase, BATCH))
     ncols = coef.shape[0]
-    B = np.zeros(ncols)
-    Bd = np.zeros(ncols)
+    B = np.zeros((ncols, BATCH))
+    Bd = np.zeros((ncols, BATCH))
     max_nodes = max_row_length(node_offsets, nel)
     blk = 4 * BATCH                 # the tree passes' flat blocks: (re, im, ṙe, i̇m) x lane
     A4 = np.zeros(nA * blk)
     adj4 = np.zeros(nA * blk)
     V4 = np.zeros((max_nodes + 1) * blk)
-    W4 = np.zeros((max_nodes + 1) * blk)
+    W4 = np.zeros((max_nodes + 2) * blk)
     for b in range(BATCH):
         V4[b] = 1.0                 # the virtual root
     parent_block = np.zeros(node_parent.shape[0], np.uint64)
     factor_block = np.zeros(node_parent.shape[0], np.uint64)
+    adjoint_block = np.zeros(node_parent.shape[0], np.uint64)
     for mu in range(nel):
-        for q in range(node_offsets[mu], node_offsets[mu + 1]):
+        m0 = node_offsets[mu]
+        m1 = node_offsets[mu + 1]
+        for q in range(m0, m1):
+            adjoint_block[q] = m1 - m0 + 1          # a leaf: the zero block
+        for q in range(m0, m1):
             if node_parent[q] >= 0:
-                parent_block[q] = node_parent[q] - node_offsets[mu] + 1
+                parent_block[q] = node_parent[q] - m0 + 1
+                adjoint_block[node_parent[q]] = node_parent[q] - m0 + 1
             factor_block[q] = node_factor[q]
     nn_of = np.zeros(BATCH, np.int64)
     rho_core_of = np.zeros(BATCH)
@@ -412,7 +418,18 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
         tree_forward_dual(n1 - n0, parent_block[n0:n1], factor_block[n0:n1], A4, V4)
         c0 = col_offsets[mu_i]
         c1 = col_offsets[mu_i + 1]
-        # ---------- per atom: B, Ḃ, densities, energy, adjoints of the densities, dG/dC
+        # ---------- B and Ḃ of every column, all lanes in one sweep of the leaves
+        for c in range(c0, c1):
+            for b in range(BATCH):
+                B[c, b] = 0.0
+                Bd[c, b] = 0.0
+            for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
+                kb = (leaf_node[q] - n0 + 1) * blk
+                lc = leaf_coef[q]
+                for b in range(BATCH):
+                    B[c, b] += lc * V4[kb + b]
+                    Bd[c, b] += lc * V4[kb + 2 * BATCH + b]
+        # ---------- per atom: densities, energy, adjoints of the densities, dG/dC
         for b in range(nb):
             i = batch_atoms[b]
             st = struct_of[i]
@@ -420,21 +437,15 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
             rho_core = rho_core_of[b]
             rho_core_dot = rho_core_dot_of[b]
             for c in range(c0, c1):
-                bv = 0.0
-                bd = 0.0
-                for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
-                    kb = (leaf_node[q] - n0 + 1) * blk + b
-                    bv += leaf_coef[q] * V4[kb]
-                    bd += leaf_coef[q] * V4[kb + 2 * BATCH]
-                B[c] = bv
-                Bd[c] = bd
+                bv = B[c, b]
+                bd = Bd[c, b]
                 for p in range(nd):
                     rho[p, b] += coef[c, p] * bv
                     rhod[p, b] += coef[c, p] * bd
             for f in range(r1_offsets[mu_i], r1_offsets[mu_i + 1]):
                 c = r1_col[f]
-                B[c] = A1[r1_a1[f], b]
-                Bd[c] = A1d[r1_a1[f], b]
+                B[c, b] = A1[r1_a1[f], b]
+                Bd[c, b] = A1d[r1_a1[f], b]
             nn = nn_of[b]
             s, ds, jmin = _energy_switch(is_zbl, mu_i, nel, nn, nb_mu[b], nb_r[b], cutoff_max, bond_cut_in,
                                          bond_dcut_in, rho_core, rho_core_cut, drho_core_cut)
@@ -463,16 +474,16 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
             g_value[st] += a_e * e_site + e_dot
             if want_coef:
                 for c in range(c0, c1):
-                    bv = B[c]
-                    bd = Bd[c]
+                    bv = B[c, b]
+                    bd = Bd[c, b]
                     for p in range(nd):
                         grad_coef[c, p] += g_rho[p, b] * bv + g_rhod[p, b] * bd
         if not want_radial:
             continue
         # ---------- adjoints of A and Ȧ back through the tree, all lanes (rank 1 has no crad)
         adj4[:] = 0.0
-        tree_backward_dual(n1 - n0, nd, n0, parent_block[n0:n1], factor_block[n0:n1], node_coef, g_rho, g_rhod,
-                           A4, V4, W4[:(n1 - n0 + 1) * blk], adj4)
+        tree_backward_dual(n1 - n0, nd, n0, parent_block[n0:n1], factor_block[n0:n1], adjoint_block[n0:n1],
+                           node_coef, g_rho, g_rhod, A4, V4, W4[:(n1 - n0 + 2) * blk], adj4)
         for a in range(nA):
             for b in range(BATCH):
                 adjA_re[a, b] = adj4[a * blk + b]

@@ -350,16 +350,25 @@ def tree_forward_dual(nnodes, parent_block, factor_block, A4, V):
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, node_coef, g_rho, g_rhod, A4, V, W, adj4):
+def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, adjoint_block, node_coef, g_rho, g_rhod, A4, V,
+                       W, adj4):
     """Adjoints of A and Ȧ, added to adj4 (blocks as A4), of G = Σ_k (w_k Re v_k + ẇ_k Re v̇_k) with
     w_k = Σ_p node_coef[n0 + k, p] g_rho[p] (ẇ: g_rhod), back through the tree of tree_forward_dual.
 
-    g_rho and g_rhod have at least two rows; W (as V) is work space.  A run of
-    siblings passes its sum to their parent once (the virtual root's block collects the roots' and
-    is ignored).
+    g_rho and g_rhod have at least two rows; W (blocks as V) is work space.  A run of siblings passes
+    its sum to their parent once (the virtual root's block 0 collects the roots' and is ignored).
+    adjoint_block[k] is node k's block in W: k + 1 if it has children, else the zero block nnodes + 1
+    (a leaf's adjoint is its coefficients' alone); only blocks that are read are zeroed.
     """
-    for i in range(W.shape[0]):
-        W[i] = 0.0
+    for q in range(nnodes):
+        kb = adjoint_block[q] * np.uint64(16)
+        if kb == (np.uint64(q) + np.uint64(1)) * np.uint64(16):
+            for i in range(16):
+                W[kb + np.uint64(i)] = 0.0
+    zb = (np.uint64(nnodes) + np.uint64(1)) * np.uint64(16)
+    for i in range(16):
+        W[np.uint64(i)] = 0.0
+        W[zb + np.uint64(i)] = 0.0
     g0_0 = g_rho[0, 0] if nd > 0 else 0.0
     g0_1 = g_rho[0, 1] if nd > 0 else 0.0
     g0_2 = g_rho[0, 2] if nd > 0 else 0.0
@@ -447,7 +456,7 @@ def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, node_coef, g_
             s3_2 = 0.0
             s3_3 = 0.0
             cur = par
-        kb = (np.uint64(q) + np.uint64(1)) * np.uint64(16)
+        kb = adjoint_block[q] * np.uint64(16)
         fb = factor_block[q] * np.uint64(16)
         pb = par * np.uint64(16)
         c0 = node_coef[n0 + q, 0]
