@@ -343,22 +343,40 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     A4 = np.zeros(nA * blk)
     adj4 = np.zeros(nA * blk)
     V4 = np.zeros((max_nodes + 1) * blk)
-    W4 = np.zeros((max_nodes + 2) * blk)
+    W4 = np.zeros((max_nodes + 1) * blk)
     for b in range(BATCH):
         V4[b] = 1.0                 # the virtual root
     parent_block = np.zeros(node_parent.shape[0], np.uint64)
     factor_block = np.zeros(node_parent.shape[0], np.uint64)
-    adjoint_block = np.zeros(node_parent.shape[0], np.uint64)
+    has_children = np.zeros(node_parent.shape[0], np.bool_)
+    for q in range(node_parent.shape[0]):
+        if node_parent[q] >= 0:
+            has_children[node_parent[q]] = True
+    n_leaves = 0
+    for q in range(node_parent.shape[0]):
+        if not has_children[q]:
+            n_leaves += 1
+    # per element, relative to its first node: nodes without children, then those with (ascending)
+    leaf_nodes = np.zeros(n_leaves, np.int64)
+    inner_nodes = np.zeros(node_parent.shape[0] - n_leaves, np.int64)
+    leaf_start = np.zeros(nel + 1, np.int64)
+    inner_start = np.zeros(nel + 1, np.int64)
     for mu in range(nel):
         m0 = node_offsets[mu]
-        m1 = node_offsets[mu + 1]
-        for q in range(m0, m1):
-            adjoint_block[q] = m1 - m0 + 1          # a leaf: the zero block
-        for q in range(m0, m1):
+        nl = leaf_start[mu]
+        ni = inner_start[mu]
+        for q in range(m0, node_offsets[mu + 1]):
             if node_parent[q] >= 0:
                 parent_block[q] = node_parent[q] - m0 + 1
-                adjoint_block[node_parent[q]] = node_parent[q] - m0 + 1
             factor_block[q] = node_factor[q]
+            if has_children[q]:
+                inner_nodes[ni] = q - m0
+                ni += 1
+            else:
+                leaf_nodes[nl] = q - m0
+                nl += 1
+        leaf_start[mu + 1] = nl
+        inner_start[mu + 1] = ni
     nn_of = np.zeros(BATCH, np.int64)
     rho_core_of = np.zeros(BATCH)
     rho_core_dot_of = np.zeros(BATCH)
@@ -482,8 +500,10 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
             continue
         # ---------- adjoints of A and Ȧ back through the tree, all lanes (rank 1 has no crad)
         adj4[:] = 0.0
-        tree_backward_dual(n1 - n0, nd, n0, parent_block[n0:n1], factor_block[n0:n1], adjoint_block[n0:n1],
-                           node_coef, g_rho, g_rhod, A4, V4, W4[:(n1 - n0 + 2) * blk], adj4)
+        tree_backward_dual(nd, n0, parent_block[n0:n1], factor_block[n0:n1],
+                           leaf_nodes[leaf_start[mu_i]:leaf_start[mu_i + 1]],
+                           inner_nodes[inner_start[mu_i]:inner_start[mu_i + 1]], node_coef, g_rho, g_rhod,
+                           A4, V4, W4[:(n1 - n0 + 1) * blk], adj4)
         for a in range(nA):
             for b in range(BATCH):
                 adjA_re[a, b] = adj4[a * blk + b]

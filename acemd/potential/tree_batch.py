@@ -350,25 +350,23 @@ def tree_forward_dual(nnodes, parent_block, factor_block, A4, V):
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, adjoint_block, node_coef, g_rho, g_rhod, A4, V,
-                       W, adj4):
+def tree_backward_dual(nd, n0, parent_block, factor_block, leaf_nodes, inner_nodes, node_coef, g_rho, g_rhod,
+                       A4, V, W, adj4):
     """Adjoints of A and Ȧ, added to adj4 (blocks as A4), of G = Σ_k (w_k Re v_k + ẇ_k Re v̇_k) with
     w_k = Σ_p node_coef[n0 + k, p] g_rho[p] (ẇ: g_rhod), back through the tree of tree_forward_dual.
 
-    g_rho and g_rhod have at least two rows; W (blocks as V) is work space.  A run of siblings passes
-    its sum to their parent once (the virtual root's block 0 collects the roots' and is ignored).
-    adjoint_block[k] is node k's block in W: k + 1 if it has children, else the zero block nnodes + 1
-    (a leaf's adjoint is its coefficients' alone); only blocks that are read are zeroed.
+    Nodes without children first (leaf_nodes, ascending): their adjoint is real, (w, ẇ), half the
+    work of a complex one; then the nodes with children (inner_nodes, ascending) from the last, each
+    after all its children.  A run of siblings passes its sum to their parent once; W (blocks as V)
+    holds what the children passed (block 0, the virtual root's, collects the roots' and is
+    ignored).  g_rho and g_rhod have at least two rows.
     """
-    for q in range(nnodes):
-        kb = adjoint_block[q] * np.uint64(16)
-        if kb == (np.uint64(q) + np.uint64(1)) * np.uint64(16):
-            for i in range(16):
-                W[kb + np.uint64(i)] = 0.0
-    zb = (np.uint64(nnodes) + np.uint64(1)) * np.uint64(16)
     for i in range(16):
         W[np.uint64(i)] = 0.0
-        W[zb + np.uint64(i)] = 0.0
+    for t in range(inner_nodes.shape[0]):
+        kb = (np.uint64(inner_nodes[t]) + np.uint64(1)) * np.uint64(16)
+        for i in range(16):
+            W[kb + np.uint64(i)] = 0.0
     g0_0 = g_rho[0, 0] if nd > 0 else 0.0
     g0_1 = g_rho[0, 1] if nd > 0 else 0.0
     g0_2 = g_rho[0, 2] if nd > 0 else 0.0
@@ -402,8 +400,8 @@ def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, adjoint_block
     s3_2 = 0.0
     s3_3 = 0.0
     cur = np.uint64(0)
-    for qq in range(nnodes):
-        q = nnodes - 1 - qq
+    for t in range(leaf_nodes.shape[0]):
+        q = leaf_nodes[leaf_nodes.shape[0] - 1 - t]
         par = parent_block[q]
         if par != cur:
             cb = cur * np.uint64(16)
@@ -456,11 +454,217 @@ def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, adjoint_block
             s3_2 = 0.0
             s3_3 = 0.0
             cur = par
-        kb = adjoint_block[q] * np.uint64(16)
         fb = factor_block[q] * np.uint64(16)
         pb = par * np.uint64(16)
         c0 = node_coef[n0 + q, 0]
         c1 = node_coef[n0 + q, 1] if nd > 1 else 0.0
+        xr0 = g0_0 * c0 + g1_0 * c1
+        xr1 = g0_1 * c0 + g1_1 * c1
+        xr2 = g0_2 * c0 + g1_2 * c1
+        xr3 = g0_3 * c0 + g1_3 * c1
+        yr0 = h0_0 * c0 + h1_0 * c1
+        yr1 = h0_1 * c0 + h1_1 * c1
+        yr2 = h0_2 * c0 + h1_2 * c1
+        yr3 = h0_3 * c0 + h1_3 * c1
+        for p in range(2, nd):
+            c = node_coef[n0 + q, p]
+            xr0 += g_rho[p, 0] * c
+            xr1 += g_rho[p, 1] * c
+            xr2 += g_rho[p, 2] * c
+            xr3 += g_rho[p, 3] * c
+            yr0 += g_rhod[p, 0] * c
+            yr1 += g_rhod[p, 1] * c
+            yr2 += g_rhod[p, 2] * c
+            yr3 += g_rhod[p, 3] * c
+        pr0 = V[pb + np.uint64(0)]
+        pr1 = V[pb + np.uint64(1)]
+        pr2 = V[pb + np.uint64(2)]
+        pr3 = V[pb + np.uint64(3)]
+        pi0 = V[pb + np.uint64(4)]
+        pi1 = V[pb + np.uint64(5)]
+        pi2 = V[pb + np.uint64(6)]
+        pi3 = V[pb + np.uint64(7)]
+        qr0 = V[pb + np.uint64(8)]
+        qr1 = V[pb + np.uint64(9)]
+        qr2 = V[pb + np.uint64(10)]
+        qr3 = V[pb + np.uint64(11)]
+        qi0 = V[pb + np.uint64(12)]
+        qi1 = V[pb + np.uint64(13)]
+        qi2 = V[pb + np.uint64(14)]
+        qi3 = V[pb + np.uint64(15)]
+        ar0 = A4[fb + np.uint64(0)]
+        ar1 = A4[fb + np.uint64(1)]
+        ar2 = A4[fb + np.uint64(2)]
+        ar3 = A4[fb + np.uint64(3)]
+        ai0 = A4[fb + np.uint64(4)]
+        ai1 = A4[fb + np.uint64(5)]
+        ai2 = A4[fb + np.uint64(6)]
+        ai3 = A4[fb + np.uint64(7)]
+        dr0 = A4[fb + np.uint64(8)]
+        dr1 = A4[fb + np.uint64(9)]
+        dr2 = A4[fb + np.uint64(10)]
+        dr3 = A4[fb + np.uint64(11)]
+        di0 = A4[fb + np.uint64(12)]
+        di1 = A4[fb + np.uint64(13)]
+        di2 = A4[fb + np.uint64(14)]
+        di3 = A4[fb + np.uint64(15)]
+        j0_0 = adj4[fb + np.uint64(0)]
+        j0_1 = adj4[fb + np.uint64(1)]
+        j0_2 = adj4[fb + np.uint64(2)]
+        j0_3 = adj4[fb + np.uint64(3)]
+        j1_0 = adj4[fb + np.uint64(4)]
+        j1_1 = adj4[fb + np.uint64(5)]
+        j1_2 = adj4[fb + np.uint64(6)]
+        j1_3 = adj4[fb + np.uint64(7)]
+        j2_0 = adj4[fb + np.uint64(8)]
+        j2_1 = adj4[fb + np.uint64(9)]
+        j2_2 = adj4[fb + np.uint64(10)]
+        j2_3 = adj4[fb + np.uint64(11)]
+        j3_0 = adj4[fb + np.uint64(12)]
+        j3_1 = adj4[fb + np.uint64(13)]
+        j3_2 = adj4[fb + np.uint64(14)]
+        j3_3 = adj4[fb + np.uint64(15)]
+        adj4[fb + np.uint64(0)] = j0_0 + xr0 * pr0 + yr0 * qr0
+        adj4[fb + np.uint64(1)] = j0_1 + xr1 * pr1 + yr1 * qr1
+        adj4[fb + np.uint64(2)] = j0_2 + xr2 * pr2 + yr2 * qr2
+        adj4[fb + np.uint64(3)] = j0_3 + xr3 * pr3 + yr3 * qr3
+        adj4[fb + np.uint64(4)] = j1_0 + xr0 * pi0 + yr0 * qi0
+        adj4[fb + np.uint64(5)] = j1_1 + xr1 * pi1 + yr1 * qi1
+        adj4[fb + np.uint64(6)] = j1_2 + xr2 * pi2 + yr2 * qi2
+        adj4[fb + np.uint64(7)] = j1_3 + xr3 * pi3 + yr3 * qi3
+        adj4[fb + np.uint64(8)] = j2_0 + yr0 * pr0
+        adj4[fb + np.uint64(9)] = j2_1 + yr1 * pr1
+        adj4[fb + np.uint64(10)] = j2_2 + yr2 * pr2
+        adj4[fb + np.uint64(11)] = j2_3 + yr3 * pr3
+        adj4[fb + np.uint64(12)] = j3_0 + yr0 * pi0
+        adj4[fb + np.uint64(13)] = j3_1 + yr1 * pi1
+        adj4[fb + np.uint64(14)] = j3_2 + yr2 * pi2
+        adj4[fb + np.uint64(15)] = j3_3 + yr3 * pi3
+        s0_0 += xr0 * ar0 + yr0 * dr0
+        s0_1 += xr1 * ar1 + yr1 * dr1
+        s0_2 += xr2 * ar2 + yr2 * dr2
+        s0_3 += xr3 * ar3 + yr3 * dr3
+        s1_0 += xr0 * ai0 + yr0 * di0
+        s1_1 += xr1 * ai1 + yr1 * di1
+        s1_2 += xr2 * ai2 + yr2 * di2
+        s1_3 += xr3 * ai3 + yr3 * di3
+        s2_0 += yr0 * ar0
+        s2_1 += yr1 * ar1
+        s2_2 += yr2 * ar2
+        s2_3 += yr3 * ar3
+        s3_0 += yr0 * ai0
+        s3_1 += yr1 * ai1
+        s3_2 += yr2 * ai2
+        s3_3 += yr3 * ai3
+    cb = cur * np.uint64(16)
+    t0_0 = W[cb + np.uint64(0)] + s0_0
+    t0_1 = W[cb + np.uint64(1)] + s0_1
+    t0_2 = W[cb + np.uint64(2)] + s0_2
+    t0_3 = W[cb + np.uint64(3)] + s0_3
+    t1_0 = W[cb + np.uint64(4)] + s1_0
+    t1_1 = W[cb + np.uint64(5)] + s1_1
+    t1_2 = W[cb + np.uint64(6)] + s1_2
+    t1_3 = W[cb + np.uint64(7)] + s1_3
+    t2_0 = W[cb + np.uint64(8)] + s2_0
+    t2_1 = W[cb + np.uint64(9)] + s2_1
+    t2_2 = W[cb + np.uint64(10)] + s2_2
+    t2_3 = W[cb + np.uint64(11)] + s2_3
+    t3_0 = W[cb + np.uint64(12)] + s3_0
+    t3_1 = W[cb + np.uint64(13)] + s3_1
+    t3_2 = W[cb + np.uint64(14)] + s3_2
+    t3_3 = W[cb + np.uint64(15)] + s3_3
+    W[cb + np.uint64(0)] = t0_0
+    W[cb + np.uint64(1)] = t0_1
+    W[cb + np.uint64(2)] = t0_2
+    W[cb + np.uint64(3)] = t0_3
+    W[cb + np.uint64(4)] = t1_0
+    W[cb + np.uint64(5)] = t1_1
+    W[cb + np.uint64(6)] = t1_2
+    W[cb + np.uint64(7)] = t1_3
+    W[cb + np.uint64(8)] = t2_0
+    W[cb + np.uint64(9)] = t2_1
+    W[cb + np.uint64(10)] = t2_2
+    W[cb + np.uint64(11)] = t2_3
+    W[cb + np.uint64(12)] = t3_0
+    W[cb + np.uint64(13)] = t3_1
+    W[cb + np.uint64(14)] = t3_2
+    W[cb + np.uint64(15)] = t3_3
+    s0_0 = 0.0
+    s0_1 = 0.0
+    s0_2 = 0.0
+    s0_3 = 0.0
+    s1_0 = 0.0
+    s1_1 = 0.0
+    s1_2 = 0.0
+    s1_3 = 0.0
+    s2_0 = 0.0
+    s2_1 = 0.0
+    s2_2 = 0.0
+    s2_3 = 0.0
+    s3_0 = 0.0
+    s3_1 = 0.0
+    s3_2 = 0.0
+    s3_3 = 0.0
+    cur = np.uint64(0)
+    for t in range(inner_nodes.shape[0]):
+        q = inner_nodes[inner_nodes.shape[0] - 1 - t]
+        par = parent_block[q]
+        if par != cur:
+            cb = cur * np.uint64(16)
+            t0_0 = W[cb + np.uint64(0)] + s0_0
+            t0_1 = W[cb + np.uint64(1)] + s0_1
+            t0_2 = W[cb + np.uint64(2)] + s0_2
+            t0_3 = W[cb + np.uint64(3)] + s0_3
+            t1_0 = W[cb + np.uint64(4)] + s1_0
+            t1_1 = W[cb + np.uint64(5)] + s1_1
+            t1_2 = W[cb + np.uint64(6)] + s1_2
+            t1_3 = W[cb + np.uint64(7)] + s1_3
+            t2_0 = W[cb + np.uint64(8)] + s2_0
+            t2_1 = W[cb + np.uint64(9)] + s2_1
+            t2_2 = W[cb + np.uint64(10)] + s2_2
+            t2_3 = W[cb + np.uint64(11)] + s2_3
+            t3_0 = W[cb + np.uint64(12)] + s3_0
+            t3_1 = W[cb + np.uint64(13)] + s3_1
+            t3_2 = W[cb + np.uint64(14)] + s3_2
+            t3_3 = W[cb + np.uint64(15)] + s3_3
+            W[cb + np.uint64(0)] = t0_0
+            W[cb + np.uint64(1)] = t0_1
+            W[cb + np.uint64(2)] = t0_2
+            W[cb + np.uint64(3)] = t0_3
+            W[cb + np.uint64(4)] = t1_0
+            W[cb + np.uint64(5)] = t1_1
+            W[cb + np.uint64(6)] = t1_2
+            W[cb + np.uint64(7)] = t1_3
+            W[cb + np.uint64(8)] = t2_0
+            W[cb + np.uint64(9)] = t2_1
+            W[cb + np.uint64(10)] = t2_2
+            W[cb + np.uint64(11)] = t2_3
+            W[cb + np.uint64(12)] = t3_0
+            W[cb + np.uint64(13)] = t3_1
+            W[cb + np.uint64(14)] = t3_2
+            W[cb + np.uint64(15)] = t3_3
+            s0_0 = 0.0
+            s0_1 = 0.0
+            s0_2 = 0.0
+            s0_3 = 0.0
+            s1_0 = 0.0
+            s1_1 = 0.0
+            s1_2 = 0.0
+            s1_3 = 0.0
+            s2_0 = 0.0
+            s2_1 = 0.0
+            s2_2 = 0.0
+            s2_3 = 0.0
+            s3_0 = 0.0
+            s3_1 = 0.0
+            s3_2 = 0.0
+            s3_3 = 0.0
+            cur = par
+        fb = factor_block[q] * np.uint64(16)
+        pb = par * np.uint64(16)
+        c0 = node_coef[n0 + q, 0]
+        c1 = node_coef[n0 + q, 1] if nd > 1 else 0.0
+        kb = (np.uint64(q) + np.uint64(1)) * np.uint64(16)
         xr0 = W[kb + np.uint64(0)] + g0_0 * c0 + g1_0 * c1
         xr1 = W[kb + np.uint64(1)] + g0_1 * c0 + g1_1 * c1
         xr2 = W[kb + np.uint64(2)] + g0_2 * c0 + g1_2 * c1
@@ -568,19 +772,35 @@ def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, adjoint_block
         s3_2 += yr2 * ai2 + yi2 * ar2
         s3_3 += yr3 * ai3 + yi3 * ar3
     cb = cur * np.uint64(16)
-    W[cb + np.uint64(0)] += s0_0
-    W[cb + np.uint64(1)] += s0_1
-    W[cb + np.uint64(2)] += s0_2
-    W[cb + np.uint64(3)] += s0_3
-    W[cb + np.uint64(4)] += s1_0
-    W[cb + np.uint64(5)] += s1_1
-    W[cb + np.uint64(6)] += s1_2
-    W[cb + np.uint64(7)] += s1_3
-    W[cb + np.uint64(8)] += s2_0
-    W[cb + np.uint64(9)] += s2_1
-    W[cb + np.uint64(10)] += s2_2
-    W[cb + np.uint64(11)] += s2_3
-    W[cb + np.uint64(12)] += s3_0
-    W[cb + np.uint64(13)] += s3_1
-    W[cb + np.uint64(14)] += s3_2
-    W[cb + np.uint64(15)] += s3_3
+    t0_0 = W[cb + np.uint64(0)] + s0_0
+    t0_1 = W[cb + np.uint64(1)] + s0_1
+    t0_2 = W[cb + np.uint64(2)] + s0_2
+    t0_3 = W[cb + np.uint64(3)] + s0_3
+    t1_0 = W[cb + np.uint64(4)] + s1_0
+    t1_1 = W[cb + np.uint64(5)] + s1_1
+    t1_2 = W[cb + np.uint64(6)] + s1_2
+    t1_3 = W[cb + np.uint64(7)] + s1_3
+    t2_0 = W[cb + np.uint64(8)] + s2_0
+    t2_1 = W[cb + np.uint64(9)] + s2_1
+    t2_2 = W[cb + np.uint64(10)] + s2_2
+    t2_3 = W[cb + np.uint64(11)] + s2_3
+    t3_0 = W[cb + np.uint64(12)] + s3_0
+    t3_1 = W[cb + np.uint64(13)] + s3_1
+    t3_2 = W[cb + np.uint64(14)] + s3_2
+    t3_3 = W[cb + np.uint64(15)] + s3_3
+    W[cb + np.uint64(0)] = t0_0
+    W[cb + np.uint64(1)] = t0_1
+    W[cb + np.uint64(2)] = t0_2
+    W[cb + np.uint64(3)] = t0_3
+    W[cb + np.uint64(4)] = t1_0
+    W[cb + np.uint64(5)] = t1_1
+    W[cb + np.uint64(6)] = t1_2
+    W[cb + np.uint64(7)] = t1_3
+    W[cb + np.uint64(8)] = t2_0
+    W[cb + np.uint64(9)] = t2_1
+    W[cb + np.uint64(10)] = t2_2
+    W[cb + np.uint64(11)] = t2_3
+    W[cb + np.uint64(12)] = t3_0
+    W[cb + np.uint64(13)] = t3_1
+    W[cb + np.uint64(14)] = t3_2
+    W[cb + np.uint64(15)] = t3_3

@@ -204,61 +204,90 @@ def tree_forward_dual(nnodes, parent_block, factor_block, A4, V):
     out.append(f"""
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, adjoint_block, node_coef, g_rho, g_rhod, A4, V,
-                       W, adj4):
+def tree_backward_dual(nd, n0, parent_block, factor_block, leaf_nodes, inner_nodes, node_coef, g_rho, g_rhod,
+                       A4, V, W, adj4):
     \"\"\"Adjoints of A and Ȧ, added to adj4 (blocks as A4), of G = Σ_k (w_k Re v_k + ẇ_k Re v̇_k) with
     w_k = Σ_p node_coef[n0 + k, p] g_rho[p] (ẇ: g_rhod), back through the tree of tree_forward_dual.
 
-    g_rho and g_rhod have at least two rows; W (blocks as V) is work space.  A run of siblings passes
-    its sum to their parent once (the virtual root's block 0 collects the roots' and is ignored).
-    adjoint_block[k] is node k's block in W: k + 1 if it has children, else the zero block nnodes + 1
-    (a leaf's adjoint is its coefficients' alone); only blocks that are read are zeroed.
+    Nodes without children first (leaf_nodes, ascending): their adjoint is real, (w, ẇ), half the
+    work of a complex one; then the nodes with children (inner_nodes, ascending) from the last, each
+    after all its children.  A run of siblings passes its sum to their parent once; W (blocks as V)
+    holds what the children passed (block 0, the virtual root's, collects the roots' and is
+    ignored).  g_rho and g_rhod have at least two rows.
     \"\"\"
-    for q in range(nnodes):
-        kb = adjoint_block[q] * np.uint64({S})
-        if kb == (np.uint64(q) + np.uint64(1)) * np.uint64({S}):
-            for i in range({S}):
-                W[kb + np.uint64(i)] = 0.0
-    zb = (np.uint64(nnodes) + np.uint64(1)) * np.uint64({S})
     for i in range({S}):
         W[np.uint64(i)] = 0.0
-        W[zb + np.uint64(i)] = 0.0""")
+    for t in range(inner_nodes.shape[0]):
+        kb = (np.uint64(inner_nodes[t]) + np.uint64(1)) * np.uint64({S})
+        for i in range({S}):
+            W[kb + np.uint64(i)] = 0.0""")
     for nm, arr, row in (("g0_", "g_rho", 0), ("g1_", "g_rho", 1), ("h0_", "g_rhod", 0), ("h1_", "g_rhod", 1)):
         lanes(4, f"{nm}{{b}} = {arr}[{row}, {{b}}] if nd > {row} else 0.0")
+
+    def flush(indent):
+        emit(indent, f"cb = cur * np.uint64({S})")
+        for c in range(4):
+            lanes(indent, f"t{c}_{{b}} = W[cb + OFF{c}] + s{c}_{{b}}")
+        for c in range(4):
+            lanes(indent, f"W[cb + OFF{c}] = t{c}_{{b}}")
+
+    def node_head(indent, nodes):
+        emit(indent, f"q = {nodes}[{nodes}.shape[0] - 1 - t]")
+        emit(indent, "par = parent_block[q]")
+        emit(indent, "if par != cur:")
+        flush(indent + 4)
+        for c in range(4):
+            lanes(indent + 4, f"s{c}_{{b}} = 0.0")
+        emit(indent + 4, "cur = par")
+        emit(indent, f"fb = factor_block[q] * np.uint64({S})")
+        emit(indent, f"pb = par * np.uint64({S})")
+        emit(indent, "c0 = node_coef[n0 + q, 0]")
+        emit(indent, "c1 = node_coef[n0 + q, 1] if nd > 1 else 0.0")
+
+    def coefficient_terms(indent):
+        emit(indent, "for p in range(2, nd):")
+        emit(indent + 4, "c = node_coef[n0 + q, p]")
+        lanes(indent + 4, "xr{b} += g_rho[p, {b}] * c")
+        lanes(indent + 4, "yr{b} += g_rhod[p, {b}] * c")
+
+    def loads(indent):
+        for c, nm in enumerate(("pr", "pi", "qr", "qi")):
+            lanes(indent, f"{nm}{{b}} = V[pb + OFF{c}]")
+        for c, nm in enumerate(("ar", "ai", "dr", "di")):
+            lanes(indent, f"{nm}{{b}} = A4[fb + OFF{c}]")
+        for c in range(4):
+            lanes(indent, f"j{c}_{{b}} = adj4[fb + OFF{c}]")
+
     for c in range(4):
         lanes(4, f"s{c}_{{b}} = 0.0")
     emit(4, "cur = np.uint64(0)")
-    emit(4, "for qq in range(nnodes):")
-    emit(8, "q = nnodes - 1 - qq")
-    emit(8, "par = parent_block[q]")
-    emit(8, "if par != cur:")
-    emit(12, f"cb = cur * np.uint64({S})")
+    emit(4, "for t in range(leaf_nodes.shape[0]):")
+    node_head(8, "leaf_nodes")
+    lanes(8, "xr{b} = g0_{b} * c0 + g1_{b} * c1")
+    lanes(8, "yr{b} = h0_{b} * c0 + h1_{b} * c1")
+    coefficient_terms(8)
+    loads(8)
+    lanes(8, "adj4[fb + OFF0] = j0_{b} + xr{b} * pr{b} + yr{b} * qr{b}")
+    lanes(8, "adj4[fb + OFF1] = j1_{b} + xr{b} * pi{b} + yr{b} * qi{b}")
+    lanes(8, "adj4[fb + OFF2] = j2_{b} + yr{b} * pr{b}")
+    lanes(8, "adj4[fb + OFF3] = j3_{b} + yr{b} * pi{b}")
+    lanes(8, "s0_{b} += xr{b} * ar{b} + yr{b} * dr{b}")
+    lanes(8, "s1_{b} += xr{b} * ai{b} + yr{b} * di{b}")
+    lanes(8, "s2_{b} += yr{b} * ar{b}")
+    lanes(8, "s3_{b} += yr{b} * ai{b}")
+    flush(4)
     for c in range(4):
-        lanes(12, f"t{c}_{{b}} = W[cb + OFF{c}] + s{c}_{{b}}")
-    for c in range(4):
-        lanes(12, f"W[cb + OFF{c}] = t{c}_{{b}}")
-    for c in range(4):
-        lanes(12, f"s{c}_{{b}} = 0.0")
-    emit(12, "cur = par")
-    emit(8, f"kb = adjoint_block[q] * np.uint64({S})")
-    emit(8, f"fb = factor_block[q] * np.uint64({S})")
-    emit(8, f"pb = par * np.uint64({S})")
-    emit(8, "c0 = node_coef[n0 + q, 0]")
-    emit(8, "c1 = node_coef[n0 + q, 1] if nd > 1 else 0.0")
+        lanes(4, f"s{c}_{{b}} = 0.0")
+    emit(4, "cur = np.uint64(0)")
+    emit(4, "for t in range(inner_nodes.shape[0]):")
+    node_head(8, "inner_nodes")
+    emit(8, f"kb = (np.uint64(q) + np.uint64(1)) * np.uint64({S})")
     lanes(8, "xr{b} = W[kb + OFF0] + g0_{b} * c0 + g1_{b} * c1")
     lanes(8, "xi{b} = W[kb + OFF1]")
     lanes(8, "yr{b} = W[kb + OFF2] + h0_{b} * c0 + h1_{b} * c1")
     lanes(8, "yi{b} = W[kb + OFF3]")
-    emit(8, "for p in range(2, nd):")
-    emit(12, "c = node_coef[n0 + q, p]")
-    lanes(12, "xr{b} += g_rho[p, {b}] * c")
-    lanes(12, "yr{b} += g_rhod[p, {b}] * c")
-    for c, nm in enumerate(("pr", "pi", "qr", "qi")):
-        lanes(8, f"{nm}{{b}} = V[pb + OFF{c}]")
-    for c, nm in enumerate(("ar", "ai", "dr", "di")):
-        lanes(8, f"{nm}{{b}} = A4[fb + OFF{c}]")
-    for c in range(4):
-        lanes(8, f"j{c}_{{b}} = adj4[fb + OFF{c}]")
+    coefficient_terms(8)
+    loads(8)
     lanes(8, "adj4[fb + OFF0] = j0_{b} + xr{b} * pr{b} - xi{b} * pi{b} + yr{b} * qr{b} - yi{b} * qi{b}")
     lanes(8, "adj4[fb + OFF1] = j1_{b} + xr{b} * pi{b} + xi{b} * pr{b} + yr{b} * qi{b} + yi{b} * qr{b}")
     lanes(8, "adj4[fb + OFF2] = j2_{b} + yr{b} * pr{b} - yi{b} * pi{b}")
@@ -267,9 +296,7 @@ def tree_backward_dual(nnodes, nd, n0, parent_block, factor_block, adjoint_block
     lanes(8, "s1_{b} += xr{b} * ai{b} + xi{b} * ar{b} + yr{b} * di{b} + yi{b} * dr{b}")
     lanes(8, "s2_{b} += yr{b} * ar{b} - yi{b} * ai{b}")
     lanes(8, "s3_{b} += yr{b} * ai{b} + yi{b} * ar{b}")
-    emit(4, f"cb = cur * np.uint64({S})")
-    for c in range(4):
-        lanes(4, f"W[cb + OFF{c}] += s{c}_{{b}}")
+    flush(4)
     return "\n".join(out) + "\n"
 
 
