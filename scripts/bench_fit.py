@@ -3,6 +3,7 @@
 solve time and peak memory on 1 and 2 ranks, the 2-rank efficiency, and the same figures for ace-jax.
 
     python scripts/bench_fit.py --data Cu_df2_1k.pkl.gzip [--ranks 1 2] [--acejax-python PY]
+    python scripts/bench_fit.py --nonlinear --data Cu_df2_1k.pkl.gzip [--ranks 1 2] [--structures N]
 
 The data file is pacemaker's example (python-ace repository, examples/Cu-II/Cu_df2_1k.pkl.gzip:
 1000 Cu structures, 11309 atoms).  The basis is that of inputs/fit_cu_linear.yaml (pacemaker's
@@ -91,7 +92,14 @@ def _row(f):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--nonlinear" in argv:           # the nonlinear fit's loss + gradient: bench_fit_nonlinear.py
+        sys.path.insert(0, str(HERE))
+        import bench_fit_nonlinear
+        return bench_fit_nonlinear.main([a for a in argv if a != "--nonlinear"])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nonlinear", action="store_true",
+                    help="benchmark the nonlinear fit instead (scripts/bench_fit_nonlinear.py; its options)")
     ap.add_argument("--data", type=Path, help="Cu_df2_1k.pkl.gzip (pacemaker's examples/Cu-II)")
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--solver", choices=["ridge", "bayesian"], default="ridge")

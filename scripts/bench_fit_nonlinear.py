@@ -78,7 +78,8 @@ def worker(args) -> int:
     # parts on this rank (CPU time): forces (engine kernel), gradient basis-only, gradient with radial
     batch, _, a, phi, h = share.residuals(theta)[0]      # the parts on the first chunk
     parts = {}
-    for name, fn in (("forces", lambda: model.evaluate(batch, theta)),
+    model.evaluate(batch, theta)                         # the tables of θ (rebuilt once per θ, timed in wall_s)
+    for name, fn in (("forces", lambda: model.evaluate(batch, theta, virials=False)),   # no stresses here
                      ("gradient_basis", lambda: model.gradient(batch, a, phi, h, theta=theta, want_radial=False)),
                      ("gradient_all", lambda: model.gradient(batch, a, phi, h, theta=theta))):
         c0 = time.process_time()
