@@ -1,4 +1,4 @@
-"""[properties] vacancy, surfaces and stacking faults equal the same quantities computed the usual way:
+"""[properties] vacancy, interstitial, surfaces and stacking faults equal the same quantities computed the usual way:
 ASE structures (fcc100/fcc111 builders, ase.lattice.cubic), acemd's ACECalculator and ASE's optimisers
 (BFGS; FixCartesian for the GSF point), to 1 meV per defect / surface cell / fault cell.
 
@@ -18,8 +18,8 @@ FMAX = 1e-5
 def battery(tmp_path_factory):
     folder = tmp_path_factory.mktemp("battery")
     summary = _run(folder, {"properties": {
-        "compute": ["vacancy", "surfaces", "stacking_fault"], "fmax": FMAX, "report": "p.yaml",
-        "vacancy": {"sizes": [2]},
+        "compute": ["vacancy", "interstitial", "surfaces", "stacking_fault"], "fmax": FMAX, "report": "p.yaml",
+        "vacancy": {"sizes": [2]}, "interstitial": {"sizes": [2]},
         "surfaces": {"miller": [[1, 0, 0], [1, 1, 1]], "layers": 4, "vacuum": 10.0},
         "stacking_fault": {"layers": 9, "points": [0.0, 1.0 / 6.0]}}})
     return {r.name: r for r in summary["results"]}
@@ -55,6 +55,21 @@ def test_vacancy_formation_energy(battery, calc, bulk_cu):
     ase_ef = e - len(cell) * e_bulk
     mine = battery["vacancy"].entry("vacancy.E_f").value
     print(f"\nvacancy E_f (31 atoms): [properties] {mine:.6f} eV, ASE BFGS {ase_ef:.6f} eV, "
+          f"difference {1e3 * (mine - ase_ef):+.4f} meV")
+    assert abs(mine - ase_ef) < 1e-3
+
+
+def test_interstitial_formation_energy(battery, calc, bulk_cu):
+    """The octahedral interstitial (the input's default position), relaxed at constant volume: by
+    symmetry it stays on its site in both minimisers, so both end at the same stationary point."""
+    from ase import Atom
+    unit, e_bulk, a = bulk_cu
+    cell = unit.repeat((2, 2, 2))
+    cell.append(Atom("Cu", position=0.5 * unit.cell.lengths()))
+    _, e = _relax(cell, calc)
+    ase_ef = e - len(cell) * e_bulk
+    mine = battery["interstitial"].entry("interstitial.E_f").value
+    print(f"\ninterstitial E_f (33 atoms, octahedral): [properties] {mine:.6f} eV, ASE BFGS {ase_ef:.6f} eV, "
           f"difference {1e3 * (mine - ase_ef):+.4f} meV")
     assert abs(mine - ase_ef) < 1e-3
 
