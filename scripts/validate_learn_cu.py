@@ -50,7 +50,7 @@ embeddings = {ALL = {npot = "FinnisSinclairShiftedScaled", fs_parameters = [1, 1
 bonds = {ALL = {radbase = "SBessel", radparameters = [5.25], rcut = 6.0, dcut = 0.01}}
 functions = {ALL = {nradmax_by_orders = [10, 6, 4, 2], lmax_by_orders = [0, 3, 2, 1]}}
 [learn.fit.fit]
-loss = {kappa = 0.5, L2_coeffs = 1e-8}
+loss = {kappa = 0.5, L2_coeffs = 1e-8, kappa_stress = 0.3}
 """
 
 
