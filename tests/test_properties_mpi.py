@@ -95,3 +95,23 @@ def test_two_ranks_equal_one_and_restart_after_a_signal(tmp_path):
     print(f"restarted as printed: max relative difference to the uninterrupted run {dev:.3g} ({where})")
     assert dev < 1e-9
     assert np.isfinite(_values(split)["vacancy.E_f"][0])
+
+
+def test_elastic_on_two_ranks_equals_one(tmp_path):
+    """[properties] elastic on 2 ranks: the phase file is written by rank 0 alone (ASE's write, left
+    to itself, broadcasts over MPI and the ranks' collectives went out of step: an error at the first
+    [elastic] stage), and the constants equal 1 rank's."""
+    sections = {"properties": {"compute": ["elastic"], "fmax": 1e-5, "elastic": {"strains": [0.005]}}}
+    folders = []
+    for n in ("one", "two"):
+        d = tmp_path / n
+        d.mkdir()
+        (d / "in.toml").write_text(_text(sections))
+        folders.append(d)
+    _run(folders[0], 1)
+    _run(folders[1], 2)
+    a, b = _values(folders[0]), _values(folders[1])
+    worst, where = _max_difference(a, b)
+    print(f"\n[properties] elastic, 2 ranks vs 1: worst relative difference {worst:.2e} ({where}); "
+          f"C11 {a['elastic.C11'][0]:.4f} GPa")
+    assert worst < 1e-8

@@ -238,7 +238,7 @@ class PropertiesRun:
 
         def write_phase():
             from ase.io import write
-            write(phase_file, ctx.atoms, format="extxyz")
+            write(phase_file, ctx.atoms, format="extxyz", parallel=False)   # rank 0 alone: no ASE broadcast
         on_root(self.comm, write_phase)
         self.comm.Barrier()
         elastic = {k: s.default for k, s in SCHEMA["elastic"].items() if s.default is not None}

@@ -324,7 +324,7 @@ def _structures_from_ase(path: Path, energy_key, forces_key, stress_key, problem
     import ase.io
 
     try:
-        frames = ase.io.read(str(path), index=":")
+        frames = ase.io.read(str(path), index=":", parallel=False)   # every rank reads for itself
     except Exception as exc:  # ASE raises many types for unreadable files
         raise DatasetError(f"{path}: ASE cannot read this file ({type(exc).__name__}: {exc}); "
                            "give a pacemaker pickle (.pckl.gzip) or a format ase.io.read reads "

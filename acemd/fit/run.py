@@ -338,7 +338,7 @@ def write_active_set_for(result, paths, say):
     from ..potential.activeset import build_active_set, write_active_set
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.extxyz"
-        write(train_file, [s.atoms for s in result.train], format="extxyz")
+        write(train_file, [s.atoms for s in result.train], format="extxyz", parallel=False)
         res = build_active_set(ACEPotential(paths["potential"]), [train_file], log=None)
     asi = paths["potential"].with_suffix(".asi")
     write_active_set(asi, res.matrices)

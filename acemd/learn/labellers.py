@@ -170,7 +170,7 @@ class CommandLabeller:
             b.info = {"learn_id": i}
             b.arrays = {k: v for k, v in b.arrays.items() if k in ("numbers", "positions")}
             frames.append(b)
-        write(inp, frames, format="extxyz")
+        write(inp, frames, format="extxyz", parallel=False)
         outp.unlink(missing_ok=True)
         cmd = self.command.replace("{input}", shlex.quote(str(inp))).replace("{output}", shlex.quote(str(outp)))
         proc = subprocess.Popen(cmd, shell=True, cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -194,7 +194,7 @@ class CommandLabeller:
         if not outp.exists():
             return [Label(error=f"command wrote no {outp.name}") for _ in structures]
         try:
-            done = read(outp, index=":", format="extxyz")
+            done = read(outp, index=":", format="extxyz", parallel=False)
         except Exception as exc:  # noqa: BLE001
             return [Label(error=f"cannot read the command's output {outp}: {exc}") for _ in structures]
         by_id = {}

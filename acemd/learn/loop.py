@@ -96,7 +96,7 @@ def _start_structures(settings, d: Path):
 
 def _read_any(path):
     from ase.io import read
-    return read(str(path), index=":")
+    return read(str(path), index=":", parallel=False)
 
 
 def _stress_or_none(atoms):

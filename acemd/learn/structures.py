@@ -70,7 +70,7 @@ def write_frames(path, frames):
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     if frames:
-        write(tmp, list(frames), format="extxyz")
+        write(tmp, list(frames), format="extxyz", parallel=False)
     else:
         tmp.write_text("")
     os.replace(tmp, path)
@@ -81,4 +81,4 @@ def read_frames(path) -> list:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return []
-    return read(path, index=":", format="extxyz")
+    return read(path, index=":", format="extxyz", parallel=False)

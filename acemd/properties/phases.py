@@ -38,7 +38,7 @@ def run_phases(ctx, settings) -> PropertyResult:
         ctx.say(f"  phases: {atoms.get_chemical_formula()} is not elemental: lattices skipped, files only")
     for f in settings["files"]:
         mode = "triclinic" if settings["cell"] == "auto" else settings["cell"]
-        phases.append((Path(f).stem, read(f), mode))
+        phases.append((Path(f).stem, read(f, parallel=False), mode))   # every rank reads
     e_ref = ctx.evaluate([atoms])[0]["energy"] / len(atoms)
     relaxed = [None] * len(phases)
     for mode in dict.fromkeys(p[2] for p in phases):
