@@ -9,8 +9,10 @@ bands/DOS or thermal properties and the QHA fit):
   and the DOS on a 20^3 mesh;
 * qha: 9 volumes of the same supercell, F_vib on a 20^3 mesh, phonopy's QHA (quantum and classical
   in acemd's route; phonopy's recipe: a phonopy object per volume, quantum only);
-* forces: the displaced supercells' forces alone, for the QHA's 9 volumes and for a large cell
-  (5 x 5 x 5 conventional, 500 atoms, one displacement).
+* forces: the displaced supercells' forces alone, for the QHA's 9 volumes, for a large cell
+  (5 x 5 x 5 conventional, 500 atoms, one displacement) and for a low-symmetry one (the same with a
+  vacancy, 499 atoms: every inequivalent atom displaced, tens of structures; the case where
+  acemd's reuse of the perfect supercell's neighbours and local evaluation pay).
 
 The reference runs in this process; acemd's route runs under ``mpiexec -n R`` for each R.
 
@@ -44,6 +46,14 @@ def _atoms():
     return bulk("Cu", "fcc", a=A0, cubic=True)
 
 
+def _vacancy_cell():
+    """A low-symmetry case: fcc Cu 5 x 5 x 5 conventional cells with one vacancy (499 atoms) as its
+    own phonon supercell; phonopy displaces every inequivalent atom."""
+    cell = _atoms().repeat((5, 5, 5))
+    del cell[0]
+    return cell
+
+
 def reference(repeat):
     """phonopy + acemd's ACECalculator, serially: the plain recipe."""
     from phonopy import Phonopy, PhonopyQHA
@@ -71,7 +81,7 @@ def reference(repeat):
     warm = atoms.copy()
     warm.calc = calc
     warm.get_forces()
-    times = {"phonons": [], "qha": [], "forces_qha": [], "forces_large": []}
+    times = {"phonons": [], "qha": [], "forces_qha": [], "forces_large": [], "forces_vacancy": []}
     for _ in range(repeat):
         t = time.perf_counter()
         p = phonopy_of(atoms)
@@ -120,6 +130,12 @@ def reference(repeat):
         forces(pb)
         times["forces_large"].append(time.perf_counter() - t)
         del big
+        pv = phonopy_of(_vacancy_cell(), 1)
+        pv.generate_displacements(distance=0.01)
+        times["n_vacancy"] = [len(pv.supercells_with_displacements)]
+        t = time.perf_counter()
+        forces(pv)
+        times["forces_vacancy"].append(time.perf_counter() - t)
     return {k: min(v) for k, v in times.items()}
 
 
@@ -146,7 +162,7 @@ def worker(repeat):
     warm = atoms.copy()
     warm.calc = calc
     warm.get_forces()
-    times = {"phonons": [], "qha": [], "forces_qha": [], "forces_large": []}
+    times = {"phonons": [], "qha": [], "forces_qha": [], "forces_large": [], "forces_vacancy": []}
     for _ in range(repeat):
         P._PHONOPY_CACHE.clear()          # each job timed from scratch, as the reference's
         comm.Barrier()
@@ -176,6 +192,12 @@ def worker(repeat):
         DisplacedForces(pot, comm).forces_of(structures)
         comm.Barrier()
         times["forces_large"].append(time.perf_counter() - t)
+        structures = P.displaced_supercells(P.make_phonopy(_vacancy_cell(), np.eye(3, dtype=int)))
+        comm.Barrier()
+        t = time.perf_counter()
+        DisplacedForces(pot, comm).forces_of(structures)
+        comm.Barrier()
+        times["forces_vacancy"].append(time.perf_counter() - t)
     if comm.Get_rank() == 0:
         print("TIMES " + json.dumps({k: min(v) for k, v in times.items()}), flush=True)
 
@@ -227,7 +249,8 @@ def main():
     labels = {"phonons": "phonons, 256-atom supercell, bands + DOS",
               "qha": "QHA, 9 volumes x 256 atoms",
               "forces_qha": "  of which forces (9 supercells)",
-              "forces_large": "forces, 500-atom supercell (1 displacement)"}
+              "forces_large": "forces, 500-atom supercell (1 displacement)",
+              "forces_vacancy": f"forces, vacancy cell (499 atoms, {int(ref['n_vacancy'])} displacements)"}
     print(f"# fcc Cu, {POTENTIAL.name}; wall time (s), best of {args.repeat}; speed-up = phonopy+ACECalculator / acemd")
     print(f"{'job':46s} {'phonopy+calc':>12s} " + " ".join(f"{f'acemd {r}r':>10s} {'x':>6s}" for r in args.ranks))
     for k, lab in labels.items():
