@@ -47,31 +47,31 @@ def bulk_cu(calc):
     return atoms, e / len(atoms), atoms.cell.lengths()[0]
 
 
-def test_vacancy_formation_energy(battery, calc, bulk_cu):
-    unit, e_bulk, a = bulk_cu
-    cell = unit.repeat((2, 2, 2))
-    del cell[5]                                         # any site: all are equivalent
+def _point_defect_against_ase(battery, calc, bulk_cu, kind, cell, what):
+    """E_f of the driver's ``kind`` against ``cell`` relaxed by ASE's BFGS at constant volume."""
+    _, e_bulk, _ = bulk_cu
     _, e = _relax(cell, calc)
     ase_ef = e - len(cell) * e_bulk
-    mine = battery["vacancy"].entry("vacancy.E_f").value
-    print(f"\nvacancy E_f (31 atoms): [properties] {mine:.6f} eV, ASE BFGS {ase_ef:.6f} eV, "
+    mine = battery[kind].entry(f"{kind}.E_f").value
+    print(f"\n{kind} E_f ({what}): [properties] {mine:.6f} eV, ASE BFGS {ase_ef:.6f} eV, "
           f"difference {1e3 * (mine - ase_ef):+.4f} meV")
     assert abs(mine - ase_ef) < 1e-3
+
+
+def test_vacancy_formation_energy(battery, calc, bulk_cu):
+    cell = bulk_cu[0].repeat((2, 2, 2))
+    del cell[5]                                         # any site: all are equivalent
+    _point_defect_against_ase(battery, calc, bulk_cu, "vacancy", cell, "31 atoms")
 
 
 def test_interstitial_formation_energy(battery, calc, bulk_cu):
     """The octahedral interstitial (the input's default position), relaxed at constant volume: by
     symmetry it stays on its site in both minimisers, so both end at the same stationary point."""
     from ase import Atom
-    unit, e_bulk, a = bulk_cu
+    unit = bulk_cu[0]
     cell = unit.repeat((2, 2, 2))
     cell.append(Atom("Cu", position=0.5 * unit.cell.lengths()))
-    _, e = _relax(cell, calc)
-    ase_ef = e - len(cell) * e_bulk
-    mine = battery["interstitial"].entry("interstitial.E_f").value
-    print(f"\ninterstitial E_f (33 atoms, octahedral): [properties] {mine:.6f} eV, ASE BFGS {ase_ef:.6f} eV, "
-          f"difference {1e3 * (mine - ase_ef):+.4f} meV")
-    assert abs(mine - ase_ef) < 1e-3
+    _point_defect_against_ase(battery, calc, bulk_cu, "interstitial", cell, "33 atoms, octahedral")
 
 
 def test_surface_energies(battery, calc, bulk_cu):
