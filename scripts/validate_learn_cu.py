@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -412,17 +413,27 @@ def held_out_errors(potential, kind, a0, files, frames_per_kind=4, steps=400):
 
 # -- melting point (optional) -------------------------------------------------------------------------
 
-def melting_acemd(potential, folder: Path):
-    """acemd's melting_temperature with inputs/melting_cu.toml's protocol (256 atoms per phase) on
-    ``potential``; returns the report's mapping."""
-    import re
+def melting_acemd(potential, folder: Path, guess=1250.0, scale=0.5, ranks=2):
+    """acemd's melting_temperature on ``potential`` with scripts/validate_melting_cu.py's protocol (256
+    atoms per phase, window +-100 K, run lengths x ``scale``): with guess 1250 K and scale 0.5 the
+    protocol of the labeller's documented Tm (docs/phase-diagram.md: 1287.76 +- 4.93 K).  Returns the
+    report's mapping."""
+    import shutil
+    import subprocess
 
     import yaml
-    template = (ROOT / "inputs" / "melting_cu.toml").read_text()
-    text = re.sub(r'(?m)^file = ".*Cu-PBE-core-rep\.ace"', f'file = "{potential}"', template)
     folder.mkdir(parents=True, exist_ok=True)
-    run_acemd(text, folder / "melting.toml")
-    return yaml.safe_load((folder / "melting.yaml").read_text())
+    mpiexec = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                            os.environ.get("PATH", "")]))
+    cmd = [sys.executable, str(ROOT / "scripts" / "validate_melting_cu.py"), "--potential", str(potential),
+           "--guesses", f"{guess:g}", "--scale", f"{scale:g}", "--out", str(folder)]
+    if ranks > 1 and mpiexec:
+        cmd = [mpiexec, "-n", str(ranks)] + cmd
+    with open(folder / "melting.out", "w") as fh:
+        status = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=folder).returncode
+    if status != 0:
+        raise RuntimeError(f"the melting protocol on {potential} ended with status {status}; see {folder}/melting.out")
+    return yaml.safe_load((folder / f"guess_{guess:g}K" / "melting.yaml").read_text())
 
 
 # -- the whole validation ------------------------------------------------------------------------------
@@ -531,7 +542,10 @@ def validate(kind, args, out: Path) -> dict:
             say("melting point: only with the ACE labeller (acemd's free-energy drivers run ACE potentials)")
         else:
             ml = melting_acemd(potential, props / "learnt" / "melting")
-            mr = melting_acemd(labeller_spec("ace")[1], props / "labeller" / "melting")
+            if args.labeller_tm:                 # the labeller's Tm from an earlier run of the same protocol
+                mr = {"result": {"temperature_K": args.labeller_tm[0], "error_K": args.labeller_tm[1]}}
+            else:
+                mr = melting_acemd(labeller_spec("ace")[1], props / "labeller" / "melting")
             tl, tr = (m.get("result", {}) for m in (ml, mr))
             say(f"melting point, 256 atoms per phase ({time.perf_counter() - t:.0f} s): learnt "
                 f"{tl.get('temperature_K', float('nan')):.1f} ± {tl.get('error_K', float('nan')):.1f} K, labeller "
@@ -559,6 +573,9 @@ def main(argv=None):
     p.add_argument("--no-liquid", action="store_true", help="skip the liquid density")
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test, not a validation)")
     p.add_argument("--melting", action="store_true", help="also the melting point (hours)")
+    p.add_argument("--labeller-tm", type=float, nargs=2, metavar=("TM_K", "ERROR_K"),
+                   help="--melting: the labeller's Tm from an earlier run of the same protocol (e.g. 1287.76 4.93, "
+                        "docs/phase-diagram.md) instead of running it again")
     args = p.parse_args(argv)
     for name in ("max_iterations", "per_iteration", "explore_steps", "liquid_steps", "melt_steps", "npt_steps"):
         if getattr(args, name) < 1:

@@ -5,6 +5,7 @@
     mpiexec -n 2 python scripts/validate_melting_cu.py --pressure 10000 --guesses 1335 --scale 0.35
     mpiexec -n 2 python scripts/validate_melting_cu.py --line 1287.76 4.93 --pressure-final 10000
     python scripts/validate_melting_cu.py --quick          # smoke check: 32 atoms, tiny runs, minutes
+    mpiexec -n 2 python scripts/validate_melting_cu.py --potential learnt.yaml --guesses 1250 --scale 0.5
 
 The second line is the direct melting point at 10 kbar, the third the Clausius-Clapeyron line
 from the 0-bar Tm to 10 kbar (``mode = "coexistence_line"`` with ``start_temperature``): the two
@@ -45,7 +46,8 @@ QUICK = dict(timestep=0.002, npt_steps=200, npt_max_blocks=1, pressure_tolerance
              melt_steps=600, quench_steps=300, progress_every=100000)
 
 
-def input_text(folder, guess, repeat, run, window, attempts, pressure=0.0, mode="melting_temperature", extra=""):
+def input_text(folder, guess, repeat, run, window, attempts, pressure=0.0, mode="melting_temperature", extra="",
+               potential=POTENTIAL):
     keys = "\n".join(f"{k} = {v}" for k, v in run.items())
     return f"""
 [structure]
@@ -55,7 +57,7 @@ a = 3.63
 repeat = [{repeat}, {repeat}, {repeat}]
 
 [potential]
-file = "{POTENTIAL.as_posix()}"
+file = "{Path(potential).resolve().as_posix()}"
 
 [free_energy]
 mode = "{mode}"
@@ -97,7 +99,8 @@ def coexistence(args, out, repeat, run, comm):
     folder.mkdir(parents=True, exist_ok=True)
     extra = (f"pressure_final = {args.pressure_final}\npressure_steps = {args.pressure_steps}\n"
              f"start_temperature = {tm}\nstart_temperature_error = {err}\n")
-    text = input_text(folder, tm, repeat, run, args.window, 1, args.pressure, "coexistence_line", extra)
+    text = input_text(folder, tm, repeat, run, args.window, 1, args.pressure, "coexistence_line", extra,
+                      potential=args.potential)
     path = folder / "melting.toml"
     if comm.Get_rank() == 0:
         path.write_text(text)
@@ -123,6 +126,8 @@ def main(argv=None):
     from acemd.analysis.cli import float_above, int_at_least   # option checks: exit 2, no traceback
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="validate_melting_cu", help="output folder")
+    ap.add_argument("--potential", default=str(POTENTIAL),
+                    help="the potential (default Cu-PBE-core-rep.ace; e.g. a potential `acemd learn` made)")
     ap.add_argument("--repeat", type=int_at_least(1, "the repeat count"),
                     default=4, help="fcc cells per edge (4: 256 atoms)")
     ap.add_argument("--guesses", type=float_above(0.0, "a temperature guess in K"), nargs="+", default=[1250.0, 1400.0],
@@ -158,7 +163,8 @@ def main(argv=None):
     for guess in args.guesses:
         folder = out / (f"guess_{guess:g}K" + (f"_{args.pressure:g}bar" if args.pressure else ""))
         folder.mkdir(parents=True, exist_ok=True)
-        text = input_text(folder, guess, repeat, run, args.window, 1 if args.quick else args.attempts, args.pressure)
+        text = input_text(folder, guess, repeat, run, args.window, 1 if args.quick else args.attempts, args.pressure,
+                          potential=args.potential)
         path = folder / "melting.toml"
         if comm.Get_rank() == 0:
             path.write_text(text)
