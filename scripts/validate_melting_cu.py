@@ -199,7 +199,7 @@ def main(argv=None):
             results.append((guess, None, None, None))
     if comm.Get_rank() != 0:
         return 0
-    print(f"#\n# Cu-PBE-core-rep.ace melting point at {args.pressure:g} bar (experiment at 0 bar: 1358 K)" + (" -- QUICK SMOKE, not a result" if
+    print(f"#\n# {Path(args.potential).name} melting point at {args.pressure:g} bar (experiment at 0 bar: 1358 K)" + (" -- QUICK SMOKE, not a result" if
                                                                            args.quick else ""))
     for guess, tm, err, windows in results:
         if tm is None:
