@@ -6,6 +6,8 @@ import os as _os
 
 __version__ = "0.1.0"
 
+BLAS_THREAD_KEYS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 def _one_blas_thread_per_rank():
     """Under an MPI launcher with several ranks, one BLAS/OpenMP thread per rank unless the user
@@ -19,7 +21,7 @@ def _one_blas_thread_per_rank():
     except (TypeError, ValueError):
         return
     if several:
-        for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        for key in BLAS_THREAD_KEYS:
             _os.environ.setdefault(key, "1")
 
 

@@ -210,9 +210,6 @@ def _fit(argv, debug):
         return _fail(exc, exc if known else _unexpected(exc), known, comm, errcomm, debug)
 
 
-BLAS_THREAD_KEYS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def numpy_single_threaded():
     """Load numpy's and scipy's BLAS with one thread (unless the user set a count), then give the
     environment back, so that processes started later (a DFT code labelling) see the user's own.
@@ -221,6 +218,7 @@ def numpy_single_threaded():
     products ran 3-30 times slower with OpenBLAS's threads when other jobs shared the cores (48
     candidates: 95.6 s against 3.3 s).  No effect once numpy is loaded.
     """
+    from . import BLAS_THREAD_KEYS
     if "numpy" in sys.modules:
         return
     saved = {k: os.environ.get(k) for k in BLAS_THREAD_KEYS}

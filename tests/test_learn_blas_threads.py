@@ -9,12 +9,17 @@ import pytest
 from test_bad_inputs import _env
 
 PROBE = """
-import json, os
+import ctypes, glob, json, os
 from acemd.cli import numpy_single_threaded
 numpy_single_threaded()
-import threadpoolctl
-print(json.dumps({"blas": sorted({p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}),
-                  "env": os.environ.get("OMP_NUM_THREADS")}))
+import numpy
+try:
+    import threadpoolctl
+    blas = sorted({p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"})
+except ImportError:      # numpy's own OpenBLAS (the wheels' scipy-openblas), asked directly
+    libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__) + ".libs", "*openblas*"))
+    blas = [ctypes.CDLL(libs[0]).scipy_openblas_get_num_threads64_()] if libs else None
+print(json.dumps({"blas": blas, "env": os.environ.get("OMP_NUM_THREADS")}))
 """
 
 
@@ -30,8 +35,9 @@ def _run(**extra):
 
 
 def test_one_blas_thread_and_the_environment_given_back():
-    pytest.importorskip("threadpoolctl")
     plain = _run()
+    if plain["blas"] is None:
+        pytest.skip("neither threadpoolctl nor numpy's bundled OpenBLAS to ask for its thread count")
     chosen = _run(OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
     print(f"\nBLAS threads after numpy_single_threaded: {plain['blas']} (OMP_NUM_THREADS afterwards: "
           f"{plain['env']}); with the user's 2: {chosen['blas']}")

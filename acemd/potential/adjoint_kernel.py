@@ -275,6 +275,44 @@ def _atom_radial_gradient(mu_i, nn, nel, nradmax, lmax, nradbase, col_g, S, dS, 
                 grad_crad[bond, n, l, k] += acc
 
 
+@njit(cache=True)
+def _dual_tree_layout(node_offsets, node_parent):
+    """The tree passes' view of the product tree, per element and relative to its first node:
+    each node's parent block (parent + 1; 0, the virtual root, for roots; np.uint64), and its nodes
+    without children and with children (ascending), as (nodes, start per element) pairs."""
+    nnodes = node_parent.shape[0]
+    nel = node_offsets.shape[0] - 1
+    has_children = np.zeros(nnodes, np.bool_)
+    for q in range(nnodes):
+        if node_parent[q] >= 0:
+            has_children[node_parent[q]] = True
+    n_inner = 0
+    for q in range(nnodes):
+        if has_children[q]:
+            n_inner += 1
+    parent_block = np.zeros(nnodes, np.uint64)
+    leaf_nodes = np.zeros(nnodes - n_inner, np.int64)
+    inner_nodes = np.zeros(n_inner, np.int64)
+    leaf_start = np.zeros(nel + 1, np.int64)
+    inner_start = np.zeros(nel + 1, np.int64)
+    for mu in range(nel):
+        m0 = node_offsets[mu]
+        nl = leaf_start[mu]
+        ni = inner_start[mu]
+        for q in range(m0, node_offsets[mu + 1]):
+            if node_parent[q] >= 0:
+                parent_block[q] = node_parent[q] - m0 + 1
+            if has_children[q]:
+                inner_nodes[ni] = q - m0
+                ni += 1
+            else:
+                leaf_nodes[nl] = q - m0
+                nl += 1
+        leaf_start[mu + 1] = nl
+        inner_start[mu + 1] = ni
+    return parent_block, leaf_nodes, leaf_start, inner_nodes, inner_start
+
+
 @njit(cache=True, fastmath=True, error_model='numpy')
 def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tangent, strain_tangent,
                  energy_adjoint,
@@ -346,37 +384,8 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
     W4 = np.zeros((max_nodes + 1) * blk)
     for b in range(BATCH):
         V4[b] = 1.0                 # the virtual root
-    parent_block = np.zeros(node_parent.shape[0], np.uint64)
-    factor_block = np.zeros(node_parent.shape[0], np.uint64)
-    has_children = np.zeros(node_parent.shape[0], np.bool_)
-    for q in range(node_parent.shape[0]):
-        if node_parent[q] >= 0:
-            has_children[node_parent[q]] = True
-    n_leaves = 0
-    for q in range(node_parent.shape[0]):
-        if not has_children[q]:
-            n_leaves += 1
-    # per element, relative to its first node: nodes without children, then those with (ascending)
-    leaf_nodes = np.zeros(n_leaves, np.int64)
-    inner_nodes = np.zeros(node_parent.shape[0] - n_leaves, np.int64)
-    leaf_start = np.zeros(nel + 1, np.int64)
-    inner_start = np.zeros(nel + 1, np.int64)
-    for mu in range(nel):
-        m0 = node_offsets[mu]
-        nl = leaf_start[mu]
-        ni = inner_start[mu]
-        for q in range(m0, node_offsets[mu + 1]):
-            if node_parent[q] >= 0:
-                parent_block[q] = node_parent[q] - m0 + 1
-            factor_block[q] = node_factor[q]
-            if has_children[q]:
-                inner_nodes[ni] = q - m0
-                ni += 1
-            else:
-                leaf_nodes[nl] = q - m0
-                nl += 1
-        leaf_start[mu + 1] = nl
-        inner_start[mu + 1] = ni
+    parent_block, leaf_nodes, leaf_start, inner_nodes, inner_start = _dual_tree_layout(node_offsets, node_parent)
+    factor_block = node_factor.astype(np.uint64)
     nn_of = np.zeros(BATCH, np.int64)
     rho_core_of = np.zeros(BATCH)
     rho_core_dot_of = np.zeros(BATCH)
