@@ -1,21 +1,16 @@
-"""The force kernel's internal organisation: generated tree code up to date, and
-results independent of how atoms fall into batches and of the neighbour order."""
+"""The force kernel's internal organisation: results independent of how atoms fall
+into batches and of the neighbour order."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ase.build import bulk
 
-from acemd.potential import ACEPotential, tree_codegen
+from acemd.potential import ACEPotential
 from acemd.potential.tree_batch import BATCH
 from acemd.neighbors import build_neighbor_list, periodic_images
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "potentials"
-
-
-def test_generated_tree_module_is_up_to_date():
-    assert tree_codegen.TARGET.read_text() == tree_codegen.source(), \
-        "run: python -m acemd.potential.tree_codegen"
 
 
 def evaluate(pot, atoms, order):
