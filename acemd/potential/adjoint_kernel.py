@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from .kernel import OK, TOO_CLOSE, _gather_neighbours, _poly_switch, _site_base, max_row_length, site_buffers
+from .simd import vload, vsplat, vstore
 from .tree_batch import BATCH, tree_backward_dual, tree_forward_dual
 
 __all__ = ["embedding_derivatives", "fit_gradient"]
@@ -437,25 +438,24 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
         n0 = node_offsets[mu_i]
         n1 = node_offsets[mu_i + 1]
         for a in range(nA):
-            for b in range(BATCH):
-                A4[a * blk + b] = A_re[a, b]
-                A4[a * blk + BATCH + b] = A_im[a, b]
-                A4[a * blk + 2 * BATCH + b] = Ad_re[a, b]
-                A4[a * blk + 3 * BATCH + b] = Ad_im[a, b]
+            vstore(A4, a * blk, vload(A_re, a * BATCH))
+            vstore(A4, a * blk + BATCH, vload(A_im, a * BATCH))
+            vstore(A4, a * blk + 2 * BATCH, vload(Ad_re, a * BATCH))
+            vstore(A4, a * blk + 3 * BATCH, vload(Ad_im, a * BATCH))
         tree_forward_dual(n1 - n0, parent_block[n0:n1], factor_block[n0:n1], A4, V4)
         c0 = col_offsets[mu_i]
         c1 = col_offsets[mu_i + 1]
         # ---------- B and Ḃ of every column, all lanes in one sweep of the leaves
         for c in range(c0, c1):
-            for b in range(BATCH):
-                B[c, b] = 0.0
-                Bd[c, b] = 0.0
+            bv = vsplat(0.0)
+            bd = vsplat(0.0)
             for q in range(leaf_offsets[c], leaf_offsets[c + 1]):
                 kb = (leaf_node[q] - n0 + 1) * blk
-                lc = leaf_coef[q]
-                for b in range(BATCH):
-                    B[c, b] += lc * V4[kb + b]
-                    Bd[c, b] += lc * V4[kb + 2 * BATCH + b]
+                lc = vsplat(leaf_coef[q])
+                bv = bv + lc * vload(V4, kb)
+                bd = bd + lc * vload(V4, kb + 2 * BATCH)
+            vstore(B, c * BATCH, bv)
+            vstore(Bd, c * BATCH, bd)
         # ---------- per atom: densities, energy, adjoints of the densities, dG/dC
         for b in range(nb):
             i = batch_atoms[b]
@@ -514,11 +514,10 @@ def fit_gradient(positions, species, n_local, offsets, neighbors, struct_of, tan
                            inner_nodes[inner_start[mu_i]:inner_start[mu_i + 1]], node_coef, g_rho, g_rhod,
                            A4, V4, W4[:(n1 - n0 + 1) * blk], adj4)
         for a in range(nA):
-            for b in range(BATCH):
-                adjA_re[a, b] = adj4[a * blk + b]
-                adjA_im[a, b] = adj4[a * blk + BATCH + b]
-                adjAd_re[a, b] = adj4[a * blk + 2 * BATCH + b]
-                adjAd_im[a, b] = adj4[a * blk + 3 * BATCH + b]
+            vstore(adjA_re, a * BATCH, vload(adj4, a * blk))
+            vstore(adjA_im, a * BATCH, vload(adj4, a * blk + BATCH))
+            vstore(adjAd_re, a * BATCH, vload(adj4, a * blk + 2 * BATCH))
+            vstore(adjAd_im, a * BATCH, vload(adj4, a * blk + 3 * BATCH))
         # ---------- per atom: onto the radial coefficients
         for b in range(nb):
             _fold_lane(adjA_re, adjA_im, b, nel, nradmax, lmax)
