@@ -225,8 +225,9 @@ def main(argv=None):
     for name in args.potentials:
         if not args.no_startup:
             cache = tempfile.mkdtemp(prefix="acemd-numba-cache-")
-            cold = launch(args, name, args.cells[0], 0, {"NUMBA_CACHE_DIR": cache}, startup_only=True)
-            warm = launch(args, name, args.cells[0], 0, {"NUMBA_CACHE_DIR": cache}, startup_only=True)
+            # a start-up worker stops after the first forces; steps = 1 only passes --steps' check
+            cold = launch(args, name, args.cells[0], 1, {"NUMBA_CACHE_DIR": cache}, startup_only=True)
+            warm = launch(args, name, args.cells[0], 1, {"NUMBA_CACHE_DIR": cache}, startup_only=True)
             shutil.rmtree(cache, ignore_errors=True)
             if cold and warm:
                 print(f"{name:7s} start to first forces ({4 * args.cells[0] ** 3} atoms): "
