@@ -14,4 +14,16 @@ fitted model and the MD engine evaluate the same function:
 - ``solvers``  weighted ridge and Bayesian linear regression, committees
 - ``metrics``  errors of the written potential per set and group
 - ``run``      the ``acemd fit`` pipeline: data, basis, assembly, solve, outputs, metrics
+- ``basis_file``  a pacemaker B-basis ``.yaml`` as a fit basis with coefficients (upfitting)
+- ``repulsion``   ``repulsion: auto``: ZBL core repulsion below each pair's shortest distance
+
+The nonlinear fit (pacemaker's model class, trained iteratively):
+
+- ``nonlinear_model``  parameters, tables and the two numba passes (``potential.adjoint_kernel``)
+- ``batch``            the training structures as one flat atom set for those passes
+- ``loss``             pacemaker's loss and its exact gradient, summed over MPI ranks
+- ``regularization``   the coefficient and radial-smoothness penalties
+- ``optimizers``       BFGS, L-BFGS-B and Adam with checkpointable state
+- ``ladder``           the ladder (hierarchical) schedule
+- ``nonlinear``        the pipeline: ladder steps, fit cycles, checkpoints, outputs
 """
