@@ -117,6 +117,12 @@ def tree_backward(n0, n1, nd, node_parent, node_factor, node_coef, A_re, A_im, v
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
+def _load_block(arr, start):
+    """The four components (re, im, ṙe, i̇m) of the fit passes' block at arr[start:]."""
+    return vload(arr, start), vload(arr, start + _IM), vload(arr, start + _DRE), vload(arr, start + _DIM)
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
 def tree_forward_dual(nnodes, parent_block, factor_block, A4, V):
     """Node values and tangents, v = v_parent A_f and v̇ = v̇_parent A_f + v_parent Ȧ_f, of nnodes nodes.
 
@@ -128,28 +134,43 @@ def tree_forward_dual(nnodes, parent_block, factor_block, A4, V):
         pb = parent_block[q] * _BLOCK
         fb = factor_block[q] * _BLOCK
         ob = (np.uint64(q) + np.uint64(1)) * _BLOCK
-        ar = vload(A4, fb)
-        ai = vload(A4, fb + _IM)
-        dr = vload(A4, fb + _DRE)
-        di = vload(A4, fb + _DIM)
-        pr = vload(V, pb)
-        pi = vload(V, pb + _IM)
-        qr = vload(V, pb + _DRE)
-        qi = vload(V, pb + _DIM)
-        vstore(V, ob, pr * ar - pi * ai)
-        vstore(V, ob + _IM, pr * ai + pi * ar)
-        vstore(V, ob + _DRE, qr * ar - qi * ai + pr * dr - pi * di)
-        vstore(V, ob + _DIM, qr * ai + qi * ar + pr * di + pi * dr)
+        ar, ai, dr, di = _load_block(A4, fb)
+        pr, pi, qr, qi = _load_block(V, pb)
+        _store_block(V, ob, pr * ar - pi * ai, pr * ai + pi * ar, qr * ar - qi * ai + pr * dr - pi * di,
+                     qr * ai + qi * ar + pr * di + pi * dr)
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
-def _flush_dual(W, block, s0, s1, s2, s3):
-    """W's block += the run's sums (what a run of siblings passes to their parent)."""
+def _store_block(arr, start, re, im, dre, dim):
+    """Store the four components of a block at arr[start:]."""
+    vstore(arr, start, re)
+    vstore(arr, start + _IM, im)
+    vstore(arr, start + _DRE, dre)
+    vstore(arr, start + _DIM, dim)
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def _pass_run(W, block, s0, s1, s2, s3):
+    """W's block += a run of siblings' sums (what they pass to their parent); returns the sums reset."""
     cb = block * _BLOCK
-    vstore(W, cb, vload(W, cb) + s0)
-    vstore(W, cb + _IM, vload(W, cb + _IM) + s1)
-    vstore(W, cb + _DRE, vload(W, cb + _DRE) + s2)
-    vstore(W, cb + _DIM, vload(W, cb + _DIM) + s3)
+    w0, w1, w2, w3 = _load_block(W, cb)
+    _store_block(W, cb, w0 + s0, w1 + s1, w2 + s2, w3 + s3)
+    zero = vsplat(0.0)
+    return zero, zero, zero, zero
+
+
+@njit(cache=True, fastmath=True, error_model='numpy')
+def _own_adjoint(nd, coef_row, g0, g1, h0, h1, g_rho, g_rhod):
+    """A node's adjoints from its own coefficients: (Σ_p c_p g_rho[p], Σ_p c_p g_rhod[p])."""
+    c0 = vsplat(coef_row[0])
+    c1 = vsplat(coef_row[1] if nd > 1 else 0.0)
+    x = g0 * c0 + g1 * c1
+    y = h0 * c0 + h1 * c1
+    for p in range(2, nd):
+        c = vsplat(coef_row[p])
+        x = x + vload(g_rho, p * BATCH) * c
+        y = y + vload(g_rhod, p * BATCH) * c
+    return x, y
 
 
 @njit(cache=True, fastmath=True, error_model='numpy')
@@ -165,14 +186,9 @@ def tree_backward_dual(nd, n0, parent_block, factor_block, leaf_nodes, inner_nod
     ignored).  g_rho and g_rhod are (rows >= 2, BATCH).
     """
     zero = vsplat(0.0)
-    for c in range(4):
-        vstore(W, c * BATCH, zero)
+    _store_block(W, np.uint64(0), zero, zero, zero, zero)
     for t in range(inner_nodes.shape[0]):
-        kb = (np.uint64(inner_nodes[t]) + np.uint64(1)) * _BLOCK
-        vstore(W, kb, zero)
-        vstore(W, kb + _IM, zero)
-        vstore(W, kb + _DRE, zero)
-        vstore(W, kb + _DIM, zero)
+        _store_block(W, (np.uint64(inner_nodes[t]) + np.uint64(1)) * _BLOCK, zero, zero, zero, zero)
     g0 = vload(g_rho, 0) if nd > 0 else zero
     g1 = vload(g_rho, BATCH) if nd > 1 else zero
     h0 = vload(g_rhod, 0) if nd > 0 else zero
@@ -187,82 +203,42 @@ def tree_backward_dual(nd, n0, parent_block, factor_block, leaf_nodes, inner_nod
         q = leaf_nodes[nleaf - 1 - t]
         par = parent_block[q]
         if par != cur:
-            _flush_dual(W, cur, s0, s1, s2, s3)
-            s0 = zero
-            s1 = zero
-            s2 = zero
-            s3 = zero
+            s0, s1, s2, s3 = _pass_run(W, cur, s0, s1, s2, s3)
             cur = par
         fb = factor_block[q] * _BLOCK
         pb = par * _BLOCK
-        c0 = vsplat(node_coef[n0 + q, 0])
-        c1 = vsplat(node_coef[n0 + q, 1] if nd > 1 else 0.0)
-        xr = g0 * c0 + g1 * c1
-        yr = h0 * c0 + h1 * c1
-        for p in range(2, nd):
-            c = vsplat(node_coef[n0 + q, p])
-            xr = xr + vload(g_rho, p * BATCH) * c
-            yr = yr + vload(g_rhod, p * BATCH) * c
-        pr = vload(V, pb)
-        pi = vload(V, pb + _IM)
-        qr = vload(V, pb + _DRE)
-        qi = vload(V, pb + _DIM)
-        ar = vload(A4, fb)
-        ai = vload(A4, fb + _IM)
-        dr = vload(A4, fb + _DRE)
-        di = vload(A4, fb + _DIM)
-        vstore(adj4, fb, vload(adj4, fb) + xr * pr + yr * qr)
-        vstore(adj4, fb + _IM, vload(adj4, fb + _IM) + xr * pi + yr * qi)
-        vstore(adj4, fb + _DRE, vload(adj4, fb + _DRE) + yr * pr)
-        vstore(adj4, fb + _DIM, vload(adj4, fb + _DIM) + yr * pi)
+        xr, yr = _own_adjoint(nd, node_coef[n0 + q], g0, g1, h0, h1, g_rho, g_rhod)
+        pr, pi, qr, qi = _load_block(V, pb)
+        ar, ai, dr, di = _load_block(A4, fb)
+        j0, j1, j2, j3 = _load_block(adj4, fb)
+        _store_block(adj4, fb, j0 + xr * pr + yr * qr, j1 + xr * pi + yr * qi, j2 + yr * pr, j3 + yr * pi)
         s0 = s0 + xr * ar + yr * dr
         s1 = s1 + xr * ai + yr * di
         s2 = s2 + yr * ar
         s3 = s3 + yr * ai
-    _flush_dual(W, cur, s0, s1, s2, s3)
-    s0 = zero
-    s1 = zero
-    s2 = zero
-    s3 = zero
+    s0, s1, s2, s3 = _pass_run(W, cur, s0, s1, s2, s3)
     cur = np.uint64(0)
     ninner = inner_nodes.shape[0]
     for t in range(ninner):
         q = inner_nodes[ninner - 1 - t]
         par = parent_block[q]
         if par != cur:
-            _flush_dual(W, cur, s0, s1, s2, s3)
-            s0 = zero
-            s1 = zero
-            s2 = zero
-            s3 = zero
+            s0, s1, s2, s3 = _pass_run(W, cur, s0, s1, s2, s3)
             cur = par
         fb = factor_block[q] * _BLOCK
         pb = par * _BLOCK
         kb = (np.uint64(q) + np.uint64(1)) * _BLOCK
-        c0 = vsplat(node_coef[n0 + q, 0])
-        c1 = vsplat(node_coef[n0 + q, 1] if nd > 1 else 0.0)
-        xr = vload(W, kb) + g0 * c0 + g1 * c1
-        xi = vload(W, kb + _IM)
-        yr = vload(W, kb + _DRE) + h0 * c0 + h1 * c1
-        yi = vload(W, kb + _DIM)
-        for p in range(2, nd):
-            c = vsplat(node_coef[n0 + q, p])
-            xr = xr + vload(g_rho, p * BATCH) * c
-            yr = yr + vload(g_rhod, p * BATCH) * c
-        pr = vload(V, pb)
-        pi = vload(V, pb + _IM)
-        qr = vload(V, pb + _DRE)
-        qi = vload(V, pb + _DIM)
-        ar = vload(A4, fb)
-        ai = vload(A4, fb + _IM)
-        dr = vload(A4, fb + _DRE)
-        di = vload(A4, fb + _DIM)
-        vstore(adj4, fb, vload(adj4, fb) + xr * pr - xi * pi + yr * qr - yi * qi)
-        vstore(adj4, fb + _IM, vload(adj4, fb + _IM) + xr * pi + xi * pr + yr * qi + yi * qr)
-        vstore(adj4, fb + _DRE, vload(adj4, fb + _DRE) + yr * pr - yi * pi)
-        vstore(adj4, fb + _DIM, vload(adj4, fb + _DIM) + yr * pi + yi * pr)
+        x_own, y_own = _own_adjoint(nd, node_coef[n0 + q], g0, g1, h0, h1, g_rho, g_rhod)
+        xr, xi, yr, yi = _load_block(W, kb)
+        xr = xr + x_own
+        yr = yr + y_own
+        pr, pi, qr, qi = _load_block(V, pb)
+        ar, ai, dr, di = _load_block(A4, fb)
+        j0, j1, j2, j3 = _load_block(adj4, fb)
+        _store_block(adj4, fb, j0 + xr * pr - xi * pi + yr * qr - yi * qi,
+                     j1 + xr * pi + xi * pr + yr * qi + yi * qr, j2 + yr * pr - yi * pi, j3 + yr * pi + yi * pr)
         s0 = s0 + xr * ar - xi * ai + yr * dr - yi * di
         s1 = s1 + xr * ai + xi * ar + yr * di + yi * dr
         s2 = s2 + yr * ar - yi * ai
         s3 = s3 + yr * ai + yi * ar
-    _flush_dual(W, cur, s0, s1, s2, s3)
+    _pass_run(W, cur, s0, s1, s2, s3)
