@@ -5,6 +5,8 @@ solve time and peak memory on 1 and 2 ranks, the 2-rank efficiency, and the same
     python scripts/bench_fit.py --data Cu_df2_1k.pkl.gzip [--ranks 1 2] [--acejax-python PY]
     python scripts/bench_fit.py --nonlinear --data Cu_df2_1k.pkl.gzip [--ranks 1 2] [--structures N]
 
+(The nonlinear fit's wall time to a given test error, beside pacemaker's: compare_pacemaker_nonlinear.py.)
+
 The data file is pacemaker's example (python-ace repository, examples/Cu-II/Cu_df2_1k.pkl.gzip:
 1000 Cu structures, 11309 atoms).  The basis is that of inputs/fit_cu_linear.yaml (pacemaker's
 linear-fit notebook: SBessel, rcut 6 Å, nradmax_by_orders [8, 8, 4, 3, 2], lmax_by_orders
