@@ -1,6 +1,7 @@
 """acemd.fit.dataset: pacemaker pickles, ASE formats, validation, reference energies, split."""
 import gzip
 import importlib
+import importlib.util
 import pickle
 import sys
 import types
@@ -197,6 +198,9 @@ def _small_frame(cls=pd.DataFrame, n=3):
     ("tensorpotential", "tensorpotential.data.process", "TPDataFrame"),
 ])
 def test_pickle_referencing_an_uninstalled_subclass(tmp_path, package, module, cls_name):
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here: this case needs it absent")
+
     class Frame(pd.DataFrame):   # pacemaker-like subclass with metadata
         _metadata = ["metadata"]
 
