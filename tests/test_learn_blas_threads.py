@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from acemd import BLAS_THREAD_KEYS
 from test_bad_inputs import _env
 
 PROBE = """
@@ -26,7 +27,7 @@ print(json.dumps({"blas": blas, "env": os.environ.get("OMP_NUM_THREADS")}))
 def _run(**extra):
     import json
     env = _env()
-    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for key in BLAS_THREAD_KEYS:
         env.pop(key, None)
     env.update(extra)
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
